@@ -51,7 +51,7 @@ const PluginApi& api() {
     void* lib = nullptr;
     std::string tried;
     for (const auto& c : candidates) {
-      lib = dlopen(c.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+      lib = dlmopen(LM_ID_NEWLM, c.c_str(), RTLD_NOW | RTLD_LOCAL);
       if (lib) break;
       tried += "\n  " + c + ": " + dlerror();
     }

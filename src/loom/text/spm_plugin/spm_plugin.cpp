@@ -1,6 +1,6 @@
-// libloom_spm.so — a C ABI around Debian's libsentencepiece, loaded by loom with
-// RTLD_LOCAL | RTLD_DEEPBIND so that the protobuf-lite copy inside libsentencepiece never meets
-// the protobuf that libtorch loads (see CMakeLists.txt). Only plain C types cross the boundary.
+// libloom_spm.so — a C ABI around Debian's libsentencepiece, loaded by loom into a link
+// namespace of its own (dlmopen) so that the protobuf-lite copy inside libsentencepiece never
+// meets the protobuf that libtorch loads (see CMakeLists.txt). Only plain C types cross the boundary.
 // Strings returned to the caller are written into caller-provided buffers; every function
 // returns a negative value on failure and never throws.
 #include <sentencepiece_processor.h>
