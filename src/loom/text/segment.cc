@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "loom/core/error.h"
 
@@ -121,17 +122,15 @@ bool is_cjk_terminator(char32_t c) { return c == 0x3002 || c == 0xFF01 || c == 0
 // Abbreviations after which a full stop does not end a sentence.
 
 bool is_abbreviation(std::string_view t) {
-  static const char* const kAbbrev[] = {
+  static const std::unordered_set<std::string_view> kAbbrev = {
       "Mr", "Mrs", "Ms", "Mx", "Dr", "Prof", "St", "Sr", "Jr", "vs", "etc", "Inc", "Ltd", "Co",
       "Corp", "Fig", "Figs", "Vol", "Vols", "pp", "Ed", "Eds", "Gen", "Gov", "Sen", "Rep", "Rev",
-      "Hon", "Capt", "Col", "Lt", "Sgt", "Cpl", "Maj", "Adm", "Mt", "Ft", "Ave", "Blvd", "Rd",
-      "approx", "Jan", "Feb", "Mar", "Apr", "Jun", "Jul", "Aug", "Sep", "Sept", "Oct", "Nov",
-      "Dec", "Dept", "Univ", "Assn", "Bros", "cf", "al", "ca", "viz", "Messrs", "Mme", "Mlle",
-      "Gen", "Supt", "Insp", "Det", "Pres", "Esq", "Ph", "Op", "Nos", "fig", "vol", "ed", "eq",
-      "Eq", "ch", "Ch", "sec", "Sec", "Art", "art", "est", "incl", "dept", "Gov", "gov"};
-  for (const char* a : kAbbrev)
-    if (t == a) return true;
-  return false;
+      "Hon", "Sens", "Reps", "Govs", "Capt", "Col", "Lt", "Sgt", "Cpl", "Maj", "Adm", "Mt", "Ft",
+      "Ave", "Blvd", "Rd", "approx", "Jan", "Feb", "Mar", "Apr", "Jun", "Jul", "Aug", "Sep",
+      "Sept", "Oct", "Nov", "Dec", "Dept", "Univ", "Assn", "Bros", "cf", "al", "ca", "viz",
+      "Messrs", "Mme", "Mlle", "Supt", "Insp", "Det", "Pres", "Esq", "Op", "Nos", "fig", "vol",
+      "ed", "eq", "Eq", "sec", "Sec", "est", "incl", "dept", "gov", "Ph", "Mssrs"};
+  return kAbbrev.count(t) > 0;
 }
 
 /// "U.S", "e.g", "i.e", "a.m", "Ph.D": letters in groups of 1-2 separated by dots (the final
@@ -169,16 +168,22 @@ class Builder {
     copy_to(b);
     b = std::max(b, cur_);
     if (e <= b) return;
+    // Leading whitespace and punctuation that cannot start a sentence (", and then" after a
+    // URL, ") which" after a link), trailing whitespace and opening brackets ("see (" before a
+    // link) are copied.
     size_t tb = b;
     while (tb < e) {
       Cp c = decode_at(s_, tb);
-      if (!is_space_cp(c.cp) || tb + c.len > e) break;
+      if (tb + c.len > e) break;
+      if (!is_space_cp(c.cp) && !(c.cp < 0x80 && std::strchr(",;:)]}", static_cast<char>(c.cp)) != nullptr))
+        break;
       tb += c.len;
     }
     size_t te = e;
     while (te > tb) {
       size_t p = prev_start(s_, tb, te);
-      if (!is_space_cp(decode_at(s_, p).cp)) break;
+      char32_t c = decode_at(s_, p).cp;
+      if (!is_space_cp(c) && c != '(' && c != '[' && c != '{') break;
       te = p;
     }
     copy_to(tb);
@@ -246,8 +251,12 @@ void emit_sentences(std::string_view s, size_t b, size_t e, Builder& out) {
     i = j;
     if (j >= e) break;  // the run ends here anyway
     bool split = false;
-    if (has_cjk) {
-      split = true;
+    if (has_cjk && !closers) {
+      split = true;  // 你好。世界
+    } else if (has_cjk) {
+      // 「こんにちは。」と言った: a closing quote after 。 usually continues the sentence; split
+      // only when whitespace follows.
+      split = is_space_cp(decode_at(s, j).cp);
     } else {
       size_t k = j;
       while (k < e) {
@@ -375,7 +384,7 @@ class Markdown {
   }
 
   const NextOf& next(InlineCtx& ctx) {
-    if (!ctx.next) ctx.next = std::make_unique<NextOf>(s_, ctx.b, ctx.e, "[]()>");
+    if (!ctx.next) ctx.next = std::make_unique<NextOf>(s_, ctx.b, ctx.e, "[]()>$");
     return *ctx.next;
   }
 
@@ -455,7 +464,7 @@ class Markdown {
     return j;
   }
 
-  static bool local_char(char c) { return is_ascii_alnum(c) || std::strchr("._%+-", c) != nullptr; }
+  static bool local_char(char c) { return is_ascii_alnum(c) || (c != 0 && std::strchr("._%+-", c) != nullptr); }
 
   void inline_range(InlineCtx& ctx, size_t b, size_t e) {
     size_t run = b;  // start of the pending sentence text
@@ -485,6 +494,31 @@ class Markdown {
         } else {
           i += len;
         }
+        continue;
+      }
+      if (c == '$') {
+        // TeX math: $$...$$, or $...$ with pandoc's rule (no space inside the dollars, no digit
+        // right after the closing one), so "$5 and $10" stays text.
+        const NextOf& n = next(ctx);
+        if (i + 1 < e && s_[i + 1] == '$') {
+          size_t close = n.find('$', i + 2);
+          while (close + 1 < e && s_[close + 1] != '$') close = n.find('$', close + 1);
+          if (close + 1 < e && close > i + 2) {
+            opaque(i, close + 2);
+            i = run;
+            continue;
+          }
+          i += 2;
+          continue;
+        }
+        size_t close = n.find('$', i + 1);
+        if (i + 1 < e && !is_space_cp(decode_at(s_, i + 1).cp) && close < e && close > i + 1 &&
+            !is_ascii_space(s_[close - 1]) && !(close + 1 < e && is_digit(s_[close + 1]))) {
+          opaque(i, close + 1);
+          i = run;
+          continue;
+        }
+        ++i;
         continue;
       }
       if (c == '!' && i + 1 < e && s_[i + 1] == '[') {
