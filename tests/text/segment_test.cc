@@ -5,6 +5,7 @@
 #include <chrono>
 #include <fstream>
 #include <map>
+#include <random>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -293,6 +294,21 @@ TEST(Segment, UrlsEmailsAndHtmlAreCopied) {
               {{"Autolink", T}, {" <https://x.org> ", C}, {"here.", T}, {" ", C}, {"@user stays.", T}});
 }
 
+TEST(Segment, RawHtmlBlocksFrontMatterFootnotesHardBreaks) {
+  EXPECT_SEGS("<pre>\nSome text. More.\n</pre>\n<!-- multi\nline. Comment -->\nText <!-- a > b --> more.",
+              {{"<pre>\nSome text. More.\n</pre>\n<!-- multi\nline. Comment -->\n", C}, {"Text", T},
+               {" <!-- a > b --> ", C}, {"more.", T}});
+  EXPECT_SEGS("<script type=\"x\">\nvar a = \"Hi. There\";</script>\nAfter.",
+              {{"<script type=\"x\">\nvar a = \"Hi. There\";</script>\n", C}, {"After.", T}});
+  EXPECT_SEGS("---\ntitle: \"My post\"\ntags:\n  - a\n---\n# Hi",
+              {{"---\ntitle: \"My post\"\ntags:\n  - a\n---\n# ", C}, {"Hi", T}});
+  // Not front matter: a thematic break followed by prose.
+  EXPECT_SEGS("---\nSome prose here.\n---\n", {{"---\n", C}, {"Some prose here.", T}, {"\n---\n", C}});
+  EXPECT_SEGS("[^1]: A footnote. Two.", {{"[^1]: ", C}, {"A footnote.", T}, {" ", C}, {"Two.", T}});
+  EXPECT_SEGS("Hard break\\\nnext line.", {{"Hard break", T}, {"\\\n", C}, {"next line.", T}});
+  EXPECT_SEGS("> \"Earth.\" \xE2\x80\x93 Anonymous", {{"> ", C}, {"\"Earth.\" \xE2\x80\x93 Anonymous", T}});
+}
+
 TEST(Segment, TexMathIsCopied) {
   EXPECT_SEGS("The area $A = \\pi r^2$ grows. It costs $5 and $10 now.",
               {{"The area", T}, {" $A = \\pi r^2$ ", C}, {"grows.", T}, {" ", C}, {"It costs $5 and $10 now.", T}});
@@ -369,6 +385,11 @@ struct MdDoc {
 MdDoc build_markdown(const std::vector<std::string>& lines, const std::string& nl) {
   MdDoc d;
   size_t k = 0;
+  if (lines.size() % 2 == 0) {
+    d.code.emplace_back(0, 0);
+    d.text += "---" + nl + "title: x" + nl + "---" + nl;
+    d.code.back().second = d.text.size();
+  }
   auto next = [&]() -> const std::string& { return lines[k++ % lines.size()]; };
   auto code = [&](const std::string& s) {
     d.code.emplace_back(d.text.size(), d.text.size() + s.size());
@@ -386,6 +407,8 @@ MdDoc build_markdown(const std::vector<std::string>& lines, const std::string& n
   d.text += next() + nl + nl;
   code("    " + next() + nl + "    " + next() + nl);
   d.text += nl + "---" + nl + nl;
+  code("<pre>" + nl + next() + nl + "</pre>" + nl);
+  d.text += nl;
   code("~~~" + nl + next() + nl + "~~~" + nl);
   for (size_t i = k; i < lines.size(); ++i) d.text += next() + (i % 3 == 2 ? nl + nl : " ");
   return d;
@@ -536,6 +559,10 @@ TEST(SegmentProperty, HostileInputsTerminateQuicklyAndRoundTrip) {
   cases.emplace_back("emails", rep("a.b@c.de ", 100000));
   cases.emplace_back("long e-mail locals", rep(std::string(1000, 'x') + "@ ", 1000));
   cases.emplace_back("dollar blocks", rep("$$\n", 100000));
+  cases.emplace_back("dollars", rep("$$ $ ", 200000));
+  cases.emplace_back("unclosed comments", rep("<!--", 250000));
+  cases.emplace_back("raw html lines", rep("<pre\n", 100000));
+  cases.emplace_back("front matter", "---\n" + rep("key: value\n", 100000));
   for (const auto& [name, text] : cases) {
     for (bool md : {true, false}) {
       auto t0 = std::chrono::steady_clock::now();
@@ -543,6 +570,28 @@ TEST(SegmentProperty, HostileInputsTerminateQuicklyAndRoundTrip) {
       double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       // Linear work on ~1 MB takes well under a second; quadratic work would take hours.
       EXPECT_LT(s, 20.0) << name;
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+// Random documents made of Markdown-significant pieces (deterministic seed): the invariants hold
+// for every one of them, in both modes.
+TEST(SegmentProperty, RandomMarkdownSoupKeepsInvariants) {
+  const std::vector<std::string> atoms = {
+      " ", "  ", "\t", "\n", "\r\n", "\r", "\n\n", ".", "!", "?", "...", "a", "A", "Mr", "e.g", "3", "14", "`",
+      "``", "```", "~~~", "[", "]", "(", ")", "![", "<", ">", "</", "<a", "<!--", "-->", "<pre", "@", "x@y.com",
+      "http://", "https://a.b/c", "www.", "#", "## ", "-", "- ", "* ", "+ ", "1. ", "2)", "|", "\\", "$", "$$", "*",
+      "_", "\"", "'", "\xE3\x80\x82", "\xEF\xBC\x81", "\xE2\x80\x8B", "\xC2\xA0", "\xE3\x80\x80", "\xE2\x80\x9D",
+      "\xE2\x80\xA6", "\xE4\xBD\xA0", "    ", "> ", "[ ] ", "[x]", ":", ",", "---", "***", "word", "Hello", "The",
+      "\xF0\x9F\x91\x8D", "\xC3\xA9", std::string(1, '\0'), "[^1]: ", "\xE2\x80\x93"};
+  std::mt19937 rng(20241129);
+  for (int it = 0; it < 20000; ++it) {
+    std::string doc;
+    int n = static_cast<int>(rng() % 40);
+    for (int k = 0; k < n; ++k) doc += atoms[rng() % atoms.size()];
+    for (bool md : {true, false}) {
+      check_invariants(doc, SegmentOptions{md}, {}, doc);
       if (HasFatalFailure()) return;
     }
   }

@@ -267,7 +267,8 @@ void emit_sentences(std::string_view s, size_t b, size_t e, Builder& out) {
       if (k == j || k >= e) continue;  // no whitespace after, or only trailing whitespace
       Cp next = decode_at(s, k);
       if (is_lower_cp(next.cp) || next.cp == ',' || next.cp == ';' || next.cp == ':' ||
-          next.cp == ')' || next.cp == ']' || next.cp == '}') {
+          next.cp == ')' || next.cp == ']' || next.cp == '}' || next.cp == '-' || next.cp == 0x2013 ||
+          next.cp == 0x2014) {  // "Earth." – Anonymous
         split = false;
       } else if (ellipsis || dots >= 2) {
         split = false;  // ellipsis: keep ("I thought... Then" stays one segment)
@@ -348,7 +349,7 @@ class Markdown {
 
   /// Segments the inline content [b, e) of one line (or one table cell).
   void inline_content(size_t b, size_t e) {
-    InlineCtx ctx{b, e, {}, {}, nullptr};
+    InlineCtx ctx{b, e, {}, {}, nullptr, std::string::npos};
     build_backticks(ctx);
     inline_range(ctx, b, e);
   }
@@ -359,6 +360,7 @@ class Markdown {
     std::vector<std::pair<size_t, size_t>> runs;  // backtick runs (pos, len)
     std::vector<size_t> closer;                   // index of the matching run, or npos
     std::unique_ptr<NextOf> next;                 // built lazily
+    size_t no_comment_close_from = std::string::npos;  // no "-->" after this position
   };
 
   void build_backticks(InlineCtx& ctx) {
@@ -562,6 +564,22 @@ class Markdown {
         ++i;
         continue;
       }
+      if (c == '<' && starts_with_ci(s_, i, e, "<!--")) {
+        // Comment: up to "-->" on this line. A failed search is remembered so that many
+        // unclosed "<!--" stay linear.
+        size_t close = std::string::npos;
+        if (i >= ctx.no_comment_close_from) {
+          close = std::string::npos;
+        } else {
+          close = s_.substr(0, e).find("-->", i + 4);
+          if (close == std::string::npos) ctx.no_comment_close_from = i;
+        }
+        if (close != std::string::npos) {
+          opaque(i, close + 3);
+          i = run;
+          continue;
+        }
+      }
       if (c == '<' && i + 1 < e &&
           (is_ascii_alpha(s_[i + 1]) || s_[i + 1] == '!' ||
            (s_[i + 1] == '/' && i + 2 < e && is_ascii_alpha(s_[i + 2])))) {
@@ -723,6 +741,49 @@ bool is_link_destination(std::string_view s, size_t b, size_t e) {
   return t == e || s[t] == '"' || s[t] == '\'' || s[t] == '(';
 }
 
+/// True if [b, e) contains marker (ASCII, case-insensitive).
+bool contains_ci(std::string_view s, size_t b, size_t e, const char* marker) {
+  size_t n = std::strlen(marker);
+  for (size_t i = b; i + n <= e; ++i)
+    if (starts_with_ci(s, i, e, marker)) return true;
+  return false;
+}
+
+/// End of a paragraph line's text without a trailing hard-break backslash ("text\").
+size_t hard_break_end(std::string_view s, size_t b, size_t e) {
+  size_t n = 0;
+  while (e - n > b && s[e - n - 1] == '\\') ++n;
+  return n % 2 == 1 ? e - 1 : e;
+}
+
+/// Length of a YAML front-matter block at the very start ("---" line, "key: value" lines, a
+/// closing "---" or "..." line), or 0. Every inner line must look like YAML (a key, a list
+/// item, indented, a comment or blank), so a document that merely starts with a thematic break
+/// is not swallowed.
+size_t front_matter_end(std::string_view s) {
+  auto is_marker = [&](const Line& ln, const char* m) {
+    size_t e = ln.e;
+    while (e > ln.b && is_ascii_space(s[e - 1])) --e;
+    return std::string_view(s.data() + ln.b, e - ln.b) == m;
+  };
+  Line first = line_at(s, 0);
+  if (first.next == first.e || !is_marker(first, "---")) return 0;
+  for (size_t pos = first.next; pos < s.size();) {
+    Line ln = line_at(s, pos);
+    if (is_marker(ln, "---") || is_marker(ln, "...")) return ln.next;
+    bool yaml = is_blank(s, ln.b, ln.e) || is_ascii_space(s[ln.b]) || s[ln.b] == '#' ||
+                (s[ln.b] == '-' && ln.b + 1 < ln.e && s[ln.b + 1] == ' ');
+    if (!yaml) {
+      size_t k = ln.b;
+      while (k < ln.e && (is_ascii_alnum(s[k]) || s[k] == '_' || s[k] == '-' || s[k] == '"')) ++k;
+      yaml = k > ln.b && k < ln.e && s[k] == ':' && (k + 1 == ln.e || is_ascii_space(s[k + 1]));
+    }
+    if (!yaml) return 0;
+    pos = ln.next;
+  }
+  return 0;  // never closed: not front matter
+}
+
 void segment_markdown(std::string_view s, Builder& out) {
   Markdown md(s, out);
   bool prev_blank = true;  // document start behaves like after a blank line
@@ -732,11 +793,20 @@ void segment_markdown(std::string_view s, Builder& out) {
   char fence_char = 0;
   size_t fence_len = 0;  // > 0: inside a fenced code block
   bool math = false;     // inside a $$ block
-  size_t pos = 0;
+  const char* raw_end = nullptr;  // inside a raw HTML block (<pre>, <script>, <!--): its end marker
+  size_t pos = front_matter_end(s);
+  out.copy_to(pos);
   while (pos < s.size()) {
     Line ln = line_at(s, pos);
     pos = ln.next;
     auto copy_line = [&] { out.copy_to(ln.next); };
+
+    if (raw_end != nullptr) {
+      if (contains_ci(s, ln.b, ln.e, raw_end)) raw_end = nullptr;
+      copy_line();
+      prev_blank = false;
+      continue;
+    }
 
     if (fence_len > 0 || math) {
       // Closing fence / $$: after blockquote markers and spaces.
@@ -849,6 +919,36 @@ void segment_markdown(std::string_view s, Builder& out) {
         continue;
       }
     }
+    if (s[p] == '<') {
+      // Raw HTML blocks whose content is not text (CommonMark type 1 and 2): copied up to the
+      // line holding the end marker.
+      static const std::pair<const char*, const char*> kRaw[] = {
+          {"<pre", "</pre>"}, {"<script", "</script>"}, {"<style", "</style>"},
+          {"<textarea", "</textarea>"}, {"<!--", "-->"}};
+      const char* end_marker = nullptr;
+      for (const auto& [open, close] : kRaw) {
+        size_t n = std::strlen(open);
+        if (starts_with_ci(s, p, ln.e, open) &&
+            (open[1] == '!' || p + n == ln.e || is_ascii_space(s[p + n]) || s[p + n] == '>')) {
+          end_marker = close;
+          break;
+        }
+      }
+      if (end_marker != nullptr && !contains_ci(s, p + 4, ln.e, end_marker)) {
+        raw_end = end_marker;
+        copy_line();
+        continue;
+      }
+    }
+    if (s[p] == '[' && p + 1 < ln.e && s[p + 1] == '^') {  // footnote definition "[^1]: text"
+      size_t rb = std::find(s.begin() + p, s.begin() + ln.e, ']') - s.begin();
+      if (rb + 1 < ln.e && s[rb + 1] == ':') {
+        out.copy_to(rb + 2);
+        md.inline_content(rb + 2, hard_break_end(s, rb + 2, ln.e));
+        copy_line();
+        continue;
+      }
+    }
     if (s[p] == '[') {  // link reference definition "[id]: url"
       size_t rb = std::find(s.begin() + p, s.begin() + ln.e, ']') - s.begin();
       if (rb + 1 < ln.e && s[rb + 1] == ':' && rb > p + 1 && is_link_destination(s, rb + 2, ln.e)) {
@@ -882,7 +982,7 @@ void segment_markdown(std::string_view s, Builder& out) {
       copy_line();
       continue;
     }
-    md.inline_content(p, ln.e);
+    md.inline_content(p, hard_break_end(s, p, ln.e));
     copy_line();
   }
 }
