@@ -13,4 +13,12 @@ namespace loom::cli {
 /// `loom version`: prints the loom and libtorch versions.
 void add_version(CLI::App& app);
 
+/// `loom tokenize --model DIR [FILE] [--target] [--src L --tgt L] [--pieces] [--decode]`: reads
+/// lines from FILE (or stdin) and prints, per line, the space-separated token ids of the model's
+/// translation tokenizer (source side; --target: labels; --pieces: token strings; --decode:
+/// input lines are ids, printed as decoded target text). Languages are validated as in
+/// loom::text::Seq2SeqTokenizer::set_languages; without --src/--tgt the tokenizer's defaults
+/// (tokenizer_config.json) apply. Errors name the input line.
+void add_tokenize(CLI::App& app);
+
 }  // namespace loom::cli

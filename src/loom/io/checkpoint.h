@@ -1,0 +1,94 @@
+// Hugging Face checkpoints for libtorch: safetensors tensors as torch::Tensor, a model directory
+// (config.json + weights, single-file or sharded), and a safetensors writer.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "loom/io/safetensors.h"
+
+namespace loom::io {
+
+/// Copies one tensor of `file` into a new contiguous CPU tensor of dtype `out`, with the file's
+/// shape. Every safetensors dtype converts (F16/BF16/F32/F64 are the usual weights; integers and
+/// BOOL convert with torch's .to() rules).
+torch::Tensor to_tensor(const SafetensorsFile& file, const TensorInfo& info,
+                        torch::ScalarType out = torch::kFloat32);
+
+/// Maps a safetensors dtype to the torch scalar type with the same bytes (F16 -> kHalf, ...).
+torch::ScalarType torch_dtype(DType);
+
+/// Writes `tensors` (name, tensor) as a safetensors file at `path`, in the given order, with
+/// "__metadata__" = `metadata` when it is a non-empty object of strings. The header is padded
+/// with spaces to a multiple of 8 bytes (as the reference writer does). Tensors may be on any
+/// device and non-contiguous; their dtype must be one of DType's. Writes `path`.tmp.<pid> and
+/// renames it over `path`, so readers never see a half-written file. Throws loom::Error on an
+/// empty or duplicate name, an unsupported dtype, bad metadata, or an I/O failure.
+void write_safetensors(const std::string& path,
+                       const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                       const nlohmann::json& metadata = {});
+
+/// A Hugging Face model directory: config.json (required), generation_config.json (optional) and
+/// weights, looked up in this order:
+///   1. model.safetensors
+///   2. model.safetensors.index.json ({"weight_map": {tensor name: shard file}}, sharded)
+///   3. pytorch_model.bin (torch.save zip format, read with torch::pickle_load; eagerly loaded)
+/// Safetensors files are memory-mapped and validated at open; tensors are copied on load().
+/// Matches transformers' from_pretrained file resolution (safetensors preferred over .bin).
+class HfCheckpoint {
+ public:
+  /// Opens `dir`. Throws loom::Error naming the file at fault: dir or config.json missing,
+  /// invalid JSON, no weights file, a bad shard index (tensor in a missing shard, shard lacking
+  /// a tensor it is mapped to), invalid safetensors, unreadable pytorch_model.bin.
+  explicit HfCheckpoint(const std::string& dir);
+  HfCheckpoint(HfCheckpoint&&) noexcept;
+  HfCheckpoint& operator=(HfCheckpoint&&) noexcept;
+  ~HfCheckpoint();
+
+  const std::string& dir() const { return dir_; }
+  /// Parsed config.json.
+  const nlohmann::json& config() const { return config_; }
+  /// Parsed generation_config.json, or an empty object when the file is absent.
+  const nlohmann::json& generation_config() const { return generation_config_; }
+  /// The weights file(s) in use, relative to dir(): {"model.safetensors"}, the shards, or
+  /// {"pytorch_model.bin"}.
+  const std::vector<std::string>& weight_files() const { return weight_files_; }
+
+  /// True when the checkpoint has a tensor called `name`.
+  bool has(const std::string& name) const;
+  /// Every tensor name, sorted.
+  std::vector<std::string> names() const;
+  /// Shape of tensor `name`; throws loom::Error (dir/file + tensor) if absent.
+  std::vector<int64_t> shape(const std::string& name) const;
+  /// A fresh contiguous CPU copy of tensor `name` as dtype `out`; throws loom::Error naming the
+  /// weights file and the tensor if it is absent.
+  torch::Tensor load(const std::string& name, torch::ScalarType out = torch::kFloat32) const;
+
+ private:
+  struct Loc {
+    size_t file;             // index into st_files_
+    const TensorInfo* info;  // entry inside st_files_[file]
+  };
+  std::string dir_;
+  nlohmann::json config_;
+  nlohmann::json generation_config_ = nlohmann::json::object();
+  std::vector<std::string> weight_files_;
+  std::vector<std::unique_ptr<SafetensorsFile>> st_files_;  // stable addresses for Loc::info
+  std::map<std::string, Loc> st_index_;
+  std::map<std::string, torch::Tensor> bin_;  // pytorch_model.bin tensors
+  std::string where_;  // weights path for messages
+};
+
+/// Reads a pytorch_model.bin written by torch.save (zip format) into name -> tensor. Throws
+/// loom::Error naming `path`, suggesting conversion to safetensors, when libtorch cannot read it
+/// (e.g. the legacy non-zip format) or it is not a dict of tensors.
+std::map<std::string, torch::Tensor> read_pytorch_bin(const std::string& path);
+
+}  // namespace loom::io

@@ -1,0 +1,249 @@
+#include "loom/text/nllb_tokenizer.h"
+
+#include <algorithm>
+
+#include "loom/core/error.h"
+#include "loom/text/utf8.h"
+
+namespace loom::text {
+namespace {
+
+constexpr int64_t kMaxId = 50'000'000;  // guards against hostile token ids in the config files
+constexpr size_t kCodesInMessage = 40;  // language codes listed in an error message
+
+std::string replace_spiece_underline(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    if (s.compare(i, 3, "\xE2\x96\x81") == 0) {
+      out.push_back(' ');
+      i += 3;
+    } else {
+      out.push_back(s[i++]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+NllbTokenizer::NllbTokenizer(const std::string& model_dir) : dir_(model_dir) {
+  const std::string cfg_path = dir_ + "/tokenizer_config.json";
+  nlohmann::json cfg = file_exists(cfg_path) ? read_json_file(cfg_path) : nlohmann::json::object();
+  if (!cfg.is_object()) fail(Where{cfg_path}, "expected a JSON object");
+  auto get_bool = [&](const char* key, bool fallback) {
+    auto it = cfg.find(key);
+    if (it == cfg.end() || it->is_null()) return fallback;
+    if (!it->is_boolean()) fail(Where{cfg_path, 0, key}, "expected true or false, got {}", it->dump());
+    return it->get<bool>();
+  };
+  legacy_ = get_bool("legacy_behaviour", false);
+  clean_up_ = get_bool("clean_up_tokenization_spaces", false);
+
+  const std::string spm_path = dir_ + "/sentencepiece.bpe.model";
+  if (!file_exists(spm_path))
+    fail(Where{spm_path}, "NllbTokenizer file missing (the slow NLLB tokenizer needs sentencepiece.bpe.model)");
+  sp_ = std::make_unique<SentencePiece>(spm_path);
+  sp_size_ = sp_->size();
+
+  // Fixed fairseq specials.
+  const std::string bos = special_token_string(cfg, "bos_token", "<s>", cfg_path);
+  const std::string pad = special_token_string(cfg, "pad_token", "<pad>", cfg_path);
+  const std::string eos = special_token_string(cfg, "eos_token", "</s>", cfg_path);
+  const std::string unk = special_token_string(cfg, "unk_token", "<unk>", cfg_path);
+  const std::string mask = special_token_string(cfg, "mask_token", "<mask>", cfg_path);
+  std::vector<AddedToken> added{{bos, 0}, {pad, 1}, {eos, 2}, {unk, 3}};
+
+  // Language codes and <mask>: ids from tokenizer_config.json added_tokens_decoder, else
+  // added_tokens.json, else consecutive after the SentencePiece vocabulary in the order of
+  // additional_special_tokens (HF: sp_size + i + 1; <mask> after them).
+  std::vector<AddedToken> extra;
+  std::string extra_source;
+  auto atd = cfg.find("added_tokens_decoder");
+  if (atd != cfg.end() && atd->is_object() && atd->size() > 4) {
+    extra_source = cfg_path;
+    for (auto it = atd->begin(); it != atd->end(); ++it) {
+      const auto& v = it.value();
+      const std::string field = "added_tokens_decoder." + it.key();
+      if (!v.is_object() || !v.contains("content") || !v["content"].is_string())
+        fail(Where{cfg_path, 0, field}, "expected {{\"content\": ...}}");
+      AddedToken t;
+      t.content = v["content"].get<std::string>();
+      try {
+        t.id = std::stoll(it.key());
+      } catch (const std::exception&) {
+        fail(Where{cfg_path, 0, field}, "key is not a token id");
+      }
+      if (t.id < 4) continue;  // the fixed specials above
+      auto flag = [&](const char* k) {
+        auto f = v.find(k);
+        return f != v.end() && f->is_boolean() && f->get<bool>();
+      };
+      t.lstrip = flag("lstrip");
+      t.rstrip = flag("rstrip");
+      extra.push_back(std::move(t));
+    }
+  } else if (file_exists(dir_ + "/added_tokens.json")) {
+    extra_source = dir_ + "/added_tokens.json";
+    nlohmann::json j = read_json_file(extra_source);
+    if (!j.is_object()) fail(Where{extra_source}, "expected a JSON object token -> id");
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if (!it.value().is_number_integer()) fail(Where{extra_source, 0, it.key()}, "id is not an integer");
+      AddedToken t{it.key(), it.value().get<int64_t>()};
+      if (t.id < 4) continue;
+      t.lstrip = t.content == mask;  // HF builds <mask> with lstrip=True
+      extra.push_back(std::move(t));
+    }
+  } else {
+    nlohmann::json list;
+    for (const std::string& f : {dir_ + "/special_tokens_map.json", cfg_path}) {
+      if (!file_exists(f)) continue;
+      nlohmann::json j = f == cfg_path ? cfg : read_json_file(f);
+      if (j.is_object() && j.contains("additional_special_tokens")) {
+        list = j["additional_special_tokens"];
+        extra_source = f;
+        break;
+      }
+    }
+    if (!list.is_array())
+      fail(Where{cfg_path}, "no NLLB language codes found (looked for added_tokens_decoder, added_tokens.json, "
+                            "additional_special_tokens)");
+    int64_t next = sp_size_ + 1;
+    for (const auto& e : list) {
+      std::string code = e.is_string() ? e.get<std::string>() : e.value("content", std::string());
+      if (code.empty()) fail(Where{extra_source, 0, "additional_special_tokens"}, "bad entry {}", e.dump());
+      extra.push_back(AddedToken{code, next++});
+    }
+    extra.push_back(AddedToken{mask, next, true, false});
+  }
+
+  for (auto& t : extra) {
+    if (t.id < 0 || t.id > kMaxId) fail(Where{extra_source, 0, t.content}, "token id {} out of range", t.id);
+    if (t.content.empty()) fail(Where{extra_source, 0, std::to_string(t.id)}, "empty added token");
+  }
+  std::sort(extra.begin(), extra.end(), [](const AddedToken& a, const AddedToken& b) { return a.id < b.id; });
+  for (const auto& t : extra) {
+    if (t.content == mask) continue;
+    codes_.push_back(t.content);
+    code_ids_[t.content] = t.id;
+  }
+  if (codes_.empty()) fail(Where{extra_source}, "no NLLB language codes found");
+  added.insert(added.end(), extra.begin(), extra.end());
+  vocab_size_ = sp_size_ + 1;
+  for (const auto& t : added) {
+    added_by_id_[t.id] = t.content;
+    special_ids_.insert(t.id);  // specials, language codes (additional_special_tokens), <mask>
+    vocab_size_ = std::max(vocab_size_, t.id + 1);
+  }
+  splitter_ = AddedTokenSplitter(std::move(added));
+
+  // HF defaults: src_lang from the config (else eng_Latn), tgt_lang from the config (else none).
+  auto cfg_lang = [&](const char* key, const std::string& fallback) {
+    auto it = cfg.find(key);
+    std::string v = it != cfg.end() && it->is_string() ? it->get<std::string>() : fallback;
+    return code_ids_.count(v) ? v : std::string();
+  };
+  src_ = cfg_lang("src_lang", "eng_Latn");
+  tgt_ = cfg_lang("tgt_lang", "");
+}
+
+std::string NllbTokenizer::valid_codes_message() const {
+  std::vector<std::string> shown(codes_.begin(), codes_.begin() + std::min(codes_.size(), kCodesInMessage));
+  return fmt::format("valid codes ({}): {}{}", codes_.size(), fmt::join(shown, ", "),
+                     codes_.size() > shown.size() ? ", ..." : "");
+}
+
+int64_t NllbTokenizer::language_id(const std::string& code) const {
+  auto it = code_ids_.find(code);
+  if (it == code_ids_.end()) fail(Where{dir_, 0, "language"}, "unknown NLLB language code '{}'; {}", code, valid_codes_message());
+  return it->second;
+}
+
+void NllbTokenizer::set_languages(const std::string& src, const std::string& tgt) {
+  if (src.empty() || tgt.empty())
+    fail(Where{dir_, 0, src.empty() ? "src" : "tgt"},
+         "NLLB needs both a source and a target language (e.g. --src eng_Latn --tgt zho_Hans); {}",
+         valid_codes_message());
+  auto check = [&](const std::string& code, const char* what) {
+    if (!code_ids_.count(code))
+      fail(Where{dir_, 0, what}, "unknown NLLB {} language '{}'; {}", what, code, valid_codes_message());
+  };
+  check(src, "src");
+  check(tgt, "tgt");
+  src_ = src;
+  tgt_ = tgt;
+}
+
+std::vector<std::string> NllbTokenizer::tokenize(std::string_view text, std::vector<int64_t>* ids) const {
+  check_utf8(text);
+  std::vector<std::string> tokens;
+  for (const TextChunk& chunk : splitter_.split(text)) {
+    if (chunk.token >= 0) {
+      const AddedToken& t = splitter_.tokens()[chunk.token];
+      tokens.push_back(t.content);
+      if (ids) ids->push_back(t.id);
+      continue;
+    }
+    for (auto& p : sp_->encode_pieces(chunk.text)) {
+      if (ids) {
+        int spm_id = sp_->piece_to_id(p);
+        // HF: spm id + fairseq offset 1; SentencePiece's <unk> (id 0) -> <unk> = 3.
+        ids->push_back(spm_id == 0 || sp_->is_unknown(spm_id) ? 3 : spm_id + 1);
+      }
+      tokens.push_back(std::move(p));
+    }
+  }
+  return tokens;
+}
+
+std::vector<int64_t> NllbTokenizer::encode_source(std::string_view text) const {
+  if (src_.empty()) fail(Where{dir_, 0, "src"}, "no NLLB source language selected; {}", valid_codes_message());
+  const int64_t lang = code_ids_.at(src_);
+  std::vector<int64_t> ids;
+  if (!legacy_) ids.push_back(lang);
+  tokenize(text, &ids);
+  ids.push_back(eos_id());
+  if (legacy_) ids.push_back(lang);
+  return ids;
+}
+
+std::vector<std::string> NllbTokenizer::source_pieces(std::string_view text) const { return tokenize(text, nullptr); }
+
+std::vector<int64_t> NllbTokenizer::encode_target(std::string_view text) const {
+  if (tgt_.empty()) fail(Where{dir_, 0, "tgt"}, "no NLLB target language selected; {}", valid_codes_message());
+  const int64_t lang = code_ids_.at(tgt_);
+  std::vector<int64_t> ids;
+  if (!legacy_) ids.push_back(lang);
+  tokenize(text, &ids);
+  ids.push_back(eos_id());
+  if (legacy_) ids.push_back(lang);
+  return ids;
+}
+
+std::optional<int64_t> NllbTokenizer::forced_bos_token_id() const {
+  if (tgt_.empty()) return std::nullopt;
+  return code_ids_.at(tgt_);
+}
+
+std::string NllbTokenizer::id_to_token(int64_t id, bool /*target_side*/) const {
+  if (id < 0 || id >= vocab_size_) fail(Where{dir_}, "token id {} out of range [0, {})", id, vocab_size_);
+  auto it = added_by_id_.find(id);
+  if (it != added_by_id_.end()) return it->second;
+  if (id - 1 < sp_size_) return sp_->id_to_piece(static_cast<int>(id - 1));
+  return added_by_id_.at(3);  // a hole between the SentencePiece vocabulary and the codes
+}
+
+std::string NllbTokenizer::decode_target(const std::vector<int64_t>& ids) const {
+  std::string joined;
+  for (int64_t id : ids) {
+    std::string token = id_to_token(id);  // range check first
+    if (special_ids_.count(id)) continue;  // skip_special_tokens=True
+    if (id - 1 >= sp_size_) continue;      // hole: decodes to <unk>, a special token
+    joined += token;
+  }
+  // HF NllbTokenizer.convert_tokens_to_string: join, "▁" -> " ", strip.
+  std::string out(strip_unicode_space(replace_spiece_underline(joined)));
+  return clean_up_ ? clean_up_tokenization(std::move(out)) : out;
+}
+
+}  // namespace loom::text

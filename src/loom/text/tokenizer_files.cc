@@ -1,0 +1,121 @@
+#include "loom/text/tokenizer_files.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "loom/core/error.h"
+#include "loom/text/utf8.h"
+
+namespace loom::text {
+
+std::string read_file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(Where{path}, "cannot open file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) fail(Where{path}, "read error");
+  return ss.str();
+}
+
+nlohmann::json read_json_file(const std::string& path) {
+  std::string bytes = read_file_bytes(path);
+  try {
+    return nlohmann::json::parse(bytes);
+  } catch (const nlohmann::json::exception& e) {
+    fail(Where{path}, "not valid JSON: {}", e.what());
+  }
+}
+
+bool file_exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::string special_token_string(const nlohmann::json& config, const std::string& key,
+                                 const std::string& fallback, const std::string& file) {
+  auto it = config.find(key);
+  if (it == config.end() || it->is_null()) return fallback;
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_object()) {
+    auto c = it->find("content");
+    if (c != it->end() && c->is_string()) return c->get<std::string>();
+  }
+  fail(Where{file, 0, key}, "expected a string or {{\"content\": ...}}, got {}", it->dump());
+}
+
+std::string clean_up_tokenization(std::string text) {
+  static const std::pair<const char*, const char*> kRules[] = {
+      {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"}, {" n't", "n't"},
+      {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+  // Each rule is applied to the whole string in turn, like Python's chained str.replace.
+  for (const auto& [from, to] : kRules) {
+    const size_t flen = std::strlen(from);
+    std::string out;
+    out.reserve(text.size());
+    size_t pos = 0;
+    while (true) {
+      size_t hit = text.find(from, pos);
+      if (hit == std::string::npos) break;
+      out.append(text, pos, hit - pos);
+      out.append(to);
+      pos = hit + flen;
+    }
+    out.append(text, pos, std::string::npos);
+    text = std::move(out);
+  }
+  return text;
+}
+
+AddedTokenSplitter::AddedTokenSplitter(std::vector<AddedToken> tokens) : tokens_(std::move(tokens)) {
+  for (size_t i = 0; i < tokens_.size(); ++i) {
+    if (tokens_[i].content.empty()) continue;
+    by_first_byte_[static_cast<unsigned char>(tokens_[i].content[0])].push_back(static_cast<int>(i));
+  }
+  for (auto& v : by_first_byte_)
+    std::stable_sort(v.begin(), v.end(),
+                     [&](int a, int b) { return tokens_[a].content.size() > tokens_[b].content.size(); });
+}
+
+std::vector<TextChunk> AddedTokenSplitter::split(std::string_view text) const {
+  std::vector<TextChunk> chunks;
+  size_t plain_start = 0, i = 0;
+  while (i < text.size()) {
+    int found = -1;
+    for (int t : by_first_byte_[static_cast<unsigned char>(text[i])]) {
+      const std::string& c = tokens_[t].content;
+      if (text.compare(i, c.size(), c) == 0) {
+        found = t;
+        break;
+      }
+    }
+    if (found < 0) {
+      ++i;
+      continue;
+    }
+    if (i > plain_start) chunks.push_back({text.substr(plain_start, i - plain_start), -1});
+    chunks.push_back({text.substr(i, tokens_[found].content.size()), found});
+    i += tokens_[found].content.size();
+    plain_start = i;
+  }
+  if (plain_start < text.size()) chunks.push_back({text.substr(plain_start), -1});
+  // Whitespace stripping around lstrip/rstrip tokens (HF: rstrip eats the right neighbour's
+  // leading spaces, lstrip the left neighbour's trailing spaces).
+  for (size_t k = 0; k < chunks.size(); ++k) {
+    if (chunks[k].token < 0) continue;
+    const AddedToken& t = tokens_[chunks[k].token];
+    if (t.rstrip && k + 1 < chunks.size() && chunks[k + 1].token < 0)
+      chunks[k + 1].text = lstrip_unicode_space(chunks[k + 1].text);
+    if (t.lstrip && k > 0 && chunks[k - 1].token < 0) chunks[k - 1].text = rstrip_unicode_space(chunks[k - 1].text);
+  }
+  std::vector<TextChunk> out;
+  out.reserve(chunks.size());
+  for (const auto& c : chunks)
+    if (c.token >= 0 || !c.text.empty()) out.push_back(c);
+  return out;
+}
+
+}  // namespace loom::text
