@@ -21,4 +21,10 @@ void add_version(CLI::App& app);
 /// (tokenizer_config.json) apply. Errors name the input line.
 void add_tokenize(CLI::App& app);
 
+/// `loom download ID [--revision main] [--endpoint URL] [--cache-dir DIR]`: fetches a model's
+/// config, weights and tokenizer files from the Hugging Face Hub into the hub cache
+/// (loom::io::download_model; token from $HF_TOKEN) and prints the snapshot directory, which
+/// loom::io::resolve_model then finds by id.
+void add_download(CLI::App& app);
+
 }  // namespace loom::cli

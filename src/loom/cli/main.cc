@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Show help for all sub-commands");
   loom::cli::add_version(app);
   loom::cli::add_tokenize(app);
+  loom::cli::add_download(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
