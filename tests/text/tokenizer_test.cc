@@ -282,6 +282,8 @@ TEST(Seq2SeqTokenizer, InvalidUtf8AndBadIdsAreErrors) {
     EXPECT_THROW(opus->source_pieces(bad), Error);
     EXPECT_THROW(nllb->encode_source(bad), Error);
   }
+  EXPECT_THROW(opus->encode_source(std::string("a\0b c", 5)), Error);  // NUL byte
+  EXPECT_THROW(nllb->encode_target(std::string("a\0b c", 5)), Error);
   EXPECT_THROW(opus->decode_target({5, -1}), Error);
   EXPECT_THROW(opus->decode_target({opus->vocab_size()}), Error);
   EXPECT_THROW(nllb->decode_target({nllb->vocab_size()}), Error);

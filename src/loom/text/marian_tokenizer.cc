@@ -203,7 +203,7 @@ void MarianTokenizer::set_languages(const std::string& src, const std::string& t
 }
 
 std::vector<std::string> MarianTokenizer::tokenize(std::string_view text, bool target, bool* leading_code) const {
-  check_utf8(text);
+  check_tokenizer_text(text);
   const SentencePiece& spm = target ? *spm_target_ : *spm_source_;
   std::vector<std::string> tokens;
   bool first = true;

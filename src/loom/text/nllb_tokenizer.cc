@@ -175,7 +175,7 @@ void NllbTokenizer::set_languages(const std::string& src, const std::string& tgt
 }
 
 std::vector<std::string> NllbTokenizer::tokenize(std::string_view text, std::vector<int64_t>* ids) const {
-  check_utf8(text);
+  check_tokenizer_text(text);
   std::vector<std::string> tokens;
   for (const TextChunk& chunk : splitter_.split(text)) {
     if (chunk.token >= 0) {
