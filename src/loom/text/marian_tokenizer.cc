@@ -249,6 +249,10 @@ std::vector<std::string> MarianTokenizer::source_pieces(std::string_view text) c
   return tokenize(text, false, nullptr);
 }
 
+std::string MarianTokenizer::source_text(const std::vector<std::string>& pieces) const {
+  return spm_source_->decode_pieces(pieces);
+}
+
 std::vector<int64_t> MarianTokenizer::encode_target(std::string_view text) const {
   auto tokens = tokenize(text, true, nullptr);
   std::vector<int64_t> ids;

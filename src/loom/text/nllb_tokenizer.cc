@@ -209,6 +209,10 @@ std::vector<int64_t> NllbTokenizer::encode_source(std::string_view text) const {
 
 std::vector<std::string> NllbTokenizer::source_pieces(std::string_view text) const { return tokenize(text, nullptr); }
 
+std::string NllbTokenizer::source_text(const std::vector<std::string>& pieces) const {
+  return sp_->decode_pieces(pieces);
+}
+
 std::vector<int64_t> NllbTokenizer::encode_target(std::string_view text) const {
   if (tgt_.empty()) fail(Where{dir_, 0, "tgt"}, "no NLLB target language selected; {}", valid_codes_message());
   const int64_t lang = code_ids_.at(tgt_);
