@@ -282,6 +282,8 @@ TEST(Seq2SeqTokenizer, InvalidUtf8AndBadIdsAreErrors) {
     EXPECT_THROW(opus->source_pieces(bad), Error);
     EXPECT_THROW(nllb->encode_source(bad), Error);
   }
+  EXPECT_THROW(opus->encode_source(std::string("a\0b c", 5)), Error);  // NUL byte
+  EXPECT_THROW(nllb->encode_target(std::string("a\0b c", 5)), Error);
   EXPECT_THROW(opus->decode_target({5, -1}), Error);
   EXPECT_THROW(opus->decode_target({opus->vocab_size()}), Error);
   EXPECT_THROW(nllb->decode_target({nllb->vocab_size()}), Error);
@@ -317,6 +319,40 @@ TEST(Seq2SeqTokenizer, LoaderPicksTheTokenizerOrFailsClearly) {
     EXPECT_NE(std::string(e.what()).find("corpus"), std::string::npos) << e.what();
   }
   EXPECT_THROW(load_seq2seq_tokenizer(kData + "/no-such-model"), Error);
+}
+
+}  // namespace
+}  // namespace loom::text
+
+namespace loom::text {
+namespace {
+
+// Cutting a sentence at a piece boundary and re-encoding each part's source_text() gives the
+// same ids as the corresponding slice of the whole sentence.
+TEST(Seq2SeqTokenizer, SourcePiecesSplitAndReencode) {
+  nlohmann::json ref = read_json_file(kOpusRef);
+  auto opus = load_seq2seq_tokenizer(kOpus);
+  auto nllb = load_seq2seq_tokenizer(kNllb);
+  nllb->set_languages("eng_Latn", "zho_Hans");
+  for (const Seq2SeqTokenizer* tok : {opus.get(), nllb.get()}) {
+    for (size_t i = 0; i < 20; ++i) {
+      const std::string text = ref["source"][i]["text"];
+      auto pieces = tok->source_pieces(text);
+      Ids ids = tok->encode_source(text);
+      const size_t first = tok->name() == "NllbTokenizer" ? 1 : 0;  // NLLB: [src_lang] first
+      ASSERT_EQ(ids.size(), pieces.size() + 1 + first);
+      // Cut before a piece that starts a word ("▁"), near the middle.
+      size_t cut = pieces.size() / 2;
+      while (cut < pieces.size() && pieces[cut].rfind("\xE2\x96\x81", 0) != 0) ++cut;
+      if (cut == pieces.size()) continue;
+      std::vector<std::string> a(pieces.begin(), pieces.begin() + cut), b(pieces.begin() + cut, pieces.end());
+      Ids ia = tok->encode_source(tok->source_text(a)), ib = tok->encode_source(tok->source_text(b));
+      SCOPED_TRACE(tok->name() + " row " + std::to_string(i) + " cut " + std::to_string(cut));
+      EXPECT_EQ(Ids(ia.begin() + first, ia.end() - 1), Ids(ids.begin() + first, ids.begin() + first + cut));
+      EXPECT_EQ(Ids(ib.begin() + first, ib.end() - 1), Ids(ids.begin() + first + cut, ids.end() - 1));
+    }
+    EXPECT_EQ(tok->source_text(tok->source_pieces("All human beings are born free.")), "All human beings are born free.");
+  }
 }
 
 }  // namespace

@@ -203,7 +203,7 @@ void MarianTokenizer::set_languages(const std::string& src, const std::string& t
 }
 
 std::vector<std::string> MarianTokenizer::tokenize(std::string_view text, bool target, bool* leading_code) const {
-  check_utf8(text);
+  check_tokenizer_text(text);
   const SentencePiece& spm = target ? *spm_target_ : *spm_source_;
   std::vector<std::string> tokens;
   bool first = true;
@@ -247,6 +247,10 @@ std::vector<int64_t> MarianTokenizer::encode_source(std::string_view text) const
 
 std::vector<std::string> MarianTokenizer::source_pieces(std::string_view text) const {
   return tokenize(text, false, nullptr);
+}
+
+std::string MarianTokenizer::source_text(const std::vector<std::string>& pieces) const {
+  return spm_source_->decode_pieces(pieces);
 }
 
 std::vector<int64_t> MarianTokenizer::encode_target(std::string_view text) const {

@@ -41,6 +41,7 @@ class MarianTokenizer : public Seq2SeqTokenizer {
   /// the text already starts with a >>xx<< code.
   std::vector<int64_t> encode_source(std::string_view text) const override;
   std::vector<std::string> source_pieces(std::string_view text) const override;
+  std::string source_text(const std::vector<std::string>& pieces) const override;
   std::vector<int64_t> encode_target(std::string_view text) const override;
   std::string decode_target(const std::vector<int64_t>& ids) const override;
   std::optional<int64_t> forced_bos_token_id() const override { return std::nullopt; }

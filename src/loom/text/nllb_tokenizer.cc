@@ -175,7 +175,7 @@ void NllbTokenizer::set_languages(const std::string& src, const std::string& tgt
 }
 
 std::vector<std::string> NllbTokenizer::tokenize(std::string_view text, std::vector<int64_t>* ids) const {
-  check_utf8(text);
+  check_tokenizer_text(text);
   std::vector<std::string> tokens;
   for (const TextChunk& chunk : splitter_.split(text)) {
     if (chunk.token >= 0) {
@@ -208,6 +208,10 @@ std::vector<int64_t> NllbTokenizer::encode_source(std::string_view text) const {
 }
 
 std::vector<std::string> NllbTokenizer::source_pieces(std::string_view text) const { return tokenize(text, nullptr); }
+
+std::string NllbTokenizer::source_text(const std::vector<std::string>& pieces) const {
+  return sp_->decode_pieces(pieces);
+}
 
 std::vector<int64_t> NllbTokenizer::encode_target(std::string_view text) const {
   if (tgt_.empty()) fail(Where{dir_, 0, "tgt"}, "no NLLB target language selected; {}", valid_codes_message());

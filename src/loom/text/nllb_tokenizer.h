@@ -39,6 +39,7 @@ class NllbTokenizer : public Seq2SeqTokenizer {
   /// Throws loom::Error if no source language is selected.
   std::vector<int64_t> encode_source(std::string_view text) const override;
   std::vector<std::string> source_pieces(std::string_view text) const override;
+  std::string source_text(const std::vector<std::string>& pieces) const override;
   /// Throws loom::Error if no target language is selected.
   std::vector<int64_t> encode_target(std::string_view text) const override;
   std::string decode_target(const std::vector<int64_t>& ids) const override;

@@ -40,6 +40,10 @@ class Seq2SeqTokenizer {
   /// Source pieces (same segmentation as encode_source, without the added specials/language
   /// token) — used to split too-long sentences at token boundaries.
   virtual std::vector<std::string> source_pieces(std::string_view text) const = 0;
+  /// Text of a run of source_pieces() (SentencePiece decode: "▁" -> space, leading space
+  /// dropped), so a too-long sentence can be cut into pieces [a, b) and each part re-encoded.
+  /// The text is SentencePiece-normalised (e.g. NFKC), not byte-identical to the input.
+  virtual std::string source_text(const std::vector<std::string>& pieces) const = 0;
   /// Label ids as HF tokenizer(text_target=text)["input_ids"].
   virtual std::vector<int64_t> encode_target(std::string_view text) const = 0;
   /// Text of generated ids as HF decode(ids, skip_special_tokens=True), honouring

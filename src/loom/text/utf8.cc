@@ -58,6 +58,12 @@ void check_utf8(std::string_view s, const Where& where) {
          static_cast<unsigned>(static_cast<unsigned char>(s[bad])), bad);
 }
 
+void check_tokenizer_text(std::string_view s, const Where& where) {
+  check_utf8(s, where);
+  size_t nul = s.find('\0');
+  if (nul != std::string_view::npos) fail(where, "text contains a NUL byte at byte offset {} (not supported)", nul);
+}
+
 size_t whitespace_length_at(std::string_view s, size_t pos) {
   if (pos >= s.size()) return 0;
   size_t len;

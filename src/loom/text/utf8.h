@@ -19,6 +19,11 @@ size_t find_invalid_utf8(std::string_view s);
 /// Throws loom::Error at `where` ("not valid UTF-8 at byte N") unless s is valid UTF-8.
 void check_utf8(std::string_view s, const Where& where = {});
 
+/// check_utf8, and also rejects NUL bytes (loom::Error "contains a NUL byte at byte N"): the
+/// SentencePiece plugin passes pieces as NUL-terminated strings, so a NUL inside the text
+/// would silently corrupt the segmentation.
+void check_tokenizer_text(std::string_view s, const Where& where = {});
+
 /// Length in bytes of the Unicode whitespace code point (Python's str.isspace()) starting at
 /// s[pos], or 0 when s[pos] does not start one. s must be valid UTF-8.
 size_t whitespace_length_at(std::string_view s, size_t pos);
