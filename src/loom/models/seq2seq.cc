@@ -1,0 +1,397 @@
+#include "loom/models/seq2seq.h"
+
+#include <cmath>
+#include <set>
+
+#include "loom/core/error.h"
+#include "loom/io/checkpoint.h"
+#include "loom/nn/positions.h"
+
+namespace loom::models {
+namespace {
+
+using nlohmann::json;
+
+int64_t get_int(const json& j, const std::string& path, const char* key, std::optional<int64_t> def,
+                int64_t min_value) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    if (!def) fail(Where{path, 0, key}, "required field is missing");
+    return *def;
+  }
+  if (!it->is_number_integer()) fail(Where{path, 0, key}, "expected an integer, got {}", it->dump());
+  const int64_t v = it->get<int64_t>();
+  if (v < min_value) fail(Where{path, 0, key}, "must be >= {}, got {}", min_value, v);
+  return v;
+}
+
+bool get_bool(const json& j, const std::string& path, const char* key, bool def) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return def;
+  if (!it->is_boolean()) fail(Where{path, 0, key}, "expected true or false, got {}", it->dump());
+  return it->get<bool>();
+}
+
+std::string get_string(const json& j, const std::string& path, const char* key, std::optional<std::string> def) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    if (!def) fail(Where{path, 0, key}, "required field is missing");
+    return *def;
+  }
+  if (!it->is_string()) fail(Where{path, 0, key}, "expected a string, got {}", it->dump());
+  return it->get<std::string>();
+}
+
+// eos_token_id may be an int or a list of ints (the first one is the model's </s>).
+int64_t get_token(const json& j, const std::string& path, const char* key, int64_t def) {
+  auto it = j.find(key);
+  if (it != j.end() && it->is_array()) {
+    if (it->empty() || !(*it)[0].is_number_integer()) fail(Where{path, 0, key}, "expected an integer token id, got {}", it->dump());
+    return (*it)[0].get<int64_t>();
+  }
+  return get_int(j, path, key, def, 0);
+}
+
+std::string shape_str(c10::IntArrayRef s) { return fmt::format("[{}]", fmt::join(s.begin(), s.end(), ", ")); }
+
+torch::nn::Module& child(torch::nn::Module& parent, const std::string& name) {
+  return *parent.register_module(name, std::make_shared<torch::nn::Module>());
+}
+
+torch::Tensor table_param(torch::nn::Module& owner, int64_t rows, int64_t d) {
+  return owner.register_parameter("weight", torch::randn({rows, d}) * 0.02, false);  // [rows, d]
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Config
+
+double Seq2SeqConfig::embed_scale() const { return scale_embedding ? std::sqrt(static_cast<double>(d_model)) : 1.0; }
+
+Seq2SeqConfig Seq2SeqConfig::from_json(const json& j, const std::string& path) {
+  if (!j.is_object()) fail(Where{path, 0, ""}, "expected a JSON object");
+  Seq2SeqConfig c;
+  c.model_type = get_string(j, path, "model_type", std::nullopt);
+  const bool marian = c.model_type == "marian";
+  if (marian) c.kind = Kind::kMarian;
+  else if (c.model_type == "m2m_100") c.kind = Kind::kM2M100;
+  else fail(Where{path, 0, "model_type"}, "unsupported model_type \"{}\" (expected \"marian\" or \"m2m_100\")", c.model_type);
+
+  c.d_model = get_int(j, path, "d_model", std::nullopt, 1);
+  c.encoder_layers = get_int(j, path, "encoder_layers", std::nullopt, 1);
+  c.decoder_layers = get_int(j, path, "decoder_layers", std::nullopt, 1);
+  c.encoder_attention_heads = get_int(j, path, "encoder_attention_heads", std::nullopt, 1);
+  c.decoder_attention_heads = get_int(j, path, "decoder_attention_heads", std::nullopt, 1);
+  c.encoder_ffn_dim = get_int(j, path, "encoder_ffn_dim", std::nullopt, 1);
+  c.decoder_ffn_dim = get_int(j, path, "decoder_ffn_dim", std::nullopt, 1);
+  c.vocab_size = get_int(j, path, "vocab_size", std::nullopt, 1);
+  for (auto [key, heads] : {std::pair{"encoder_attention_heads", c.encoder_attention_heads},
+                            std::pair{"decoder_attention_heads", c.decoder_attention_heads}}) {
+    if (c.d_model % heads != 0) fail(Where{path, 0, key}, "d_model {} is not divisible by {} heads", c.d_model, heads);
+  }
+  c.activation_function = get_string(j, path, "activation_function", marian ? "gelu" : "relu");
+  c.activation = nn::parse_activation(c.activation_function, Where{path, 0, "activation_function"});
+  c.scale_embedding = get_bool(j, path, "scale_embedding", !marian);
+  c.max_position_embeddings = get_int(j, path, "max_position_embeddings", 1024, 1);
+  c.share_encoder_decoder_embeddings = marian ? get_bool(j, path, "share_encoder_decoder_embeddings", true) : true;
+  c.decoder_vocab_size = marian && !c.share_encoder_decoder_embeddings
+                             ? get_int(j, path, "decoder_vocab_size", c.vocab_size, 1)
+                             : c.vocab_size;
+  if (marian && c.share_encoder_decoder_embeddings && j.contains("decoder_vocab_size") &&
+      !j["decoder_vocab_size"].is_null() && get_int(j, path, "decoder_vocab_size", 0, 1) != c.vocab_size) {
+    fail(Where{path, 0, "decoder_vocab_size"}, "differs from vocab_size {} although share_encoder_decoder_embeddings is true", c.vocab_size);
+  }
+  c.tie_word_embeddings = get_bool(j, path, "tie_word_embeddings", true);
+  c.normalize_before = !marian;
+  c.pad_token_id = get_token(j, path, "pad_token_id", marian ? c.vocab_size - 1 : 1);
+  c.eos_token_id = get_token(j, path, "eos_token_id", marian ? 0 : 2);
+  c.decoder_start_token_id = get_token(j, path, "decoder_start_token_id", marian ? c.pad_token_id : 2);
+  for (auto [key, id] : {std::pair{"pad_token_id", c.pad_token_id}, std::pair{"eos_token_id", c.eos_token_id},
+                         std::pair{"decoder_start_token_id", c.decoder_start_token_id}}) {
+    if (id >= c.decoder_vocab_size) fail(Where{path, 0, key}, "token id {} is outside the vocabulary of {} tokens", id, c.decoder_vocab_size);
+  }
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layers (parameter names as in transformers' MarianEncoderLayer / M2M100DecoderLayer)
+
+struct Seq2SeqModel::EncoderLayer : torch::nn::Module {
+  EncoderLayer(int64_t d, int64_t heads, int64_t ffn, nn::Activation act, double eps) : ffn_impl(d, ffn, act) {
+    self_attn = register_module("self_attn", nn::MultiHeadAttention(d, heads));
+    self_attn_layer_norm = register_module("self_attn_layer_norm", nn::LayerNorm(d, eps));
+    register_module("fc1", ffn_impl.fc1);
+    register_module("fc2", ffn_impl.fc2);
+    final_layer_norm = register_module("final_layer_norm", nn::LayerNorm(d, eps));
+  }
+  // x [B, S, d], mask additive [B, 1, 1, S] or undefined -> [B, S, d]
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& mask, bool pre_ln) {
+    if (pre_ln) {
+      torch::Tensor h = self_attn_layer_norm->forward(x);         // [B, S, d]
+      x = x + self_attn->self_attention(h, mask, nullptr);        // [B, S, d]
+      h = final_layer_norm->forward(x);                           // [B, S, d]
+      return x + ffn_impl.forward(h);                             // [B, S, d]
+    }
+    torch::Tensor h = self_attn->self_attention(x, mask, nullptr);  // [B, S, d]
+    x = self_attn_layer_norm->forward(x + h);                       // [B, S, d]
+    h = ffn_impl.forward(x);                                        // [B, S, d]
+    return final_layer_norm->forward(x + h);                        // [B, S, d]
+  }
+  nn::MultiHeadAttention self_attn{nullptr};
+  nn::LayerNorm self_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
+  nn::FeedForwardImpl ffn_impl;
+};
+
+struct Seq2SeqModel::DecoderLayer : torch::nn::Module {
+  DecoderLayer(int64_t d, int64_t heads, int64_t ffn, nn::Activation act, double eps) : ffn_impl(d, ffn, act) {
+    self_attn = register_module("self_attn", nn::MultiHeadAttention(d, heads));
+    self_attn_layer_norm = register_module("self_attn_layer_norm", nn::LayerNorm(d, eps));
+    encoder_attn = register_module("encoder_attn", nn::MultiHeadAttention(d, heads));
+    encoder_attn_layer_norm = register_module("encoder_attn_layer_norm", nn::LayerNorm(d, eps));
+    register_module("fc1", ffn_impl.fc1);
+    register_module("fc2", ffn_impl.fc2);
+    final_layer_norm = register_module("final_layer_norm", nn::LayerNorm(d, eps));
+  }
+  // x [B, T, d]; self_mask additive [T, past+T] or undefined; cross k/v [B, H, S, dh];
+  // cross_mask [B, 1, 1, S] or undefined -> [B, T, d]
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& self_mask, nn::KVCache* cache, int64_t capacity,
+                        const torch::Tensor& ck, const torch::Tensor& cv, const torch::Tensor& cross_mask,
+                        bool pre_ln) {
+    if (pre_ln) {
+      torch::Tensor h = self_attn_layer_norm->forward(x);                        // [B, T, d]
+      x = x + self_attn->self_attention(h, self_mask, cache, capacity);          // [B, T, d]
+      h = encoder_attn_layer_norm->forward(x);                                   // [B, T, d]
+      x = x + encoder_attn->cross_attention(h, ck, cv, cross_mask);              // [B, T, d]
+      h = final_layer_norm->forward(x);                                          // [B, T, d]
+      return x + ffn_impl.forward(h);                                            // [B, T, d]
+    }
+    torch::Tensor h = self_attn->self_attention(x, self_mask, cache, capacity);  // [B, T, d]
+    x = self_attn_layer_norm->forward(x + h);                                    // [B, T, d]
+    h = encoder_attn->cross_attention(x, ck, cv, cross_mask);                    // [B, T, d]
+    x = encoder_attn_layer_norm->forward(x + h);                                 // [B, T, d]
+    h = ffn_impl.forward(x);                                                     // [B, T, d]
+    return final_layer_norm->forward(x + h);                                     // [B, T, d]
+  }
+  nn::MultiHeadAttention self_attn{nullptr}, encoder_attn{nullptr};
+  nn::LayerNorm self_attn_layer_norm{nullptr}, encoder_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
+  nn::FeedForwardImpl ffn_impl;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Model
+
+Seq2SeqModel::Seq2SeqModel(Seq2SeqConfig config) : config_(std::move(config)) {
+  torch::NoGradGuard no_grad;
+  build();
+  fuse();
+}
+
+void Seq2SeqModel::build() {
+  const Seq2SeqConfig& c = config_;
+  const int64_t d = c.d_model;
+  torch::nn::Module& model = child(*this, "model");
+  if (c.share_encoder_decoder_embeddings) {
+    shared_ = table_param(child(model, "shared"), c.vocab_size, d);  // [V, d]
+    enc_embed_ = dec_embed_ = shared_;
+  }
+  torch::nn::Module& encoder = child(model, "encoder");
+  torch::nn::Module& decoder = child(model, "decoder");
+  if (!c.share_encoder_decoder_embeddings) {
+    enc_embed_ = table_param(child(encoder, "embed_tokens"), c.vocab_size, d);          // [V_src, d]
+    dec_embed_ = table_param(child(decoder, "embed_tokens"), c.decoder_vocab_size, d);  // [V, d]
+  }
+  torch::nn::Module& enc_layers = child(encoder, "layers");
+  for (int64_t i = 0; i < c.encoder_layers; ++i) {
+    enc_layers_.push_back(enc_layers.register_module(std::to_string(i),
+        std::make_shared<EncoderLayer>(d, c.encoder_attention_heads, c.encoder_ffn_dim, c.activation, c.layer_norm_eps)));
+  }
+  torch::nn::Module& dec_layers = child(decoder, "layers");
+  for (int64_t i = 0; i < c.decoder_layers; ++i) {
+    dec_layers_.push_back(dec_layers.register_module(std::to_string(i),
+        std::make_shared<DecoderLayer>(d, c.decoder_attention_heads, c.decoder_ffn_dim, c.activation, c.layer_norm_eps)));
+  }
+  if (c.normalize_before) {
+    enc_final_ln_ = encoder.register_module("layer_norm", nn::LayerNorm(d, c.layer_norm_eps));
+    dec_final_ln_ = decoder.register_module("layer_norm", nn::LayerNorm(d, c.layer_norm_eps));
+  }
+  if (c.tie_word_embeddings) {
+    lm_head_ = dec_embed_;
+    tolerated_extra_.push_back("lm_head.weight");
+  } else {
+    lm_head_ = table_param(child(*this, "lm_head"), c.decoder_vocab_size, d);  // [V, d]
+  }
+  if (c.kind == Seq2SeqConfig::Kind::kMarian) {
+    final_logits_bias_ = register_parameter("final_logits_bias", torch::zeros({1, c.decoder_vocab_size}), false);  // [1, V]
+    positions_ = nn::marian_position_table(c.max_position_embeddings, d);  // [P, d]
+  } else {
+    positions_ = nn::fairseq_position_table(c.max_position_embeddings + 2, d, c.pad_token_id);  // [P+2, d]
+  }
+  if (c.share_encoder_decoder_embeddings) {
+    tolerated_extra_.push_back("model.encoder.embed_tokens.weight");
+    tolerated_extra_.push_back("model.decoder.embed_tokens.weight");
+  }
+  tolerated_extra_.push_back("model.encoder.embed_positions.weight");
+  tolerated_extra_.push_back("model.decoder.embed_positions.weight");
+}
+
+void Seq2SeqModel::fuse() {
+  for (auto& l : enc_layers_) static_cast<EncoderLayer&>(*l).self_attn->fuse();
+  for (auto& l : dec_layers_) {
+    auto& layer = static_cast<DecoderLayer&>(*l);
+    layer.self_attn->fuse();
+    layer.encoder_attn->fuse();
+  }
+}
+
+std::shared_ptr<Seq2SeqModel> Seq2SeqModel::load(const io::HfCheckpoint& checkpoint) {
+  auto model = std::make_shared<Seq2SeqModel>(Seq2SeqConfig::from_json(checkpoint.config(), checkpoint.dir() + "/config.json"));
+  model->load_weights(checkpoint);
+  return model;
+}
+
+void Seq2SeqModel::load_weights(const io::HfCheckpoint& checkpoint) {
+  torch::NoGradGuard no_grad;
+  const std::string& dir = checkpoint.dir();
+  auto params = named_parameters(/*recurse=*/true);
+  std::set<std::string> known;
+  for (const auto& item : params) {
+    const std::string& name = item.key();
+    torch::Tensor param = item.value();
+    known.insert(name);
+    if (!checkpoint.has(name)) {
+      fail(Where{dir, 0, name}, "tensor missing from the checkpoint ({} with {} encoder / {} decoder layers needs it)",
+           config_.model_type, config_.encoder_layers, config_.decoder_layers);
+    }
+    const std::vector<int64_t> shape = checkpoint.shape(name);
+    if (c10::IntArrayRef(shape) != param.sizes()) {
+      fail(Where{dir, 0, name}, "tensor has shape {} but config.json implies {}", shape_str(shape), shape_str(param.sizes()));
+    }
+    param.copy_(checkpoint.load(name, torch::kFloat32));
+  }
+  for (const std::string& name : checkpoint.names()) {
+    if (known.count(name)) continue;
+    if (std::find(tolerated_extra_.begin(), tolerated_extra_.end(), name) == tolerated_extra_.end()) {
+      fail(Where{dir, 0, name}, "unexpected tensor in the checkpoint: {} has no parameter of that name", config_.model_type);
+    }
+    if (name.find("embed_positions") == std::string::npos) {  // tied copies must at least have the right shape
+      const std::vector<int64_t> shape = checkpoint.shape(name);
+      const torch::Tensor& tied = name == "model.encoder.embed_tokens.weight" ? enc_embed_ : dec_embed_;
+      if (c10::IntArrayRef(shape) != tied.sizes()) {
+        fail(Where{dir, 0, name}, "tied tensor has shape {} but config.json implies {}", shape_str(shape), shape_str(tied.sizes()));
+      }
+    }
+  }
+  fuse();
+}
+
+torch::Tensor Seq2SeqModel::position_rows(const torch::Tensor& ids, int64_t past) {
+  const int64_t b = ids.size(0), t = ids.size(1), d = config_.d_model;
+  if (config_.kind == Seq2SeqConfig::Kind::kMarian) {
+    if (past + t > positions_.size(0)) {
+      fail(Where{"config.json", 0, "max_position_embeddings"},
+           "sequence of {} tokens is longer than the model's {} positions", past + t, positions_.size(0));
+    }
+    return positions_.narrow(0, past, t).unsqueeze(0);  // [1, T, d]
+  }
+  torch::Tensor pos = nn::fairseq_position_ids(ids, config_.pad_token_id, past);  // [B, T]
+  const int64_t needed = pos.max().item<int64_t>() + 1;
+  if (needed > positions_.size(0)) {
+    // transformers rebuilds the table when a sequence outgrows it; rows are independent of its size
+    positions_ = nn::fairseq_position_table(needed, d, config_.pad_token_id);  // [P', d]
+  }
+  return positions_.index_select(0, pos.reshape({-1})).view({b, t, d});  // [B, T, d]
+}
+
+torch::Tensor Seq2SeqModel::embed(const torch::Tensor& ids, const torch::Tensor& table, int64_t past, bool decoder) {
+  TORCH_CHECK(ids.dim() == 2 && ids.scalar_type() == torch::kInt64, "token ids must be [B, T] int64");
+  if (ids.numel() > 0) {
+    const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+    if (lo < 0 || hi >= table.size(0)) {
+      fail(Where{"", 0, decoder ? "decoder_input_ids" : "input_ids"}, "token id {} is outside the vocabulary of {} tokens",
+           lo < 0 ? lo : hi, table.size(0));
+    }
+  }
+  torch::Tensor x = torch::embedding(table, ids).mul_(config_.embed_scale());  // [B, T, d]
+  return x.add_(position_rows(ids, past));                                     // [B, T, d]
+}
+
+EncoderOutput Seq2SeqModel::encode(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
+  torch::NoGradGuard no_grad;
+  EncoderOutput out;
+  out.mask = attention_mask.defined() ? attention_mask.to(torch::kBool)
+                                      : torch::ones(input_ids.sizes(), torch::kBool);  // [B, S]
+  TORCH_CHECK(out.mask.sizes() == input_ids.sizes(), "attention_mask must have the shape of input_ids");
+  torch::Tensor mask;  // [B, 1, 1, S] additive
+  if (!out.mask.all().item<bool>()) mask = nn::additive_key_mask(out.mask);
+  torch::Tensor x = embed(input_ids, enc_embed_, 0, false);  // [B, S, d]
+  for (auto& l : enc_layers_) x = static_cast<EncoderLayer&>(*l).forward(x, mask, config_.normalize_before);  // [B, S, d]
+  if (config_.normalize_before) x = enc_final_ln_->forward(x);  // [B, S, d]
+  out.hidden = x;
+  return out;
+}
+
+void Seq2SeqModel::init_state(DecoderState& state, const EncoderOutput& encoder, int64_t repeat) {
+  torch::NoGradGuard no_grad;
+  state.self_.assign(dec_layers_.size(), nn::KVCache());
+  state.cross_k_.clear();
+  state.cross_v_.clear();
+  for (auto& l : dec_layers_) {
+    auto kv = static_cast<DecoderLayer&>(*l).encoder_attn->memory_kv(encoder.hidden);  // 2 × [B, H, S, dh]
+    if (repeat > 1) {
+      kv.first = kv.first.repeat_interleave(repeat, 0);    // [B·repeat, H, S, dh]
+      kv.second = kv.second.repeat_interleave(repeat, 0);  // [B·repeat, H, S, dh]
+    }
+    state.cross_k_.push_back(kv.first);
+    state.cross_v_.push_back(kv.second);
+  }
+  state.memory_mask_ = torch::Tensor();
+  if (encoder.mask.defined() && !encoder.mask.all().item<bool>()) {
+    torch::Tensor keep = repeat > 1 ? encoder.mask.repeat_interleave(repeat, 0) : encoder.mask;  // [R, S]
+    state.memory_mask_ = nn::additive_key_mask(keep);                                            // [R, 1, 1, S]
+  }
+  state.rows_ = encoder.hidden.size(0) * repeat;
+  state.length_ = 0;
+}
+
+torch::Tensor Seq2SeqModel::lm_logits(const torch::Tensor& hidden) const {
+  return nn::linear(hidden, lm_head_, final_logits_bias_.defined() ? final_logits_bias_.view({-1}) : torch::Tensor());  // [B, T, V]
+}
+
+torch::Tensor Seq2SeqModel::decode(const torch::Tensor& ids, const EncoderOutput& encoder, DecoderState* cache) {
+  torch::NoGradGuard no_grad;
+  const int64_t t = ids.size(1);
+  DecoderState local;
+  DecoderState* state = cache;
+  if (state == nullptr) state = &local;
+  if (!state->initialized()) init_state(*state, encoder, 1);
+  TORCH_CHECK(ids.size(0) == state->rows(), "decode: ", ids.size(0), " rows of decoder input for a state of ", state->rows());
+  const int64_t past = state->length_;
+  torch::Tensor self_mask;  // [T, past+T]
+  if (t > 1) self_mask = nn::additive_causal_mask(t, past);
+  torch::Tensor x = embed(ids, dec_embed_, past, true);  // [B, T, d]
+  const int64_t capacity = std::max<int64_t>(state->capacity_hint_, past + t);
+  for (size_t i = 0; i < dec_layers_.size(); ++i) {
+    x = static_cast<DecoderLayer&>(*dec_layers_[i]).forward(x, self_mask, &state->self_[i], capacity, state->cross_k_[i],
+                                                            state->cross_v_[i], state->memory_mask_,
+                                                            config_.normalize_before);  // [B, T, d]
+  }
+  if (config_.normalize_before) x = dec_final_ln_->forward(x);  // [B, T, d]
+  state->length_ = past + t;
+  return lm_logits(x);  // [B, T, V]
+}
+
+void DecoderState::reorder(const torch::Tensor& index) {
+  for (auto& c : self_) c.reorder(index);
+  for (auto& k : cross_k_) k = k.index_select(0, index);  // [R', H, S, dh]
+  for (auto& v : cross_v_) v = v.index_select(0, index);  // [R', H, S, dh]
+  if (memory_mask_.defined()) memory_mask_ = memory_mask_.index_select(0, index);  // [R', 1, 1, S]
+  rows_ = index.size(0);
+}
+
+void DecoderState::reorder_self(const torch::Tensor& index) {
+  TORCH_CHECK(index.size(0) == rows_, "reorder_self keeps the number of rows");
+  for (auto& c : self_) c.reorder(index);
+}
+
+}  // namespace loom::models

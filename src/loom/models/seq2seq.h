@@ -1,0 +1,150 @@
+// Encoder-decoder translation models with the Hugging Face layouts of Marian (opus-mt-*) and
+// M2M100/NLLB-200, loaded 1:1 from a checkpoint directory (config.json + safetensors).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "loom/nn/attention.h"
+#include "loom/nn/layers.h"
+#include "loom/nn/linear.h"
+
+namespace loom::io {
+class HfCheckpoint;
+}
+
+namespace loom::models {
+
+/// Architecture hyper-parameters of a Marian or M2M100 model, from config.json.
+struct Seq2SeqConfig {
+  enum class Kind { kMarian, kM2M100 };
+  Kind kind = Kind::kMarian;
+  std::string model_type;              ///< "marian" or "m2m_100"
+  int64_t d_model = 0;
+  int64_t encoder_layers = 0, decoder_layers = 0;
+  int64_t encoder_attention_heads = 0, decoder_attention_heads = 0;
+  int64_t encoder_ffn_dim = 0, decoder_ffn_dim = 0;
+  std::string activation_function;     ///< ACT2FN name
+  nn::Activation activation = nn::Activation::kRelu;
+  bool scale_embedding = false;        ///< embeddings × sqrt(d_model)
+  int64_t vocab_size = 0;              ///< source (and shared) vocabulary, V_src
+  int64_t decoder_vocab_size = 0;      ///< target vocabulary V (Marian decoder_vocab_size, else vocab_size)
+  int64_t pad_token_id = 0, eos_token_id = 0, decoder_start_token_id = 0;
+  int64_t max_position_embeddings = 0;
+  /// Pre-LN layers with a final LayerNorm per stack (M2M100) vs post-LN (Marian). Derived from
+  /// model_type, as transformers does; a legacy "normalize_before" key in config.json is ignored.
+  bool normalize_before = false;
+  bool share_encoder_decoder_embeddings = true;  ///< Marian only; M2M100 always shares
+  bool tie_word_embeddings = true;     ///< lm_head.weight = decoder embedding
+  double layer_norm_eps = 1e-5;        ///< torch.nn.LayerNorm default used by both models
+
+  /// Parses and validates config.json (`path` is used in error messages). Missing or invalid
+  /// fields (wrong type, non-positive sizes, d_model not divisible by the heads, unknown
+  /// model_type or activation, token ids outside the vocabulary) throw loom::Error naming
+  /// config.json and the field. Defaults follow transformers' MarianConfig / M2M100Config.
+  static Seq2SeqConfig from_json(const nlohmann::json& config, const std::string& path = "config.json");
+
+  /// Multiplier of the token embeddings: sqrt(d_model) if scale_embedding else 1.
+  double embed_scale() const;
+};
+
+/// Encoder result: hidden states and the source keep-mask.
+struct EncoderOutput {
+  torch::Tensor hidden;  ///< [B, S, d_model] float32 (last layer, after the final LN of M2M100)
+  torch::Tensor mask;    ///< [B, S] bool, true = real token
+};
+
+/// Incremental decoding state: the self-attention KV cache of every decoder layer, the
+/// cross-attention keys/values of the source (computed once) and the source mask, one row per
+/// hypothesis being decoded. Created empty; Seq2SeqModel::decode fills it on first use.
+class DecoderState {
+ public:
+  /// Rows (sentences × beams) currently held; 0 before the first decode.
+  int64_t rows() const { return rows_; }
+  /// Decoder positions already fed (the "past length").
+  int64_t length() const { return length_; }
+  bool initialized() const { return rows_ > 0; }
+  /// Expected final decoder length, so the KV buffers are allocated once (growth still works).
+  void reserve(int64_t capacity) { capacity_hint_ = capacity; }
+  /// General row selection: new row r = old row index[r] for the self-attention caches, the
+  /// cross-attention keys/values and the source mask. index [R'] int64 (R' may be smaller:
+  /// finished rows are dropped).
+  void reorder(const torch::Tensor& index);
+  /// Beam reordering inside sentences: like reorder() but leaves the cross-attention memory as
+  /// is, which is valid only when old row index[r] and row r attend to the same source.
+  void reorder_self(const torch::Tensor& index);
+
+ private:
+  friend class Seq2SeqModel;
+  std::vector<nn::KVCache> self_;                    // per decoder layer
+  std::vector<torch::Tensor> cross_k_, cross_v_;     // per layer [R, H, S, d_head]
+  torch::Tensor memory_mask_;                        // [R, 1, 1, S] additive, undefined = no padding
+  int64_t rows_ = 0;
+  int64_t length_ = 0;
+  int64_t capacity_hint_ = 0;
+};
+
+/// Marian / M2M100 encoder-decoder for inference (float32, CPU). The module tree mirrors the
+/// Hugging Face parameter names ("model.encoder.layers.0.self_attn.q_proj.weight", ...), so
+/// named_parameters() is the name table: loading is a 1:1 lookup of every parameter in the
+/// checkpoint. Matches transformers 4.46.3 MarianMTModel / M2M100ForConditionalGeneration (eval).
+/// Call encode/decode under torch::NoGradGuard or c10::InferenceMode.
+class Seq2SeqModel : public torch::nn::Module {
+ public:
+  /// A model with random parameters (normal, std 0.02), for tests and benchmarks.
+  explicit Seq2SeqModel(Seq2SeqConfig config);
+
+  /// Builds the model from config.json and loads every parameter from `checkpoint`. Throws
+  /// loom::Error naming the checkpoint and the tensor when a required tensor is missing, has the
+  /// wrong shape, or the checkpoint holds a tensor the model does not use. Tolerated extras
+  /// (tied or derived, ignored): lm_head.weight when tied, model.{encoder,decoder}.embed_tokens
+  /// .weight when shared, model.{encoder,decoder}.embed_positions.weight (static tables).
+  static std::shared_ptr<Seq2SeqModel> load(const io::HfCheckpoint& checkpoint);
+
+  /// Copies the parameters from `checkpoint` (see load()) into this model.
+  void load_weights(const io::HfCheckpoint& checkpoint);
+
+  const Seq2SeqConfig& config() const { return config_; }
+
+  /// Encoder. input_ids [B, S] int64; attention_mask [B, S] bool (true = token) or undefined for
+  /// no padding. Throws loom::Error if S exceeds Marian's max_position_embeddings.
+  EncoderOutput encode(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {});
+
+  /// Decoder + LM head: logits [B, T, V] (+ final_logits_bias when the model has one) for
+  /// decoder_input_ids [B, T]. Without a cache the T tokens are the whole decoder input (causal
+  /// teacher forcing). With a cache they are the next T tokens after cache->length() already fed
+  /// ones; on the first call the cache takes the cross-attention keys/values and mask from
+  /// `encoder` (later calls use the cache's own, so reorder() it rather than `encoder`).
+  torch::Tensor decode(const torch::Tensor& decoder_input_ids, const EncoderOutput& encoder,
+                       DecoderState* cache = nullptr);
+
+  /// Fills a fresh state from `encoder`, repeating each source row `repeat` times (beams:
+  /// rows b·repeat .. b·repeat+repeat-1 belong to source b).
+  void init_state(DecoderState& state, const EncoderOutput& encoder, int64_t repeat = 1);
+
+  /// Decoder hidden states -> logits. hidden [B, T, d_model] -> [B, T, V].
+  torch::Tensor lm_logits(const torch::Tensor& hidden) const;
+
+ private:
+  struct EncoderLayer;
+  struct DecoderLayer;
+  void build();
+  void fuse();
+  torch::Tensor embed(const torch::Tensor& ids, const torch::Tensor& table, int64_t past, bool decoder);
+  torch::Tensor position_rows(const torch::Tensor& ids, int64_t past);  // [B, T, d]
+
+  Seq2SeqConfig config_;
+  torch::Tensor shared_;                    // model.shared.weight [V, d] (when shared)
+  torch::Tensor enc_embed_, dec_embed_;     // embedding tables in use [V_src, d], [V, d]
+  torch::Tensor lm_head_;                   // [V, d]
+  torch::Tensor final_logits_bias_;         // [1, V] (Marian) or undefined
+  std::vector<std::shared_ptr<torch::nn::Module>> enc_layers_, dec_layers_;
+  nn::LayerNorm enc_final_ln_{nullptr}, dec_final_ln_{nullptr};  // M2M100 only
+  torch::Tensor positions_;                 // [P, d] static sinusoidal table
+  std::vector<std::string> tolerated_extra_;
+};
+
+}  // namespace loom::models

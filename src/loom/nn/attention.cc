@@ -1,0 +1,138 @@
+#include "loom/nn/attention.h"
+
+#include <limits>
+
+namespace loom::nn {
+
+float masked_score() { return std::numeric_limits<float>::lowest(); }
+
+torch::Tensor additive_key_mask(const torch::Tensor& keep) {
+  torch::Tensor m = torch::zeros(keep.sizes(), torch::kFloat32);  // [B, S]
+  m.masked_fill_(keep.logical_not(), masked_score());
+  return m.view({keep.size(0), 1, 1, keep.size(1)});              // [B, 1, 1, S]
+}
+
+torch::Tensor additive_causal_mask(int64_t t, int64_t past) {
+  torch::Tensor q = torch::arange(t, torch::kInt64).unsqueeze(1) + past;  // [T, 1]
+  torch::Tensor k = torch::arange(past + t, torch::kInt64).unsqueeze(0);  // [1, past+T]
+  torch::Tensor m = torch::zeros({t, past + t}, torch::kFloat32);         // [T, past+T]
+  m.masked_fill_(k > q, masked_score());
+  return m;
+}
+
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& mask) {
+  // Explicit 3-D bmm: torch::matmul on 4-D strided views (the KV buffers) gave wrong results for
+  // B = 1 in libtorch 1.13. The reshapes below are views for the cache layout [B, H, cap, d_head].
+  const int64_t b = q.size(0), h = q.size(1), t = q.size(2), dh = q.size(3), s = k.size(2);
+  torch::Tensor q3 = q.reshape({b * h, t, dh});                               // [B·H, T, dh]
+  torch::Tensor k3 = k.reshape({b * h, s, dh});                               // [B·H, S, dh]
+  torch::Tensor v3 = v.reshape({b * h, s, dh});                               // [B·H, S, dh]
+  torch::Tensor scores = torch::bmm(q3, k3.transpose(1, 2)).view({b, h, t, s});  // [B, H, T, S]
+  if (mask.defined()) scores.add_(mask);                                      // [B, H, T, S]
+  scores = at::_softmax(scores, -1, false);                                   // [B, H, T, S]
+  return torch::bmm(scores.view({b * h, t, s}), v3).view({b, h, t, dh});      // [B, H, T, dh]
+}
+
+void KVCache::append(const torch::Tensor& k_new, const torch::Tensor& v_new, int64_t capacity_hint) {
+  const int64_t t_new = k_new.size(2);
+  const int64_t needed = length_ + t_new;
+  if (!k_.defined() || needed > k_.size(2)) {
+    int64_t cap = std::max<int64_t>(needed, capacity_hint);
+    if (k_.defined()) cap = std::max<int64_t>(cap, 2 * k_.size(2));
+    torch::Tensor k = torch::empty({k_new.size(0), k_new.size(1), cap, k_new.size(3)}, k_new.options());  // [B, H, cap, dh]
+    torch::Tensor v = torch::empty_like(k);                                                               // [B, H, cap, dh]
+    if (length_ > 0) {
+      k.narrow(2, 0, length_).copy_(keys());
+      v.narrow(2, 0, length_).copy_(values());
+    }
+    k_ = k;
+    v_ = v;
+  }
+  k_.narrow(2, length_, t_new).copy_(k_new);  // [B, H, T_new, dh]
+  v_.narrow(2, length_, t_new).copy_(v_new);  // [B, H, T_new, dh]
+  length_ = needed;
+}
+
+torch::Tensor KVCache::keys() const { return k_.narrow(2, 0, length_); }
+torch::Tensor KVCache::values() const { return v_.narrow(2, 0, length_); }
+
+void KVCache::reorder(const torch::Tensor& index) {
+  if (!k_.defined()) return;
+  torch::Tensor k = torch::empty({index.size(0), k_.size(1), k_.size(2), k_.size(3)}, k_.options());  // [B', H, cap, dh]
+  torch::Tensor v = torch::empty_like(k);
+  if (length_ > 0) {
+    k.narrow(2, 0, length_).copy_(keys().index_select(0, index));    // [B', H, len, dh]
+    v.narrow(2, 0, length_).copy_(values().index_select(0, index));  // [B', H, len, dh]
+  }
+  k_ = k;
+  v_ = v;
+}
+
+MultiHeadAttentionImpl::MultiHeadAttentionImpl(int64_t d_model_, int64_t n_heads_)
+    : d_model(d_model_), n_heads(n_heads_), d_head(d_model_ / n_heads_),
+      scaling(1.0 / std::sqrt(static_cast<double>(d_model_ / n_heads_))) {
+  TORCH_CHECK(n_heads > 0 && d_model % n_heads == 0, "d_model ", d_model, " is not divisible by ", n_heads, " heads");
+  k_proj = register_module("k_proj", Linear(d_model, d_model));
+  v_proj = register_module("v_proj", Linear(d_model, d_model));
+  q_proj = register_module("q_proj", Linear(d_model, d_model));
+  out_proj = register_module("out_proj", Linear(d_model, d_model));
+}
+
+void MultiHeadAttentionImpl::fuse() {
+  qkv_weight_ = torch::cat({q_proj->weight, k_proj->weight, v_proj->weight}, 0).contiguous();  // [3d, d]
+  qkv_bias_ = torch::cat({q_proj->bias, k_proj->bias, v_proj->bias}, 0).contiguous();          // [3d]
+  kv_weight_ = torch::cat({k_proj->weight, v_proj->weight}, 0).contiguous();                   // [2d, d]
+  kv_bias_ = torch::cat({k_proj->bias, v_proj->bias}, 0).contiguous();                         // [2d]
+}
+
+torch::Tensor MultiHeadAttentionImpl::split_heads(const torch::Tensor& x) const {
+  return x.view({x.size(0), x.size(1), n_heads, d_head}).transpose(1, 2);  // [B, H, T, dh]
+}
+
+torch::Tensor MultiHeadAttentionImpl::merge_heads(const torch::Tensor& x) const {
+  return x.transpose(1, 2).reshape({x.size(0), x.size(2), d_model});  // [B, T, d]
+}
+
+torch::Tensor MultiHeadAttentionImpl::self_attention(const torch::Tensor& x, const torch::Tensor& mask,
+                                                     KVCache* cache, int64_t capacity_hint) {
+  const int64_t b = x.size(0), t = x.size(1);
+  torch::Tensor q, k, v;
+  if (qkv_weight_.defined()) {
+    torch::Tensor qkv = linear(x, qkv_weight_, qkv_bias_).view({b, t, 3, n_heads, d_head});  // [B, T, 3, H, dh]
+    q = qkv.select(2, 0).transpose(1, 2).mul(scaling);                                        // [B, H, T, dh]
+    k = qkv.select(2, 1).transpose(1, 2);                                                     // [B, H, T, dh]
+    v = qkv.select(2, 2).transpose(1, 2);                                                     // [B, H, T, dh]
+  } else {
+    q = split_heads(q_proj->forward(x).mul_(scaling));  // [B, H, T, dh]
+    k = split_heads(k_proj->forward(x));                // [B, H, T, dh]
+    v = split_heads(v_proj->forward(x));                // [B, H, T, dh]
+  }
+  if (cache != nullptr) {
+    cache->append(k, v, capacity_hint);
+    k = cache->keys();    // [B, H, past+T, dh]
+    v = cache->values();  // [B, H, past+T, dh]
+  }
+  torch::Tensor ctx = attention(q, k, v, mask);  // [B, H, T, dh]
+  return out_proj->forward(merge_heads(ctx));    // [B, T, d]
+}
+
+std::pair<torch::Tensor, torch::Tensor> MultiHeadAttentionImpl::memory_kv(const torch::Tensor& memory) {
+  const int64_t b = memory.size(0), s = memory.size(1);
+  if (kv_weight_.defined()) {
+    torch::Tensor kv = linear(memory, kv_weight_, kv_bias_).view({b, s, 2, n_heads, d_head});  // [B, S, 2, H, dh]
+    return {kv.select(2, 0).transpose(1, 2).contiguous(),                                       // [B, H, S, dh]
+            kv.select(2, 1).transpose(1, 2).contiguous()};                                      // [B, H, S, dh]
+  }
+  return {split_heads(k_proj->forward(memory)).contiguous(),   // [B, H, S, dh]
+          split_heads(v_proj->forward(memory)).contiguous()};  // [B, H, S, dh]
+}
+
+torch::Tensor MultiHeadAttentionImpl::cross_attention(const torch::Tensor& x, const torch::Tensor& k,
+                                                      const torch::Tensor& v, const torch::Tensor& mask) {
+  torch::Tensor q = split_heads(q_proj->forward(x).mul_(scaling));  // [B, H, T, dh]
+  torch::Tensor ctx = attention(q, k, v, mask);                     // [B, H, T, dh]
+  return out_proj->forward(merge_heads(ctx));                       // [B, T, d]
+}
+
+}  // namespace loom::nn

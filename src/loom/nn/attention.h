@@ -1,0 +1,87 @@
+// Multi-head attention (Bart/Marian/M2M100 layout) with a self-attention KV cache and
+// cross-attention keys/values that are computed once per source.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "loom/nn/linear.h"
+
+namespace loom::nn {
+
+/// Additive attention mask value for masked keys: the lowest float32, as transformers uses
+/// torch.finfo(float32).min (a fully masked row then becomes uniform instead of NaN).
+float masked_score();
+
+/// Converts a boolean keep-mask [B, S] (true = attend) into the additive mask [B, 1, 1, S]
+/// (0 = keep, masked_score() = drop) that attention() adds to the scores.
+torch::Tensor additive_key_mask(const torch::Tensor& keep);
+
+/// Additive causal mask [T, past + T] for T new queries after `past` cached positions: query i
+/// sees keys j <= past + i.
+torch::Tensor additive_causal_mask(int64_t t, int64_t past);
+
+/// softmax(q·kᵀ + mask)·v. q [B, H, T, d_head] (already scaled), k and v [B, H, S, d_head],
+/// mask additive, broadcastable to [B, H, T, S], or undefined. Returns [B, H, T, d_head].
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& mask);
+
+/// Self-attention keys and values of the positions decoded so far, in preallocated buffers that
+/// grow geometrically (no torch::cat per step). Rows = batch entries (sentences or beams).
+class KVCache {
+ public:
+  /// Appends k_new, v_new [B, H, T_new, d_head]; the first append fixes B, H, d_head and
+  /// allocates room for max(capacity_hint, T_new) positions.
+  void append(const torch::Tensor& k_new, const torch::Tensor& v_new, int64_t capacity_hint);
+  /// Cached keys / values [B, H, length, d_head] (views into the buffers).
+  torch::Tensor keys() const;
+  torch::Tensor values() const;
+  int64_t length() const { return length_; }
+  bool empty() const { return length_ == 0; }
+  /// New row r = old row index[r] (index [B'] int64; B' may differ from B: beams reordered,
+  /// finished rows dropped).
+  void reorder(const torch::Tensor& index);
+
+ private:
+  torch::Tensor k_, v_;  // [B, H, capacity, d_head]
+  int64_t length_ = 0;
+};
+
+/// Multi-head attention with q_proj/k_proj/v_proj/out_proj (weight [d_model, d_model] and bias
+/// [d_model] each), queries scaled by d_head^-0.5 after q_proj, as transformers' BartAttention
+/// (Marian, M2M100). Call fuse() once after loading weights: it builds concatenated QKV / KV
+/// weights so that each call runs one GEMM instead of three (the parameters stay the source).
+class MultiHeadAttentionImpl : public torch::nn::Module {
+ public:
+  MultiHeadAttentionImpl(int64_t d_model, int64_t n_heads);
+
+  /// Rebuilds the fused projection weights from the current parameters.
+  void fuse();
+
+  /// Self-attention. x [B, T, d_model]; mask additive [B|1, 1, T|1, past+T] or undefined; with a
+  /// cache, the new keys/values are appended and attention covers past + T positions (the caller
+  /// passes a causal mask when T > 1). Returns [B, T, d_model].
+  torch::Tensor self_attention(const torch::Tensor& x, const torch::Tensor& mask, KVCache* cache,
+                               int64_t capacity_hint = 0);
+
+  /// Keys and values of a memory (encoder output) [B, S, d_model] -> {k, v}, each
+  /// [B, H, S, d_head]; compute once per source and pass to cross_attention every step.
+  std::pair<torch::Tensor, torch::Tensor> memory_kv(const torch::Tensor& memory);
+
+  /// Cross-attention of x [B, T, d_model] to precomputed k, v [B, H, S, d_head] with the
+  /// additive key mask [B, 1, 1, S] (or undefined). Returns [B, T, d_model].
+  torch::Tensor cross_attention(const torch::Tensor& x, const torch::Tensor& k,
+                                const torch::Tensor& v, const torch::Tensor& mask);
+
+  int64_t d_model, n_heads, d_head;
+  double scaling;  ///< d_head^-0.5
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
+
+ private:
+  torch::Tensor split_heads(const torch::Tensor& x) const;  // [B, T, d] -> [B, H, T, d_head]
+  torch::Tensor merge_heads(const torch::Tensor& x) const;  // [B, H, T, d_head] -> [B, T, d]
+  torch::Tensor qkv_weight_, qkv_bias_;  // [3d, d], [3d]
+  torch::Tensor kv_weight_, kv_bias_;    // [2d, d], [2d]
+};
+TORCH_MODULE(MultiHeadAttention);
+
+}  // namespace loom::nn

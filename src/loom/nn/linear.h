@@ -1,0 +1,34 @@
+// Dense projections (y = x·Wᵀ + b) for inference, with a fast float32 GEMM path.
+#pragma once
+
+#include <torch/torch.h>
+
+namespace loom::nn {
+
+/// y = x·Wᵀ + b, the same function as torch::nn::functional::linear.
+/// x [..., in] float32, weight [out, in], bias [out] or undefined -> [..., out].
+/// For contiguous-able float32 CPU tensors this calls oneDNN's row-major sgemm (dnnl_sgemm, looked
+/// up in the libdnnl that libtorch already loads), because Debian's libtorch otherwise routes
+/// matrix products to the system BLAS, which is the slow reference BLAS unless OpenBLAS is
+/// installed. Anything else (other dtypes, devices, autograd) falls back to torch::linear.
+/// Set LOOM_GEMM=torch in the environment to force the fallback.
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
+
+/// True when linear() uses the oneDNN sgemm path.
+bool fast_gemm_available();
+
+/// A linear layer whose parameters are named like torch.nn.Linear ("weight" [out, in], "bias"
+/// [out]), so a module tree of these has the parameter names of the Hugging Face checkpoint.
+/// Parameters are created uninitialised-but-random (normal, std 0.02); load real values with
+/// copy_ under NoGradGuard.
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(int64_t in_features, int64_t out_features, bool with_bias = true);
+  /// x [..., in] -> [..., out]
+  torch::Tensor forward(const torch::Tensor& x) const { return linear(x, weight, bias); }
+  torch::Tensor weight;  ///< [out, in]
+  torch::Tensor bias;    ///< [out], undefined without bias
+};
+TORCH_MODULE(Linear);
+
+}  // namespace loom::nn
