@@ -5,7 +5,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <fcntl.h>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -535,54 +538,129 @@ TEST_F(TranslateJobTest, KillNineAtRandomMomentsThenResumeIsByteIdentical) {
   EXPECT_EQ(st.rows + st.rejects, 240);
 }
 
+// ---- stdin / stdout, summary ----
+
+/// Runs f with file descriptor fd redirected to the file at path.
+template <typename F>
+void with_fd_redirected(int fd, const std::string& path, int flags, F f) {
+  const int saved = dup(fd);
+  const int file = open(path.c_str(), flags, 0644);
+  ASSERT_GE(file, 0);
+  dup2(file, fd);
+  close(file);
+  try {
+    f();
+  } catch (...) {
+    dup2(saved, fd);
+    close(saved);
+    throw;
+  }
+  dup2(saved, fd);
+  close(saved);
+}
+
+TEST_F(TranslateJobTest, StdinToStdoutIsJsonlByDefault) {
+  const auto in = write("in.jsonl", R"({"text":"from stdin"})" "\n\n");
+  const auto out = path("stdout.jsonl");
+  auto o = options("-", "-");
+  o.fields = {"text"};
+  TranslateJobStats st;
+  with_fd_redirected(0, in, O_RDONLY, [&] {
+    with_fd_redirected(1, out, O_WRONLY | O_CREAT | O_TRUNC, [&] {
+      ReverseTranslator t;
+      st = run_translate_job(o, t);
+    });
+  });
+  EXPECT_EQ(read(out), R"({"text":"from stdin","text_zh":"<stdin from>"})" "\n\n");
+  EXPECT_EQ(st.rows, 2);
+  EXPECT_FALSE(io::path_exists(path("-.loom-state.json")));
+  o.on_error = OnError::kSkip;  // stdout has no default rejects file beside it
+  ReverseTranslator t;
+  EXPECT_THROW(run_translate_job(o, t), Error);
+}
+
+TEST_F(TranslateJobTest, SummaryLineGoesToTheLogStream) {
+  const auto in = write("in.txt", "a b\n\nc\n");
+  auto o = options(in, path("out.txt"));
+  std::FILE* log = std::tmpfile();
+  o.log = log;
+  ReverseTranslator t;
+  run_translate_job(o, t);
+  std::rewind(log);
+  char buf[4096] = {};
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, log);
+  std::fclose(log);
+  const std::string s(buf, n);
+  // Not a terminal: no live line, only the summary. The empty line has no segments at all.
+  EXPECT_EQ(s.find('\r'), std::string::npos) << s;
+  EXPECT_EQ(s.rfind("loom translate: " + path("out.txt") +
+                    " shard 0/1: 3 rows, 2 segments translated, 0 copied, 0 rejected, ", 0), 0u) << s;
+  EXPECT_EQ(s.back(), '\n');
+}
+
 // ---- shards ----
 
-void expect_shards_concatenate(TranslateJobTest* self, const std::string& in, const std::string& tag, int n,
-                               TranslateJobOptions base, const std::string& ref) {
+/// Runs shards 0..n-1 of base and checks that their outputs (and rejects) concatenated equal the
+/// unsharded run's, and that together they hold every row once.
+void expect_shards_concatenate(const std::string& tag, int n, const TranslateJobOptions& base,
+                               const std::string& ref, const std::string& ref_rejects, int64_t ref_rows) {
+  SCOPED_TRACE(tag + " in " + std::to_string(n) + " shards");
   std::string cat, cat_rejects;
-  int64_t rows = 0;
+  int64_t rows = 0, rejects = 0;
   for (int i = 0; i < n; ++i) {
     auto o = base;
-    o.output = base.output + "." + tag + ".{shard}";
+    o.output = base.output + "." + std::to_string(n) + ".{shard}";
     o.shard_index = i;
     o.shard_count = n;
     ReverseTranslator t;
     const auto st = run_translate_job(o, t);
-    EXPECT_EQ(st.output_path, base.output + "." + tag + "." + std::to_string(i));
+    EXPECT_EQ(st.output_path, base.output + "." + std::to_string(n) + "." + std::to_string(i));
     cat += io::read_whole_file(st.output_path);
-    if (io::path_exists(st.output_path + ".rejects.jsonl"))
-      cat_rejects += io::read_whole_file(st.output_path + ".rejects.jsonl");
+    if (io::path_exists(st.output_path + ".rejects.jsonl")) {
+      const std::string r = io::read_whole_file(st.output_path + ".rejects.jsonl");
+      cat_rejects += r;
+    }
     rows += st.rows;
+    rejects += st.rejects;
   }
-  EXPECT_EQ(cat, ref) << tag;
-  (void)self;
-  (void)in;
+  EXPECT_EQ(cat, ref);
+  EXPECT_EQ(rows, ref_rows);
+  // The rejects' "line" numbers are of the whole file, so they concatenate too.
+  EXPECT_EQ(cat_rejects, ref_rejects);
+  EXPECT_EQ(rejects, static_cast<int64_t>(std::count(ref_rejects.begin(), ref_rejects.end(), '\n')));
 }
 
 TEST_F(TranslateJobTest, ShardsConcatenateToTheUnshardedOutput) {
   std::mt19937 rng(99);
-  const std::vector<std::pair<std::string, std::string>> files = [&] {
-    std::vector<std::pair<std::string, std::string>> f;
-    std::string ten, mixed;
+  std::vector<std::pair<std::string, std::string>> files;
+  {
+    std::string ten, mixed, jsonl;
     for (int i = 0; i < 10; ++i) ten += "line number " + std::to_string(i) + "\n";
-    for (int i = 0; i < 25; ++i) {
+    for (int i = 0; i < 25; ++i) {  // lines of very different length: 1-3 words, 900 and 4000 words
       const std::size_t words = (i == 3) ? 4000 : (i == 17 ? 900 : 1 + rng() % 3);
       for (std::size_t w = 0; w < words; ++w) mixed += (w ? " w" : "w") + std::to_string(rng() % 100);
       mixed += (i == 10 ? "\n\n" : "\n");
     }
-    f.emplace_back("ten", ten);
-    f.emplace_back("one", "only row\n");
-    f.emplace_back("two_nonl", "first row\nsecond row");
-    f.emplace_back("mixed", mixed);
-    return f;
-  }();
-  for (const auto& [tag, data] : files) {
-    const auto in = write(tag + ".txt", data);
-    auto o = options(in, path(tag + ".out"));
+    for (int i = 0; i < 23; ++i) {  // JSONL with bad rows and blank lines between
+      if (i % 7 == 3) jsonl += "{\"no_text\":1}\n";
+      else if (i % 5 == 4) jsonl += "\n";
+      else jsonl += "{\"i\":" + std::to_string(i) + ",\"text\":\"" + std::string(1 + rng() % 300, 'a') + " b\"}\n";
+    }
+    files = {{"ten.txt", ten}, {"one.txt", "only row\n"}, {"two_nonl.txt", "first row\nsecond row"},
+             {"mixed.txt", mixed}, {"rows.jsonl", jsonl}};
+  }
+  for (const auto& [name, data] : files) {
+    const auto in = write(name, data);
+    auto o = options(in, path(name + ".out"));
+    o.fields = {"text"};
+    o.on_error = OnError::kSkip;
     ReverseTranslator t;
-    run_translate_job(o, t);
-    const std::string ref = read(path(tag + ".out"));
-    for (int n : {2, 3, 4}) expect_shards_concatenate(this, in, tag + std::to_string(n), n, o, ref);
+    const auto st = run_translate_job(o, t);
+    const std::string ref = read(path(name + ".out"));
+    const std::string rejects_path = path(name + ".out.rejects.jsonl");
+    const std::string ref_rejects = io::path_exists(rejects_path) ? read(rejects_path) : "";
+    if (name == "rows.jsonl") EXPECT_EQ(st.rejects, 3);
+    for (int n : {2, 3, 4}) expect_shards_concatenate(name, n, o, ref, ref_rejects, st.rows);
   }
 }
 
