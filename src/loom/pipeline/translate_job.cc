@@ -1,0 +1,626 @@
+#include "loom/pipeline/translate_job.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "loom/core/error.h"
+#include "loom/core/progress.h"
+#include "loom/core/utf8.h"
+#include "loom/io/jsonl.h"
+#include "loom/io/row_io.h"
+#include "loom/text/segment.h"
+
+namespace loom::pipeline {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kStateVersion = 1;
+constexpr int64_t kHeadHashBytes = 64 * 1024;
+constexpr int64_t kTailHashBytes = 4 * 1024;
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string extension(const std::string& path) {
+  const auto slash = path.rfind('/');
+  const auto dot = path.rfind('.');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash) || dot == slash + 1) return "";
+  return path.substr(dot);
+}
+
+/// Reads an integer environment variable; nullopt if unset or empty.
+std::optional<int> env_int(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  const long x = std::strtol(v, &end, 10);
+  if (errno != 0 || *end != '\0' || x < 0 || x > 1000000)
+    fail(Where{"", 0, name}, "environment variable {}='{}' is not a non-negative integer", name, v);
+  return static_cast<int>(x);
+}
+
+/// FNV-1a 64 of `n` bytes of the file at `offset` (fewer at EOF), as 16 hex digits.
+std::string hash_range(const std::string& path, int64_t offset, int64_t n) {
+  uint64_t h = 1469598103934665603ull;
+  if (n > 0) {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) fail(Where{path, 0, ""}, "cannot open input: {}", std::strerror(errno));
+    ::fseeko(f, static_cast<off_t>(offset), SEEK_SET);
+    std::string buf(static_cast<std::size_t>(n), '\0');
+    const std::size_t got = std::fread(buf.data(), 1, buf.size(), f);
+    std::fclose(f);
+    for (std::size_t i = 0; i < got; ++i) {
+      h ^= static_cast<uint8_t>(buf[i]);
+      h *= 1099511628211ull;
+    }
+  }
+  return fmt::format("{:016x}", h);
+}
+
+struct ResolvedOptions {
+  RowFormat format;
+  int shard_index = 0, shard_count = 1;
+  std::string suffix;
+  std::string output;  // after shard naming
+  std::string state_path;
+  std::string rejects_path;
+};
+
+ResolvedOptions resolve(const TranslateJobOptions& o) {
+  ResolvedOptions r;
+  // Format.
+  r.format = o.format;
+  if (r.format == RowFormat::kAuto) {
+    const std::string ext = lower(extension(o.input));
+    r.format = (o.input == "-" || ext == ".jsonl" || ext == ".ndjson" || ext == ".json") ? RowFormat::kJsonl
+                                                                                          : RowFormat::kTxt;
+  }
+  if (r.format == RowFormat::kJsonl && o.fields.empty())
+    fail(Where{"", 0, "fields"}, "no fields to translate (give at least one JSONL field)");
+  // Shard: explicit options, else torchrun's RANK/WORLD_SIZE, else Slurm's.
+  std::optional<int> index = o.shard_index, count = o.shard_count;
+  const char* index_var = "shard index";
+  const char* count_var = "shard count";
+  if (!index && !count) {
+    if (env_int("WORLD_SIZE") || env_int("RANK")) {
+      index = env_int("RANK");
+      count = env_int("WORLD_SIZE");
+      index_var = "RANK";
+      count_var = "WORLD_SIZE";
+    } else if (env_int("SLURM_NTASKS") || env_int("SLURM_PROCID")) {
+      index = env_int("SLURM_PROCID");
+      count = env_int("SLURM_NTASKS");
+      index_var = "SLURM_PROCID";
+      count_var = "SLURM_NTASKS";
+    }
+  }
+  r.shard_index = index.value_or(0);
+  r.shard_count = count.value_or(1);
+  if (r.shard_count < 1)
+    fail(Where{"", 0, count_var}, "shard count must be >= 1, got {}", r.shard_count);
+  if (r.shard_index < 0 || r.shard_index >= r.shard_count)
+    fail(Where{"", 0, index_var}, "shard index {} is out of range for {} shards (0..{})", r.shard_index,
+         r.shard_count, r.shard_count - 1);
+  if (o.input == "-" && r.shard_count > 1)
+    fail(Where{"<stdin>", 0, ""}, "cannot shard stdin ({} shards); give the input as a file", r.shard_count);
+  if (o.input == "-" && o.resume) fail(Where{"<stdin>", 0, ""}, "cannot resume reading stdin; give the input as a file");
+  if (o.output == "-" && o.resume) fail(Where{"<stdout>", 0, ""}, "cannot resume output written to stdout; give an output file");
+  // Target keys.
+  r.suffix = o.suffix;
+  if (r.format == RowFormat::kJsonl && !o.in_place && r.suffix.empty()) {
+    if (o.target_lang.empty())
+      fail(Where{"", 0, "suffix"}, "no target suffix: give a suffix, a target language, or in_place");
+    r.suffix = "_" + o.target_lang;
+  }
+  // Files.
+  r.output = shard_output_path(o.output, r.shard_index, r.shard_count);
+  if (r.output != "-") r.state_path = r.output + ".loom-state.json";
+  r.rejects_path = o.rejects;
+  if (r.rejects_path.empty() && r.output != "-") r.rejects_path = r.output + ".rejects.jsonl";
+  if (o.on_error == OnError::kSkip && r.rejects_path.empty())
+    fail(Where{"", 0, "rejects"}, "on_error skip with output on stdout needs an explicit rejects file");
+  if (o.chunk_rows < 1) fail(Where{"", 0, "chunk_rows"}, "chunk_rows must be >= 1, got {}", o.chunk_rows);
+  if (o.max_line_bytes < 1) fail(Where{"", 0, "max_line_bytes"}, "max_line_bytes must be >= 1");
+  return r;
+}
+
+/// The options that change the output bytes: a resumed job must use the same.
+nlohmann::ordered_json output_options(const TranslateJobOptions& o, const ResolvedOptions& r) {
+  nlohmann::ordered_json j;
+  j["format"] = r.format == RowFormat::kJsonl ? "jsonl" : "txt";
+  j["fields"] = r.format == RowFormat::kJsonl ? o.fields : std::vector<std::string>{};
+  j["suffix"] = o.in_place ? "" : r.suffix;
+  j["in_place"] = o.in_place;
+  j["missing_fields_ok"] = o.missing_fields_ok;
+  j["markdown"] = o.markdown;
+  j["max_line_bytes"] = o.max_line_bytes;
+  j["engine_id"] = o.engine_id;
+  return j;
+}
+
+/// Identity of the input file, recorded in the state to detect a changed input on resume.
+struct InputId {
+  int64_t size = -1;
+  int64_t mtime_ns = 0;
+  std::string head_hash;
+};
+
+InputId input_id(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) fail(Where{path, 0, ""}, "cannot stat input: {}", std::strerror(errno));
+  InputId id;
+  id.size = static_cast<int64_t>(st.st_size);
+  id.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  id.head_hash = hash_range(path, 0, std::min(id.size, kHeadHashBytes));
+  return id;
+}
+
+std::string tail_hash(const std::string& path, int64_t offset) {
+  const int64_t start = std::max<int64_t>(0, offset - kTailHashBytes);
+  return hash_range(path, start, offset - start);
+}
+
+/// Per-row work: a row's fields, their segments and where their translations go.
+struct FieldWork {
+  std::string key;     ///< source field
+  std::string target;  ///< key receiving the translation
+  bool is_null = false;
+  std::vector<text::Segment> segments;
+  std::size_t first = 0;  ///< index of its first translate segment in the chunk batch
+  std::size_t count = 0;  ///< its translate segments
+};
+
+struct RowWork {
+  enum Kind { kBlank, kJsonl, kTxt } kind = kBlank;
+  io::JsonRow row;
+  std::string terminator;  ///< TXT: the input line's terminator
+  std::vector<FieldWork> fields;
+};
+
+class Job {
+ public:
+  Job(const TranslateJobOptions& o, SegmentTranslator& t) : o_(o), t_(t), r_(resolve(o)) {}
+
+  TranslateJobStats run();
+
+ private:
+  /// A bad row: the message without location, and the location.
+  struct BadRow {
+    std::string message;
+    Where where;
+    std::string what() const { return Error(message, where).what(); }
+  };
+
+  void start_fresh();
+  bool resume_from_state();
+  void check_state(const nlohmann::json& s) const;
+  void checkpoint(bool done);
+  bool checkpoint_due() const;
+  std::optional<BadRow> prepare(const io::RawLine& line, RowWork& work);
+  void add_segments(FieldWork& f, std::string_view text);
+  void reject(const io::RawLine& line, const BadRow& bad);
+  void translate_and_write(std::vector<RowWork>& rows);
+  std::string counters_text() const;
+
+  const TranslateJobOptions& o_;
+  SegmentTranslator& t_;
+  ResolvedOptions r_;
+  TranslateJobStats st_;
+  std::unique_ptr<io::LineReader> reader_;
+  io::ShardRange range_{0, -1, 1};
+  InputId input_id_;
+  std::unique_ptr<io::AppendFile> out_;
+  std::unique_ptr<io::AppendFile> rejects_;
+  int64_t rejects_bytes_ = 0;       ///< size of the rejects file (0 while not opened)
+  int64_t next_offset_ = 0;         ///< input offset of the first row not yet in the output
+  int64_t next_line_ = 1;           ///< its line number
+  std::vector<std::string> batch_;  ///< the chunk's translate segments
+  Clock::time_point start_ = Clock::now();
+  Clock::time_point last_checkpoint_ = Clock::now();
+  int64_t rows_at_checkpoint_ = 0;
+  int64_t tokens_at_start_ = 0;
+};
+
+std::string Job::counters_text() const {
+  const double secs = std::chrono::duration<double>(Clock::now() - start_).count();
+  std::string s = fmt::format("{} rows, {} segments translated, {} copied, {} rejected", st_.rows,
+                              st_.segments, st_.copied_segments, st_.rejects);
+  const int64_t tokens = t_.target_tokens() - tokens_at_start_;
+  if (secs > 0 && tokens > 0) s += fmt::format(", {} tok/s", core::format_count(tokens / secs));
+  return s;
+}
+
+void Job::start_fresh() {
+  if (o_.overwrite) {
+    if (!r_.state_path.empty()) std::remove(r_.state_path.c_str());
+    if (!r_.rejects_path.empty()) std::remove(r_.rejects_path.c_str());
+  } else {
+    if (r_.output != "-" && io::path_exists(r_.output))
+      fail(Where{r_.output, 0, ""}, "output exists; use --resume or --overwrite, or delete it");
+    for (const std::string& p : {r_.state_path, r_.rejects_path}) {
+      if (!p.empty() && io::path_exists(p))
+        fail(Where{p, 0, ""}, "exists (left by an earlier run?); use --resume or --overwrite, or delete it");
+    }
+  }
+  if (!reader_->is_stdin() && reader_->size() >= 0) {
+    reader_->seek(range_.begin, range_.first_line);
+    reader_->set_end(range_.end);
+  }
+  next_offset_ = reader_->offset();
+  next_line_ = reader_->line();
+  // The state comes first: from here on, resume always finds one (an output it records as empty
+  // may be missing).
+  checkpoint(false);
+  out_ = std::make_unique<io::AppendFile>(
+      r_.output, o_.overwrite ? io::AppendFile::Mode::kTruncate : io::AppendFile::Mode::kCreateNew);
+}
+
+bool Job::resume_from_state() {
+  if (!io::path_exists(r_.state_path)) {
+    if (io::path_exists(r_.output))
+      fail(Where{r_.output, 0, ""}, "exists but has no state file {} to resume from; use --overwrite or delete it",
+           r_.state_path);
+    return false;  // nothing done yet: start fresh
+  }
+  nlohmann::json s;
+  try {
+    s = nlohmann::json::parse(io::read_whole_file(r_.state_path));
+  } catch (const nlohmann::json::exception& e) {
+    fail(Where{r_.state_path, 0, ""}, "state file is not valid JSON ({}); delete it and the output to start over",
+         e.what());
+  }
+  try {
+    check_state(s);
+    const auto& c = s.at("counters");
+    st_.rows = c.at("rows");
+    st_.blank_rows = c.at("blank_rows");
+    st_.rejects = c.at("rejects");
+    st_.segments = c.at("segments");
+    st_.copied_segments = c.at("copied_segments");
+    st_.translate_calls = c.at("translate_calls");
+    next_offset_ = s.at("next").at("offset");
+    next_line_ = s.at("next").at("line");
+    st_.input_bytes = next_offset_ - range_.begin;
+    st_.output_bytes = s.at("output_bytes");
+    rejects_bytes_ = s.at("rejects_bytes");
+    st_.already_done = s.at("done");
+  } catch (const nlohmann::json::exception& e) {
+    fail(Where{r_.state_path, 0, ""}, "state file is incomplete ({}); delete it and the output to start over",
+         e.what());
+  }
+  if (st_.already_done) return true;
+  const bool output_missing = st_.output_bytes == 0 && !io::path_exists(r_.output);
+  out_ = std::make_unique<io::AppendFile>(
+      r_.output, output_missing ? io::AppendFile::Mode::kCreateNew : io::AppendFile::Mode::kResume,
+      st_.output_bytes);
+  if (io::path_exists(r_.rejects_path)) {
+    rejects_ = std::make_unique<io::AppendFile>(r_.rejects_path, io::AppendFile::Mode::kResume, rejects_bytes_);
+  } else if (rejects_bytes_ > 0) {
+    fail(Where{r_.rejects_path, 0, ""}, "rejects file is missing but the checkpoint recorded {} bytes in it",
+         rejects_bytes_);
+  }
+  reader_->seek(next_offset_, next_line_);
+  reader_->set_end(range_.end);
+  return true;
+}
+
+void Job::check_state(const nlohmann::json& s) const {
+  const Where at{r_.state_path, 0, ""};
+  if (s.value("loom_state", 0) != kStateVersion)
+    fail(at, "not a loom translate state file (version {} expected)", kStateVersion);
+  const auto& in = s.at("input");
+  if (in.at("size").get<int64_t>() != input_id_.size || in.at("head_hash").get<std::string>() != input_id_.head_hash)
+    fail(at, "the input {} changed since the checkpoint (size {} bytes, was {}; or different content); "
+         "cannot resume — use --overwrite to start over", o_.input, input_id_.size, in.at("size").get<int64_t>());
+  if (in.at("mtime_ns").get<int64_t>() != input_id_.mtime_ns)
+    spdlog::warn("{}: input modification time differs from the checkpoint's; size and content hash match, resuming",
+                 o_.input);
+  const auto& sh = s.at("shard");
+  if (sh.at("index").get<int>() != r_.shard_index || sh.at("count").get<int>() != r_.shard_count)
+    fail(at, "checkpoint is of shard {}/{}, this run is shard {}/{}", sh.at("index").get<int>(),
+         sh.at("count").get<int>(), r_.shard_index, r_.shard_count);
+  const nlohmann::json now = output_options(o_, r_);
+  const auto& was = s.at("options");
+  for (auto it = now.begin(); it != now.end(); ++it) {
+    if (!was.contains(it.key()) || was.at(it.key()) != it.value())
+      fail(at, "option '{}' is {} but the checkpoint was made with {}; resume with the same options or use "
+           "--overwrite", it.key(), it.value().dump(), was.contains(it.key()) ? was.at(it.key()).dump() : "nothing");
+  }
+  const int64_t offset = s.at("next").at("offset");
+  if (offset < range_.begin || offset > input_id_.size ||
+      s.at("next").at("tail_hash").get<std::string>() != tail_hash(o_.input, offset))
+    fail(at, "the input {} changed before byte {} since the checkpoint; cannot resume", o_.input, offset);
+}
+
+void Job::checkpoint(bool done) {
+  st_.output_bytes = out_ ? out_->size() : 0;
+  st_.input_bytes = next_offset_ - range_.begin;
+  rows_at_checkpoint_ = st_.rows + st_.rejects;
+  last_checkpoint_ = Clock::now();
+  if (r_.state_path.empty()) return;  // stdout: nothing durable to record
+  if (out_) out_->sync();
+  if (rejects_) rejects_->sync();
+  nlohmann::ordered_json s;
+  s["loom_state"] = kStateVersion;
+  s["done"] = done;
+  s["input"] = {{"path", o_.input}, {"size", input_id_.size}, {"mtime_ns", input_id_.mtime_ns},
+                {"head_hash", input_id_.head_hash}};
+  s["shard"] = {{"index", r_.shard_index}, {"count", r_.shard_count}, {"begin", range_.begin},
+                {"end", range_.end}};
+  s["options"] = output_options(o_, r_);
+  s["next"] = {{"offset", next_offset_}, {"line", next_line_},
+               {"tail_hash", reader_->size() >= 0 ? tail_hash(o_.input, next_offset_) : ""}};
+  s["output_bytes"] = st_.output_bytes;
+  s["rejects_bytes"] = rejects_bytes_;
+  s["counters"] = {{"rows", st_.rows},
+                   {"blank_rows", st_.blank_rows},
+                   {"rejects", st_.rejects},
+                   {"segments", st_.segments},
+                   {"copied_segments", st_.copied_segments},
+                   {"translate_calls", st_.translate_calls}};
+  io::write_file_atomic(r_.state_path, s.dump(2) + "\n");
+}
+
+bool Job::checkpoint_due() const {
+  if (st_.rows + st_.rejects - rows_at_checkpoint_ >= o_.checkpoint_rows) return true;
+  return std::chrono::duration<double>(Clock::now() - last_checkpoint_).count() >= o_.checkpoint_seconds;
+}
+
+void Job::add_segments(FieldWork& f, std::string_view text) {
+  text::SegmentOptions opts;
+  opts.markdown = o_.markdown;
+  f.segments = text::segment_text(text, opts);
+  f.first = batch_.size();
+  for (const auto& seg : f.segments) {
+    if (seg.translate) batch_.push_back(seg.text);
+  }
+  f.count = batch_.size() - f.first;
+}
+
+std::optional<Job::BadRow> Job::prepare(const io::RawLine& line, RowWork& work) {
+  const Where where{reader_->path(), line.line, ""};
+  if (line.too_long)
+    return BadRow{fmt::format("line is {} bytes, over the limit of {} bytes (max_line_bytes)", line.length,
+                              o_.max_line_bytes), where};
+  if (r_.format == RowFormat::kTxt) {
+    const std::size_t bad = core::utf8_error_offset(line.text);
+    if (bad != std::string_view::npos)
+      return BadRow{fmt::format("not valid UTF-8 at byte {} of the line (byte 0x{:02X})", bad,
+                                static_cast<unsigned>(static_cast<unsigned char>(line.text[bad]))), where};
+    work.kind = RowWork::kTxt;
+    work.terminator = line.terminator;
+    work.fields.emplace_back();
+    add_segments(work.fields.back(), line.text);
+    return std::nullopt;
+  }
+  if (io::is_blank_line(line.text)) {
+    work.kind = RowWork::kBlank;
+    return std::nullopt;
+  }
+  try {
+    work.row = io::parse_jsonl_object(line.text, where);
+  } catch (const Error& e) {
+    return BadRow{e.message(), e.where()};
+  }
+  work.kind = RowWork::kJsonl;
+  const std::size_t batch_start = batch_.size();
+  for (const std::string& key : o_.fields) {
+    const auto it = work.row.find(key);
+    const Where at{where.file, where.line, key};
+    if (it == work.row.end()) {
+      if (o_.missing_fields_ok) continue;
+      batch_.resize(batch_start);
+      return BadRow{"field is missing", at};
+    }
+    FieldWork f;
+    f.key = key;
+    f.target = o_.in_place ? key : key + r_.suffix;
+    if (it->is_null()) {
+      f.is_null = true;
+    } else if (it->is_string()) {
+      add_segments(f, it->get_ref<const std::string&>());
+    } else {
+      batch_.resize(batch_start);
+      return BadRow{fmt::format("field is {} {}, expected a string (or null)",
+                                it->is_array() || it->is_object() ? "an" : "a", it->type_name()), at};
+    }
+    work.fields.push_back(std::move(f));
+  }
+  return std::nullopt;
+}
+
+void Job::reject(const io::RawLine& line, const BadRow& bad) {
+  nlohmann::ordered_json rec;
+  rec["line"] = line.line;
+  rec["error"] = bad.what();
+  if (core::is_valid_utf8(line.text)) {
+    rec["raw"] = line.text;
+  } else {
+    rec["raw"] = core::utf8_replace_invalid(line.text);
+    rec["raw_base64"] = io::base64_encode(line.text);
+  }
+  if (line.too_long) rec["raw_truncated"] = true;
+  if (!rejects_) rejects_ = std::make_unique<io::AppendFile>(r_.rejects_path, io::AppendFile::Mode::kCreateNew);
+  rejects_->write(io::dump_jsonl(rec) + "\n");
+  rejects_bytes_ = rejects_->size();
+  ++st_.rejects;
+}
+
+void Job::translate_and_write(std::vector<RowWork>& rows) {
+  std::vector<std::string> translations;
+  if (!batch_.empty()) {
+    translations = t_.translate(batch_);
+    ++st_.translate_calls;
+    if (translations.size() != batch_.size())
+      fail("translator returned {} translations for {} segments", translations.size(), batch_.size());
+  }
+  const auto reassembled = [&](const FieldWork& f) {
+    std::vector<std::string> mine(translations.begin() + static_cast<std::ptrdiff_t>(f.first),
+                                  translations.begin() + static_cast<std::ptrdiff_t>(f.first + f.count));
+    st_.segments += static_cast<int64_t>(f.count);
+    st_.copied_segments += static_cast<int64_t>(f.segments.size() - f.count);
+    return text::reassemble(f.segments, mine);
+  };
+  std::string buf;
+  for (RowWork& w : rows) {
+    switch (w.kind) {
+      case RowWork::kBlank:
+        buf += '\n';
+        ++st_.blank_rows;
+        break;
+      case RowWork::kTxt: {
+        std::string s = core::utf8_replace_invalid(reassembled(w.fields.front()));
+        for (char& c : s) {
+          if (c == '\n' || c == '\r') c = ' ';  // keep the output line-aligned
+        }
+        buf += s;
+        buf += w.terminator;
+        break;
+      }
+      case RowWork::kJsonl:
+        for (const FieldWork& f : w.fields) {
+          if (f.is_null) {
+            w.row[f.target] = nullptr;
+          } else {
+            w.row[f.target] = reassembled(f);
+          }
+        }
+        buf += io::dump_jsonl(w.row);
+        buf += '\n';
+        break;
+    }
+    ++st_.rows;
+  }
+  out_->write(buf);
+}
+
+TranslateJobStats Job::run() {
+  st_.shard_index = r_.shard_index;
+  st_.shard_count = r_.shard_count;
+  st_.output_path = r_.output;
+  if (o_.resume && o_.overwrite) fail("resume and overwrite exclude each other");
+  reader_ = std::make_unique<io::LineReader>(o_.input, o_.max_line_bytes);
+  if (reader_->size() >= 0) {
+    input_id_ = input_id(o_.input);
+    range_ = io::shard_range(o_.input, input_id_.size, r_.shard_index, r_.shard_count);
+    struct stat a {}, b {};
+    if (r_.output != "-" && ::stat(o_.input.c_str(), &a) == 0 && ::stat(r_.output.c_str(), &b) == 0 &&
+        a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+      fail(Where{r_.output, 0, ""}, "output is the input file");
+  } else if (!reader_->is_stdin() && (r_.shard_count > 1 || o_.resume)) {
+    fail(Where{o_.input, 0, ""}, "input is not a regular file: cannot shard or resume it");
+  }
+
+  if (!(o_.resume && resume_from_state())) start_fresh();
+  if (st_.already_done) {
+    if (o_.log) std::fprintf(o_.log, "loom translate: %s already complete: %s\n", r_.output.c_str(),
+                             counters_text().c_str());
+    return st_;
+  }
+  tokens_at_start_ = t_.target_tokens();
+  std::unique_ptr<core::Progress> progress;
+  if (o_.log != nullptr) {
+    core::Progress::Options po;
+    po.live = o_.progress && core::is_terminal(o_.log);
+    po.total_bytes = range_.end >= 0 ? range_.end - range_.begin : -1;
+    progress = std::make_unique<core::Progress>(o_.log, po);
+  }
+
+  std::vector<RowWork> chunk;
+  io::RawLine line;
+  bool eof = false;
+  while (!eof) {
+    chunk.clear();
+    batch_.clear();
+    std::optional<BadRow> abort_row;
+    int64_t abort_offset = 0, abort_line = 0;
+    while (static_cast<int64_t>(chunk.size()) < o_.chunk_rows) {
+      if (!reader_->next(line)) {
+        eof = true;
+        break;
+      }
+      RowWork work;
+      if (auto bad = prepare(line, work)) {
+        if (o_.on_error == OnError::kSkip) {
+          reject(line, *bad);
+          continue;
+        }
+        abort_row = std::move(bad);
+        abort_offset = line.offset;
+        abort_line = line.line;
+        break;
+      }
+      chunk.push_back(std::move(work));
+    }
+    translate_and_write(chunk);
+    next_offset_ = abort_row ? abort_offset : reader_->offset();
+    next_line_ = abort_row ? abort_line : reader_->line();
+    if (abort_row) {
+      checkpoint(false);  // the rows before the bad one are kept; resume starts at the bad row
+      throw Error(abort_row->message, abort_row->where);
+    }
+    if (!eof && checkpoint_due()) checkpoint(false);
+    if (progress) {
+      progress->update(reader_->offset() - range_.begin, counters_text());
+    }
+  }
+  checkpoint(true);
+  st_.seconds = std::chrono::duration<double>(Clock::now() - start_).count();
+  if (progress) {
+    std::string line_text = fmt::format("loom translate: {} shard {}/{}: {} in {} ({} rows/s)", r_.output,
+                                        r_.shard_index, r_.shard_count, counters_text(),
+                                        core::format_duration(st_.seconds),
+                                        core::format_count(st_.seconds > 0 ? st_.rows / st_.seconds : 0));
+    const std::string engine = t_.summary();
+    if (!engine.empty()) line_text += " | " + engine;
+    progress->finish(line_text);
+  }
+  return st_;
+}
+
+}  // namespace
+
+RowFormat parse_row_format(const std::string& s) {
+  const std::string l = lower(s);
+  if (l == "auto") return RowFormat::kAuto;
+  if (l == "jsonl" || l == "ndjson") return RowFormat::kJsonl;
+  if (l == "txt" || l == "text") return RowFormat::kTxt;
+  fail(Where{"", 0, "format"}, "unknown format '{}' (expected jsonl, txt or auto)", s);
+}
+
+OnError parse_on_error(const std::string& s) {
+  const std::string l = lower(s);
+  if (l == "abort") return OnError::kAbort;
+  if (l == "skip") return OnError::kSkip;
+  fail(Where{"", 0, "on_error"}, "unknown on-error policy '{}' (expected abort or skip)", s);
+}
+
+std::string shard_output_path(const std::string& path, int index, int count) {
+  if (path == "-" || count <= 1) return path;
+  const auto pos = path.find("{shard}");
+  if (pos != std::string::npos) {
+    std::string p = path;
+    p.replace(pos, 7, std::to_string(index));
+    return p;
+  }
+  const std::string tag = fmt::format(".{:05}-of-{:05}", index, count);
+  const std::string ext = extension(path);
+  return path.substr(0, path.size() - ext.size()) + tag + ext;
+}
+
+TranslateJobStats run_translate_job(const TranslateJobOptions& options, SegmentTranslator& translator) {
+  Job job(options, translator);
+  return job.run();
+}
+
+}  // namespace loom::pipeline
