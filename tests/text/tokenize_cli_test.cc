@@ -18,7 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 
 const std::string kData = LOOM_TEST_DATA;
-const std::string kOpus = kData + "/tokenizers/opus-mt-en-zh";
+const std::string kOpus = std::string(LOOM_SOURCE_DIR) + "/data/tokenizers/opus-mt-en-zh";  // shipped tokenizer (data/)
 
 struct Result {
   int rc = -1;

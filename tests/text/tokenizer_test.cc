@@ -25,7 +25,7 @@ using Ids = std::vector<int64_t>;
 const std::string kData = LOOM_TEST_DATA;
 const std::string kMarian = kData + "/hf-tiny/marian-en-zh";
 const std::string kNllb = kData + "/hf-tiny/nllb-m2m100";
-const std::string kOpus = kData + "/tokenizers/opus-mt-en-zh";
+const std::string kOpus = std::string(LOOM_SOURCE_DIR) + "/data/tokenizers/opus-mt-en-zh";  // shipped tokenizer (data/)
 const std::string kOpusRef = kData + "/tokenizers/opus-mt-en-zh-tokenizer-reference.json";
 
 Ids ids_of(const nlohmann::json& j) { return j.get<Ids>(); }

@@ -27,4 +27,14 @@ void add_tokenize(CLI::App& app);
 /// loom::io::resolve_model then finds by id.
 void add_download(CLI::App& app);
 
+/// `loom translate [--model DIR|ID] [--src L --tgt L] [--fields a,b] [--beam N] ... INPUT OUTPUT`:
+/// translates a TXT (line-aligned) or JSONL dataset with an HF Marian / NLLB checkpoint
+/// (default: models/en-zh), resumable (--resume), shardable (--shard I/N or $RANK/$WORLD_SIZE),
+/// bad rows abort or go to a rejects file (--on-error skip). See pipeline::run_translate_job.
+void add_translate(CLI::App& app);
+
+/// `loom init-model --like opus-mt-en-zh|nllb-200-distilled-600M OUT`: writes a random-weight HF
+/// checkpoint with the real architecture and a tokenizer (models::random_seq2seq_weights).
+void add_init_model(CLI::App& app);
+
 }  // namespace loom::cli

@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   loom::cli::add_version(app);
   loom::cli::add_tokenize(app);
   loom::cli::add_download(app);
+  loom::cli::add_translate(app);
+  loom::cli::add_init_model(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,180 @@
+#include "loom/generate/translator.h"
+
+#include <numeric>
+
+#include "loom/core/error.h"
+#include "loom/models/seq2seq.h"
+#include "loom/text/seq2seq_tokenizer.h"
+
+namespace loom::generate {
+namespace {
+
+const std::string kWordStart = "\xE2\x96\x81";  // "▁", SentencePiece's word-start marker
+
+// Decodes one UTF-8 code point at s[i] (s valid UTF-8); returns 0 at the end.
+char32_t code_point_at(const std::string& s, size_t i) {
+  if (i >= s.size()) return 0;
+  auto c = static_cast<unsigned char>(s[i]);
+  if (c < 0x80) return c;
+  int n = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : 1;
+  char32_t cp = c & (0x3F >> n);
+  for (int k = 1; k <= n && i + k < s.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+  return cp;
+}
+
+// Index of the first byte of the last code point of s.
+size_t last_code_point_start(const std::string& s) {
+  size_t i = s.size();
+  while (i > 0) {
+    --i;
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) return i;
+  }
+  return 0;
+}
+
+// Scripts written without spaces between words (CJK ideographs, kana, full-width forms).
+bool is_unspaced_script(char32_t cp) {
+  return (cp >= 0x3000 && cp <= 0x9FFF) || (cp >= 0xF900 && cp <= 0xFAFF) ||
+         (cp >= 0xFF00 && cp <= 0xFFEF) || (cp >= 0x20000 && cp <= 0x2FA1F);
+}
+
+// Joins the translations of the parts of a split sentence: no space between parts in scripts
+// written without spaces, one space otherwise.
+std::string join_parts(const std::vector<std::string>& parts) {
+  std::string out;
+  for (const auto& p : parts) {
+    if (p.empty()) continue;
+    if (!out.empty() && !std::isspace(static_cast<unsigned char>(out.back())) &&
+        !std::isspace(static_cast<unsigned char>(p.front())) &&
+        !(is_unspaced_script(code_point_at(out, last_code_point_start(out))) ||
+          is_unspaced_script(code_point_at(p, 0)))) {
+      out += ' ';
+    }
+    out += p;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::pair<size_t, size_t>> split_pieces(const std::vector<std::string>& pieces,
+                                                    size_t max_pieces) {
+  if (max_pieces == 0) fail("split_pieces: max_pieces must be >= 1");
+  std::vector<std::pair<size_t, size_t>> runs;
+  size_t begin = 0;
+  while (begin < pieces.size()) {
+    size_t end = std::min(pieces.size(), begin + max_pieces);
+    if (end < pieces.size()) {
+      // Prefer to cut before a word start in the second half of the run.
+      for (size_t cut = end; cut > begin + max_pieces / 2; --cut) {
+        if (pieces[cut].rfind(kWordStart, 0) == 0) {
+          end = cut;
+          break;
+        }
+      }
+    }
+    runs.emplace_back(begin, end);
+    begin = end;
+  }
+  return runs;
+}
+
+Translator::Translator(models::Seq2SeqModel& model, const text::Seq2SeqTokenizer& tokenizer,
+                       GenerationOptions generation, TranslatorOptions options)
+    : model_(model), tokenizer_(tokenizer), generation_(std::move(generation)), options_(options) {
+  if (options_.max_source_tokens <= 0) options_.max_source_tokens = model_.config().max_position_embeddings;
+  if (options_.batch_tokens <= 0) fail(Where{"", 0, "batch_tokens"}, "must be positive");
+  if (options_.max_batch_size <= 0) fail(Where{"", 0, "max_batch_size"}, "must be positive");
+}
+
+std::vector<std::string> Translator::translate(const std::vector<std::string>& sentences) {
+  if (sentences.empty()) return {};
+  // Where the content goes between the special tokens: compare the encodings of "" and "a".
+  const std::vector<int64_t> empty_ids = tokenizer_.encode_source("");
+  const std::vector<int64_t> probe_ids = tokenizer_.encode_source("a");
+  size_t prefix = 0;
+  while (prefix < empty_ids.size() && prefix < probe_ids.size() && empty_ids[prefix] == probe_ids[prefix]) ++prefix;
+  const size_t n_special = empty_ids.size();
+  const auto max_src = static_cast<size_t>(options_.max_source_tokens);
+  if (max_src <= n_special) fail(Where{"", 0, "max_source_tokens"}, "{} leaves no room for text", max_src);
+
+  // Every sentence becomes one or more model inputs ("parts").
+  std::vector<std::vector<int64_t>> inputs;
+  std::vector<size_t> first_part(sentences.size() + 1, 0);
+  for (size_t i = 0; i < sentences.size(); ++i) {
+    first_part[i] = inputs.size();
+    std::vector<int64_t> ids = tokenizer_.encode_source(sentences[i]);
+    if (ids.size() <= max_src) {
+      inputs.push_back(std::move(ids));
+      continue;
+    }
+    // Too long for the model: split the content ids at piece boundaries, keep the specials.
+    std::vector<std::string> pieces = tokenizer_.source_pieces(sentences[i]);
+    const size_t content = ids.size() - n_special;
+    if (pieces.size() != content) {
+      fail("tokenizer gave {} pieces but {} content ids for a {}-byte sentence", pieces.size(), content,
+           sentences[i].size());
+    }
+    ++stats_.split_sentences;
+    for (auto [b, e] : split_pieces(pieces, max_src - n_special)) {
+      std::vector<int64_t> part(ids.begin(), ids.begin() + static_cast<ptrdiff_t>(prefix));
+      part.insert(part.end(), ids.begin() + static_cast<ptrdiff_t>(prefix + b),
+                  ids.begin() + static_cast<ptrdiff_t>(prefix + e));
+      part.insert(part.end(), ids.begin() + static_cast<ptrdiff_t>(prefix + content), ids.end());
+      inputs.push_back(std::move(part));
+    }
+  }
+  first_part[sentences.size()] = inputs.size();
+  stats_.sentences += static_cast<int64_t>(sentences.size());
+
+  std::vector<std::vector<Hypothesis>> outputs = translate_ids(inputs);
+  std::vector<std::string> result(sentences.size());
+  for (size_t i = 0; i < sentences.size(); ++i) {
+    std::vector<std::string> parts;
+    for (size_t p = first_part[i]; p < first_part[i + 1]; ++p) {
+      parts.push_back(outputs[p].empty() ? std::string() : tokenizer_.decode_target(outputs[p][0].tokens));
+    }
+    result[i] = parts.size() == 1 ? std::move(parts[0]) : join_parts(parts);
+  }
+  return result;
+}
+
+std::vector<std::vector<Hypothesis>> Translator::translate_ids(
+    const std::vector<std::vector<int64_t>>& sources) {
+  std::vector<std::vector<Hypothesis>> results(sources.size());
+  // Length buckets: sort by source length so a batch pads little, then fill each batch up to the
+  // token budget (batch size × longest source) and the sentence limit.
+  std::vector<size_t> order(sources.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return sources[a].size() < sources[b].size(); });
+  size_t begin = 0;
+  while (begin < order.size()) {
+    size_t end = begin + 1;
+    while (end < order.size()) {
+      auto count = static_cast<int64_t>(end - begin + 1);
+      auto longest = static_cast<int64_t>(sources[order[end]].size());
+      if (count > options_.max_batch_size || count * longest > options_.batch_tokens) break;
+      ++end;
+    }
+    std::vector<std::vector<int64_t>> batch;
+    for (size_t k = begin; k < end; ++k) {
+      batch.push_back(sources[order[k]]);
+      stats_.source_tokens += static_cast<int64_t>(sources[order[k]].size());
+    }
+    std::vector<std::vector<Hypothesis>> out = generate(model_, batch, generation_);
+    for (size_t k = begin; k < end; ++k) {
+      auto& hyps = out[k - begin];
+      if (!hyps.empty()) {
+        stats_.target_tokens += static_cast<int64_t>(hyps[0].tokens.size());
+        if (hyps[0].capped) ++stats_.capped;
+      }
+      results[order[k]] = std::move(hyps);
+    }
+    stats_.model_inputs += static_cast<int64_t>(end - begin);
+    begin = end;
+  }
+  return results;
+}
+
+}  // namespace loom::generate

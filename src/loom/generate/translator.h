@@ -1,0 +1,79 @@
+// loom::generate::Translator — sentences in, translations out: tokenizes, splits sentences that
+// exceed the model's source length at token boundaries, groups sentences of similar length into
+// token-budget batches, runs greedy/beam search, detokenizes, and restores the input order.
+// This is the engine behind `loom translate` (the job's row loop lives in loom::pipeline).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "loom/generate/options.h"
+#include "loom/generate/search.h"
+
+namespace loom::models {
+class Seq2SeqModel;
+}
+namespace loom::text {
+class Seq2SeqTokenizer;
+}
+
+namespace loom::generate {
+
+/// How Translator batches and bounds its work.
+struct TranslatorOptions {
+  /// Upper bound on padded source tokens per batch (B × S_max), the CTranslate2-style budget.
+  int64_t batch_tokens = 4096;
+  /// Upper bound on sentences per batch (independent of length).
+  int64_t max_batch_size = 64;
+  /// Longest source (tokens, specials included) sent to the model; longer sentences are split at
+  /// piece boundaries (a piece starting with "▁" preferred) and their translations joined.
+  /// 0 = the model's max_position_embeddings.
+  int64_t max_source_tokens = 0;
+};
+
+/// Counters over the Translator's lifetime.
+struct TranslatorStats {
+  int64_t sentences = 0;        ///< sentences passed to translate()
+  int64_t split_sentences = 0;  ///< sentences longer than max_source_tokens, split into parts
+  int64_t model_inputs = 0;     ///< sequences actually decoded (parts counted separately)
+  int64_t capped = 0;           ///< outputs stopped by the length cap (a·|src|+b), not by </s>
+  int64_t source_tokens = 0;    ///< source tokens fed to the encoder (specials included)
+  int64_t target_tokens = 0;    ///< generated tokens (decoder start excluded, </s> included)
+};
+
+/// Translates sentences with one model and tokenizer. Not thread-safe; libtorch's intra-op
+/// threads parallelise each batch (torch::set_num_threads).
+class Translator {
+ public:
+  /// model and tokenizer must outlive the Translator; the tokenizer's language pair must be set.
+  Translator(models::Seq2SeqModel& model, const text::Seq2SeqTokenizer& tokenizer,
+             GenerationOptions generation, TranslatorOptions options);
+
+  /// result[i] translates sentences[i] (the best hypothesis). Empty input gives an empty output
+  /// without running the model. Throws loom::Error on invalid UTF-8 (from the tokenizer).
+  std::vector<std::string> translate(const std::vector<std::string>& sentences);
+
+  /// The same on token ids (specials included): batching, splitting aside. Exposed for tests
+  /// (batch == single invariants) and benchmarks. Returns the n-best lists per source.
+  std::vector<std::vector<Hypothesis>> translate_ids(const std::vector<std::vector<int64_t>>& sources);
+
+  const TranslatorStats& stats() const { return stats_; }
+  const GenerationOptions& generation_options() const { return generation_; }
+
+ private:
+  models::Seq2SeqModel& model_;
+  const text::Seq2SeqTokenizer& tokenizer_;
+  GenerationOptions generation_;
+  TranslatorOptions options_;
+  TranslatorStats stats_;
+};
+
+/// Splits a piece sequence into runs of at most max_pieces pieces, cutting before a piece that
+/// starts a word ("▁…") when one lies in the last half of the run, else at max_pieces.
+/// Returns the runs' piece index ranges [begin, end). max_pieces must be >= 1.
+std::vector<std::pair<size_t, size_t>> split_pieces(const std::vector<std::string>& pieces,
+                                                    size_t max_pieces);
+
+}  // namespace loom::generate
