@@ -1,6 +1,10 @@
 #include "loom/io/hub.h"
 
 #include <httplib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -298,11 +302,18 @@ TEST(Hub, DownloadErrorsNameUrlAndStatus) {
     EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path();
   EXPECT_FALSE(fs::exists(repo / "refs" / "main"));
 
-  // Nobody listening.
+  // Nobody listening: a port bound and closed again, never listened on.
   int port = 0;
   {
-    httplib::Server s;
-    port = s.bind_to_any_port("127.0.0.1");
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    port = ntohs(addr.sin_port);
+    ::close(fd);
   }
   opts.endpoint = "http://127.0.0.1:" + std::to_string(port);
   EXPECT_THAT(error_of([&] { download_model("org/name", opts); }),
