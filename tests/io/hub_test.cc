@@ -335,13 +335,15 @@ TEST(Hub, DownloadCommandPrintsSnapshotDirectory) {
   EXPECT_EQ(out, snap + "\n");
   EXPECT_TRUE(fs::is_regular_file(snap + "/model.safetensors"));
 
-  cmd = std::string(LOOM_BINARY) + " download org/missing --endpoint " + hub.endpoint() +
-        " --cache-dir " + cache.str() + " 2>&1";
+  // The endpoint from $HF_ENDPOINT, and an HTTP error becomes "loom: error: ..." + exit 1.
+  ScopedEnv endpoint("HF_ENDPOINT", hub.endpoint().c_str());
+  cmd = std::string(LOOM_BINARY) + " download org/missing --cache-dir " + cache.str() + " 2>&1";
   p = ::popen(cmd.c_str(), "r");
   out.clear();
   while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
   EXPECT_EQ(WEXITSTATUS(::pclose(p)), 1);
-  EXPECT_THAT(out, AllOf(HasSubstr("loom: error: "), HasSubstr("HTTP 404")));
+  EXPECT_THAT(out, AllOf(HasSubstr("loom: error: " + hub.endpoint() + "/api/models/org/missing"),
+                         HasSubstr("HTTP 404")));
 }
 
 }  // namespace
