@@ -1,6 +1,10 @@
 #include "loom/io/hub.h"
 
 #include <httplib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -298,11 +302,18 @@ TEST(Hub, DownloadErrorsNameUrlAndStatus) {
     EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path();
   EXPECT_FALSE(fs::exists(repo / "refs" / "main"));
 
-  // Nobody listening.
+  // Nobody listening: a port bound and closed again, never listened on.
   int port = 0;
   {
-    httplib::Server s;
-    port = s.bind_to_any_port("127.0.0.1");
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    port = ntohs(addr.sin_port);
+    ::close(fd);
   }
   opts.endpoint = "http://127.0.0.1:" + std::to_string(port);
   EXPECT_THAT(error_of([&] { download_model("org/name", opts); }),
@@ -324,13 +335,15 @@ TEST(Hub, DownloadCommandPrintsSnapshotDirectory) {
   EXPECT_EQ(out, snap + "\n");
   EXPECT_TRUE(fs::is_regular_file(snap + "/model.safetensors"));
 
-  cmd = std::string(LOOM_BINARY) + " download org/missing --endpoint " + hub.endpoint() +
-        " --cache-dir " + cache.str() + " 2>&1";
+  // The endpoint from $HF_ENDPOINT, and an HTTP error becomes "loom: error: ..." + exit 1.
+  ScopedEnv endpoint("HF_ENDPOINT", hub.endpoint().c_str());
+  cmd = std::string(LOOM_BINARY) + " download org/missing --cache-dir " + cache.str() + " 2>&1";
   p = ::popen(cmd.c_str(), "r");
   out.clear();
   while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
   EXPECT_EQ(WEXITSTATUS(::pclose(p)), 1);
-  EXPECT_THAT(out, AllOf(HasSubstr("loom: error: "), HasSubstr("HTTP 404")));
+  EXPECT_THAT(out, AllOf(HasSubstr("loom: error: " + hub.endpoint() + "/api/models/org/missing"),
+                         HasSubstr("HTTP 404")));
 }
 
 }  // namespace
