@@ -386,7 +386,7 @@ class Markdown {
   }
 
   const NextOf& next(InlineCtx& ctx) {
-    if (!ctx.next) ctx.next = std::make_unique<NextOf>(s_, ctx.b, ctx.e, "[]()>$");
+    if (!ctx.next) ctx.next = std::make_unique<NextOf>(s_, ctx.b, ctx.e, "[]()>$ ");
     return *ctx.next;
   }
 
@@ -422,7 +422,15 @@ class Markdown {
   /// Link target after the ']' at rb: "(url)" or "[ref]"; returns its end, or npos.
   size_t link_target_end(InlineCtx& ctx, size_t rb, size_t e) {
     if (rb + 1 >= e) return std::string::npos;
-    if (s_[rb + 1] == '(') return paren_end(ctx, rb + 1, e);
+    if (s_[rb + 1] == '(') {
+      // A destination has no spaces, except before a title: (url "title").
+      size_t end = paren_end(ctx, rb + 1, e);
+      if (end == std::string::npos) return end;
+      size_t sp = next(ctx).find(' ', rb + 2);
+      if (sp < end && !(sp > rb + 2 && sp + 1 < end && std::strchr("\"'(", s_[sp + 1]) != nullptr))
+        return std::string::npos;
+      return end;
+    }
     if (s_[rb + 1] == '[') {
       size_t rb2 = bracket_end(ctx, rb + 1, e);
       if (rb2 != std::string::npos) return rb2 + 1;
@@ -786,13 +794,17 @@ size_t front_matter_end(std::string_view s) {
 
 void segment_markdown(std::string_view s, Builder& out) {
   Markdown md(s, out);
-  bool prev_blank = true;  // document start behaves like after a blank line
-  bool in_list = false;
+  bool prev_para = false;    // the previous line was paragraph text (indented code cannot interrupt it)
+  bool after_blank = false;  // the previous line was blank
+  std::vector<size_t> list_cols;  // content columns of the open list items, outermost first
   bool indented_code = false;
+  size_t code_col = 0;  // indented code: continuation lines need this many columns
   bool table = false;
   char fence_char = 0;
   size_t fence_len = 0;  // > 0: inside a fenced code block
   bool math = false;     // inside a $$ block
+  bool fence_in_quote = false;  // the open fence / $$ block is inside a blockquote
+  size_t fence_list_col = 0;    // ... inside a list item with this content column (0: none)
   const char* raw_end = nullptr;  // inside a raw HTML block (<pre>, <script>, <!--): its end marker
   size_t pos = front_matter_end(s);
   out.copy_to(pos);
@@ -804,10 +816,23 @@ void segment_markdown(std::string_view s, Builder& out) {
     if (raw_end != nullptr) {
       if (contains_ci(s, ln.b, ln.e, raw_end)) raw_end = nullptr;
       copy_line();
-      prev_blank = false;
+      prev_para = after_blank = false;
       continue;
     }
 
+    if (fence_len > 0 || math) {
+      // A fence opened inside a blockquote ends with the quote; one opened inside a list item
+      // ends with the item (CommonMark: fences take no lazy continuation lines). The line is
+      // then processed normally.
+      size_t q = ln.b;
+      while (q < ln.e && q - ln.b < 3 && s[q] == ' ') ++q;
+      size_t ind = indent_of(s, ln.b, ln.e).first;
+      if ((fence_in_quote && (q >= ln.e || s[q] != '>')) ||
+          (fence_list_col > 0 && !is_blank(s, ln.b, ln.e) && ind < fence_list_col)) {
+        fence_len = 0;
+        math = false;
+      }
+    }
     if (fence_len > 0 || math) {
       // Closing fence / $$: after blockquote markers and spaces.
       size_t p = ln.b;
@@ -820,46 +845,69 @@ void segment_markdown(std::string_view s, Builder& out) {
         math = false;
       }
       copy_line();
-      prev_blank = false;
+      prev_para = after_blank = false;
       continue;
     }
     bool blank = is_blank(s, ln.b, ln.e);
-    auto [indent, first] = indent_of(s, ln.b, ln.e);
+    size_t indent = indent_of(s, ln.b, ln.e).first;
     if (indented_code) {
-      if (blank || indent >= 4) {
+      if (blank || indent >= code_col) {
         copy_line();
+        after_blank = blank;
         continue;
       }
       indented_code = false;
     }
     if (blank) {
       copy_line();
-      prev_blank = true;
+      prev_para = false;
+      after_blank = true;
       table = false;
       continue;
     }
-    if (prev_blank && !in_list && indent >= 4) {
+    // After a blank line a line belongs to the deepest open list item whose content column it
+    // reaches; 4 more columns than that make it indented code (CommonMark), unless it
+    // continues a paragraph.
+    if (after_blank)
+      while (!list_cols.empty() && list_cols.back() > indent) list_cols.pop_back();
+    after_blank = false;
+    size_t base = list_cols.empty() ? 0 : list_cols.back();
+    if (!prev_para && indent >= base + 4) {
       indented_code = true;
+      code_col = base + 4;
       copy_line();
       continue;
     }
-    if (indent == 0 && prev_blank) in_list = false;
-    prev_blank = false;
 
-    // Container prefixes: blockquote markers, list markers, task boxes.
+    // Container prefixes: blockquote markers, list markers, task boxes; columns counted with
+    // tab stops of 4.
     ThematicBreak hr(s, ln.b, ln.e);
     size_t p = ln.b;
+    size_t col = 0;
+    auto skip_ws = [&] {
+      size_t c0 = col;
+      for (; p < ln.e && is_ascii_space(s[p]); ++p) col = s[p] == '\t' ? (col / 4 + 1) * 4 : col + 1;
+      return col - c0;
+    };
     bool done = false;
+    bool quoted = false;
+    skip_ws();
     while (p < ln.e) {
-      while (p < ln.e && is_ascii_space(s[p])) ++p;
-      if (p >= ln.e) break;
       if (hr.at(s, p)) {
         copy_line();
         done = true;
         break;
       }
       if (s[p] == '>') {
+        quoted = true;
         ++p;
+        ++col;
+        size_t w = skip_ws();
+        if (p < ln.e && w >= 5 && !prev_para) {  // "> " + 4 columns: indented code in the quote
+          copy_line();
+          done = true;
+          break;
+        }
         continue;
       }
       size_t m = p;
@@ -871,18 +919,36 @@ void segment_markdown(std::string_view s, Builder& out) {
         if (d - p <= 9 && d < ln.e && (s[d] == '.' || s[d] == ')')) m = d + 1;
       }
       if (m > p && (m == ln.e || is_ascii_space(s[m]))) {
-        in_list = true;
+        size_t marker_col = col, width = m - p;
+        while (!list_cols.empty() && list_cols.back() > marker_col) list_cols.pop_back();
         p = m;
+        col += width;
+        size_t n = skip_ws();
+        if (p >= ln.e || n >= 5) {
+          // Empty item, or 5+ columns after the marker: content starts one column after it
+          // and the rest of the line is indented code.
+          list_cols.push_back(marker_col + width + 1);
+          if (p < ln.e) {
+            indented_code = true;
+            code_col = list_cols.back() + 4;
+            copy_line();
+            done = true;
+          }
+          break;
+        }
+        list_cols.push_back(marker_col + width + n);
         // Task box "[ ]" / "[x]" right after a list marker.
-        size_t q = p;
-        while (q < ln.e && is_ascii_space(s[q])) ++q;
-        if (q + 2 < ln.e && s[q] == '[' && (s[q + 1] == ' ' || s[q + 1] == 'x' || s[q + 1] == 'X') &&
-            s[q + 2] == ']' && (q + 3 == ln.e || is_ascii_space(s[q + 3])))
-          p = q + 3;
+        if (p + 2 < ln.e && s[p] == '[' && (s[p + 1] == ' ' || s[p + 1] == 'x' || s[p + 1] == 'X') &&
+            s[p + 2] == ']' && (p + 3 == ln.e || is_ascii_space(s[p + 3]))) {
+          p += 3;
+          col += 3;
+          skip_ws();
+        }
         continue;
       }
       break;
     }
+    prev_para = false;
     if (done) continue;
     if (p >= ln.e) {  // markers only
       copy_line();
@@ -892,13 +958,11 @@ void segment_markdown(std::string_view s, Builder& out) {
 
     // Leaf blocks.
     size_t flen = fence_at(s, p, ln.e, &fence_char);
-    if (flen > 0) {
-      fence_len = flen;
-      copy_line();
-      continue;
-    }
-    if (ln.e - p >= 2 && s[p] == '$' && s[p + 1] == '$') {
-      if (std::string_view(s.data() + p + 2, ln.e - p - 2).find("$$") == std::string_view::npos) math = true;
+    if (flen > 0 || (ln.e - p >= 2 && s[p] == '$' && s[p + 1] == '$')) {
+      if (flen > 0) fence_len = flen;
+      else math = std::string_view(s.data() + p + 2, ln.e - p - 2).find("$$") == std::string_view::npos;
+      fence_in_quote = quoted;
+      fence_list_col = !list_cols.empty() && col >= list_cols.back() ? list_cols.back() : 0;
       copy_line();
       continue;
     }
@@ -906,7 +970,6 @@ void segment_markdown(std::string_view s, Builder& out) {
       size_t h = p;
       while (h < ln.e && s[h] == '#') ++h;
       if (h - p <= 6 && (h == ln.e || is_ascii_space(s[h]))) {
-        if (indent == 0) in_list = false;
         // Closing sequence: spaces + #'s at the end.
         size_t ce = ln.e;
         while (ce > h && is_ascii_space(s[ce - 1])) --ce;
@@ -946,6 +1009,7 @@ void segment_markdown(std::string_view s, Builder& out) {
         out.copy_to(rb + 2);
         md.inline_content(rb + 2, hard_break_end(s, rb + 2, ln.e));
         copy_line();
+        prev_para = true;
         continue;
       }
     }
@@ -980,10 +1044,12 @@ void segment_markdown(std::string_view s, Builder& out) {
         }
       }
       copy_line();
+      prev_para = true;
       continue;
     }
     md.inline_content(p, hard_break_end(s, p, ln.e));
     copy_line();
+    prev_para = true;
   }
 }
 
