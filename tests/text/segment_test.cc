@@ -310,6 +310,28 @@ TEST(Segment, RawHtmlBlocksFrontMatterFootnotesHardBreaks) {
   EXPECT_SEGS("> \"Earth.\" \xE2\x80\x93 Anonymous", {{"> ", C}, {"\"Earth.\" \xE2\x80\x93 Anonymous", T}});
 }
 
+TEST(Segment, ContainersEndFencesAndSetIndentedCodeColumns) {
+  // A fence opened in a blockquote ends with the quote (CommonMark example 2091).
+  EXPECT_SEGS("> ```\n> aaa\n\nbbb. Ccc", {{"> ```\n> aaa\n\n", C}, {"bbb.", T}, {" ", C}, {"Ccc", T}});
+  // ... and one opened in a list item ends with the item.
+  EXPECT_SEGS("- ```\n  code\nText", {{"- ```\n  code\n", C}, {"Text", T}});
+  // Indented code inside a list item needs 4 columns beyond the item's content column.
+  EXPECT_SEGS("1.  A paragraph\n\n        indented code\n\n    > A quote.",
+              {{"1.  ", C}, {"A paragraph", T}, {"\n\n        indented code\n\n    > ", C}, {"A quote.", T}});
+  EXPECT_SEGS("- foo\n\n      bar\n\n    baz", {{"- ", C}, {"foo", T}, {"\n\n      bar\n\n    ", C}, {"baz", T}});
+  // 5+ spaces after a list marker: the item starts with indented code.
+  EXPECT_SEGS("1.     code here\n2. Text", {{"1.     code here\n2. ", C}, {"Text", T}});
+  // In a blockquote: "> " + 4 columns is code unless it continues a paragraph.
+  EXPECT_SEGS(">     code\n> text\n>     more text", {{">     code\n> ", C}, {"text", T}, {"\n>     ", C}, {"more text", T}});
+  // After a heading (no paragraph to continue) an indented line is code.
+  EXPECT_SEGS("# Title\n    code", {{"# ", C}, {"Title", T}, {"\n    code", C}});
+}
+
+TEST(Segment, LinkDestinationsWithSpacesNeedATitle) {
+  EXPECT_SEGS("[foo](not a link) here", {{"[foo](not a link) here", T}});
+  EXPECT_SEGS("[foo](/url 'the title') here", {{"[", C}, {"foo", T}, {"](/url 'the title') ", C}, {"here", T}});
+}
+
 TEST(Segment, TexMathIsCopied) {
   EXPECT_SEGS("The area $A = \\pi r^2$ grows. It costs $5 and $10 now.",
               {{"The area", T}, {" $A = \\pi r^2$ ", C}, {"grows.", T}, {" ", C}, {"It costs $5 and $10 now.", T}});
