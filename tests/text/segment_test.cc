@@ -315,6 +315,12 @@ TEST(Segment, ContainersEndFencesAndSetIndentedCodeColumns) {
   EXPECT_SEGS("> ```\n> aaa\n\nbbb. Ccc", {{"> ```\n> aaa\n\n", C}, {"bbb.", T}, {" ", C}, {"Ccc", T}});
   // ... and one opened in a list item ends with the item.
   EXPECT_SEGS("- ```\n  code\nText", {{"- ```\n  code\n", C}, {"Text", T}});
+  // Unless the fence is closed further down: then everything up to the closer is code (LLM
+  // output often under-indents code inside list items).
+  EXPECT_SEGS("- Example:\n  ```python\ndef f():\n    pass # Not. Text\n  ```\n- Next item.",
+              {{"- ", C}, {"Example:", T}, {"\n  ```python\ndef f():\n    pass # Not. Text\n  ```\n- ", C},
+               {"Next item.", T}});
+  EXPECT_SEGS("> ```\n> a\nout\n```\nText", {{"> ```\n> a\nout\n```\n", C}, {"Text", T}});
   // Indented code inside a list item needs 4 columns beyond the item's content column.
   EXPECT_SEGS("1.  A paragraph\n\n        indented code\n\n    > A quote.",
               {{"1.  ", C}, {"A paragraph", T}, {"\n\n        indented code\n\n    > ", C}, {"A quote.", T}});
@@ -741,6 +747,8 @@ TEST(SegmentProperty, HostileInputsTerminateQuicklyAndRoundTrip) {
   cases.emplace_back("long e-mail locals", rep(std::string(1000, 'x') + "@ ", 1000));
   cases.emplace_back("dollar blocks", rep("$$\n", 100000));
   cases.emplace_back("dollars", rep("$$ $ ", 200000));
+  cases.emplace_back("unclosed fences in quotes", rep("> ```a\nx\n", 100000));
+  cases.emplace_back("unclosed fences in lists", rep("- ~~~~a\nx\n", 100000));
   cases.emplace_back("unclosed comments", rep("<!--", 250000));
   cases.emplace_back("raw html lines", rep("<pre\n", 100000));
   cases.emplace_back("front matter", "---\n" + rep("key: value\n", 100000));

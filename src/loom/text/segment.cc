@@ -792,6 +792,49 @@ size_t front_matter_end(std::string_view s) {
   return 0;  // never closed: not front matter
 }
 
+/// For each line (from a start position): is there a closing-fence candidate (``` / ~~~ of a
+/// given length, only whitespace after; blockquote markers and indentation ignored) or a "$$"
+/// line after it? Suffix maxima make every query O(1).
+class FenceCloserIndex {
+ public:
+  FenceCloserIndex(std::string_view s, size_t pos) {
+    std::vector<uint32_t> bt, tl;
+    std::vector<uint8_t> dd;
+    while (pos < s.size()) {
+      Line ln = line_at(s, pos);
+      pos = ln.next;
+      size_t p = ln.b;
+      while (p < ln.e && (is_ascii_space(s[p]) || s[p] == '>')) ++p;
+      size_t j = p;
+      if (p < ln.e && (s[p] == '`' || s[p] == '~'))
+        while (j < ln.e && s[j] == s[p]) ++j;
+      bool closer = j - p >= 3 && is_blank(s, j, ln.e);
+      bt.push_back(closer && s[p] == '`' ? static_cast<uint32_t>(j - p) : 0);
+      tl.push_back(closer && s[p] == '~' ? static_cast<uint32_t>(j - p) : 0);
+      dd.push_back(std::string_view(s.data() + ln.b, ln.e - ln.b).find("$$") != std::string_view::npos);
+    }
+    bt_.assign(bt.size() + 1, 0);
+    tl_.assign(bt.size() + 1, 0);
+    dd_.assign(bt.size() + 1, 0);
+    for (size_t i = bt.size(); i-- > 0;) {
+      bt_[i] = std::max(bt[i], bt_[i + 1]);
+      tl_[i] = std::max(tl[i], tl_[i + 1]);
+      dd_[i] = dd[i] || dd_[i + 1];
+    }
+  }
+  /// A closing fence of fence_char, at least len long, on a line with index >= line (0-based).
+  bool fence_after(size_t line, char fence_char, size_t len) const {
+    const auto& v = fence_char == '`' ? bt_ : tl_;
+    return line < v.size() && v[line] >= len;
+  }
+  /// A line holding "$$" with index >= line.
+  bool dollars_after(size_t line) const { return line < dd_.size() && dd_[line] != 0; }
+
+ private:
+  std::vector<uint32_t> bt_, tl_;
+  std::vector<uint8_t> dd_;
+};
+
 void segment_markdown(std::string_view s, Builder& out) {
   Markdown md(s, out);
   bool prev_para = false;    // the previous line was paragraph text (indented code cannot interrupt it)
@@ -808,9 +851,12 @@ void segment_markdown(std::string_view s, Builder& out) {
   const char* raw_end = nullptr;  // inside a raw HTML block (<pre>, <script>, <!--): its end marker
   size_t pos = front_matter_end(s);
   out.copy_to(pos);
+  const FenceCloserIndex closers(s, pos);
+  size_t line_no = 0;  // index of the current line from pos
   while (pos < s.size()) {
     Line ln = line_at(s, pos);
     pos = ln.next;
+    ++line_no;
     auto copy_line = [&] { out.copy_to(ln.next); };
 
     if (raw_end != nullptr) {
@@ -961,8 +1007,13 @@ void segment_markdown(std::string_view s, Builder& out) {
     if (flen > 0 || (ln.e - p >= 2 && s[p] == '$' && s[p + 1] == '$')) {
       if (flen > 0) fence_len = flen;
       else math = std::string_view(s.data() + p + 2, ln.e - p - 2).find("$$") == std::string_view::npos;
-      fence_in_quote = quoted;
-      fence_list_col = !list_cols.empty() && col >= list_cols.back() ? list_cols.back() : 0;
+      // A block that is closed further down is code up to its closer, whatever the containers
+      // (LLM-written Markdown often under-indents code inside list items); only a block never
+      // closed ends with its blockquote / list item instead of swallowing the document.
+      bool closed_later = flen > 0 ? closers.fence_after(line_no, fence_char, flen)
+                                   : closers.dollars_after(line_no);
+      fence_in_quote = quoted && !closed_later;
+      fence_list_col = !closed_later && !list_cols.empty() && col >= list_cols.back() ? list_cols.back() : 0;
       copy_line();
       continue;
     }

@@ -19,7 +19,7 @@
 //  - Markdown (SegmentOptions::markdown), block level, line by line: copied whole are YAML front
 //    matter at the very start (--- key: value ... --- / ...), fenced code blocks (``` and ~~~
 //    with info string, up to a closing fence of the same char and at least the same length; a
-//    fence inside a blockquote or list item also ends with that container), $$ display-math
+//    fence never closed but inside a blockquote or list item ends with that container), $$ display-math
 //    blocks, indented code blocks (4+ columns beyond the enclosing list item's content column,
 //    or after "> ", when not continuing a paragraph), raw HTML blocks whose content is not text
 //    (<pre> <script> <style> <textarea> <!-- up to their end tag), thematic breaks (--- *** ___),
