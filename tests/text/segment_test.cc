@@ -301,6 +301,10 @@ TEST(Segment, RawHtmlBlocksFrontMatterFootnotesHardBreaks) {
                {" <!-- a > b --> ", C}, {"more.", T}});
   EXPECT_SEGS("<script type=\"x\">\nvar a = \"Hi. There\";</script>\nAfter.",
               {{"<script type=\"x\">\nvar a = \"Hi. There\";</script>\n", C}, {"After.", T}});
+  // Never closed: the raw block (or $$ block) ends at a blank line instead of the document end.
+  EXPECT_SEGS("<pre> tags keep spaces.\nSecond.\n\nNext. Yes.\n\n$$\nunclosed\n\nText here.",
+              {{"<pre> tags keep spaces.\nSecond.\n\n", C}, {"Next.", T}, {" ", C}, {"Yes.", T},
+               {"\n\n$$\nunclosed\n\n", C}, {"Text here.", T}});
   EXPECT_SEGS("---\ntitle: \"My post\"\ntags:\n  - a\n---\n# Hi",
               {{"---\ntitle: \"My post\"\ntags:\n  - a\n---\n# ", C}, {"Hi", T}});
   // Not front matter: a thematic break followed by prose.

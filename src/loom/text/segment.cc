@@ -849,6 +849,9 @@ void segment_markdown(std::string_view s, Builder& out) {
   bool fence_in_quote = false;  // the open fence / $$ block is inside a blockquote
   size_t fence_list_col = 0;    // ... inside a list item with this content column (0: none)
   const char* raw_end = nullptr;  // inside a raw HTML block (<pre>, <script>, <!--): its end marker
+  bool raw_to_blank = false;       // ... which is never closed: it ends at a blank line
+  bool math_to_blank = false;      // the $$ block is never closed: it ends at a blank line
+  std::unordered_map<const char*, size_t> last_marker;  // end marker -> its last position, or npos
   size_t pos = front_matter_end(s);
   out.copy_to(pos);
   const FenceCloserIndex closers(s, pos);
@@ -859,6 +862,8 @@ void segment_markdown(std::string_view s, Builder& out) {
     ++line_no;
     auto copy_line = [&] { out.copy_to(ln.next); };
 
+    if (raw_end != nullptr && raw_to_blank && is_blank(s, ln.b, ln.e)) raw_end = nullptr;
+    if (math && math_to_blank && is_blank(s, ln.b, ln.e)) math = false;
     if (raw_end != nullptr) {
       if (contains_ci(s, ln.b, ln.e, raw_end)) raw_end = nullptr;
       copy_line();
@@ -1012,6 +1017,7 @@ void segment_markdown(std::string_view s, Builder& out) {
       // closed ends with its blockquote / list item instead of swallowing the document.
       bool closed_later = flen > 0 ? closers.fence_after(line_no, fence_char, flen)
                                    : closers.dollars_after(line_no);
+      math_to_blank = flen == 0 && !closed_later;  // "$$" at a line start that is never closed
       fence_in_quote = quoted && !closed_later;
       fence_list_col = !closed_later && !list_cols.empty() && col >= list_cols.back() ? list_cols.back() : 0;
       copy_line();
@@ -1049,6 +1055,21 @@ void segment_markdown(std::string_view s, Builder& out) {
         }
       }
       if (end_marker != nullptr && !contains_ci(s, p + 4, ln.e, end_marker)) {
+        // CommonMark runs an unclosed <pre>/<script>/... block to the end of the document;
+        // text that merely starts with "<pre>" would then never be translated, so an end tag
+        // that does not appear further down ends the block at the next blank line instead.
+        auto it = last_marker.find(end_marker);
+        if (it == last_marker.end()) {
+          size_t last = std::string::npos;
+          size_t n = std::strlen(end_marker);
+          for (size_t i = s.size() >= n ? s.size() - n + 1 : 0; i-- > 0;)
+            if (starts_with_ci(s, i, s.size(), end_marker)) {
+              last = i;
+              break;
+            }
+          it = last_marker.emplace(end_marker, last).first;
+        }
+        raw_to_blank = it->second == std::string::npos || it->second < ln.e;
         raw_end = end_marker;
         copy_line();
         continue;

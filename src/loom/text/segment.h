@@ -18,9 +18,10 @@
 //    A paragraph's soft line breaks therefore split a sentence that spans lines.
 //  - Markdown (SegmentOptions::markdown), block level, line by line: copied whole are YAML front
 //    matter at the very start (--- key: value ... --- / ...), fenced code blocks (``` and ~~~
-//    with info string, up to a closing fence of the same char and at least the same length; a
-//    fence never closed but inside a blockquote or list item ends with that container), $$ display-math
-//    blocks, indented code blocks (4+ columns beyond the enclosing list item's content column,
+//    with info string, up to a closing fence of the same char and at least the same length,
+//    even across sloppy list indentation; a fence that is never closed ends with its
+//    blockquote or list item, at top level it runs to the end), $$ display-math blocks,
+//    indented code blocks (4+ columns beyond the enclosing list item's content column,
 //    or after "> ", when not continuing a paragraph), raw HTML blocks whose content is not text
 //    (<pre> <script> <style> <textarea> <!-- up to their end tag), thematic breaks (--- *** ___),
 //    link reference definitions ("[id]: url"). Copied as prefixes: ATX heading markers (and a
@@ -37,9 +38,10 @@
 //    $$...$$ and $...$ (pandoc's rule: no space inside the dollars and no digit after the
 //    closing one, so "$5 and $10" stays text). Emphasis markers (**bold**, _it_), footnote
 //    references [^1] and backslash escapes stay inside the sentence text.
-//  - Unterminated fenced code (or $$ / raw HTML) block: the rest of the document (or of its
-//    container) is code and is copied (CommonMark behaviour). A backtick run without a closing
-//    run of the same length is literal text.
+//  - Unterminated fenced code block: the rest of the document (or of its blockquote / list
+//    item) is code and is copied (CommonMark behaviour). Unterminated $$ or raw HTML blocks end
+//    at the next blank line (so prose starting with "<pre>" is still translated). A backtick
+//    run without a closing run of the same length is literal text.
 //  - Markdown mode treats a line indented by 4+ columns after a blank line as code (CommonMark);
 //    plain text with indented paragraphs should be segmented with markdown = false.
 //  - Known differences from CommonMark (checked against the spec's 655 examples in the tests):
