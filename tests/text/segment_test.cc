@@ -761,8 +761,9 @@ TEST(SegmentProperty, HostileInputsTerminateQuicklyAndRoundTrip) {
       auto t0 = std::chrono::steady_clock::now();
       check_invariants(text, SegmentOptions{md}, {}, name);
       double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      // Linear work on ~1 MB takes well under a second; quadratic work would take hours.
-      EXPECT_LT(s, 20.0) << name;
+      // Linear work on ~1 MB takes well under a second in Release (a few in sanitizer builds);
+      // quadratic work would take hours.
+      EXPECT_LT(s, 60.0) << name;
       if (HasFatalFailure()) return;
     }
   }
