@@ -458,12 +458,10 @@ TEST(SegmentProperty, EveryNtrexLineRoundTripsAndKeepsAllLetters) {
       if (HasFatalFailure()) return;
     }
     // Plain mode never copies a letter: every ASCII letter lies in a translate segment.
-    size_t off = 0;
     for (const Segment& s : segment_text(line, SegmentOptions{false})) {
       if (s.translate) ++translate_segments;
       else
         for (char c : s.text) ASSERT_FALSE(std::isalpha(static_cast<unsigned char>(c))) << "line " << i + 1 << ": " << s.text;
-      off += s.text.size();
     }
   }
   // Mostly one sentence per line; a few lines hold two (e.g. line 847).

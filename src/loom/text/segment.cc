@@ -191,7 +191,6 @@ class Builder {
     copy_to(e);
   }
 
-  size_t cursor() const { return cur_; }
   std::vector<Segment> finish() {
     copy_to(s_.size());
     return std::move(out_);
@@ -665,11 +664,11 @@ bool is_blank(std::string_view s, size_t b, size_t e) {
   return true;
 }
 
-/// Indentation of a line in columns (tab = to the next multiple of 4), and the first non-space.
-std::pair<size_t, size_t> indent_of(std::string_view s, size_t b, size_t e) {
-  size_t col = 0, i = b;
-  for (; i < e && is_ascii_space(s[i]); ++i) col = s[i] == '\t' ? (col / 4 + 1) * 4 : col + 1;
-  return {col, i};
+/// Indentation of the line [b, e) in columns (a tab advances to the next multiple of 4).
+size_t indent_of(std::string_view s, size_t b, size_t e) {
+  size_t col = 0;
+  for (size_t i = b; i < e && is_ascii_space(s[i]); ++i) col = s[i] == '\t' ? (col / 4 + 1) * 4 : col + 1;
+  return col;
 }
 
 /// A line whose content from position p is a thematic break (--- *** ___, spaces allowed).
@@ -877,7 +876,7 @@ void segment_markdown(std::string_view s, Builder& out) {
       // then processed normally.
       size_t q = ln.b;
       while (q < ln.e && q - ln.b < 3 && s[q] == ' ') ++q;
-      size_t ind = indent_of(s, ln.b, ln.e).first;
+      size_t ind = indent_of(s, ln.b, ln.e);
       if ((fence_in_quote && (q >= ln.e || s[q] != '>')) ||
           (fence_list_col > 0 && !is_blank(s, ln.b, ln.e) && ind < fence_list_col)) {
         fence_len = 0;
@@ -900,7 +899,7 @@ void segment_markdown(std::string_view s, Builder& out) {
       continue;
     }
     bool blank = is_blank(s, ln.b, ln.e);
-    size_t indent = indent_of(s, ln.b, ln.e).first;
+    size_t indent = indent_of(s, ln.b, ln.e);
     if (indented_code) {
       if (blank || indent >= code_col) {
         copy_line();
