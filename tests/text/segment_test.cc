@@ -188,6 +188,10 @@ TEST(Segment, NumberAndPunctuationOnlyRunsAreCopied) {
   EXPECT_SEGS("Chapter 1\n\n42\n\n!!!\n\n2024-01-01. 12% 3.14",
               {{"Chapter 1", T}, {"\n\n42\n\n!!!\n\n2024-01-01. 12% 3.14", C}});
   EXPECT_SEGS("- 42\n- Apples", {{"- 42\n- ", C}, {"Apples", T}});
+  // Markdown mode: HTML entities count as symbols; plain mode knows no entities.
+  EXPECT_SEGS("| &nbsp; | Johnson &amp; Johnson | &#169; 2024 &#x2014; |",
+              {{"| &nbsp; | ", C}, {"Johnson &amp; Johnson", T}, {" | &#169; 2024 &#x2014; |", C}});
+  EXPECT_PLAIN_SEGS("&nbsp;", {{"&nbsp;", T}});
 }
 
 // ---------------------------------------------------------------------------------------------

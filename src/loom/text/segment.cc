@@ -157,7 +157,8 @@ bool is_dotted_acronym(std::string_view t) {
 /// so the concatenation of all segments is the input by construction.
 class Builder {
  public:
-  explicit Builder(std::string_view s) : s_(s) {}
+  /// entities: HTML entities (&nbsp; &amp; &#169;) count as symbols (Markdown mode).
+  Builder(std::string_view s, bool entities) : s_(s), entities_(entities) {}
 
   /// Copies [cursor, pos).
   void copy_to(size_t pos) { push(pos, false); }
@@ -187,7 +188,7 @@ class Builder {
       te = p;
     }
     copy_to(tb);
-    if (te > tb) push(te, !is_copy_through(s_.substr(tb, te - tb)));
+    if (te > tb) push(te, !nothing_to_translate(tb, te));
     copy_to(e);
   }
 
@@ -208,7 +209,48 @@ class Builder {
     }
   }
 
+  /// is_copy_through, with HTML entities counted as symbols when entities_ is set.
+  bool nothing_to_translate(size_t b, size_t e) const {
+    if (!entities_) return is_copy_through(s_.substr(b, e - b));
+    for (size_t i = b; i < e;) {
+      if (s_[i] == '&') {
+        size_t j = i + 1;
+        if (j < e && s_[j] == '#') {
+          ++j;
+          bool hex = j < e && (s_[j] == 'x' || s_[j] == 'X');
+          if (hex) ++j;
+          size_t d = j;
+          while (j < e && j - d < 7 && (is_digit(s_[j]) || (hex && std::isxdigit(static_cast<unsigned char>(s_[j]))))) ++j;
+          if (j > d && j < e && s_[j] == ';') {
+            i = j + 1;
+            continue;
+          }
+        } else {
+          // The symbol entities of HTML that are common in text (a made-up "&Foo;" is text).
+          static const std::unordered_set<std::string_view> kSymbols = {
+              "nbsp", "amp", "lt", "gt", "quot", "apos", "copy", "reg", "trade", "hellip", "mdash",
+              "ndash", "laquo", "raquo", "lsquo", "rsquo", "ldquo", "rdquo", "sbquo", "bdquo",
+              "middot", "bull", "deg", "times", "divide", "euro", "pound", "yen", "cent", "sect",
+              "para", "plusmn", "frac12", "frac14", "frac34", "shy", "ensp", "emsp", "thinsp",
+              "zwj", "zwnj", "iexcl", "iquest", "larr", "rarr", "uarr", "darr", "harr", "minus",
+              "le", "ge", "ne", "infin", "prime", "Prime", "dagger", "Dagger", "permil"};
+          size_t d = j;
+          while (j < e && j - d < 8 && is_ascii_alnum(s_[j])) ++j;
+          if (j < e && s_[j] == ';' && kSymbols.count(s_.substr(d, j - d)) > 0) {
+            i = j + 1;
+            continue;
+          }
+        }
+      }
+      Cp c = decode_at(s_, i);
+      if (!is_non_word_cp(c.cp)) return false;
+      i += c.len;
+    }
+    return true;
+  }
+
   std::string_view s_;
+  bool entities_;
   size_t cur_ = 0;
   std::vector<Segment> out_;
 };
@@ -1137,7 +1179,7 @@ void segment_plain(std::string_view s, Builder& out) {
 }  // namespace
 
 std::vector<Segment> segment_text(std::string_view text, const SegmentOptions& options) {
-  Builder out(text);
+  Builder out(text, options.markdown);
   if (options.markdown) segment_markdown(text, out);
   else segment_plain(text, out);
   return out.finish();

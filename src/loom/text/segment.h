@@ -13,7 +13,8 @@
 //    when whitespace follows (「こんにちは。」と言った stays one sentence).
 //  - Translate segments never start or end with whitespace (Unicode spaces, zero-width space,
 //    BOM included); leading , ; : ) ] } and trailing ( [ { are copied too. A run without any
-//    letter (punctuation, symbols, digits) is copied.
+//    letter (punctuation, symbols, digits; in Markdown mode also HTML entities such as &nbsp;)
+//    is copied.
 //  - A line break (\n, \r\n or a lone \r) always ends a segment and is copied (CRLF kept exactly).
 //    A paragraph's soft line breaks therefore split a sentence that spans lines.
 //  - Markdown (SegmentOptions::markdown), block level, line by line: copied whole are YAML front
