@@ -780,7 +780,7 @@ TEST(SegmentProperty, RandomMarkdownSoupKeepsInvariants) {
       "http://", "https://a.b/c", "www.", "#", "## ", "-", "- ", "* ", "+ ", "1. ", "2)", "|", "\\", "$", "$$", "*",
       "_", "\"", "'", "\xE3\x80\x82", "\xEF\xBC\x81", "\xE2\x80\x8B", "\xC2\xA0", "\xE3\x80\x80", "\xE2\x80\x9D",
       "\xE2\x80\xA6", "\xE4\xBD\xA0", "    ", "> ", "[ ] ", "[x]", ":", ",", "---", "***", "word", "Hello", "The",
-      "\xF0\x9F\x91\x8D", "\xC3\xA9", std::string(1, '\0'), "[^1]: ", "\xE2\x80\x93"};
+      "\xF0\x9F\x91\x8D", "\xC3\xA9", std::string(1, '\0'), "[^1]: ", "\xE2\x80\x93", "&nbsp;", "&#", "&#x2F;", ";", "&"};
   std::mt19937 rng(20241129);
   for (int it = 0; it < 20000; ++it) {
     std::string doc;
