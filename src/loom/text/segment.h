@@ -4,9 +4,11 @@
 // URLs, numbers) is copied through, and reassemble() rebuilds the field around the translations.
 //
 // Rules (hand-written, English first; CJK 。！？ also end sentences):
+// Markdown follows CommonMark 0.31.2 plus GFM tables / task lists (tests run the spec's examples);
+// the sentence rules are loom's own.
 //  - A sentence ends after . ! ? (plus closing quotes/brackets/emphasis) when whitespace and a
-//    likely sentence start (not a lower-case letter, not , ; : ) ] } - – —) follow; never after a known
-//    abbreviation (Mr. Dr. St. vs. etc. Inc. Fig. ...; "No." only before a digit), a single
+//    likely sentence start (not a lower-case letter, not , ; : ) ] } - – —) follow; never after
+//    a known abbreviation (Mr. Dr. St. vs. etc. Inc. Fig. ...; "No." only before a digit), a single
 //    letter (initials: "J. K. Rowling"), a dotted acronym ("U.S.", "e.g.", "a.m.", "Ph.D."), or an
 //    ellipsis ("..." / "…"). "3.14" and "v1.2.3" never split (no whitespace after the dot).
 //    After 。！？｡ a sentence ends without whitespace; after 。」 (closing quote/bracket) only
