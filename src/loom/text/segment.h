@@ -3,9 +3,9 @@
 // to a sentence-level MT model, everything else (whitespace, line breaks, Markdown markers, code,
 // URLs, numbers) is copied through, and reassemble() rebuilds the field around the translations.
 //
-// Rules (hand-written, English first; CJK 。！？ also end sentences):
 // Markdown follows CommonMark 0.31.2 plus GFM tables / task lists (tests run the spec's examples);
 // the sentence rules are loom's own.
+// Rules (hand-written, English first; CJK 。！？ also end sentences):
 //  - A sentence ends after . ! ? (plus closing quotes/brackets/emphasis) when whitespace and a
 //    likely sentence start (not a lower-case letter, not , ; : ) ] } - – —) follow; never after
 //    a known abbreviation (Mr. Dr. St. vs. etc. Inc. Fig. ...; "No." only before a digit), a single
