@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "loom/core/error.h"
 #include "loom/io/row_io.h"
 #include "loom/text/segment.h"
