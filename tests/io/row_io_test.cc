@@ -99,6 +99,9 @@ TEST(ShardRange, ShardsCoverEveryRowOnceInOrder) {
     std::vector<std::pair<int64_t, std::string>> seen;
     for (int i = 0; i < count; ++i) {
       const ShardRange s = shard_range(path, static_cast<int64_t>(data.size()), i, count);
+      const ShardRange fast = shard_range(path, static_cast<int64_t>(data.size()), i, count, false);
+      EXPECT_EQ(fast.begin, s.begin);
+      EXPECT_EQ(fast.end, s.end);
       LineReader r(path);
       r.seek(s.begin, s.first_line);
       r.set_end(s.end);
@@ -112,6 +115,24 @@ TEST(ShardRange, ShardsCoverEveryRowOnceInOrder) {
     }
   }
   EXPECT_THROW(shard_range(path, 10, 3, 3), Error);
+}
+
+TEST(ShardRange, LineNumbersAcrossBufferBoundaries) {
+  const std::string path = temp_path("shards_big.txt");
+  std::string data;
+  for (int i = 1; i <= 400000; ++i) data += std::to_string(i) + (i % 3 ? "\n" : " some longer text\n");
+  write(path, data);
+  for (int i = 0; i < 3; ++i) {
+    const ShardRange s = shard_range(path, static_cast<int64_t>(data.size()), i, 3);
+    auto r = LineReader::from_memory(data, "m");
+    r.seek(s.begin, s.first_line);
+    RawLine l;
+    ASSERT_TRUE(r.next(l));
+    // Each line starts with its own 1-based number.
+    EXPECT_EQ(l.text.substr(0, l.text.find(' ')), std::to_string(l.line));
+    if (i > 0) EXPECT_GT(s.begin, 1 << 20);  // the line count spans more than one read buffer
+    EXPECT_EQ(data[static_cast<std::size_t>(s.begin) - (i > 0 ? 1 : 0)], i > 0 ? '\n' : '1');
+  }
 }
 
 TEST(AppendFile, CreateNewRefusesExistingAndResumeTruncates) {

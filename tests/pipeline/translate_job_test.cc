@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fcntl.h>
+#include <pty.h>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +18,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "loom/core/error.h"
 #include "loom/io/row_io.h"
@@ -596,6 +599,36 @@ TEST_F(TranslateJobTest, SummaryLineGoesToTheLogStream) {
   EXPECT_EQ(s.rfind("loom translate: " + path("out.txt") +
                     " shard 0/1: 3 rows, 2 segments translated, 0 copied, 0 rejected, ", 0), 0u) << s;
   EXPECT_EQ(s.back(), '\n');
+}
+
+TEST_F(TranslateJobTest, LiveProgressLineOnATerminalIsRateLimited) {
+  int master = -1, slave = -1;
+  ASSERT_EQ(openpty(&master, &slave, nullptr, nullptr, nullptr), 0);
+  std::string data;
+  for (int i = 0; i < 24; ++i) data += "row " + std::to_string(i) + "\n";
+  const auto in = write("in.txt", data);
+  auto o = options(in, path("out.txt"));
+  o.chunk_rows = 2;  // 12 chunks of 40 ms: ~0.5 s
+  std::FILE* log = fdopen(slave, "w");
+  o.log = log;
+  SlowTranslator t(40);
+  const auto start = std::chrono::steady_clock::now();
+  run_translate_job(o, t);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::fclose(log);
+  std::string s;
+  char buf[4096];
+  fcntl(master, F_SETFL, O_NONBLOCK);
+  for (ssize_t n; (n = ::read(master, buf, sizeof buf)) > 0;) s.append(buf, static_cast<std::size_t>(n));
+  close(master);
+  std::size_t draws = 0;
+  for (std::size_t p = 0; (p = s.find(" elapsed", p)) != std::string::npos; ++p) ++draws;
+  EXPECT_GE(draws, 2u) << s;                                            // it is live ...
+  EXPECT_LE(draws, static_cast<std::size_t>(secs / 0.25) + 2) << s;     // ... at most ~4 times/s
+  EXPECT_NE(s.find("\r2 rows, 2 segments translated, 0 copied, 0 rejected"), std::string::npos) << s;
+  EXPECT_NE(s.find("% | "), std::string::npos) << s;
+  EXPECT_NE(s.find("| ETA "), std::string::npos) << s;
+  EXPECT_NE(s.find("loom translate: " + path("out.txt") + " shard 0/1: 24 rows"), std::string::npos) << s;
 }
 
 // ---- shards ----

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <fstream>
 #include <map>
+#include <set>
 #include <random>
 #include <sstream>
 #include <string>
@@ -187,6 +188,10 @@ TEST(Segment, NumberAndPunctuationOnlyRunsAreCopied) {
   EXPECT_SEGS("Chapter 1\n\n42\n\n!!!\n\n2024-01-01. 12% 3.14",
               {{"Chapter 1", T}, {"\n\n42\n\n!!!\n\n2024-01-01. 12% 3.14", C}});
   EXPECT_SEGS("- 42\n- Apples", {{"- 42\n- ", C}, {"Apples", T}});
+  // Markdown mode: HTML entities count as symbols; plain mode knows no entities.
+  EXPECT_SEGS("| &nbsp; | Johnson &amp; Johnson | &#169; 2024 &#x2014; |",
+              {{"| &nbsp; | ", C}, {"Johnson &amp; Johnson", T}, {" | &#169; 2024 &#x2014; |", C}});
+  EXPECT_PLAIN_SEGS("&nbsp;", {{"&nbsp;", T}});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -300,6 +305,10 @@ TEST(Segment, RawHtmlBlocksFrontMatterFootnotesHardBreaks) {
                {" <!-- a > b --> ", C}, {"more.", T}});
   EXPECT_SEGS("<script type=\"x\">\nvar a = \"Hi. There\";</script>\nAfter.",
               {{"<script type=\"x\">\nvar a = \"Hi. There\";</script>\n", C}, {"After.", T}});
+  // Never closed: the raw block (or $$ block) ends at a blank line instead of the document end.
+  EXPECT_SEGS("<pre> tags keep spaces.\nSecond.\n\nNext. Yes.\n\n$$\nunclosed\n\nText here.",
+              {{"<pre> tags keep spaces.\nSecond.\n\n", C}, {"Next.", T}, {" ", C}, {"Yes.", T},
+               {"\n\n$$\nunclosed\n\n", C}, {"Text here.", T}});
   EXPECT_SEGS("---\ntitle: \"My post\"\ntags:\n  - a\n---\n# Hi",
               {{"---\ntitle: \"My post\"\ntags:\n  - a\n---\n# ", C}, {"Hi", T}});
   // Not front matter: a thematic break followed by prose.
@@ -307,6 +316,34 @@ TEST(Segment, RawHtmlBlocksFrontMatterFootnotesHardBreaks) {
   EXPECT_SEGS("[^1]: A footnote. Two.", {{"[^1]: ", C}, {"A footnote.", T}, {" ", C}, {"Two.", T}});
   EXPECT_SEGS("Hard break\\\nnext line.", {{"Hard break", T}, {"\\\n", C}, {"next line.", T}});
   EXPECT_SEGS("> \"Earth.\" \xE2\x80\x93 Anonymous", {{"> ", C}, {"\"Earth.\" \xE2\x80\x93 Anonymous", T}});
+}
+
+TEST(Segment, ContainersEndFencesAndSetIndentedCodeColumns) {
+  // A fence opened in a blockquote ends with the quote (CommonMark example 2091).
+  EXPECT_SEGS("> ```\n> aaa\n\nbbb. Ccc", {{"> ```\n> aaa\n\n", C}, {"bbb.", T}, {" ", C}, {"Ccc", T}});
+  // ... and one opened in a list item ends with the item.
+  EXPECT_SEGS("- ```\n  code\nText", {{"- ```\n  code\n", C}, {"Text", T}});
+  // Unless the fence is closed further down: then everything up to the closer is code (LLM
+  // output often under-indents code inside list items).
+  EXPECT_SEGS("- Example:\n  ```python\ndef f():\n    pass # Not. Text\n  ```\n- Next item.",
+              {{"- ", C}, {"Example:", T}, {"\n  ```python\ndef f():\n    pass # Not. Text\n  ```\n- ", C},
+               {"Next item.", T}});
+  EXPECT_SEGS("> ```\n> a\nout\n```\nText", {{"> ```\n> a\nout\n```\n", C}, {"Text", T}});
+  // Indented code inside a list item needs 4 columns beyond the item's content column.
+  EXPECT_SEGS("1.  A paragraph\n\n        indented code\n\n    > A quote.",
+              {{"1.  ", C}, {"A paragraph", T}, {"\n\n        indented code\n\n    > ", C}, {"A quote.", T}});
+  EXPECT_SEGS("- foo\n\n      bar\n\n    baz", {{"- ", C}, {"foo", T}, {"\n\n      bar\n\n    ", C}, {"baz", T}});
+  // 5+ spaces after a list marker: the item starts with indented code.
+  EXPECT_SEGS("1.     code here\n2. Text", {{"1.     code here\n2. ", C}, {"Text", T}});
+  // In a blockquote: "> " + 4 columns is code unless it continues a paragraph.
+  EXPECT_SEGS(">     code\n> text\n>     more text", {{">     code\n> ", C}, {"text", T}, {"\n>     ", C}, {"more text", T}});
+  // After a heading (no paragraph to continue) an indented line is code.
+  EXPECT_SEGS("# Title\n    code", {{"# ", C}, {"Title", T}, {"\n    code", C}});
+}
+
+TEST(Segment, LinkDestinationsWithSpacesNeedATitle) {
+  EXPECT_SEGS("[foo](not a link) here", {{"[foo](not a link) here", T}});
+  EXPECT_SEGS("[foo](/url 'the title') here", {{"[", C}, {"foo", T}, {"](/url 'the title') ", C}, {"here", T}});
 }
 
 TEST(Segment, TexMathIsCopied) {
@@ -425,12 +462,10 @@ TEST(SegmentProperty, EveryNtrexLineRoundTripsAndKeepsAllLetters) {
       if (HasFatalFailure()) return;
     }
     // Plain mode never copies a letter: every ASCII letter lies in a translate segment.
-    size_t off = 0;
     for (const Segment& s : segment_text(line, SegmentOptions{false})) {
       if (s.translate) ++translate_segments;
       else
         for (char c : s.text) ASSERT_FALSE(std::isalpha(static_cast<unsigned char>(c))) << "line " << i + 1 << ": " << s.text;
-      off += s.text.size();
     }
   }
   // Mostly one sentence per line; a few lines hold two (e.g. line 847).
@@ -486,6 +521,164 @@ TEST(SegmentProperty, MarkdownDocumentsFromNtrexNeverTranslateCode) {
     all += build_markdown(doc, "\n").text + "\n\n";
   }
   check_invariants(all, SegmentOptions{true}, {}, "all documents");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The CommonMark spec 0.31.2 (CC-BY-SA 4.0): its 655 examples are tricky Markdown inputs whose
+// rendering tells what is code and what is text.
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  EXPECT_TRUE(f.good()) << path;
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+struct SpecExample {
+  std::string markdown, html;
+  size_t line = 0;             // 1-based line of the opening fence in spec.txt
+  size_t begin = 0, end = 0;   // byte range of the whole example block in spec.txt
+};
+
+const std::string& spec_text() {
+  static const std::string text = read_file(std::string(LOOM_TEST_DATA) + "/segment/commonmark/spec.txt");
+  return text;
+}
+
+std::vector<SpecExample> spec_examples() {
+  const std::string& text = spec_text();
+  const std::string fence(32, '`');
+  std::vector<SpecExample> out;
+  size_t pos = 0, line_no = 0;
+  int state = 0;  // 0 outside, 1 markdown, 2 html
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    size_t next = nl == std::string::npos ? text.size() : nl + 1;
+    std::string line = text.substr(pos, next - pos);
+    ++line_no;
+    if (state == 0 && line.rfind(fence + " example", 0) == 0) {
+      out.emplace_back();
+      out.back().line = line_no;
+      out.back().begin = pos;
+      state = 1;
+    } else if (state == 1 && line == ".\n") {
+      state = 2;
+    } else if (state == 1) {
+      out.back().markdown += line;
+    } else if (state == 2 && line == fence + "\n") {
+      out.back().end = next;
+      state = 0;
+    } else if (state == 2) {
+      out.back().html += line;
+    }
+    pos = next;
+  }
+  for (auto& ex : out)  // the spec writes tabs as →
+    for (size_t p = ex.markdown.find("\xE2\x86\x92"); p != std::string::npos; p = ex.markdown.find("\xE2\x86\x92", p))
+      ex.markdown.replace(p, 3, "\t");
+  return out;
+}
+
+/// Words (ASCII letter runs) of s.
+std::set<std::string> words_of(const std::string& s) {
+  std::set<std::string> out;
+  std::string w;
+  for (char c : s + " ") {
+    if (std::isalpha(static_cast<unsigned char>(c))) w += c;
+    else if (!w.empty()) out.insert(w), w.clear();
+  }
+  return out;
+}
+
+TEST(SegmentCommonMark, ExamplesKeepInvariantsAndNeverTranslateCodeBlocks) {
+  auto examples = spec_examples();
+  ASSERT_EQ(examples.size(), 655u);
+  size_t pure_code = 0;
+  for (const auto& ex : examples) {
+    for (bool md : {true, false}) {
+      check_invariants(ex.markdown, SegmentOptions{md}, {}, "spec example at line " + std::to_string(ex.line));
+      if (HasFatalFailure()) return;
+    }
+    // Examples rendered as nothing but code blocks: nothing may be translated.
+    std::string rest = ex.html;
+    bool had_pre = false;
+    for (size_t b = rest.find("<pre><code"); b != std::string::npos; b = rest.find("<pre><code")) {
+      size_t e = rest.find("</code></pre>", b);
+      ASSERT_NE(e, std::string::npos);
+      rest.erase(b, e + 13 - b);
+      had_pre = true;
+    }
+    if (!had_pre || rest.find_first_not_of(" \n") != std::string::npos) continue;
+    ++pure_code;
+    for (const Segment& s : segment_text(ex.markdown))
+      EXPECT_FALSE(s.translate) << "line " << ex.line << ": [" << s.text << "] in\n" << ex.markdown;
+  }
+  EXPECT_EQ(pure_code, 43u);
+}
+
+TEST(SegmentCommonMark, TextOfPlainExamplesIsTranslated) {
+  // Examples rendered with text-only tags: every word of the rendering must be in a translate
+  // segment. Known deviations (by spec.txt line): bare URLs / e-mail addresses are copied on
+  // purpose (8954, 8961); link-syntax corner cases the segmenter reads differently from
+  // CommonMark: link reference definitions with titles on the next line or trailing text (3262,
+  // 3406, 3455), nested parentheses and quotes in destinations (7691, 7810), brackets in labels
+  // (8244, 8256); list-item columns inside nested blockquotes (4273).
+  const std::set<size_t> known = {3262, 3406, 3455, 4273, 7691, 7810, 8244, 8256, 8954, 8961};
+  const std::set<std::string> text_tags = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "ul", "ol",
+                                           "blockquote", "em", "strong", "hr", "br"};
+  size_t checked = 0;
+  std::set<size_t> deviating;
+  for (const auto& ex : spec_examples()) {
+    // Tags of the rendering; text with the tags and entities blanked out.
+    bool text_only = true;
+    std::string text;
+    for (size_t i = 0; i < ex.html.size(); ++i) {
+      if (ex.html[i] == '<' && ex.html.find('>', i) != std::string::npos) {
+        size_t e = ex.html.find('>', i);
+        std::string tag = ex.html.substr(i + 1, e - i - 1);
+        if (!tag.empty() && tag[0] == '/') tag.erase(0, 1);
+        tag = tag.substr(0, tag.find_first_of(" /"));
+        if (text_tags.count(tag) == 0) text_only = false;
+        i = e;
+        text += ' ';
+      } else if (ex.html[i] == '&' && ex.html.find(';', i) != std::string::npos) {
+        size_t e = ex.html.find(';', i);
+        if (ex.html.compare(i, 4, "&lt;") == 0) text_only = false;
+        i = e;
+        text += ' ';
+      } else {
+        text += ex.html[i];
+      }
+    }
+    auto want = words_of(text);
+    if (!text_only || want.empty()) continue;
+    ++checked;
+    std::string translated;
+    for (const Segment& s : segment_text(ex.markdown))
+      if (s.translate) translated += s.text + " ";
+    auto got = words_of(translated);
+    bool ok = true;
+    for (const auto& w : want) ok = ok && got.count(w) > 0;
+    if (!ok) deviating.insert(ex.line);
+    if (!ok && known.count(ex.line) == 0) ADD_FAILURE() << "line " << ex.line << ": text copied in\n" << ex.markdown;
+  }
+  EXPECT_EQ(checked, 298u);
+  EXPECT_EQ(deviating, known);
+}
+
+TEST(SegmentCommonMark, WholeSpecAsOneDocument) {
+  const std::string& text = spec_text();
+  std::vector<std::pair<size_t, size_t>> code;
+  for (const auto& ex : spec_examples()) code.emplace_back(ex.begin, ex.end);
+  size_t front = text.find("\n...\n");  // YAML front matter: title, author, version, ...
+  ASSERT_NE(front, std::string::npos);
+  code.emplace_back(0, front + 5);
+  check_invariants(text, SegmentOptions{true}, code, "spec.txt");
+  check_invariants(text, SegmentOptions{false}, {}, "spec.txt plain");
+  size_t n = 0;
+  for (const Segment& s : segment_text(text)) n += s.translate;
+  EXPECT_GT(n, 1000u);  // the prose is translated
 }
 
 TEST(SegmentProperty, HandWrittenCasesKeepInvariants) {
@@ -560,6 +753,8 @@ TEST(SegmentProperty, HostileInputsTerminateQuicklyAndRoundTrip) {
   cases.emplace_back("long e-mail locals", rep(std::string(1000, 'x') + "@ ", 1000));
   cases.emplace_back("dollar blocks", rep("$$\n", 100000));
   cases.emplace_back("dollars", rep("$$ $ ", 200000));
+  cases.emplace_back("unclosed fences in quotes", rep("> ```a\nx\n", 100000));
+  cases.emplace_back("unclosed fences in lists", rep("- ~~~~a\nx\n", 100000));
   cases.emplace_back("unclosed comments", rep("<!--", 250000));
   cases.emplace_back("raw html lines", rep("<pre\n", 100000));
   cases.emplace_back("front matter", "---\n" + rep("key: value\n", 100000));
@@ -568,8 +763,9 @@ TEST(SegmentProperty, HostileInputsTerminateQuicklyAndRoundTrip) {
       auto t0 = std::chrono::steady_clock::now();
       check_invariants(text, SegmentOptions{md}, {}, name);
       double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      // Linear work on ~1 MB takes well under a second; quadratic work would take hours.
-      EXPECT_LT(s, 20.0) << name;
+      // Linear work on ~1 MB takes well under a second in Release (a few in sanitizer builds);
+      // quadratic work would take hours.
+      EXPECT_LT(s, 60.0) << name;
       if (HasFatalFailure()) return;
     }
   }
@@ -584,7 +780,7 @@ TEST(SegmentProperty, RandomMarkdownSoupKeepsInvariants) {
       "http://", "https://a.b/c", "www.", "#", "## ", "-", "- ", "* ", "+ ", "1. ", "2)", "|", "\\", "$", "$$", "*",
       "_", "\"", "'", "\xE3\x80\x82", "\xEF\xBC\x81", "\xE2\x80\x8B", "\xC2\xA0", "\xE3\x80\x80", "\xE2\x80\x9D",
       "\xE2\x80\xA6", "\xE4\xBD\xA0", "    ", "> ", "[ ] ", "[x]", ":", ",", "---", "***", "word", "Hello", "The",
-      "\xF0\x9F\x91\x8D", "\xC3\xA9", std::string(1, '\0'), "[^1]: ", "\xE2\x80\x93"};
+      "\xF0\x9F\x91\x8D", "\xC3\xA9", std::string(1, '\0'), "[^1]: ", "\xE2\x80\x93", "&nbsp;", "&#", "&#x2F;", ";", "&"};
   std::mt19937 rng(20241129);
   for (int it = 0; it < 20000; ++it) {
     std::string doc;

@@ -52,8 +52,9 @@ bool Progress::update(int64_t bytes_done, std::string_view text, bool force) {
     line += fmt::format(" | {:.1f}%", 100.0 * frac);
   }
   line += fmt::format(" | {} elapsed", format_duration(t));
-  if (options_.total_bytes > 0 && bytes_done > 0) {
-    const double remaining = t * static_cast<double>(options_.total_bytes - bytes_done) / bytes_done;
+  const int64_t done_now = bytes_done - options_.start_bytes;
+  if (options_.total_bytes > 0 && done_now > 0) {
+    const double remaining = t * static_cast<double>(options_.total_bytes - bytes_done) / done_now;
     line += fmt::format(" | ETA {}", format_duration(std::max(0.0, remaining)));
   }
   // Pad with spaces over a longer previous line (no terminal escape codes needed).

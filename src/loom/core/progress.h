@@ -27,14 +27,16 @@ class Progress {
     bool live = true;                ///< draw the line at all (callers pass is_terminal(out) && !quiet)
     double min_interval_s = 0.25;    ///< at most one redraw per interval (4/s by default)
     int64_t total_bytes = -1;        ///< size of the work in bytes, -1 when unknown (stdin)
+    int64_t start_bytes = 0;         ///< bytes already done before this run (a resumed job)
   };
 
   /// out: where the line goes (stderr for the CLI). The clock starts now.
   Progress(std::FILE* out, Options options);
 
   /// Redraws the line if live and at least min_interval_s passed since the last redraw (or
-  /// force): "<text> | 42.0% | 1m05s elapsed | ETA 1m30s". The ETA extrapolates bytes_done
-  /// over the elapsed time; percentage and ETA are left out when total_bytes is unknown.
+  /// force): "<text> | 42.0% | 1m05s elapsed | ETA 1m30s". bytes_done counts from the start of
+  /// the work (so includes start_bytes); the ETA extrapolates this run's rate, (bytes_done -
+  /// start_bytes) / elapsed; percentage and ETA are left out when total_bytes is unknown.
   /// Returns true if it drew.
   bool update(int64_t bytes_done, std::string_view text, bool force = false);
 

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -154,7 +155,7 @@ bool LineReader::next(RawLine& out) {
 
 // ---- shards ----
 
-ShardRange shard_range(const std::string& path, int64_t size, int index, int count) {
+ShardRange shard_range(const std::string& path, int64_t size, int index, int count, bool count_lines) {
   if (count < 1 || index < 0 || index >= count)
     fail(Where{path, 0, ""}, "shard {} of {} is out of range (need 0 <= index < count)", index, count);
   ShardRange r;
@@ -162,27 +163,27 @@ ShardRange shard_range(const std::string& path, int64_t size, int index, int cou
   const auto begin = static_cast<int64_t>(static_cast<u128>(size) * index / count);
   r.end = static_cast<int64_t>(static_cast<u128>(size) * (index + 1) / count);
   if (begin == 0) return r;  // begin 0, first_line 1
-  // Count the newlines in [0, begin - 1), then find the first line start >= begin: the byte
-  // before a line start is '\n'.
+  // The shard's first row starts after the first '\n' at or after begin - 1 (the byte before a
+  // line start is '\n'); its line number is 2 + the newlines before that '\n'.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail(Where{path, 0, ""}, "cannot open input: {}", errno_text());
   std::string buf(kBufferBytes, '\0');
-  int64_t pos = 0, newlines = 0;
+  int64_t pos = count_lines ? 0 : begin - 1, newlines = 0;
   r.begin = -1;
   try {
+    if (!count_lines && ::lseek(fd, pos, SEEK_SET) < 0) fail(Where{path, 0, ""}, "seek failed: {}", errno_text());
     while (r.begin < 0) {
       const std::size_t n = read_some(fd, buf.data(), buf.size(), path);
-      if (n == 0) {  // EOF before a line start at/after begin: this shard owns no rows
+      if (n == 0) {  // no line start at/after begin: this shard owns no rows
         r.begin = std::max(pos, begin);
         break;
       }
-      for (std::size_t i = 0; i < n; ++i) {
-        const int64_t p = pos + static_cast<int64_t>(i);
-        if (p >= begin - 1 && buf[i] == '\n') {
-          r.begin = p + 1;
-          break;
-        }
-        if (buf[i] == '\n') ++newlines;
+      // Bytes before begin - 1 only count; from begin - 1 on, look for the '\n'.
+      const std::size_t skip = static_cast<std::size_t>(std::clamp<int64_t>(begin - 1 - pos, 0, static_cast<int64_t>(n)));
+      newlines += std::count(buf.data(), buf.data() + skip, '\n');
+      if (const void* nl = std::memchr(buf.data() + skip, '\n', n - skip)) {
+        const std::size_t i = static_cast<std::size_t>(static_cast<const char*>(nl) - buf.data());
+        r.begin = pos + static_cast<int64_t>(i) + 1;
       }
       pos += static_cast<int64_t>(n);
     }
@@ -191,7 +192,7 @@ ShardRange shard_range(const std::string& path, int64_t size, int index, int cou
     throw;
   }
   ::close(fd);
-  r.first_line = newlines + 2;  // lines before the found '\n' + the line it ends + 1
+  r.first_line = count_lines ? newlines + 2 : 0;
   return r;
 }
 

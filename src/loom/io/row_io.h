@@ -84,8 +84,9 @@ struct ShardRange {
 /// [index*size/count, (index+1)*size/count), with its start moved forward to the next line
 /// start, so that the shards together hold every row exactly once, in file order (concatenating
 /// their outputs gives the unsharded output). Reads the file up to the range's start to count
-/// newlines. Throws loom::Error if index/count are out of range or the file cannot be read.
-ShardRange shard_range(const std::string& path, int64_t size, int index, int count);
+/// newlines (count_lines = false: only from the range's start, first_line is then 0 = unknown).
+/// Throws loom::Error if index/count are out of range or the file cannot be read.
+ShardRange shard_range(const std::string& path, int64_t size, int index, int count, bool count_lines = true);
 
 /// An output file written by appending, made durable with sync(). Path "-" = stdout (sync()
 /// then only flushes, and truncation is impossible).

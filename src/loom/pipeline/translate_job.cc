@@ -3,8 +3,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 
 #include <nlohmann/json.hpp>
@@ -512,7 +517,9 @@ TranslateJobStats Job::run() {
   reader_ = std::make_unique<io::LineReader>(o_.input, o_.max_line_bytes);
   if (reader_->size() >= 0) {
     input_id_ = input_id(o_.input);
-    range_ = io::shard_range(o_.input, input_id_.size, r_.shard_index, r_.shard_count);
+    // A resumed shard takes its line numbers from the state: no need to count the lines before it.
+    const bool from_state = o_.resume && io::path_exists(r_.state_path);
+    range_ = io::shard_range(o_.input, input_id_.size, r_.shard_index, r_.shard_count, !from_state);
     struct stat a {}, b {};
     if (r_.output != "-" && ::stat(o_.input.c_str(), &a) == 0 && ::stat(r_.output.c_str(), &b) == 0 &&
         a.st_dev == b.st_dev && a.st_ino == b.st_ino)
@@ -532,7 +539,8 @@ TranslateJobStats Job::run() {
   if (o_.log != nullptr) {
     core::Progress::Options po;
     po.live = o_.progress && core::is_terminal(o_.log);
-    po.total_bytes = range_.end >= 0 ? range_.end - range_.begin : -1;
+    po.total_bytes = range_.end >= 0 ? std::max<int64_t>(0, range_.end - range_.begin) : -1;
+    po.start_bytes = next_offset_ - range_.begin;
     progress = std::make_unique<core::Progress>(o_.log, po);
   }
 

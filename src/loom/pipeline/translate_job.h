@@ -10,7 +10,9 @@
 //   or replacing that key's value where it already exists) or over the field itself with
 //   in_place. A null field stays null (the target key is set to null). A blank line (empty or
 //   only whitespace) is written as an empty line, so output line numbers match the input's.
-//   Output rows always end in "\n".
+//   Output rows always end in "\n". Values are re-serialized by nlohmann::json: compact
+//   spacing, and (as in any nlohmann round trip) an integer beyond 64 bits becomes a double and
+//   of duplicate keys only one survives.
 // - TXT: one line = one row; the translation is written with the input line's own terminator
 //   ("\n", "\r\n", or none for a last line without newline), so the output is line-aligned; an
 //   empty input line gives an empty output line; CR/LF inside a translation become spaces.

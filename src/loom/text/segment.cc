@@ -157,7 +157,8 @@ bool is_dotted_acronym(std::string_view t) {
 /// so the concatenation of all segments is the input by construction.
 class Builder {
  public:
-  explicit Builder(std::string_view s) : s_(s) {}
+  /// entities: HTML entities (&nbsp; &amp; &#169;) count as symbols (Markdown mode).
+  Builder(std::string_view s, bool entities) : s_(s), entities_(entities) {}
 
   /// Copies [cursor, pos).
   void copy_to(size_t pos) { push(pos, false); }
@@ -187,11 +188,10 @@ class Builder {
       te = p;
     }
     copy_to(tb);
-    if (te > tb) push(te, !is_copy_through(s_.substr(tb, te - tb)));
+    if (te > tb) push(te, !nothing_to_translate(tb, te));
     copy_to(e);
   }
 
-  size_t cursor() const { return cur_; }
   std::vector<Segment> finish() {
     copy_to(s_.size());
     return std::move(out_);
@@ -209,7 +209,48 @@ class Builder {
     }
   }
 
+  /// is_copy_through, with HTML entities counted as symbols when entities_ is set.
+  bool nothing_to_translate(size_t b, size_t e) const {
+    if (!entities_) return is_copy_through(s_.substr(b, e - b));
+    for (size_t i = b; i < e;) {
+      if (s_[i] == '&') {
+        size_t j = i + 1;
+        if (j < e && s_[j] == '#') {
+          ++j;
+          bool hex = j < e && (s_[j] == 'x' || s_[j] == 'X');
+          if (hex) ++j;
+          size_t d = j;
+          while (j < e && j - d < 7 && (is_digit(s_[j]) || (hex && std::isxdigit(static_cast<unsigned char>(s_[j]))))) ++j;
+          if (j > d && j < e && s_[j] == ';') {
+            i = j + 1;
+            continue;
+          }
+        } else {
+          // The symbol entities of HTML that are common in text (a made-up "&Foo;" is text).
+          static const std::unordered_set<std::string_view> kSymbols = {
+              "nbsp", "amp", "lt", "gt", "quot", "apos", "copy", "reg", "trade", "hellip", "mdash",
+              "ndash", "laquo", "raquo", "lsquo", "rsquo", "ldquo", "rdquo", "sbquo", "bdquo",
+              "middot", "bull", "deg", "times", "divide", "euro", "pound", "yen", "cent", "sect",
+              "para", "plusmn", "frac12", "frac14", "frac34", "shy", "ensp", "emsp", "thinsp",
+              "zwj", "zwnj", "iexcl", "iquest", "larr", "rarr", "uarr", "darr", "harr", "minus",
+              "le", "ge", "ne", "infin", "prime", "Prime", "dagger", "Dagger", "permil"};
+          size_t d = j;
+          while (j < e && j - d < 8 && is_ascii_alnum(s_[j])) ++j;
+          if (j < e && s_[j] == ';' && kSymbols.count(s_.substr(d, j - d)) > 0) {
+            i = j + 1;
+            continue;
+          }
+        }
+      }
+      Cp c = decode_at(s_, i);
+      if (!is_non_word_cp(c.cp)) return false;
+      i += c.len;
+    }
+    return true;
+  }
+
   std::string_view s_;
+  bool entities_;
   size_t cur_ = 0;
   std::vector<Segment> out_;
 };
@@ -386,7 +427,7 @@ class Markdown {
   }
 
   const NextOf& next(InlineCtx& ctx) {
-    if (!ctx.next) ctx.next = std::make_unique<NextOf>(s_, ctx.b, ctx.e, "[]()>$");
+    if (!ctx.next) ctx.next = std::make_unique<NextOf>(s_, ctx.b, ctx.e, "[]()>$ ");
     return *ctx.next;
   }
 
@@ -422,7 +463,15 @@ class Markdown {
   /// Link target after the ']' at rb: "(url)" or "[ref]"; returns its end, or npos.
   size_t link_target_end(InlineCtx& ctx, size_t rb, size_t e) {
     if (rb + 1 >= e) return std::string::npos;
-    if (s_[rb + 1] == '(') return paren_end(ctx, rb + 1, e);
+    if (s_[rb + 1] == '(') {
+      // A destination has no spaces, except before a title: (url "title").
+      size_t end = paren_end(ctx, rb + 1, e);
+      if (end == std::string::npos) return end;
+      size_t sp = next(ctx).find(' ', rb + 2);
+      if (sp < end && !(sp > rb + 2 && sp + 1 < end && std::strchr("\"'(", s_[sp + 1]) != nullptr))
+        return std::string::npos;
+      return end;
+    }
     if (s_[rb + 1] == '[') {
       size_t rb2 = bracket_end(ctx, rb + 1, e);
       if (rb2 != std::string::npos) return rb2 + 1;
@@ -657,11 +706,11 @@ bool is_blank(std::string_view s, size_t b, size_t e) {
   return true;
 }
 
-/// Indentation of a line in columns (tab = to the next multiple of 4), and the first non-space.
-std::pair<size_t, size_t> indent_of(std::string_view s, size_t b, size_t e) {
-  size_t col = 0, i = b;
-  for (; i < e && is_ascii_space(s[i]); ++i) col = s[i] == '\t' ? (col / 4 + 1) * 4 : col + 1;
-  return {col, i};
+/// Indentation of the line [b, e) in columns (a tab advances to the next multiple of 4).
+size_t indent_of(std::string_view s, size_t b, size_t e) {
+  size_t col = 0;
+  for (size_t i = b; i < e && is_ascii_space(s[i]); ++i) col = s[i] == '\t' ? (col / 4 + 1) * 4 : col + 1;
+  return col;
 }
 
 /// A line whose content from position p is a thematic break (--- *** ___, spaces allowed).
@@ -784,30 +833,98 @@ size_t front_matter_end(std::string_view s) {
   return 0;  // never closed: not front matter
 }
 
+/// For each line (from a start position): is there a closing-fence candidate (``` / ~~~ of a
+/// given length, only whitespace after; blockquote markers and indentation ignored) or a "$$"
+/// line after it? Suffix maxima make every query O(1).
+class FenceCloserIndex {
+ public:
+  FenceCloserIndex(std::string_view s, size_t pos) {
+    std::vector<uint32_t> bt, tl;
+    std::vector<uint8_t> dd;
+    while (pos < s.size()) {
+      Line ln = line_at(s, pos);
+      pos = ln.next;
+      size_t p = ln.b;
+      while (p < ln.e && (is_ascii_space(s[p]) || s[p] == '>')) ++p;
+      size_t j = p;
+      if (p < ln.e && (s[p] == '`' || s[p] == '~'))
+        while (j < ln.e && s[j] == s[p]) ++j;
+      bool closer = j - p >= 3 && is_blank(s, j, ln.e);
+      bt.push_back(closer && s[p] == '`' ? static_cast<uint32_t>(j - p) : 0);
+      tl.push_back(closer && s[p] == '~' ? static_cast<uint32_t>(j - p) : 0);
+      dd.push_back(std::string_view(s.data() + ln.b, ln.e - ln.b).find("$$") != std::string_view::npos);
+    }
+    bt_.assign(bt.size() + 1, 0);
+    tl_.assign(bt.size() + 1, 0);
+    dd_.assign(bt.size() + 1, 0);
+    for (size_t i = bt.size(); i-- > 0;) {
+      bt_[i] = std::max(bt[i], bt_[i + 1]);
+      tl_[i] = std::max(tl[i], tl_[i + 1]);
+      dd_[i] = dd[i] || dd_[i + 1];
+    }
+  }
+  /// A closing fence of fence_char, at least len long, on a line with index >= line (0-based).
+  bool fence_after(size_t line, char fence_char, size_t len) const {
+    const auto& v = fence_char == '`' ? bt_ : tl_;
+    return line < v.size() && v[line] >= len;
+  }
+  /// A line holding "$$" with index >= line.
+  bool dollars_after(size_t line) const { return line < dd_.size() && dd_[line] != 0; }
+
+ private:
+  std::vector<uint32_t> bt_, tl_;
+  std::vector<uint8_t> dd_;
+};
+
 void segment_markdown(std::string_view s, Builder& out) {
   Markdown md(s, out);
-  bool prev_blank = true;  // document start behaves like after a blank line
-  bool in_list = false;
+  bool prev_para = false;    // the previous line was paragraph text (indented code cannot interrupt it)
+  bool after_blank = false;  // the previous line was blank
+  std::vector<size_t> list_cols;  // content columns of the open list items, outermost first
   bool indented_code = false;
+  size_t code_col = 0;  // indented code: continuation lines need this many columns
   bool table = false;
   char fence_char = 0;
   size_t fence_len = 0;  // > 0: inside a fenced code block
   bool math = false;     // inside a $$ block
+  bool fence_in_quote = false;  // the open fence / $$ block is inside a blockquote
+  size_t fence_list_col = 0;    // ... inside a list item with this content column (0: none)
   const char* raw_end = nullptr;  // inside a raw HTML block (<pre>, <script>, <!--): its end marker
+  bool raw_to_blank = false;       // ... which is never closed: it ends at a blank line
+  bool math_to_blank = false;      // the $$ block is never closed: it ends at a blank line
+  std::unordered_map<const char*, size_t> last_marker;  // end marker -> its last position, or npos
   size_t pos = front_matter_end(s);
   out.copy_to(pos);
+  const FenceCloserIndex closers(s, pos);
+  size_t line_no = 0;  // index of the current line from pos
   while (pos < s.size()) {
     Line ln = line_at(s, pos);
     pos = ln.next;
+    ++line_no;
     auto copy_line = [&] { out.copy_to(ln.next); };
 
+    if (raw_end != nullptr && raw_to_blank && is_blank(s, ln.b, ln.e)) raw_end = nullptr;
+    if (math && math_to_blank && is_blank(s, ln.b, ln.e)) math = false;
     if (raw_end != nullptr) {
       if (contains_ci(s, ln.b, ln.e, raw_end)) raw_end = nullptr;
       copy_line();
-      prev_blank = false;
+      prev_para = after_blank = false;
       continue;
     }
 
+    if (fence_len > 0 || math) {
+      // A fence opened inside a blockquote ends with the quote; one opened inside a list item
+      // ends with the item (CommonMark: fences take no lazy continuation lines). The line is
+      // then processed normally.
+      size_t q = ln.b;
+      while (q < ln.e && q - ln.b < 3 && s[q] == ' ') ++q;
+      size_t ind = indent_of(s, ln.b, ln.e);
+      if ((fence_in_quote && (q >= ln.e || s[q] != '>')) ||
+          (fence_list_col > 0 && !is_blank(s, ln.b, ln.e) && ind < fence_list_col)) {
+        fence_len = 0;
+        math = false;
+      }
+    }
     if (fence_len > 0 || math) {
       // Closing fence / $$: after blockquote markers and spaces.
       size_t p = ln.b;
@@ -820,46 +937,69 @@ void segment_markdown(std::string_view s, Builder& out) {
         math = false;
       }
       copy_line();
-      prev_blank = false;
+      prev_para = after_blank = false;
       continue;
     }
     bool blank = is_blank(s, ln.b, ln.e);
-    auto [indent, first] = indent_of(s, ln.b, ln.e);
+    size_t indent = indent_of(s, ln.b, ln.e);
     if (indented_code) {
-      if (blank || indent >= 4) {
+      if (blank || indent >= code_col) {
         copy_line();
+        after_blank = blank;
         continue;
       }
       indented_code = false;
     }
     if (blank) {
       copy_line();
-      prev_blank = true;
+      prev_para = false;
+      after_blank = true;
       table = false;
       continue;
     }
-    if (prev_blank && !in_list && indent >= 4) {
+    // After a blank line a line belongs to the deepest open list item whose content column it
+    // reaches; 4 more columns than that make it indented code (CommonMark), unless it
+    // continues a paragraph.
+    if (after_blank)
+      while (!list_cols.empty() && list_cols.back() > indent) list_cols.pop_back();
+    after_blank = false;
+    size_t base = list_cols.empty() ? 0 : list_cols.back();
+    if (!prev_para && indent >= base + 4) {
       indented_code = true;
+      code_col = base + 4;
       copy_line();
       continue;
     }
-    if (indent == 0 && prev_blank) in_list = false;
-    prev_blank = false;
 
-    // Container prefixes: blockquote markers, list markers, task boxes.
+    // Container prefixes: blockquote markers, list markers, task boxes; columns counted with
+    // tab stops of 4.
     ThematicBreak hr(s, ln.b, ln.e);
     size_t p = ln.b;
+    size_t col = 0;
+    auto skip_ws = [&] {
+      size_t c0 = col;
+      for (; p < ln.e && is_ascii_space(s[p]); ++p) col = s[p] == '\t' ? (col / 4 + 1) * 4 : col + 1;
+      return col - c0;
+    };
     bool done = false;
+    bool quoted = false;
+    skip_ws();
     while (p < ln.e) {
-      while (p < ln.e && is_ascii_space(s[p])) ++p;
-      if (p >= ln.e) break;
       if (hr.at(s, p)) {
         copy_line();
         done = true;
         break;
       }
       if (s[p] == '>') {
+        quoted = true;
         ++p;
+        ++col;
+        size_t w = skip_ws();
+        if (p < ln.e && w >= 5 && !prev_para) {  // "> " + 4 columns: indented code in the quote
+          copy_line();
+          done = true;
+          break;
+        }
         continue;
       }
       size_t m = p;
@@ -871,18 +1011,36 @@ void segment_markdown(std::string_view s, Builder& out) {
         if (d - p <= 9 && d < ln.e && (s[d] == '.' || s[d] == ')')) m = d + 1;
       }
       if (m > p && (m == ln.e || is_ascii_space(s[m]))) {
-        in_list = true;
+        size_t marker_col = col, width = m - p;
+        while (!list_cols.empty() && list_cols.back() > marker_col) list_cols.pop_back();
         p = m;
+        col += width;
+        size_t n = skip_ws();
+        if (p >= ln.e || n >= 5) {
+          // Empty item, or 5+ columns after the marker: content starts one column after it
+          // and the rest of the line is indented code.
+          list_cols.push_back(marker_col + width + 1);
+          if (p < ln.e) {
+            indented_code = true;
+            code_col = list_cols.back() + 4;
+            copy_line();
+            done = true;
+          }
+          break;
+        }
+        list_cols.push_back(marker_col + width + n);
         // Task box "[ ]" / "[x]" right after a list marker.
-        size_t q = p;
-        while (q < ln.e && is_ascii_space(s[q])) ++q;
-        if (q + 2 < ln.e && s[q] == '[' && (s[q + 1] == ' ' || s[q + 1] == 'x' || s[q + 1] == 'X') &&
-            s[q + 2] == ']' && (q + 3 == ln.e || is_ascii_space(s[q + 3])))
-          p = q + 3;
+        if (p + 2 < ln.e && s[p] == '[' && (s[p + 1] == ' ' || s[p + 1] == 'x' || s[p + 1] == 'X') &&
+            s[p + 2] == ']' && (p + 3 == ln.e || is_ascii_space(s[p + 3]))) {
+          p += 3;
+          col += 3;
+          skip_ws();
+        }
         continue;
       }
       break;
     }
+    prev_para = false;
     if (done) continue;
     if (p >= ln.e) {  // markers only
       copy_line();
@@ -892,13 +1050,17 @@ void segment_markdown(std::string_view s, Builder& out) {
 
     // Leaf blocks.
     size_t flen = fence_at(s, p, ln.e, &fence_char);
-    if (flen > 0) {
-      fence_len = flen;
-      copy_line();
-      continue;
-    }
-    if (ln.e - p >= 2 && s[p] == '$' && s[p + 1] == '$') {
-      if (std::string_view(s.data() + p + 2, ln.e - p - 2).find("$$") == std::string_view::npos) math = true;
+    if (flen > 0 || (ln.e - p >= 2 && s[p] == '$' && s[p + 1] == '$')) {
+      if (flen > 0) fence_len = flen;
+      else math = std::string_view(s.data() + p + 2, ln.e - p - 2).find("$$") == std::string_view::npos;
+      // A block that is closed further down is code up to its closer, whatever the containers
+      // (LLM-written Markdown often under-indents code inside list items); only a block never
+      // closed ends with its blockquote / list item instead of swallowing the document.
+      bool closed_later = flen > 0 ? closers.fence_after(line_no, fence_char, flen)
+                                   : closers.dollars_after(line_no);
+      math_to_blank = flen == 0 && !closed_later;  // "$$" at a line start that is never closed
+      fence_in_quote = quoted && !closed_later;
+      fence_list_col = !closed_later && !list_cols.empty() && col >= list_cols.back() ? list_cols.back() : 0;
       copy_line();
       continue;
     }
@@ -906,7 +1068,6 @@ void segment_markdown(std::string_view s, Builder& out) {
       size_t h = p;
       while (h < ln.e && s[h] == '#') ++h;
       if (h - p <= 6 && (h == ln.e || is_ascii_space(s[h]))) {
-        if (indent == 0) in_list = false;
         // Closing sequence: spaces + #'s at the end.
         size_t ce = ln.e;
         while (ce > h && is_ascii_space(s[ce - 1])) --ce;
@@ -935,6 +1096,21 @@ void segment_markdown(std::string_view s, Builder& out) {
         }
       }
       if (end_marker != nullptr && !contains_ci(s, p + 4, ln.e, end_marker)) {
+        // CommonMark runs an unclosed <pre>/<script>/... block to the end of the document;
+        // text that merely starts with "<pre>" would then never be translated, so an end tag
+        // that does not appear further down ends the block at the next blank line instead.
+        auto it = last_marker.find(end_marker);
+        if (it == last_marker.end()) {
+          size_t last = std::string::npos;
+          size_t n = std::strlen(end_marker);
+          for (size_t i = s.size() >= n ? s.size() - n + 1 : 0; i-- > 0;)
+            if (starts_with_ci(s, i, s.size(), end_marker)) {
+              last = i;
+              break;
+            }
+          it = last_marker.emplace(end_marker, last).first;
+        }
+        raw_to_blank = it->second == std::string::npos || it->second < ln.e;
         raw_end = end_marker;
         copy_line();
         continue;
@@ -946,6 +1122,7 @@ void segment_markdown(std::string_view s, Builder& out) {
         out.copy_to(rb + 2);
         md.inline_content(rb + 2, hard_break_end(s, rb + 2, ln.e));
         copy_line();
+        prev_para = true;
         continue;
       }
     }
@@ -980,10 +1157,12 @@ void segment_markdown(std::string_view s, Builder& out) {
         }
       }
       copy_line();
+      prev_para = true;
       continue;
     }
     md.inline_content(p, hard_break_end(s, p, ln.e));
     copy_line();
+    prev_para = true;
   }
 }
 
@@ -1000,7 +1179,7 @@ void segment_plain(std::string_view s, Builder& out) {
 }  // namespace
 
 std::vector<Segment> segment_text(std::string_view text, const SegmentOptions& options) {
-  Builder out(text);
+  Builder out(text, options.markdown);
   if (options.markdown) segment_markdown(text, out);
   else segment_plain(text, out);
   return out.finish();

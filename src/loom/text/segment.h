@@ -3,34 +3,54 @@
 // to a sentence-level MT model, everything else (whitespace, line breaks, Markdown markers, code,
 // URLs, numbers) is copied through, and reassemble() rebuilds the field around the translations.
 //
+// Markdown follows CommonMark 0.31.2 plus GFM tables / task lists (tests run the spec's examples);
+// the sentence rules are loom's own.
 // Rules (hand-written, English first; CJK 。！？ also end sentences):
 //  - A sentence ends after . ! ? (plus closing quotes/brackets/emphasis) when whitespace and a
-//    likely sentence start (not a lower-case letter, not , ; : ) ] }) follow; never after a known
-//    abbreviation (Mr. Dr. St. vs. etc. Inc. Fig. ...; "No." only before a digit), a single
+//    likely sentence start (not a lower-case letter, not , ; : ) ] } - – —) follow; never after
+//    a known abbreviation (Mr. Dr. St. vs. etc. Inc. Fig. ...; "No." only before a digit), a single
 //    letter (initials: "J. K. Rowling"), a dotted acronym ("U.S.", "e.g.", "a.m.", "Ph.D."), or an
 //    ellipsis ("..." / "…"). "3.14" and "v1.2.3" never split (no whitespace after the dot).
-//    After 。！？｡ (and closers) a sentence always ends, no whitespace needed.
+//    After 。！？｡ a sentence ends without whitespace; after 。」 (closing quote/bracket) only
+//    when whitespace follows (「こんにちは。」と言った stays one sentence).
+//  - Translate segments never start or end with whitespace (Unicode spaces, zero-width space,
+//    BOM included); leading , ; : ) ] } and trailing ( [ { are copied too. A run without any
+//    letter (punctuation, symbols, digits; in Markdown mode also HTML entities such as &nbsp;)
+//    is copied.
 //  - A line break (\n, \r\n or a lone \r) always ends a segment and is copied (CRLF kept exactly).
 //    A paragraph's soft line breaks therefore split a sentence that spans lines.
-//  - Markdown (SegmentOptions::markdown): ATX heading markers (and a closing # run), list markers
-//    (- * + 1. 1) with indentation, task boxes [ ] [x]), blockquote prefixes (>), thematic breaks
-//    (--- *** ___), fenced code blocks (``` and ~~~, info string, up to the closing fence),
-//    $$ display-math blocks, indented code blocks (4+ columns after a blank line, outside lists),
-//    link reference definitions ("[id]: url") are copied whole. Tables: a row is a line starting
-//    with '|', or a line containing '|' followed by a delimiter row (|---|:--:|), or a line
-//    containing '|' that follows such rows; each cell's text is segmented on its own, pipes and
-//    padding are copied, the delimiter row is copied.
-//  - Inline (Markdown only): code spans `x` are copied and split the sentence around them (the
-//    text before and after become separate segments; no placeholders are used). Links
-//    [text](url) / [text][ref]: "[" and "](url)" copied, the text segmented. Images ![alt](src),
-//    badge links [![alt](img)](url), HTML tags <...>, autolinks, bare URLs (http:// https:// ftp://
-//    www.) and e-mail addresses are copied (they also split the sentence). Emphasis markers
-//    (**bold**, _it_) and backslash escapes stay inside the sentence text.
-//  - Unterminated fenced code (or $$) block: the rest of the document is code and is copied
-//    (CommonMark behaviour). A lone backtick run without a closing run of the same length is
-//    literal text.
+//  - Markdown (SegmentOptions::markdown), block level, line by line: copied whole are YAML front
+//    matter at the very start (--- key: value ... --- / ...), fenced code blocks (``` and ~~~
+//    with info string, up to a closing fence of the same char and at least the same length,
+//    even across sloppy list indentation; a fence that is never closed ends with its
+//    blockquote or list item, at top level it runs to the end), $$ display-math blocks,
+//    indented code blocks (4+ columns beyond the enclosing list item's content column,
+//    or after "> ", when not continuing a paragraph), raw HTML blocks whose content is not text
+//    (<pre> <script> <style> <textarea> <!-- up to their end tag), thematic breaks (--- *** ___),
+//    link reference definitions ("[id]: url"). Copied as prefixes: ATX heading markers (and a
+//    closing # run), list markers (- * + 1. 1) with indentation, task boxes [ ] [x]),
+//    blockquote markers (>), footnote labels ("[^1]: "). Tables: a row is a line starting with
+//    '|', a line containing '|' followed by a delimiter row (|---|:--:|), or a line containing
+//    '|' after such rows; each cell's text is segmented on its own, pipes and padding are
+//    copied, the delimiter row is copied. A trailing hard-break backslash is copied.
+//  - Markdown inline: code spans `x` are copied and split the sentence around them (the text
+//    before and after become separate segments; no placeholders are used). Links [text](url) /
+//    [text][ref]: "[" and "](url)" copied, the text segmented. Copied whole (also splitting the
+//    sentence): images ![alt](src), badge links [![alt](img)](url), HTML tags and comments,
+//    autolinks <...>, bare URLs (http:// https:// ftp:// www.), e-mail addresses, TeX math
+//    $$...$$ and $...$ (pandoc's rule: no space inside the dollars and no digit after the
+//    closing one, so "$5 and $10" stays text). Emphasis markers (**bold**, _it_), footnote
+//    references [^1] and backslash escapes stay inside the sentence text.
+//  - Unterminated fenced code block: the rest of the document (or of its blockquote / list
+//    item) is code and is copied (CommonMark behaviour). Unterminated $$ or raw HTML blocks end
+//    at the next blank line (so prose starting with "<pre>" is still translated). A backtick
+//    run without a closing run of the same length is literal text.
 //  - Markdown mode treats a line indented by 4+ columns after a blank line as code (CommonMark);
 //    plain text with indented paragraphs should be segmented with markdown = false.
+//  - Known differences from CommonMark (checked against the spec's 655 examples in the tests):
+//    link destinations with nested parentheses beyond one level, reference definitions with
+//    trailing text or multi-line titles, list-item columns inside nested blockquotes, HTML
+//    blocks of CommonMark types 6/7 (text inside <div> etc. is translated, tags copied).
 // Every step is linear in the input size (no back-tracking), so hostile input (1 MB lines, 100k
 // nested markers, lone backticks) terminates quickly. Segments are never truncated.
 #pragma once
