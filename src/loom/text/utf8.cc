@@ -1,5 +1,7 @@
 #include "loom/text/utf8.h"
 
+#include "loom/core/utf8.h"
+
 #include <cstdint>
 
 namespace loom::text {
@@ -27,29 +29,7 @@ bool is_python_space(uint32_t cp) {
 
 }  // namespace
 
-size_t find_invalid_utf8(std::string_view s) {
-  size_t i = 0;
-  const size_t n = s.size();
-  while (i < n) {
-    auto b = static_cast<unsigned char>(s[i]);
-    if (b < 0x80) { ++i; continue; }
-    size_t len;
-    uint32_t cp, min;
-    if (b >= 0xC2 && b <= 0xDF) { len = 2; cp = b & 0x1F; min = 0x80; }
-    else if (b >= 0xE0 && b <= 0xEF) { len = 3; cp = b & 0x0F; min = 0x800; }
-    else if (b >= 0xF0 && b <= 0xF4) { len = 4; cp = b & 0x07; min = 0x10000; }
-    else return i;
-    if (i + len > n) return i;
-    for (size_t k = 1; k < len; ++k) {
-      auto c = static_cast<unsigned char>(s[i + k]);
-      if ((c & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (c & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-    i += len;
-  }
-  return std::string_view::npos;
-}
+size_t find_invalid_utf8(std::string_view s) { return core::utf8_error_offset(s); }
 
 void check_utf8(std::string_view s, const Where& where) {
   size_t bad = find_invalid_utf8(s);
