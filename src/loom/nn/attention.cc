@@ -70,8 +70,10 @@ void KVCache::reorder(const torch::Tensor& index) {
   torch::Tensor k = torch::empty({index.size(0), k_.size(1), k_.size(2), k_.size(3)}, k_.options());  // [B', H, cap, dh]
   torch::Tensor v = torch::empty_like(k);
   if (length_ > 0) {
-    k.narrow(2, 0, length_).copy_(keys().index_select(0, index));    // [B', H, len, dh]
-    v.narrow(2, 0, length_).copy_(values().index_select(0, index));  // [B', H, len, dh]
+    torch::Tensor k_used = k.narrow(2, 0, length_);  // [B', H, len, dh] view of the new buffer
+    torch::Tensor v_used = v.narrow(2, 0, length_);
+    at::index_select_out(k_used, keys(), 0, index);  // gathers straight into the buffer
+    at::index_select_out(v_used, values(), 0, index);
   }
   k_ = k;
   v_ = v;
