@@ -171,7 +171,8 @@ std::vector<std::vector<Hypothesis>> greedy(models::Seq2SeqModel& model, const m
       row_max[i] = max_len[active[i]];
     }
     apply_logits_processors(scores, rows, row_max, o);
-    if (o.renormalize_logits) scores = torch::log_softmax(scores, -1);  // [R, V]
+    // renormalize_logits (log_softmax) changes neither the argmax nor the chosen token's
+    // log-probability computed below, so greedy search skips it.
     torch::Tensor next = scores.argmax(-1);                                // [R]
     torch::Tensor chosen = scores.gather(1, next.unsqueeze(1)).squeeze(1) - scores.logsumexp(-1);  // [R] log-probs
     auto next_a = next.accessor<int64_t, 1>();
