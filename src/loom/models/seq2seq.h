@@ -102,7 +102,8 @@ class Seq2SeqModel : public torch::nn::Module {
   /// loom::Error naming the checkpoint and the tensor when a required tensor is missing, has the
   /// wrong shape, or the checkpoint holds a tensor the model does not use. Tolerated extras
   /// (tied or derived, ignored): lm_head.weight when tied, model.{encoder,decoder}.embed_tokens
-  /// .weight when shared, model.{encoder,decoder}.embed_positions.weight (static tables).
+  /// .weight when shared, model.{encoder,decoder}.embed_positions.* (static tables, recomputed:
+  /// the stored copies are the same sinusoids).
   static std::shared_ptr<Seq2SeqModel> load(const io::HfCheckpoint& checkpoint);
 
   /// Copies the parameters from `checkpoint` (see load()) into this model.
