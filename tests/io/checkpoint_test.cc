@@ -183,6 +183,31 @@ TEST(HfCheckpoint, ReadsPytorchBinWrittenByPickleSave) {
   EXPECT_EQ(ck.load("layer.a")[1][2].item<float>(), 5.0f);
 }
 
+TEST(HfCheckpoint, ReadsPythonTorchSaveOrderedDict) {
+  // Same layout as Python's torch.save(model.state_dict()); see tests/data/io/SOURCES.md.
+  std::map<std::string, torch::Tensor> sd =
+      read_pytorch_bin(std::string(LOOM_TEST_DATA) + "/io/torch_save_state_dict.bin");
+  ASSERT_EQ(sd.size(), 4u);
+  EXPECT_TRUE(torch::equal(sd.at("layer.a"), torch::arange(6, torch::kFloat32).reshape({2, 3})));
+  EXPECT_TRUE(torch::equal(sd.at("layer.tied"), torch::tensor({3.0f, 4.0f, 5.0f})));
+  EXPECT_TRUE(torch::equal(sd.at("layer.b"), torch::tensor({1.5f, -2.0f})));
+  EXPECT_EQ(sd.at("layer.h").dtype(), torch::kHalf);
+  EXPECT_TRUE(torch::equal(sd.at("layer.h").to(torch::kFloat32),
+                           torch::tensor({0.5f, 1.0f, -1.0f, 2.0f}).reshape({2, 2})));
+
+  TempDir dir;
+  fs::copy_file(kMarianDir + "/config.json", dir / "config.json");
+  fs::copy_file(std::string(LOOM_TEST_DATA) + "/io/torch_save_state_dict.bin",
+                dir / "pytorch_model.bin");
+  HfCheckpoint ck(dir.path.string());
+  EXPECT_EQ(ck.names(), (std::vector<std::string>{"layer.a", "layer.b", "layer.h", "layer.tied"}));
+  EXPECT_EQ(ck.shape("layer.h"), (std::vector<int64_t>{2, 2}));
+  torch::Tensor h = ck.load("layer.h");
+  EXPECT_EQ(h.dtype(), torch::kFloat32);
+  EXPECT_TRUE(h.is_contiguous());
+  EXPECT_EQ(h[1][0].item<float>(), -1.0f);
+}
+
 TEST(HfCheckpoint, UnreadablePytorchBinSuggestsSafetensors) {
   TempDir dir;
   fs::copy_file(kMarianDir + "/config.json", dir / "config.json");

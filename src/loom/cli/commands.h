@@ -13,4 +13,10 @@ namespace loom::cli {
 /// `loom version`: prints the loom and libtorch versions.
 void add_version(CLI::App& app);
 
+/// `loom download ID [--revision main] [--endpoint URL] [--cache-dir DIR]`: fetches a model's
+/// config, weights and tokenizer files from the Hugging Face Hub into the hub cache
+/// (loom::io::download_model; token from $HF_TOKEN) and prints the snapshot directory, which
+/// loom::io::resolve_model then finds by id.
+void add_download(CLI::App& app);
+
 }  // namespace loom::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for all sub-commands");
   loom::cli::add_version(app);
+  loom::cli::add_download(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

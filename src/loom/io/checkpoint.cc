@@ -10,6 +10,8 @@
 #include <set>
 #include <sstream>
 
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/unpickler.h>
 #include <torch/version.h>
 
 #include "loom/core/error.h"
@@ -163,16 +165,58 @@ std::map<std::string, torch::Tensor> read_pytorch_bin(const std::string& path) {
   const char* advice =
       "convert it to safetensors (python: from safetensors.torch import save_file; "
       "save_file(torch.load(path), 'model.safetensors')) or download the model's safetensors";
-  std::string bytes = read_file(path);
-  if (bytes.size() < 4 || bytes.compare(0, 4, "PK\x03\x04") != 0)
-    fail(Where{path, 0, ""},
-         "not a zip-format torch.save file (legacy pickle format is not supported); {}", advice);
-  std::vector<char> buf(bytes.begin(), bytes.end());
-  bytes.clear();
-  bytes.shrink_to_fit();
+  {
+    std::ifstream in(path, std::ios::binary);
+    char magic[4] = {};
+    if (!in) fail(Where{path, 0, ""}, "cannot open: {}", std::strerror(errno));
+    in.read(magic, 4);
+    if (in.gcount() != 4 || std::memcmp(magic, "PK\x03\x04", 4) != 0)
+      fail(Where{path, 0, ""},
+           "not a zip-format torch.save file (the legacy pickle format is not supported); {}",
+           advice);
+  }
   torch::IValue v;
   try {
-    v = torch::pickle_load(buf);
+    caffe2::serialize::PyTorchStreamReader zip{path};
+    auto [ptr, size] = zip.getRecord("data.pkl");
+    std::string pkl(static_cast<const char*>(ptr.get()), size);
+    // Python's torch.save(state_dict) pickles a collections.OrderedDict, which libtorch 1.13's
+    // unpickler turns into None (it only expects OrderedDict as a tensor's empty hook dict), so
+    // the state dict is lost. Rewrite the fixed protocol-2 prologue
+    //   PROTO 2, GLOBAL collections.OrderedDict, BINPUT 0, EMPTY_TUPLE, REDUCE, <items>, STOP
+    // into
+    //   PROTO 2, MARK, GLOBAL collections.OrderedDict, BINPUT 0, EMPTY_DICT, <items>, TUPLE, STOP
+    // which keeps memo slot 0 (BINGET 0 builds the tensors' hook dicts) and yields
+    // (global, {name: tensor}).
+    static const std::string kOrderedDict("\x80\x02" "ccollections\nOrderedDict\nq\x00)R", 31);
+    static const std::string kPatched("\x80\x02(ccollections\nOrderedDict\nq\x00}", 31);
+    bool patched = false;
+    if (pkl.size() > kOrderedDict.size() && pkl.compare(0, kOrderedDict.size(), kOrderedDict) == 0 &&
+        pkl.back() == '.') {
+      pkl = kPatched + pkl.substr(kOrderedDict.size(), pkl.size() - kOrderedDict.size() - 1) + "t.";
+      patched = true;
+    }
+    size_t pos = 0;
+    auto read = [&](char* buf, size_t n) {
+      n = std::min(n, pkl.size() - pos);
+      std::memcpy(buf, pkl.data() + pos, n);
+      pos += n;
+      return n;
+    };
+    auto record = [&](const std::string& name) {
+      return std::get<0>(zip.getRecord("data/" + name));
+    };
+    torch::jit::Unpickler unpickler(read, torch::jit::TypeResolver(), torch::jit::ObjLoader(),
+                                    record, c10::optional<at::Device>(at::Device(at::kCPU)));
+    unpickler.set_version(zip.version());
+    v = unpickler.parse_ivalue();
+    if (patched) {
+      if (!v.isTuple() || v.toTupleRef().elements().size() != 2)
+        fail(Where{path, 0, ""}, "unexpected pickle structure; {}", advice);
+      v = v.toTupleRef().elements()[1];
+    }
+  } catch (const Error&) {
+    throw;
   } catch (const std::exception& e) {
     std::string what = e.what();
     if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);

@@ -86,9 +86,11 @@ class HfCheckpoint {
   std::string where_;  // weights path for messages
 };
 
-/// Reads a pytorch_model.bin written by torch.save (zip format) into name -> tensor. Throws
-/// loom::Error naming `path`, suggesting conversion to safetensors, when libtorch cannot read it
-/// (e.g. the legacy non-zip format) or it is not a dict of tensors.
+/// Reads a pytorch_model.bin written by torch.save (zip format, torch >= 1.6) into name -> tensor,
+/// with libtorch's unpickler. Python's state dicts are collections.OrderedDict, which libtorch
+/// 1.13 cannot rebuild, so that pickle prologue is rewritten to a plain dict first. Throws
+/// loom::Error naming `path`, suggesting conversion to safetensors, when the file cannot be read
+/// (legacy non-zip format, unsupported pickle content) or is not a dict of tensors.
 std::map<std::string, torch::Tensor> read_pytorch_bin(const std::string& path);
 
 }  // namespace loom::io

@@ -1,0 +1,350 @@
+#include "loom/io/hub.h"
+
+#include <httplib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "loom/core/error.h"
+#include "loom/io/checkpoint.h"
+
+namespace loom::io {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::UnorderedElementsAre;
+
+const std::string kMarianDir = std::string(LOOM_TEST_DATA) + "/hf-tiny/marian-en-zh";
+const std::string kSha = "0123456789abcdef0123456789abcdef01234567";
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "loom-hub-test-XXXXXX").string();
+    path = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string str() const { return path.string(); }
+};
+
+// Sets an environment variable for the life of the object, then restores it.
+struct ScopedEnv {
+  std::string name;
+  std::optional<std::string> old;
+  ScopedEnv(const char* n, const char* value) : name(n) {
+    if (const char* v = std::getenv(n)) old = v;
+    if (value != nullptr)
+      ::setenv(n, value, 1);
+    else
+      ::unsetenv(n);
+  }
+  ~ScopedEnv() {
+    if (old)
+      ::setenv(name.c_str(), old->c_str(), 1);
+    else
+      ::unsetenv(name.c_str());
+  }
+};
+
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A local stand-in for huggingface.co serving one model the way the Hub does: the revision API,
+// and /{id}/resolve/{sha}/{file} redirecting (302) to a CDN-like path.
+class FakeHub {
+ public:
+  FakeHub(std::string id, std::map<std::string, std::optional<std::string>> files,
+          std::string token = "")
+      : id_(std::move(id)), files_(std::move(files)), token_(std::move(token)) {
+    server_.Get(R"(/api/models/([^/]+/[^/]+)/revision/([^/]+))",
+                [this](const httplib::Request& req, httplib::Response& res) {
+                  log(req);
+                  if (!authorized(req, res)) return;
+                  if (req.matches[1] != id_ || req.matches[2] != "main") {
+                    res.status = 404;
+                    return;
+                  }
+                  nlohmann::json siblings = nlohmann::json::array();
+                  for (const auto& kv : files_) siblings.push_back({{"rfilename", kv.first}});
+                  res.set_content(nlohmann::json{{"id", id_}, {"sha", kSha}, {"siblings", siblings}}
+                                      .dump(),
+                                  "application/json");
+                });
+    server_.Get(R"(/([^/]+/[^/]+)/resolve/([0-9a-f]{40})/(.+))",
+                [this](const httplib::Request& req, httplib::Response& res) {
+                  log(req);
+                  if (!authorized(req, res)) return;
+                  if (req.matches[1] != id_ || req.matches[2] != kSha) {
+                    res.status = 404;
+                    return;
+                  }
+                  res.set_redirect("/cdn/" + std::string(req.matches[3]));
+                });
+    server_.Get(R"(/cdn/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
+      log(req);
+      auto it = files_.find(req.matches[1]);
+      if (it == files_.end() || !it->second) {
+        res.status = 404;
+        return;
+      }
+      res.set_content(*it->second, "application/octet-stream");
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ~FakeHub() {
+    server_.stop();
+    thread_.join();
+  }
+  std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::vector<std::string> requests() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return requests_;
+  }
+  void clear() {
+    std::lock_guard<std::mutex> lock(mu_);
+    requests_.clear();
+  }
+
+ private:
+  void log(const httplib::Request& req) {
+    std::lock_guard<std::mutex> lock(mu_);
+    requests_.push_back(req.path);
+  }
+  bool authorized(const httplib::Request& req, httplib::Response& res) {
+    if (token_.empty() || req.get_header_value("Authorization") == "Bearer " + token_) return true;
+    res.status = 401;
+    return false;
+  }
+  std::string id_;
+  std::map<std::string, std::optional<std::string>> files_;  // nullopt: listed, but 404
+  std::string token_;
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::mutex mu_;
+  std::vector<std::string> requests_;
+};
+
+// The marian fixture as the Hub would list it, plus files loom must not fetch.
+std::map<std::string, std::optional<std::string>> marian_repo() {
+  std::map<std::string, std::optional<std::string>> files;
+  for (const auto& e : fs::directory_iterator(kMarianDir))
+    if (e.path().filename() != "reference.json")
+      files[e.path().filename().string()] = slurp(e.path().string());
+  files["README.md"] = "# model card";
+  files["tf_model.h5"] = "not needed";
+  files["pytorch_model.bin"] = "not needed: safetensors exist";
+  files["onnx/encoder_model.onnx"] = "in a sub-folder";
+  return files;
+}
+
+TEST(Hub, ModelIdValidation) {
+  for (const char* ok : {"Helsinki-NLP/opus-mt-en-zh", "gpt2", "facebook/nllb-200-distilled-600M",
+                         "org/model_v1.5"})
+    EXPECT_TRUE(is_valid_model_id(ok)) << ok;
+  for (const char* bad : {"", "a/b/c", "../x", "org/..", "org/na me", "org/-x", "org--x/y", "/abs",
+                          "org/", "org/x.", "org/a..b", "org/x\n"})
+    EXPECT_FALSE(is_valid_model_id(bad)) << bad;
+  EXPECT_EQ(cache_folder_name("Helsinki-NLP/opus-mt-en-zh"), "models--Helsinki-NLP--opus-mt-en-zh");
+  EXPECT_EQ(cache_folder_name("gpt2"), "models--gpt2");
+}
+
+TEST(Hub, CacheDirFollowsHuggingfaceHubEnvironment) {
+  {
+    ScopedEnv a("HF_HUB_CACHE", "/x/cache"), b("HF_HOME", "/h");
+    EXPECT_EQ(hub_cache_dir(), "/x/cache");
+  }
+  {
+    ScopedEnv a("HF_HUB_CACHE", nullptr), b("HF_HOME", "/h");
+    EXPECT_EQ(hub_cache_dir(), "/h/hub");
+  }
+  {
+    ScopedEnv a("HF_HUB_CACHE", nullptr), b("HF_HOME", nullptr), c("HOME", "/home/u");
+    EXPECT_EQ(hub_cache_dir(), "/home/u/.cache/huggingface/hub");
+  }
+}
+
+TEST(Hub, NeededFiles) {
+  EXPECT_EQ(needed_files({"README.md", "config.json", ".gitattributes", "model.safetensors",
+                          "pytorch_model.bin", "tf_model.h5", "source.spm", "target.spm",
+                          "vocab.json", "tokenizer_config.json", "special_tokens_map.json",
+                          "generation_config.json", "onnx/decoder.onnx", "sub/config.json"}),
+            (std::vector<std::string>{"config.json", "model.safetensors", "source.spm",
+                                      "target.spm", "vocab.json", "tokenizer_config.json",
+                                      "special_tokens_map.json", "generation_config.json"}));
+  EXPECT_EQ(needed_files({"config.json", "pytorch_model.bin", "sentencepiece.bpe.model",
+                          "added_tokens.json", "flax_model.msgpack"}),
+            (std::vector<std::string>{"config.json", "pytorch_model.bin",
+                                      "sentencepiece.bpe.model", "added_tokens.json"}));
+  EXPECT_EQ(needed_files({"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                          "model.safetensors.index.json", "pytorch_model.bin", "tokenizer.model"}),
+            (std::vector<std::string>{"model-00001-of-00002.safetensors",
+                                      "model-00002-of-00002.safetensors",
+                                      "model.safetensors.index.json", "tokenizer.model"}));
+}
+
+TEST(Hub, ResolveModel) {
+  TempDir cache;
+  // An existing directory is returned unchanged, even if it looks like an id.
+  EXPECT_EQ(resolve_model(kMarianDir), kMarianDir);
+
+  std::string msg = error_of([&] { resolve_model("org/name", "main", cache.str()); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("org/name"), HasSubstr("model not found"),
+                         HasSubstr(cache.str() + "/models--org--name/refs/main"),
+                         HasSubstr("loom download org/name")));
+  EXPECT_THAT(error_of([&] { resolve_model("./no/such/dir/", "main", cache.str()); }),
+              HasSubstr("not a valid Hugging Face model id"));
+  EXPECT_THAT(error_of([&] { resolve_model("org/name", "../../etc", cache.str()); }),
+              HasSubstr("invalid revision"));
+
+  const fs::path repo = cache.path / "models--org--name";
+  fs::create_directories(repo / "refs");
+  fs::create_directories(repo / "snapshots" / kSha);
+  std::ofstream(repo / "refs" / "main") << kSha;  // huggingface_hub writes no newline
+  EXPECT_EQ(resolve_model("org/name", "main", cache.str()), (repo / "snapshots" / kSha).string());
+  EXPECT_EQ(resolve_model("org/name", kSha, cache.str()), (repo / "snapshots" / kSha).string());
+  // A ref pointing at a snapshot that is not there.
+  std::ofstream(repo / "refs" / "v2") << std::string(40, 'e') << "\n";
+  EXPECT_THAT(error_of([&] { resolve_model("org/name", "v2", cache.str()); }),
+              AllOf(HasSubstr("snapshots/" + std::string(40, 'e')),
+                    HasSubstr("loom download org/name --revision v2")));
+}
+
+TEST(Hub, DownloadsFromLocalHubIntoCacheThenResolvesAndLoads) {
+  TempDir cache;
+  ScopedEnv env_cache("HF_HUB_CACHE", cache.str().c_str());
+  ScopedEnv env_token("HF_TOKEN", "secret-token");
+  FakeHub hub("Helsinki-NLP/opus-mt-en-zh", marian_repo(), "secret-token");
+  DownloadOptions opts;
+  opts.endpoint = hub.endpoint() + "/";
+  std::string snap = download_model("Helsinki-NLP/opus-mt-en-zh", opts);
+  const fs::path repo = cache.path / "models--Helsinki-NLP--opus-mt-en-zh";
+  EXPECT_EQ(snap, (repo / "snapshots" / kSha).string());
+  EXPECT_EQ(slurp((repo / "refs" / "main").string()), kSha);
+
+  std::vector<std::string> got;
+  for (const auto& e : fs::directory_iterator(snap)) got.push_back(e.path().filename().string());
+  EXPECT_THAT(got, UnorderedElementsAre("config.json", "generation_config.json", "model.safetensors",
+                                        "source.spm", "target.spm", "vocab.json",
+                                        "special_tokens_map.json", "tokenizer_config.json"));
+  for (const auto& f : got) EXPECT_EQ(slurp(snap + "/" + f), slurp(kMarianDir + "/" + f)) << f;
+  // The API call, then for each file the resolve URL and the redirect target.
+  EXPECT_EQ(hub.requests().size(), 1 + 2 * got.size());
+  EXPECT_EQ(hub.requests()[0], "/api/models/Helsinki-NLP/opus-mt-en-zh/revision/main");
+
+  EXPECT_EQ(resolve_model("Helsinki-NLP/opus-mt-en-zh"), snap);
+  HfCheckpoint ck(resolve_model("Helsinki-NLP/opus-mt-en-zh"));
+  EXPECT_EQ(ck.names().size(), 86u);
+  EXPECT_TRUE(torch::equal(ck.load("model.shared.weight"),
+                           HfCheckpoint(kMarianDir).load("model.shared.weight")));
+
+  // A second download only asks for the revision: the files are complete already.
+  hub.clear();
+  EXPECT_EQ(download_model("Helsinki-NLP/opus-mt-en-zh", opts), snap);
+  EXPECT_EQ(hub.requests().size(), 1u);
+}
+
+TEST(Hub, DownloadErrorsNameUrlAndStatus) {
+  TempDir cache;
+  auto files = marian_repo();
+  files["target.spm"] = std::nullopt;  // listed, but the CDN answers 404
+  FakeHub hub("org/name", files, "secret-token");
+  DownloadOptions opts;
+  opts.endpoint = hub.endpoint();
+  opts.cache_dir = cache.str();
+  opts.token = "wrong";
+  EXPECT_THAT(error_of([&] { download_model("org/name", opts); }),
+              AllOf(HasSubstr(hub.endpoint() + "/api/models/org/name/revision/main"),
+                    HasSubstr("HTTP 401"), HasSubstr("HF_TOKEN")));
+  opts.token = "secret-token";
+  EXPECT_THAT(error_of([&] { download_model("org/other", opts); }),
+              AllOf(HasSubstr("/api/models/org/other/revision/main"), HasSubstr("HTTP 404")));
+  EXPECT_THAT(error_of([&] { download_model("not a/valid id", opts); }),
+              HasSubstr("not a valid Hugging Face model id"));
+  std::string msg = error_of([&] { download_model("org/name", opts); });
+  EXPECT_THAT(msg, AllOf(HasSubstr(hub.endpoint() + "/org/name/resolve/" + kSha + "/target.spm"),
+                         HasSubstr("HTTP 404")));
+  // Nothing half-written is left behind, and no ref points at the incomplete snapshot.
+  const fs::path repo = cache.path / "models--org--name";
+  for (const auto& e : fs::recursive_directory_iterator(repo))
+    EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path();
+  EXPECT_FALSE(fs::exists(repo / "refs" / "main"));
+
+  // Nobody listening: a port bound and closed again, never listened on.
+  int port = 0;
+  {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    port = ntohs(addr.sin_port);
+    ::close(fd);
+  }
+  opts.endpoint = "http://127.0.0.1:" + std::to_string(port);
+  EXPECT_THAT(error_of([&] { download_model("org/name", opts); }),
+              AllOf(HasSubstr("127.0.0.1"), HasSubstr("download failed")));
+}
+
+TEST(Hub, DownloadCommandPrintsSnapshotDirectory) {
+  TempDir cache;
+  FakeHub hub("org/name", marian_repo());
+  std::string cmd = std::string(LOOM_BINARY) + " download org/name --endpoint " + hub.endpoint() +
+                    " --cache-dir " + cache.str() + " 2>&1";
+  std::FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  EXPECT_EQ(::pclose(p), 0) << out;
+  const std::string snap = (cache.path / "models--org--name" / "snapshots" / kSha).string();
+  EXPECT_EQ(out, snap + "\n");
+  EXPECT_TRUE(fs::is_regular_file(snap + "/model.safetensors"));
+
+  // The endpoint from $HF_ENDPOINT, and an HTTP error becomes "loom: error: ..." + exit 1.
+  ScopedEnv endpoint("HF_ENDPOINT", hub.endpoint().c_str());
+  cmd = std::string(LOOM_BINARY) + " download org/missing --cache-dir " + cache.str() + " 2>&1";
+  p = ::popen(cmd.c_str(), "r");
+  out.clear();
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  EXPECT_EQ(WEXITSTATUS(::pclose(p)), 1);
+  EXPECT_THAT(out, AllOf(HasSubstr("loom: error: " + hub.endpoint() + "/api/models/org/missing"),
+                         HasSubstr("HTTP 404")));
+}
+
+}  // namespace
+}  // namespace loom::io
