@@ -268,3 +268,31 @@ INSTANTIATE_TEST_SUITE_P(HfTiny, Seq2SeqParity, ::testing::Values("marian-en-zh"
 
 }  // namespace
 }  // namespace loom::models
+
+namespace loom::models {
+namespace {
+
+// early_stopping true / false / "never" run the same search and differ only in when a sentence
+// stops, so each later-stopping mode keeps hypotheses at least as good, rank by rank
+// (transformers' BeamHypotheses only ever replaces its worst entry by a better one).
+TEST_P(Seq2SeqParity, EarlyStoppingModesAreOrdered) {
+  auto o = options("beam_kwargs");
+  o.forced_eos_token_id.reset();  // let hypotheses end at different lengths
+  o.max_new_tokens = 12;
+  auto srcs = sources();
+  std::vector<std::vector<std::vector<generate::Hypothesis>>> runs;
+  for (auto mode : {generate::EarlyStopping::kTrue, generate::EarlyStopping::kHeuristic, generate::EarlyStopping::kNever}) {
+    o.early_stopping = mode;
+    runs.push_back(generate::generate(*model_, srcs, o));
+  }
+  for (size_t b = 0; b < srcs.size(); ++b) {
+    for (size_t j = 0; j < 4; ++j) {
+      EXPECT_LE(runs[0][b][j].score, runs[1][b][j].score + 1e-6) << "sentence " << b << " rank " << j;
+      EXPECT_LE(runs[1][b][j].score, runs[2][b][j].score + 1e-6) << "sentence " << b << " rank " << j;
+      if (j > 0) EXPECT_GE(runs[1][b][j - 1].score, runs[1][b][j].score);  // best first
+    }
+  }
+}
+
+}  // namespace
+}  // namespace loom::models

@@ -66,6 +66,45 @@ class BeamHypotheses {
   double worst_ = 1e9;
 };
 
+// torch::topk(scores, n, 1, largest, sorted) for a few candidates out of a long row: one scan
+// with a small heap per row instead of a partial sort of a copy. Equal scores rank by lower
+// index. scores [N, M] contiguous float32 -> values [N, n] float32, indices [N, n] int64.
+std::pair<torch::Tensor, torch::Tensor> top_candidates(const torch::Tensor& scores, int64_t n) {
+  const int64_t rows = scores.size(0), m = scores.size(1);
+  TORCH_CHECK(scores.is_contiguous() && n <= m, "top_candidates: bad input");
+  torch::Tensor values = torch::empty({rows, n}, torch::kFloat32);  // [N, n]
+  torch::Tensor indices = torch::empty({rows, n}, torch::kInt64);   // [N, n]
+  const float* data = scores.data_ptr<float>();
+  float* out_v = values.data_ptr<float>();
+  int64_t* out_i = indices.data_ptr<int64_t>();
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    using Item = std::pair<float, int64_t>;
+    // "a before b" = a ranks higher: larger value, or equal value and smaller index
+    auto better = [](const Item& a, const Item& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+    std::vector<Item> heap;
+    for (int64_t r = begin; r < end; ++r) {
+      const float* row = data + r * m;
+      heap.clear();
+      for (int64_t j = 0; j < n; ++j) heap.emplace_back(row[j], j);
+      std::make_heap(heap.begin(), heap.end(), better);  // heap.front() = the worst kept item
+      float worst = heap.front().first;
+      for (int64_t j = n; j < m; ++j) {
+        if (!(row[j] > worst)) continue;  // later indices never win ties
+        std::pop_heap(heap.begin(), heap.end(), better);
+        heap.back() = Item(row[j], j);
+        std::push_heap(heap.begin(), heap.end(), better);
+        worst = heap.front().first;
+      }
+      std::sort(heap.begin(), heap.end(), better);
+      for (int64_t j = 0; j < n; ++j) {
+        out_v[r * n + j] = heap[j].first;
+        out_i[r * n + j] = heap[j].second;
+      }
+    }
+  });
+  return {values, indices};
+}
+
 struct Batch {
   torch::Tensor input_ids;  // [B, S] int64, right-padded
   torch::Tensor mask;       // [B, S] bool
@@ -132,7 +171,8 @@ std::vector<std::vector<Hypothesis>> greedy(models::Seq2SeqModel& model, const m
       row_max[i] = max_len[active[i]];
     }
     apply_logits_processors(scores, rows, row_max, o);
-    if (o.renormalize_logits) scores = torch::log_softmax(scores, -1);  // [R, V]
+    // renormalize_logits (log_softmax) changes neither the argmax nor the chosen token's
+    // log-probability computed below, so greedy search skips it.
     torch::Tensor next = scores.argmax(-1);                                // [R]
     torch::Tensor chosen = scores.gather(1, next.unsqueeze(1)).squeeze(1) - scores.logsumexp(-1);  // [R] log-probs
     auto next_a = next.accessor<int64_t, 1>();
@@ -204,9 +244,8 @@ std::vector<std::vector<Hypothesis>> beam_search(models::Seq2SeqModel& model, co
     apply_logits_processors(scores, rows, row_max, o);
     if (o.renormalize_logits) scores = torch::log_softmax(scores, -1);     // [R, V]
     scores.add_(beam_scores.unsqueeze(1));                                  // [R, V]
-    auto top = scores.view({n, k * vocab}).topk(n_keep, 1, true, true);     // [N, n_keep] each
-    torch::Tensor top_scores = std::get<0>(top);
-    torch::Tensor top_ids = std::get<1>(top);
+    torch::Tensor top_scores, top_ids;                                      // [N, n_keep] each
+    std::tie(top_scores, top_ids) = top_candidates(scores.view({n, k * vocab}), n_keep);
     auto ts = top_scores.accessor<float, 2>();
     auto ti = top_ids.accessor<int64_t, 2>();
 
@@ -266,7 +305,6 @@ std::vector<std::vector<Hypothesis>> beam_search(models::Seq2SeqModel& model, co
     input = torch::tensor(new_tokens, torch::kInt64).unsqueeze(1);             // [R', 1]
     active = std::move(next_active);
   }
-
   std::vector<std::vector<Hypothesis>> out(b);
   for (int64_t s = 0; s < b; ++s) {
     std::vector<const BeamHypotheses::Beam*> sorted;

@@ -231,8 +231,6 @@ void Seq2SeqModel::build() {
     tolerated_extra_.push_back("model.encoder.embed_tokens.weight");
     tolerated_extra_.push_back("model.decoder.embed_tokens.weight");
   }
-  tolerated_extra_.push_back("model.encoder.embed_positions.weight");
-  tolerated_extra_.push_back("model.decoder.embed_positions.weight");
 }
 
 void Seq2SeqModel::fuse() {
@@ -271,7 +269,9 @@ void Seq2SeqModel::load_weights(const io::HfCheckpoint& checkpoint) {
   }
   for (const std::string& name : checkpoint.names()) {
     if (known.count(name)) continue;
-    if (std::find(tolerated_extra_.begin(), tolerated_extra_.end(), name) == tolerated_extra_.end()) {
+    const bool static_positions = name.rfind("model.encoder.embed_positions.", 0) == 0 ||
+                                  name.rfind("model.decoder.embed_positions.", 0) == 0;  // .weight, fairseq's ._float_tensor
+    if (!static_positions && std::find(tolerated_extra_.begin(), tolerated_extra_.end(), name) == tolerated_extra_.end()) {
       fail(Where{dir, 0, name}, "unexpected tensor in the checkpoint: {} has no parameter of that name", config_.model_type);
     }
     if (name.find("embed_positions") == std::string::npos) {  // tied copies must at least have the right shape

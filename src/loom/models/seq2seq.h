@@ -91,7 +91,8 @@ class DecoderState {
 /// Hugging Face parameter names ("model.encoder.layers.0.self_attn.q_proj.weight", ...), so
 /// named_parameters() is the name table: loading is a 1:1 lookup of every parameter in the
 /// checkpoint. Matches transformers 4.46.3 MarianMTModel / M2M100ForConditionalGeneration (eval).
-/// Call encode/decode under torch::NoGradGuard or c10::InferenceMode.
+/// encode/decode switch gradients off themselves. One model may serve several threads only if
+/// they do not call encode/decode concurrently (the M2M100 position table grows lazily).
 class Seq2SeqModel : public torch::nn::Module {
  public:
   /// A model with random parameters (normal, std 0.02), for tests and benchmarks.
@@ -101,7 +102,8 @@ class Seq2SeqModel : public torch::nn::Module {
   /// loom::Error naming the checkpoint and the tensor when a required tensor is missing, has the
   /// wrong shape, or the checkpoint holds a tensor the model does not use. Tolerated extras
   /// (tied or derived, ignored): lm_head.weight when tied, model.{encoder,decoder}.embed_tokens
-  /// .weight when shared, model.{encoder,decoder}.embed_positions.weight (static tables).
+  /// .weight when shared, model.{encoder,decoder}.embed_positions.* (static tables, recomputed:
+  /// the stored copies are the same sinusoids).
   static std::shared_ptr<Seq2SeqModel> load(const io::HfCheckpoint& checkpoint);
 
   /// Copies the parameters from `checkpoint` (see load()) into this model.

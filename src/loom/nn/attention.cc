@@ -25,6 +25,14 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   // Explicit 3-D bmm: torch::matmul on 4-D strided views (the KV buffers) gave wrong results for
   // B = 1 in libtorch 1.13. The reshapes below are views for the cache layout [B, H, cap, d_head].
   const int64_t b = q.size(0), h = q.size(1), t = q.size(2), dh = q.size(3), s = k.size(2);
+  if (t == 1) {
+    // One query per row (incremental decoding): at::bmm would run B·H tiny GEMMs one by one
+    // through the system BLAS; broadcast multiply + reduce runs as a few vectorised kernels.
+    torch::Tensor scores = (k * q).sum(-1, /*keepdim=*/true);                // [B, H, S, 1]
+    if (mask.defined()) scores.add_(mask.transpose(-2, -1));                  // [B, H, S, 1]
+    scores = at::_softmax(scores, 2, false);                                  // [B, H, S, 1]
+    return (v * scores).sum(2, /*keepdim=*/true);                             // [B, H, 1, dh]
+  }
   torch::Tensor q3 = q.reshape({b * h, t, dh});                               // [B·H, T, dh]
   torch::Tensor k3 = k.reshape({b * h, s, dh});                               // [B·H, S, dh]
   torch::Tensor v3 = v.reshape({b * h, s, dh});                               // [B·H, S, dh]
@@ -62,8 +70,10 @@ void KVCache::reorder(const torch::Tensor& index) {
   torch::Tensor k = torch::empty({index.size(0), k_.size(1), k_.size(2), k_.size(3)}, k_.options());  // [B', H, cap, dh]
   torch::Tensor v = torch::empty_like(k);
   if (length_ > 0) {
-    k.narrow(2, 0, length_).copy_(keys().index_select(0, index));    // [B', H, len, dh]
-    v.narrow(2, 0, length_).copy_(values().index_select(0, index));  // [B', H, len, dh]
+    torch::Tensor k_used = k.narrow(2, 0, length_);  // [B', H, len, dh] view of the new buffer
+    torch::Tensor v_used = v.narrow(2, 0, length_);
+    at::index_select_out(k_used, keys(), 0, index);  // gathers straight into the buffer
+    at::index_select_out(v_used, values(), 0, index);
   }
   k_ = k;
   v_ = v;
