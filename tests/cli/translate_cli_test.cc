@@ -77,7 +77,7 @@ TEST_F(TranslateCli, FloresDevtestGivesOneLinePerInputLine) {
   size_t non_empty = 0;
   for (const auto& l : lines) non_empty += !l.empty();
   EXPECT_EQ(non_empty, 1012u);  // every devtest line has text, so every output line has some
-  EXPECT_NE(r.err.find("rows 1012"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("1012 rows"), std::string::npos) << r.err;
 }
 
 // Markdown skeleton of a text: each line reduced to its block marker.
@@ -201,8 +201,9 @@ TEST_F(TranslateCli, BadInputsGiveOneClearErrorAndNonZeroExit) {
     std::string name, content, expect;
   };
   std::vector<Case> cases = {
-      {"badjson.jsonl", "{\"text\": \"ok\"}\n{\"text\": \"unterminated}\n", "badjson.jsonl:2"},
-      {"notutf8.jsonl", "{\"text\": \"caf\xe9\"}\n", "notutf8.jsonl:1"},
+      {"badjson.jsonl", "{\"prompt\": \"p\", \"text\": \"ok\"}\n{\"prompt\": \"p\", \"text\": \"unterminated}\n",
+       "badjson.jsonl:2"},
+      {"notutf8.jsonl", "{\"prompt\": \"p\", \"text\": \"caf\xe9\"}\n", "notutf8.jsonl:1"},
       {"missing.jsonl", "{\"prompt\": \"a\", \"text\": \"b\"}\n{\"prompt\": \"c\"}\n", "missing.jsonl:2"},
       {"nonstring.jsonl", "{\"prompt\": \"a\", \"text\": 5}\n", "'text'"},
   };

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "loom/cli/commands.h"
@@ -47,6 +48,15 @@ class EngineAdapter : public pipeline::SegmentTranslator {
  private:
   generate::Translator& translator_;
 };
+
+// tokenizer_config.json's "target_lang" (Marian single-pair models: "zh", "zho"), or "".
+std::string configured_target_lang(const std::string& model_dir) {
+  std::ifstream in(std::filesystem::path(model_dir) / "tokenizer_config.json");
+  if (!in) return {};
+  auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("target_lang") || !j["target_lang"].is_string()) return {};
+  return j["target_lang"].get<std::string>();
+}
 
 std::string default_model() {
   auto dir = core::models_dir() / "en-zh";
@@ -100,6 +110,7 @@ void run_translate(const TranslateArgs& a) {
   if (job.fields.empty()) fail(Where{"", 0, "--fields"}, "no field names given");
   job.missing_fields_ok = a.missing_fields_ok;
   job.target_lang = a.tgt.empty() ? tokenizer->target_language() : a.tgt;
+  if (job.target_lang.empty()) job.target_lang = configured_target_lang(model_dir);
   job.suffix = a.suffix;
   job.in_place = a.in_place;
   if (!a.shard.empty()) {
