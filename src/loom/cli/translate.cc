@@ -4,7 +4,6 @@
 #include <CLI/CLI.hpp>
 
 #include <filesystem>
-#include <fstream>
 #include <thread>
 
 #include "loom/cli/commands.h"
@@ -16,6 +15,7 @@
 #include "loom/models/seq2seq.h"
 #include "loom/pipeline/translate_job.h"
 #include "loom/text/seq2seq_tokenizer.h"
+#include "loom/text/tokenizer_files.h"
 
 namespace loom::cli {
 namespace {
@@ -51,11 +51,11 @@ class EngineAdapter : public pipeline::SegmentTranslator {
 
 // tokenizer_config.json's "target_lang" (Marian single-pair models: "zh", "zho"), or "".
 std::string configured_target_lang(const std::string& model_dir) {
-  std::ifstream in(std::filesystem::path(model_dir) / "tokenizer_config.json");
-  if (!in) return {};
-  auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("target_lang") || !j["target_lang"].is_string()) return {};
-  return j["target_lang"].get<std::string>();
+  const std::string path = model_dir + "/tokenizer_config.json";
+  if (!text::file_exists(path)) return {};
+  const nlohmann::json j = text::read_json_file(path);  // already validated by the tokenizer
+  auto it = j.find("target_lang");
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 std::string default_model() {
