@@ -132,6 +132,12 @@ void run_translate(const TranslateArgs& a) {
   job.engine_id = fmt::format("model={} src={} tgt={} beam={} max_new_tokens={} length_cap={}",
                               std::filesystem::weakly_canonical(model_dir).string(), a.src, a.tgt,
                               gen.num_beams, a.max_new_tokens, a.max_new_tokens > 0 ? "-" : a.length_cap);
+  if (job.output != "-") {  // like `mkdir -p`: the README's main job writes into out/
+    const auto parent = std::filesystem::path(job.output).parent_path();
+    std::error_code ec;
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    if (ec) fail(Where{parent.string()}, "cannot create the output directory: {}", ec.message());
+  }
   pipeline::run_translate_job(job, adapter);
 }
 
