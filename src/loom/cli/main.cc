@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 
 #include "loom/cli/commands.h"
 #include "loom/core/error.h"
@@ -21,6 +22,9 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const std::filesystem::filesystem_error& e) {
+    std::fprintf(stderr, "loom: error: %s\n", e.what());
+    return 1;
   } catch (const loom::Error& e) {
     std::fprintf(stderr, "loom: error: %s\n", e.what());
     return 1;

@@ -104,7 +104,12 @@ void run_translate(const TranslateArgs& a) {
   for (size_t b = 0; b <= a.fields.size();) {
     size_t e = a.fields.find(',', b);
     if (e == std::string::npos) e = a.fields.size();
-    if (e > b) job.fields.push_back(a.fields.substr(b, e - b));
+    if (e > b) {
+      std::string field = a.fields.substr(b, e - b);
+      if (std::find(job.fields.begin(), job.fields.end(), field) != job.fields.end())
+        fail(Where{"", 0, "--fields"}, "field '{}' is listed twice", field);
+      job.fields.push_back(std::move(field));
+    }
     b = e + 1;
   }
   if (job.fields.empty()) fail(Where{"", 0, "--fields"}, "no field names given");
@@ -157,20 +162,28 @@ void add_translate(CLI::App& app) {
   cmd->add_flag("--in-place", a.in_place, "Write translations over the source fields");
   cmd->add_flag("--missing-fields-ok", a.missing_fields_ok, "Skip a listed field absent from a row instead of failing");
   cmd->add_option("--format", a.format, "auto, jsonl or txt")->capture_default_str();
-  cmd->add_option("--beam", a.beam, "Beam size (default: generation_config.json num_beams; 1 = greedy)");
-  cmd->add_option("--max-new-tokens", a.max_new_tokens, "Fixed cap on generated tokens per sentence (replaces --length-cap)");
+  cmd->add_option("--beam", a.beam, "Beam size (default: generation_config.json num_beams; 1 = greedy)")
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--max-new-tokens", a.max_new_tokens, "Fixed cap on generated tokens per sentence (replaces --length-cap)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--length-cap", a.length_cap, "Stop a sentence at A*|source|+B tokens (counted as capped)")
       ->capture_default_str();
-  cmd->add_option("--batch-tokens", a.batch_tokens, "Padded source tokens per batch")->capture_default_str();
-  cmd->add_option("--max-batch-size", a.max_batch_size, "Sentences per batch")->capture_default_str();
-  cmd->add_option("--threads", a.threads, "Intra-op threads (default: all cores)");
+  cmd->add_option("--batch-tokens", a.batch_tokens, "Padded source tokens per batch")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  cmd->add_option("--max-batch-size", a.max_batch_size, "Sentences per batch")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--threads", a.threads, "Intra-op threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->add_option("--shard", a.shard, "Translate shard I of N (0-based; default $RANK/$WORLD_SIZE)");
   cmd->add_flag("--resume", a.resume, "Continue an interrupted job from its last checkpoint");
   cmd->add_flag("--overwrite", a.overwrite, "Replace an existing output");
   cmd->add_option("--on-error", a.on_error, "Bad rows: abort (default) or skip (to the rejects file)")
       ->capture_default_str();
   cmd->add_option("--rejects", a.rejects, "Rejects file (default OUTPUT.rejects.jsonl)");
-  cmd->add_option("--checkpoint-rows", a.checkpoint_rows, "Checkpoint every N rows")->capture_default_str();
+  cmd->add_option("--checkpoint-rows", a.checkpoint_rows, "Checkpoint every N rows")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   cmd->add_flag("--no-markdown", a.no_markdown, "Treat fields as plain text (no Markdown structure)");
   cmd->add_flag("--no-progress", a.no_progress, "No live progress line");
   cmd->callback([] { run_translate(a); });

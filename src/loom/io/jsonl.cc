@@ -26,6 +26,11 @@ JsonRow parse_jsonl_object(std::string_view line, const Where& where) {
     const auto colon = detail.find(": ");
     if (colon != std::string::npos) detail = detail.substr(colon + 2);
     fail(where, "invalid JSON at byte {}: {}", e.byte > 0 ? e.byte - 1 : 0, detail);
+  } catch (const nlohmann::json::exception& e) {  // e.g. out_of_range.406: a number like 1e999
+    std::string detail = e.what();
+    const auto bracket = detail.find("] ");
+    if (bracket != std::string::npos) detail = detail.substr(bracket + 2);
+    fail(where, "invalid JSON: {}", detail);
   }
   if (!row.is_object()) fail(where, "row is a JSON {}, expected an object", row.type_name());
   return row;

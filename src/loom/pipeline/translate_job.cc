@@ -1,5 +1,9 @@
 #include "loom/pipeline/translate_job.h"
 
+#include <fcntl.h>
+
+#include <sys/file.h>
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -195,6 +199,11 @@ struct RowWork {
 class Job {
  public:
   Job(const TranslateJobOptions& o, SegmentTranslator& t) : o_(o), t_(t), r_(resolve(o)) {}
+  ~Job() {
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+  }
+  Job(const Job&) = delete;
+  Job& operator=(const Job&) = delete;
 
   TranslateJobStats run();
 
@@ -222,6 +231,18 @@ class Job {
   ResolvedOptions r_;
   TranslateJobStats st_;
   std::unique_ptr<io::LineReader> reader_;
+  int lock_fd_ = -1;  // flock'ed OUTPUT.loom-lock: one writer per output at a time
+
+  // Takes the output's lock file (kept for the process's life; the kernel drops it on exit or
+  // kill -9). Throws loom::Error when another process holds it.
+  void lock_output() {
+    if (r_.output == "-") return;
+    const std::string lock_path = r_.output + ".loom-lock";
+    lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd_ < 0) fail(Where{lock_path, 0, ""}, "cannot create the lock file: {}", std::strerror(errno));
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
+      fail(Where{r_.output, 0, ""}, "another loom process is writing this output (lock {} is held)", lock_path);
+  }
   io::ShardRange range_{0, -1, 1};
   InputId input_id_;
   std::unique_ptr<io::AppendFile> out_;
@@ -402,6 +423,8 @@ std::optional<Job::BadRow> Job::prepare(const io::RawLine& line, RowWork& work) 
     if (bad != std::string_view::npos)
       return BadRow{fmt::format("not valid UTF-8 at byte {} of the line (byte 0x{:02X})", bad,
                                 static_cast<unsigned>(static_cast<unsigned char>(line.text[bad]))), where};
+    if (const auto nul = line.text.find('\0'); nul != std::string::npos)
+      return BadRow{fmt::format("contains a NUL byte at byte {} (not supported by the tokenizers)", nul), where};
     work.kind = RowWork::kTxt;
     work.terminator = line.terminator;
     work.fields.emplace_back();
@@ -433,7 +456,12 @@ std::optional<Job::BadRow> Job::prepare(const io::RawLine& line, RowWork& work) 
     if (it->is_null()) {
       f.is_null = true;
     } else if (it->is_string()) {
-      add_segments(f, it->get_ref<const std::string&>());
+      const std::string& value = it->get_ref<const std::string&>();
+      if (const auto nul = value.find('\0'); nul != std::string::npos) {
+        batch_.resize(batch_start);
+        return BadRow{fmt::format("contains a NUL byte at byte {} (not supported by the tokenizers)", nul), at};
+      }
+      add_segments(f, value);
     } else {
       batch_.resize(batch_start);
       return BadRow{fmt::format("field is {} {}, expected a string (or null)",
@@ -524,10 +552,16 @@ TranslateJobStats Job::run() {
     if (r_.output != "-" && ::stat(o_.input.c_str(), &a) == 0 && ::stat(r_.output.c_str(), &b) == 0 &&
         a.st_dev == b.st_dev && a.st_ino == b.st_ino)
       fail(Where{r_.output, 0, ""}, "output is the input file");
+    if (!r_.rejects_path.empty() && ::stat(r_.rejects_path.c_str(), &b) == 0 && a.st_dev == b.st_dev &&
+        a.st_ino == b.st_ino)
+      fail(Where{r_.rejects_path, 0, "rejects"}, "rejects file is the input file");
   } else if (!reader_->is_stdin() && (r_.shard_count > 1 || o_.resume)) {
     fail(Where{o_.input, 0, ""}, "input is not a regular file: cannot shard or resume it");
   }
 
+  if (!r_.rejects_path.empty() && (r_.rejects_path == r_.output || r_.rejects_path == r_.state_path))
+    fail(Where{r_.rejects_path, 0, "rejects"}, "rejects file must differ from the output and its state file");
+  lock_output();
   if (!(o_.resume && resume_from_state())) start_fresh();
   if (st_.already_done) {
     if (o_.log) std::fprintf(o_.log, "loom translate: %s already complete: %s\n", r_.output.c_str(),
@@ -561,6 +595,13 @@ TranslateJobStats Job::run() {
       if (auto bad = prepare(line, work)) {
         if (o_.on_error == OnError::kSkip) {
           reject(line, *bad);
+          if (r_.format == RowFormat::kTxt) {  // TXT stays line-aligned: an empty line for the reject
+            RowWork blank;
+            blank.kind = RowWork::kTxt;
+            blank.terminator = line.terminator;
+            blank.fields.emplace_back();
+            chunk.push_back(std::move(blank));
+          }
           continue;
         }
         abort_row = std::move(bad);
