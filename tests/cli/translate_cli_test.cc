@@ -216,6 +216,34 @@ TEST_F(TranslateCli, BadInputsGiveOneClearErrorAndNonZeroExit) {
     EXPECT_NE(r.err.find("loom: error: "), std::string::npos) << c.name << ": " << r.err;
     EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.name << ": " << r.err;
   }
+  // NUL bytes are a bad row named by file:line:field.
+  {
+    const fs::path in = dir_ / "nul.jsonl";
+    std::ofstream(in, std::ios::binary) << "{\"prompt\": \"p\", \"text\": \"a\\u0000b\"}\n";
+    auto r = run_loom({"translate", "--model", kModel, "--no-progress", in.string(), (dir_ / "nul.out").string()}, dir_);
+    EXPECT_EQ(r.code, 1) << r.err;
+    EXPECT_NE(r.err.find("nul.jsonl:1: 'text'"), std::string::npos) << r.err;
+  }
+  // TXT with --on-error skip stays line-aligned: the rejected line becomes an empty line.
+  {
+    const fs::path in = dir_ / "skip.txt";
+    std::ofstream(in, std::ios::binary) << "Hello.\na\xff b\nThe end.\n";
+    const fs::path out = dir_ / "skip.out";
+    auto r = run_loom({"translate", "--model", kModel, "--beam", "1", "--no-progress", "--on-error", "skip",
+                       in.string(), out.string()}, dir_);
+    ASSERT_EQ(r.code, 0) << r.err;
+    auto lines = lines_of(slurp(out));
+    ASSERT_EQ(lines.size(), 3u);
+    EXPECT_EQ(lines[1], "");
+    EXPECT_FALSE(lines[2].empty());
+    EXPECT_NE(slurp(out.string() + ".rejects.jsonl").find("\"line\":2"), std::string::npos);
+    // The rejects file may not be the input: refused, and the input is untouched.
+    const std::string before = slurp(in);
+    r = run_loom({"translate", "--model", kModel, "--no-progress", "--on-error", "skip", "--overwrite",
+                  "--rejects", in.string(), in.string(), (dir_ / "skip2.out").string()}, dir_);
+    EXPECT_EQ(r.code, 1) << r.err;
+    EXPECT_EQ(slurp(in), before);
+  }
   // An empty file is a valid, empty dataset.
   const fs::path empty = dir_ / "empty.txt";
   std::ofstream(empty).close();
