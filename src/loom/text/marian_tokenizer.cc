@@ -95,24 +95,11 @@ std::string bare_code(const std::string& code) {
 
 MarianTokenizer::MarianTokenizer(const std::string& model_dir) : dir_(model_dir) {
   const std::string cfg_path = dir_ + "/tokenizer_config.json";
-  nlohmann::json cfg = file_exists(cfg_path) ? read_json_file(cfg_path) : nlohmann::json::object();
-  if (!cfg.is_object()) fail(Where{cfg_path}, "expected a JSON object");
-  auto get_bool = [&](const char* key, bool fallback) {
-    auto it = cfg.find(key);
-    if (it == cfg.end() || it->is_null()) return fallback;
-    if (!it->is_boolean()) fail(Where{cfg_path, 0, key}, "expected true or false, got {}", it->dump());
-    return it->get<bool>();
-  };
-  auto get_str = [&](const char* key) {
-    auto it = cfg.find(key);
-    if (it == cfg.end() || it->is_null()) return std::string();
-    if (!it->is_string()) fail(Where{cfg_path, 0, key}, "expected a string, got {}", it->dump());
-    return it->get<std::string>();
-  };
-  separate_vocabs_ = get_bool("separate_vocabs", false);
-  clean_up_ = get_bool("clean_up_tokenization_spaces", false);
-  source_lang_cfg_ = get_str("source_lang");
-  target_lang_cfg_ = get_str("target_lang");
+  const nlohmann::json cfg = read_tokenizer_config(dir_);
+  separate_vocabs_ = config_bool(cfg, "separate_vocabs", false, cfg_path);
+  clean_up_ = config_bool(cfg, "clean_up_tokenization_spaces", false, cfg_path);
+  source_lang_cfg_ = config_string(cfg, "source_lang", cfg_path);
+  target_lang_cfg_ = config_string(cfg, "target_lang", cfg_path);
   eos_token_ = special_token_string(cfg, "eos_token", "</s>", cfg_path);
   unk_token_ = special_token_string(cfg, "unk_token", "<unk>", cfg_path);
   pad_token_ = special_token_string(cfg, "pad_token", "<pad>", cfg_path);

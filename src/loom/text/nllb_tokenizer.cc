@@ -29,16 +29,9 @@ std::string replace_spiece_underline(const std::string& s) {
 
 NllbTokenizer::NllbTokenizer(const std::string& model_dir) : dir_(model_dir) {
   const std::string cfg_path = dir_ + "/tokenizer_config.json";
-  nlohmann::json cfg = file_exists(cfg_path) ? read_json_file(cfg_path) : nlohmann::json::object();
-  if (!cfg.is_object()) fail(Where{cfg_path}, "expected a JSON object");
-  auto get_bool = [&](const char* key, bool fallback) {
-    auto it = cfg.find(key);
-    if (it == cfg.end() || it->is_null()) return fallback;
-    if (!it->is_boolean()) fail(Where{cfg_path, 0, key}, "expected true or false, got {}", it->dump());
-    return it->get<bool>();
-  };
-  legacy_ = get_bool("legacy_behaviour", false);
-  clean_up_ = get_bool("clean_up_tokenization_spaces", false);
+  const nlohmann::json cfg = read_tokenizer_config(dir_);
+  legacy_ = config_bool(cfg, "legacy_behaviour", false, cfg_path);
+  clean_up_ = config_bool(cfg, "clean_up_tokenization_spaces", false, cfg_path);
 
   const std::string spm_path = dir_ + "/sentencepiece.bpe.model";
   if (!file_exists(spm_path))

@@ -118,4 +118,25 @@ std::vector<TextChunk> AddedTokenSplitter::split(std::string_view text) const {
   return out;
 }
 
+nlohmann::json read_tokenizer_config(const std::string& model_dir) {
+  const std::string path = model_dir + "/tokenizer_config.json";
+  nlohmann::json cfg = file_exists(path) ? read_json_file(path) : nlohmann::json::object();
+  if (!cfg.is_object()) fail(Where{path}, "expected a JSON object");
+  return cfg;
+}
+
+bool config_bool(const nlohmann::json& config, const char* key, bool fallback, const std::string& file) {
+  auto it = config.find(key);
+  if (it == config.end() || it->is_null()) return fallback;
+  if (!it->is_boolean()) fail(Where{file, 0, key}, "expected true or false, got {}", it->dump());
+  return it->get<bool>();
+}
+
+std::string config_string(const nlohmann::json& config, const char* key, const std::string& file) {
+  auto it = config.find(key);
+  if (it == config.end() || it->is_null()) return {};
+  if (!it->is_string()) fail(Where{file, 0, key}, "expected a string, got {}", it->dump());
+  return it->get<std::string>();
+}
+
 }  // namespace loom::text

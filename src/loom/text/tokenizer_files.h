@@ -28,6 +28,15 @@ bool file_exists(const std::string& path);
 std::string special_token_string(const nlohmann::json& config, const std::string& key,
                                  const std::string& fallback, const std::string& file);
 
+/// The tokenizer_config.json of model_dir (an empty object when the file is absent). Throws
+/// loom::Error naming the file if it is unreadable, not JSON, or not a JSON object.
+nlohmann::json read_tokenizer_config(const std::string& model_dir);
+
+/// config[key] as a bool (fallback when absent or null) or as a string ("" when absent or null).
+/// Throw loom::Error naming file and key for a value of another type.
+bool config_bool(const nlohmann::json& config, const char* key, bool fallback, const std::string& file);
+std::string config_string(const nlohmann::json& config, const char* key, const std::string& file);
+
 /// clean_up_tokenization_spaces of HF PreTrainedTokenizerBase.clean_up_tokenization: removes
 /// the space before . ? ! , and in front of English contractions (" n't", " 's", ...).
 std::string clean_up_tokenization(std::string text);
