@@ -189,15 +189,23 @@ std::vector<std::string> NllbTokenizer::tokenize(std::string_view text, std::vec
   return tokens;
 }
 
-std::vector<int64_t> NllbTokenizer::encode_source(std::string_view text) const {
-  if (src_.empty()) fail(Where{dir_, 0, "src"}, "no NLLB source language selected; {}", valid_codes_message());
-  const int64_t lang = code_ids_.at(src_);
+std::vector<int64_t> NllbTokenizer::encode_with_language(std::string_view text, const std::string& code,
+                                                         const char* side) const {
+  if (code.empty()) {
+    fail(Where{dir_, 0, side}, "no NLLB {} language selected; {}",
+         std::string(side) == "src" ? "source" : "target", valid_codes_message());
+  }
+  const int64_t lang = code_ids_.at(code);
   std::vector<int64_t> ids;
   if (!legacy_) ids.push_back(lang);
   tokenize(text, &ids);
   ids.push_back(eos_id());
   if (legacy_) ids.push_back(lang);
   return ids;
+}
+
+std::vector<int64_t> NllbTokenizer::encode_source(std::string_view text) const {
+  return encode_with_language(text, src_, "src");
 }
 
 std::vector<std::string> NllbTokenizer::source_pieces(std::string_view text) const { return tokenize(text, nullptr); }
@@ -207,14 +215,7 @@ std::string NllbTokenizer::source_text(const std::vector<std::string>& pieces) c
 }
 
 std::vector<int64_t> NllbTokenizer::encode_target(std::string_view text) const {
-  if (tgt_.empty()) fail(Where{dir_, 0, "tgt"}, "no NLLB target language selected; {}", valid_codes_message());
-  const int64_t lang = code_ids_.at(tgt_);
-  std::vector<int64_t> ids;
-  if (!legacy_) ids.push_back(lang);
-  tokenize(text, &ids);
-  ids.push_back(eos_id());
-  if (legacy_) ids.push_back(lang);
-  return ids;
+  return encode_with_language(text, tgt_, "tgt");
 }
 
 std::optional<int64_t> NllbTokenizer::forced_bos_token_id() const {

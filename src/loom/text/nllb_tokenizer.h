@@ -55,6 +55,9 @@ class NllbTokenizer : public Seq2SeqTokenizer {
 
  private:
   std::vector<std::string> tokenize(std::string_view text, std::vector<int64_t>* ids) const;
+  /// [lang] tokens </s> (legacy_behaviour: tokens </s> [lang]) for the language code `code`
+  /// selected as `side` ("src" or "tgt"); throws loom::Error when none is selected.
+  std::vector<int64_t> encode_with_language(std::string_view text, const std::string& code, const char* side) const;
   std::string valid_codes_message() const;
 
   std::string dir_;
