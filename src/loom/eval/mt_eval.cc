@@ -48,17 +48,25 @@ MtEvalResult evaluate_mt(const std::vector<std::string>& hypotheses,
   BleuOptions sent_opts = opts.bleu;
   sent_opts.effective_order = true;
   std::vector<std::string_view> refs(references.size());
-  for (size_t i = 0; i < hypotheses.size(); ++i) {
-    for (size_t r = 0; r < references.size(); ++r) refs[r] = references[r][i];
+  auto score_segment = [&](size_t i, const std::vector<std::string_view>& seg_refs) {
     if (opts.compute_bleu) {
-      BleuStats st = bleu_segment_stats(hypotheses[i], refs, opts.bleu);
+      BleuStats st = bleu_segment_stats(hypotheses[i], seg_refs, opts.bleu);
       if (opts.sentence_level) res.sentence_bleu.push_back(bleu_from_stats(st, sent_opts));
       bleu_sum += st;
     }
     if (opts.compute_chrf) {
-      ChrfStats st = chrf_segment_stats(hypotheses[i], refs, opts.chrf);
+      ChrfStats st = chrf_segment_stats(hypotheses[i], seg_refs, opts.chrf);
       if (opts.sentence_level) res.sentence_chrf.push_back(chrf_from_stats(st, opts.chrf));
       chrf_sum += st;
+    }
+  };
+  for (size_t i = 0; i < hypotheses.size(); ++i) {
+    for (size_t r = 0; r < references.size(); ++r) refs[r] = references[r][i];
+    try {
+      score_segment(i, refs);
+    } catch (const Error& e) {
+      // Only reachable with unchecked input (read_segments validates files line by line).
+      fail(Where{hyp_name, static_cast<int64_t>(i + 1)}, "hypothesis or reference: {}", e.message());
     }
   }
   if (opts.compute_bleu) res.bleu = bleu_from_stats(bleu_sum, opts.bleu);

@@ -44,7 +44,7 @@ struct MtEvalResult {
 
 /// Scores hypotheses [L] against reference streams [R][L]. Throws loom::Error when there are no
 /// references, no segments, or a stream's length differs (naming the files given in
-/// hyp_name / ref_names and their line counts).
+/// hyp_name / ref_names and their line counts), or a segment is not valid UTF-8 (hyp_name:line).
 MtEvalResult evaluate_mt(const std::vector<std::string>& hypotheses,
                          const std::vector<std::vector<std::string>>& references, const MtEvalOptions& opts,
                          const std::string& hyp_name = "hypotheses",
