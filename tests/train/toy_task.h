@@ -25,8 +25,10 @@ TORCH_MODULE(ToyModel);
 class ToyTask : public loom::train::TrainTask {
  public:
   static constexpr int64_t kVocab = 13;
-  ToyTask(double dropout, uint64_t seed = 5, int n = 200, int64_t max_tokens = 40)
-      : model_((torch::manual_seed(static_cast<uint64_t>(seed)), ToyModel(kVocab, 8, dropout))) {
+  /// seed: data and batch order; init_seed: weight initialisation (-1 = seed).
+  ToyTask(double dropout, uint64_t seed = 5, int64_t init_seed = -1, int n = 200, int64_t max_tokens = 40)
+      : model_((torch::manual_seed(init_seed < 0 ? seed : static_cast<uint64_t>(init_seed)),
+                ToyModel(kVocab, 8, dropout))) {
     std::mt19937 rng(static_cast<uint32_t>(seed));
     std::vector<std::pair<int64_t, int64_t>> lengths;
     for (int i = 0; i < n; ++i) {

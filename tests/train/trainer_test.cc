@@ -134,7 +134,7 @@ TEST(Trainer, AverageCheckpointsIsTheMean) {
 
 TEST(Trainer, OptionsFromJsonNameTheField) {
   auto o = loom::train::trainer_options_from_json(
-      {{"steps", 7}, {"lr", 0.01}, {"adam_betas", {0.9, 0.997}}, {"schedule", "cosine"}}, "train");
+      {{"steps", 7}, {"lr", 0.01}, {"adam_betas", {0.9, 0.997}}, {"schedule", "cosine"}, {"warmup_steps", 2}}, "train");
   EXPECT_EQ(o.max_steps, 7);
   EXPECT_DOUBLE_EQ(o.beta2, 0.997);
   auto field_of = [](const nlohmann::json& j) {
@@ -171,7 +171,7 @@ TEST(DataParallelWorker, Run) {
   if (!out) GTEST_SKIP() << "only runs as a worker of DataParallel.TwoProcessesMatchOneProcess";
   auto env = loom::train::distributed_env_from_environment();
   auto comm = loom::train::make_communicator(env, 60);
-  ToyTask task(0.0, /*seed=*/5 + env.rank);  // different init per rank: rank 0's is broadcast
+  ToyTask task(0.0, /*seed=*/5, /*init_seed=*/5 + env.rank);  // rank 0's init is broadcast
   loom::train::Trainer(task, ddp_options(out), *comm).run();
 }
 
@@ -186,7 +186,7 @@ TEST(DataParallel, TwoProcessesMatchOneProcess) {
       {"loom_tests", "--gtest_filter=DataParallelWorker.Run", "--gtest_brief=1"}, 2);
   ::unsetenv("LOOM_TEST_DDP_OUT");
   ASSERT_EQ(rc, 0);
-  ToyTask other(0.0, 99);
+  ToyTask other(0.0, 5, 99);
   auto ck = fs::path(two) / "checkpoints" / "step-00000006";
   ASSERT_TRUE(fs::exists(ck));
   loom::train::load_model_from_checkpoint(other.model(), ck.string());
