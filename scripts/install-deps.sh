@@ -8,6 +8,7 @@ PKGS=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev            # tensors, autograd, optimizers (libtorch 1.13, CPU)
   libsentencepiece-dev    # Marian / NLLB tokenizers
+  libfaiss-dev            # approximate kNN search of the Memorizing Transformer memory
   nlohmann-json3-dev      # config.json, JSONL, safetensors headers
   libcli11-dev            # command line
   libspdlog-dev libfmt-dev
