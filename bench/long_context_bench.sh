@@ -11,7 +11,8 @@
 #
 # Usage: bench/long_context_bench.sh [BUILD_DIR]
 #   env: SEGMENT (512), TOKENS (1048576), REPORT (65536,262144,1048576), FULL_MAX (32768),
-#        FULL_CHUNK (512), THREADS (2)
+#        FULL_CHUNK (512), THREADS (1: on a shared, loaded machine 2 OpenMP threads spin and run
+#        ~20x slower than 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -21,7 +22,7 @@ tokens=${TOKENS:-1048576}
 report=${REPORT:-65536,262144,1048576}
 full_max=${FULL_MAX:-32768}
 full_chunk=${FULL_CHUNK:-512}
-threads=${THREADS:-2}
+threads=${THREADS:-1}
 [ -x "$exe" ] || { echo "missing $exe: build first (cmake --build $build --target loom_long_context_bench)" >&2; exit 1; }
 
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)

@@ -188,7 +188,7 @@ void expect_gradients_match(const std::function<torch::Tensor()>& loss, torch::T
     flat[i].fill_(old - eps);
     const double lm = loss().item<double>();
     flat[i].fill_(old);
-    EXPECT_NEAR(grad.view({-1})[i].item<double>(), (lp - lm) / (2 * eps), tol) << "entry " << i;
+    EXPECT_NEAR(grad.reshape({-1})[i].item<double>(), (lp - lm) / (2 * eps), tol) << "entry " << i;
   }
 }
 

@@ -53,11 +53,44 @@ TEST(LmBlocks, RoPEHandComputedAndOffset) {
   EXPECT_THROW(apply_rope(torch::zeros({1, 1, 1, 3}), 0), Error);
 }
 
+TEST(LmBlocks, FastBatchedGemmMatchesTorchForwardAndBackward) {
+  torch::manual_seed(9);
+  torch::Tensor a = torch::randn({3, 5, 7}).requires_grad_(true);
+  torch::Tensor b = torch::randn({3, 6, 7}).requires_grad_(true);
+  torch::Tensor c = torch::randn({3, 7, 4}).requires_grad_(true);
+  torch::Tensor w = torch::randn({3, 5, 6}), w2 = torch::randn({3, 5, 4});
+  auto grads = [&](bool fast_path) {
+    torch::Tensor nt = fast_path ? bmm_nt(a, b) : torch::matmul(a, b.transpose(1, 2));  // [3,5,6]
+    torch::Tensor nn = fast_path ? bmm_nn(a, c) : torch::matmul(a, c);                  // [3,5,4]
+    torch::Tensor loss = (nt * w).sum() + (nn * w2).sum();
+    auto g = torch::autograd::grad({loss}, {a, b, c});
+    return std::make_tuple(nt.detach(), nn.detach(), g[0], g[1], g[2]);
+  };
+  auto [nt1, nn1, ga1, gb1, gc1] = grads(true);
+  auto [nt2, nn2, ga2, gb2, gc2] = grads(false);
+  EXPECT_TRUE(torch::allclose(nt1, nt2, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(nn1, nn2, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(ga1, ga2, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(gb1, gb2, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(gc1, gc2, 1e-5, 1e-5));
+  // dense: a shared weight (batch 1 broadcast) gets the gradient summed over all positions
+  torch::Tensor x = torch::randn({2, 3, 7}).requires_grad_(true);
+  torch::Tensor wt = torch::randn({4, 7}).requires_grad_(true);
+  torch::Tensor y = dense(x, wt);
+  EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, 3, 4}));
+  EXPECT_TRUE(torch::allclose(y, torch::matmul(x, wt.t()), 1e-5, 1e-5));
+  torch::Tensor gw = torch::autograd::grad({(y * y).sum()}, {wt})[0];
+  torch::Tensor yr = torch::matmul(x, wt.t());
+  torch::Tensor gw_ref = torch::autograd::grad({(yr * yr).sum()}, {wt})[0];
+  EXPECT_TRUE(torch::allclose(gw, gw_ref, 1e-4, 1e-4));
+}
+
 TEST(LmBlocks, GatedFeedForwardSwiGLUAndGeGLU) {
   torch::manual_seed(1);
   torch::Tensor x = torch::randn({2, 3, 6});
   for (auto act : {GatedActivation::kSwiGLU, GatedActivation::kGeGLU}) {
     GatedFeedForward ffn(6, 5, act);
+    torch::NoGradGuard no_grad;
     torch::Tensor h = torch::matmul(x, ffn->proj_1.t());  // [2,3,10]
     torch::Tensor a = h.narrow(-1, 0, 5), b = h.narrow(-1, 5, 5);
     torch::Tensor g = act == GatedActivation::kSwiGLU ? a * torch::sigmoid(a) : 0.5 * a * (1 + torch::erf(a / std::sqrt(2.0)));
@@ -235,7 +268,7 @@ void expect_gradients_match(const std::function<torch::Tensor()>& loss, torch::T
     flat[i].fill_(old - eps);
     const double lm = loss().item<double>();
     flat[i].fill_(old);
-    EXPECT_NEAR(g.view({-1})[i].item<double>(), (lp - lm) / (2 * eps), tol) << "entry " << i;
+    EXPECT_NEAR(g.reshape({-1})[i].item<double>(), (lp - lm) / (2 * eps), tol) << "entry " << i;
   }
 }
 

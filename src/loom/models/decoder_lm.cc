@@ -382,7 +382,7 @@ torch::Tensor DecoderLMImpl::hidden(const torch::Tensor& ids, DecoderLMState& st
 torch::Tensor DecoderLMImpl::forward(const torch::Tensor& ids, DecoderLMState& state,
                                      const torch::Tensor& new_document) {
   torch::Tensor h = hidden(ids, state, new_document);  // [B,T,d]
-  return torch::linear(h, embed);                      // [B,T,V] (tied embedding)
+  return nn::dense(h, embed);                          // [B,T,V] (tied embedding)
 }
 
 int64_t DecoderLMImpl::parameter_count() const {

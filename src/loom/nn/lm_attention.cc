@@ -2,7 +2,6 @@
 
 #include <cmath>
 
-#include "loom/nn/linear.h"
 
 namespace loom::nn {
 namespace {
@@ -19,6 +18,13 @@ torch::ScalarType memory_dtype(const torch::Tensor& x) {
 // [B, T'] bool: the cached tokens at positions pos [T'] that belong to each row's document.
 torch::Tensor in_document(const torch::Tensor& pos, const torch::Tensor& doc_start) {
   return pos.view({1, -1}) >= doc_start.to(torch::kInt64).view({-1, 1});
+}
+
+// a [B, H, M, K] · b [B, H, K, P] -> [B, H, M, P] through the fast batched GEMM.
+torch::Tensor matmul4(const torch::Tensor& a, const torch::Tensor& b) {
+  const int64_t n = a.size(0) * a.size(1);
+  return bmm_nn(a.reshape({n, a.size(2), a.size(3)}), b.reshape({n, b.size(2), b.size(3)}))
+      .reshape({a.size(0), a.size(1), a.size(2), b.size(3)});
 }
 
 }  // namespace
@@ -56,8 +62,8 @@ torch::Tensor elu_plus_one(const torch::Tensor& x) { return torch::elu(x) + 1.0;
 
 torch::Tensor infini_retrieve(const torch::Tensor& sq, const torch::Tensor& mem, const torch::Tensor& z) {
   torch::Tensor q = sq.to(mem.scalar_type());
-  torch::Tensor num = torch::matmul(q, mem);                      // [B,H,T,d_v]
-  torch::Tensor den = torch::matmul(q, z.unsqueeze(-1));          // [B,H,T,1]
+  torch::Tensor num = matmul4(q, mem);                            // [B,H,T,d_v]
+  torch::Tensor den = matmul4(q, z.unsqueeze(-1));                // [B,H,T,1]
   // σ > 0, so den = 0 exactly when z = 0 (empty memory): retrieve 0 there (papers.md §3.1 (a)).
   return torch::where(den > 0, num / den.clamp_min(1e-30), torch::zeros_like(num));
 }
@@ -67,7 +73,7 @@ std::pair<torch::Tensor, torch::Tensor> infini_update(const torch::Tensor& mem, 
                                                       InfiniUpdate rule) {
   torch::Tensor k = sk.to(mem.scalar_type()), val = v.to(mem.scalar_type());
   if (rule == InfiniUpdate::kDelta) val = val - infini_retrieve(k, mem, z);  // V − σK M/(σK z)
-  torch::Tensor m2 = mem + torch::matmul(k.transpose(-1, -2), val);           // [B,H,d_k,d_v]
+  torch::Tensor m2 = mem + matmul4(k.transpose(-1, -2), val);                 // [B,H,d_k,d_v]
   torch::Tensor z2 = z + k.sum(2);                                            // [B,H,d_k]
   return {m2, z2};
 }
@@ -99,7 +105,7 @@ torch::Tensor LMAttentionImpl::gate_values() const {
 
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> LMAttentionImpl::project(const torch::Tensor& x) const {
   const int64_t b = x.size(0), t = x.size(1), dh = options.d_head;
-  torch::Tensor qkv = nn::linear(x, qkv_proj, torch::Tensor());                                      // [B,T,(n_q+2n_kv)·d_h]
+  torch::Tensor qkv = dense(x, qkv_proj);                                      // [B,T,(n_q+2n_kv)·d_h]
   torch::Tensor q = qkv.narrow(-1, 0, options.n_q * dh).view({b, t, options.n_q, dh}).transpose(1, 2);
   torch::Tensor k = qkv.narrow(-1, options.n_q * dh, options.n_kv * dh).view({b, t, options.n_kv, dh}).transpose(1, 2);
   torch::Tensor v = qkv.narrow(-1, (options.n_q + options.n_kv) * dh, options.n_kv * dh)
@@ -243,7 +249,7 @@ torch::Tensor LMAttentionImpl::forward(const torch::Tensor& x, int64_t pos0, con
     case AttentionKind::kKnn: out = forward_knn(q, k, v, pos0, doc_start, st); break;
   }
   out = out.transpose(1, 2).reshape({b, t, options.n_q * options.d_head});  // concat heads
-  return nn::linear(out, out_proj, torch::Tensor());                                          // [B,T,d_model]
+  return dense(out, out_proj);                                          // [B,T,d_model]
 }
 
 void LMAttentionImpl::reset_rows(AttentionState& st, const torch::Tensor& rows) const {
