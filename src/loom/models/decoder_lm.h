@@ -35,7 +35,7 @@ struct LayerShape {
   int64_t n_q;   ///< query heads = make_divisible(α_i·d_model, d_head·gqa_ratio) / d_head
   int64_t n_kv;  ///< key/value heads = n_q / gqa_ratio
   int64_t ffn_dim;  ///< make_divisible(β_i·d_model, ffn_divisor)
-  nn::AttentionKind attention;
+  nn::AttentionKind attention;  ///< the layer's attention kind
 };
 
 /// Configuration of a DecoderLM (the config.json of a model directory). JSON fields (defaults in
@@ -60,28 +60,28 @@ struct LayerShape {
 ///   tie_word_embeddings [true] (only true is supported)
 /// Unknown fields are rejected (typos must not pass silently).
 struct DecoderLMConfig {
-  int64_t vocab_size = 0;
-  int64_t n_layers = 0;
-  int64_t d_model = 0;
-  int64_t d_head = 0;
+  int64_t vocab_size = 0;   ///< V
+  int64_t n_layers = 0;     ///< N
+  int64_t d_model = 0;      ///< residual width
+  int64_t d_head = 0;       ///< head width (even)
   double qkv_min = 1.0, qkv_max = 1.0;  ///< α range
   double ffn_min = 4.0, ffn_max = 4.0;  ///< β range
-  int64_t gqa_ratio = 1;
-  int64_t ffn_divisor = 256;
-  nn::GatedActivation ffn_activation = nn::GatedActivation::kSwiGLU;
-  bool qk_norm = true;
-  double norm_eps = 1e-6;
-  double rope_base = 10000.0;
+  int64_t gqa_ratio = 1;    ///< query heads per kv head
+  int64_t ffn_divisor = 256;  ///< FFN width rounding
+  nn::GatedActivation ffn_activation = nn::GatedActivation::kSwiGLU;  ///< SwiGLU / GeGLU
+  bool qk_norm = true;      ///< per-head RMSNorm of q and k
+  double norm_eps = 1e-6;   ///< RMSNorm epsilon
+  double rope_base = 10000.0;  ///< RoPE base
   std::vector<nn::AttentionKind> layer_attention;  ///< one per layer (empty = all "standard")
-  int64_t local_window = 0;
-  int64_t segment_len = 2048;
-  nn::InfiniUpdate infini_update = nn::InfiniUpdate::kLinear;
-  nn::InfiniFirstSegment infini_first_segment = nn::InfiniFirstSegment::kSkipGate;
-  int64_t infini_detach_every = 0;
-  nn::KnnMemoryOptions knn_memory;
-  int64_t knn_top_k = 32;
-  double knn_temperature_init = 1.0;
-  bool knn_local_rope = false;
+  int64_t local_window = 0;    ///< see AttentionOptions::window
+  int64_t segment_len = 2048;  ///< see AttentionOptions::segment_len
+  nn::InfiniUpdate infini_update = nn::InfiniUpdate::kLinear;  ///< Infini memory update rule
+  nn::InfiniFirstSegment infini_first_segment = nn::InfiniFirstSegment::kSkipGate;  ///< empty-memory rule
+  int64_t infini_detach_every = 0;  ///< truncated BPTT period in segments (0 = never)
+  nn::KnnMemoryOptions knn_memory;  ///< kNN store size and search
+  int64_t knn_top_k = 32;           ///< neighbours per query
+  double knn_temperature_init = 1.0;  ///< initial τ
+  bool knn_local_rope = false;       ///< RoPE on the kNN layer's local path
 
   /// Parses and validates a config object; `file` names the source in errors. Throws loom::Error
   /// naming the file and the field for a missing required field, a wrong type, an out-of-range
@@ -120,13 +120,14 @@ struct DecoderLMState {
 /// Parameters: attn_norm.weight, attn.*, ffn_norm.weight, ffn.proj_1, ffn.proj_2.
 class DecoderBlockImpl : public torch::nn::Module {
  public:
+  /// One block with the given attention, FFN width, activation and RMSNorm epsilon.
   DecoderBlockImpl(const nn::AttentionOptions& attn, int64_t ffn_dim, nn::GatedActivation act, double eps);
   /// x [B, T, d_model] -> [B, T, d_model]; see nn::LMAttentionImpl::forward.
   torch::Tensor forward(const torch::Tensor& x, int64_t pos0, const torch::Tensor& doc_start,
                         nn::AttentionState& state);
-  nn::RMSNorm attn_norm{nullptr}, ffn_norm{nullptr};
-  nn::LMAttention attn{nullptr};
-  nn::GatedFeedForward ffn{nullptr};
+  nn::RMSNorm attn_norm{nullptr}, ffn_norm{nullptr};  ///< pre-norms
+  nn::LMAttention attn{nullptr};                      ///< standard / infini / knn
+  nn::GatedFeedForward ffn{nullptr};                  ///< SwiGLU / GeGLU
 };
 TORCH_MODULE(DecoderBlock);
 
@@ -171,11 +172,12 @@ class DecoderLMImpl : public torch::nn::Module {
   /// on I/O failure.
   void save(const std::string& dir) const;
 
+  /// The configuration (layer_attention filled in).
   const DecoderLMConfig& config() const { return config_; }
 
-  torch::Tensor embed;  ///< [V, d_model]
-  torch::nn::ModuleList layers{nullptr};
-  nn::RMSNorm norm{nullptr};
+  torch::Tensor embed;                    ///< [V, d_model], also the output projection
+  torch::nn::ModuleList layers{nullptr};  ///< N DecoderBlocks
+  nn::RMSNorm norm{nullptr};              ///< final RMSNorm
 
  private:
   DecoderLMConfig config_;

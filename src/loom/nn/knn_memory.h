@@ -53,6 +53,7 @@ class KnnMemory {
   KnnMemory(int64_t batch, int64_t heads, int64_t d_key, int64_t d_value, KnnMemoryOptions options,
             torch::ScalarType dtype = torch::kFloat32);
   ~KnnMemory();
+  /// Movable (the FAISS indexes move with it), not copyable.
   KnnMemory(KnnMemory&&) noexcept;
   KnnMemory& operator=(KnnMemory&&) noexcept;
 
@@ -73,8 +74,11 @@ class KnnMemory {
 
   /// Number of valid entries in row b (the same for every head).
   int64_t size(int64_t row) const { return count_[row]; }
+  /// Slots per (row, head).
   int64_t capacity() const { return options_.capacity; }
+  /// Batch rows B.
   int64_t batch() const { return batch_; }
+  /// The options in use (faiss_train_size resolved).
   const KnnMemoryOptions& options() const { return options_; }
   /// True when row b's FAISS index is trained (FAISS mode only) and so serves its searches.
   bool faiss_ready(int64_t row) const;

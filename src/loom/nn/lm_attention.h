@@ -146,12 +146,13 @@ class LMAttentionImpl : public torch::nn::Module {
   /// Per-head memory gate sigmoid(gate) [n_q] ("infini"/"knn"; undefined otherwise).
   torch::Tensor gate_values() const;
 
-  AttentionOptions options;
+  AttentionOptions options;   ///< shape and behaviour (may be changed between calls, e.g.
+                              ///< infini_detach_every; not the sizes)
   torch::Tensor qkv_proj;     ///< [(n_q + 2·n_kv)·d_head, d_model]
   torch::Tensor out_proj;     ///< [d_model, n_q·d_head]
   torch::Tensor gate;         ///< [n_q]
   torch::Tensor temperature;  ///< [n_q]
-  RMSNorm q_norm{nullptr}, k_norm{nullptr};
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};  ///< QK-norm over d_head (null when off or "knn")
 
  private:
   // q, k, v [B, H, T, d_head] after QK-norm (or L2 normalisation for "knn"), before RoPE.

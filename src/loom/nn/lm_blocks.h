@@ -34,9 +34,10 @@ torch::Tensor dense(const torch::Tensor& x, const torch::Tensor& w);
 class RMSNormImpl : public torch::nn::Module {
  public:
   explicit RMSNormImpl(int64_t d, double eps = 1e-6);
+  /// x [..., d] -> [..., d] in x's dtype.
   torch::Tensor forward(const torch::Tensor& x) const;
   torch::Tensor weight;  ///< [d]
-  double eps;
+  double eps;            ///< added to mean(x²)
 };
 TORCH_MODULE(RMSNorm);
 
@@ -62,12 +63,14 @@ GatedActivation parse_gated_activation(const std::string& name, const Where& whe
 /// [2·ffn_dim, d_model] and "proj_2" [d_model, ffn_dim]. x [..., d_model] -> [..., d_model].
 class GatedFeedForwardImpl : public torch::nn::Module {
  public:
+  /// Weights ~ N(0, fan_in^-1/2) (DecoderLM re-initialises them as OpenELM does).
   GatedFeedForwardImpl(int64_t d_model, int64_t ffn_dim, GatedActivation act);
+  /// x [..., d_model] -> [..., d_model].
   torch::Tensor forward(const torch::Tensor& x) const;
-  torch::Tensor proj_1;  ///< [2·ffn_dim, d_model]
+  torch::Tensor proj_1;  ///< [2·ffn_dim, d_model]: rows [0, ffn_dim) activated, the rest the gate
   torch::Tensor proj_2;  ///< [d_model, ffn_dim]
-  int64_t ffn_dim;
-  GatedActivation act;
+  int64_t ffn_dim;       ///< hidden width
+  GatedActivation act;   ///< SwiGLU or GeGLU
 };
 TORCH_MODULE(GatedFeedForward);
 
