@@ -1,6 +1,7 @@
 #include "loom/nn/knn_memory.h"
 
 #include <algorithm>
+#include <limits>
 
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIVFFlat.h>
