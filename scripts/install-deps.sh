@@ -7,7 +7,9 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PKGS=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev            # tensors, autograd, optimizers (libtorch 1.13, CPU)
+  libgloo-dev             # headers of c10d::ProcessGroupGloo (data-parallel training)
   libsentencepiece-dev    # Marian / NLLB tokenizers
+  libfaiss-dev            # approximate kNN search of the Memorizing Transformer memory
   nlohmann-json3-dev      # config.json, JSONL, safetensors headers
   libcli11-dev            # command line
   libspdlog-dev libfmt-dev

@@ -43,4 +43,19 @@ void add_init_model(CLI::App& app);
 /// (models::native_model_info). Errors name the config file and field.
 void add_model_info(CLI::App& app);
 
+/// `loom eval <what> ...`: the evaluation command group. Its sub-commands are registered by the
+/// add_eval_* functions below, listed in add_eval() (src/loom/cli/eval.cc); a new evaluation
+/// (`eval lm`, `eval passkey`) adds one add_eval_<name>(CLI::App& eval) declaration here, its
+/// implementation in src/loom/cli/eval_<name>.cc (or eval.cc), and one line in add_eval().
+void add_eval(CLI::App& app);
+
+/// `loom eval mt --ref R [--ref R2 ...] --hyp H [--tokenize 13a|zh|intl|none] [--lang zh]
+/// [--metrics bleu,chrf] [--chrf-word-order 2] [--width 2] [--json] [--sentence-level]`: corpus
+/// BLEU and chrF of a line-aligned hypothesis file against one or more reference files, with
+/// sacreBLEU 2.x's definitions, printed as sacreBLEU's text lines ("BLEU|nrefs:1|case:mixed|
+/// eff:no|tok:13a|smooth:exp|version:loom-0.1.0 = 12.34 ...", "chrF2|... = 45.67") or as JSON
+/// (loom::eval::mt_eval_json). --lang zh selects the zh tokenizer unless --tokenize is given.
+/// Mismatched line counts and invalid UTF-8 are errors naming the file (and line).
+void add_eval_mt(CLI::App& eval);
+
 }  // namespace loom::cli

@@ -3,12 +3,15 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <sstream>
 
 #include "loom/core/error.h"
+#include "loom/core/utf8.h"
 
 namespace loom::text {
 namespace {
@@ -25,6 +28,10 @@ struct PluginApi {
   int (*type)(void*, long);
   long (*encode)(void*, const char*, long, char*, long, long*, int*, long);
   long (*decode_pieces)(void*, const char*, long, char*, long);
+  void* (*train)(const char*, long, char*, long);
+  long (*bytes_size)(void*);
+  void (*bytes_copy)(void*, char*, long);
+  void (*bytes_free)(void*);
 };
 
 std::string exe_dir() {
@@ -74,7 +81,12 @@ const PluginApi& api() {
     a.type = reinterpret_cast<decltype(a.type)>(sym("loom_spm_type"));
     a.encode = reinterpret_cast<decltype(a.encode)>(sym("loom_spm_encode"));
     a.decode_pieces = reinterpret_cast<decltype(a.decode_pieces)>(sym("loom_spm_decode_pieces"));
-    if (error.empty() && a.abi_version() != 1) error = "libloom_spm.so has an unexpected ABI version";
+    a.train = reinterpret_cast<decltype(a.train)>(sym("loom_spm_train"));
+    a.bytes_size = reinterpret_cast<decltype(a.bytes_size)>(sym("loom_spm_bytes_size"));
+    a.bytes_copy = reinterpret_cast<decltype(a.bytes_copy)>(sym("loom_spm_bytes_copy"));
+    a.bytes_free = reinterpret_cast<decltype(a.bytes_free)>(sym("loom_spm_bytes_free"));
+    if (error.empty() && a.abi_version() != 2)
+      error = "libloom_spm.so has an unexpected ABI version (a stale plugin? rebuild loom or fix $LOOM_SPM_PLUGIN)";
   });
   if (!error.empty()) throw Error(error);
   return a;
@@ -167,5 +179,90 @@ int SentencePiece::piece_to_id(std::string_view piece) const {
 float SentencePiece::score(int id) const { return api().score(handle_, id); }
 bool SentencePiece::is_control(int id) const { return api().type(handle_, id) == 1; }
 bool SentencePiece::is_unknown(int id) const { return api().type(handle_, id) == 2; }
+
+std::string train_sentencepiece(const SpmTrainOptions& o) {
+  if (o.input_files.empty()) fail(Where{"", 0, "input_files"}, "SentencePiece training needs at least one input file");
+  if (o.model_type != "unigram" && o.model_type != "bpe")
+    fail(Where{"", 0, "model_type"}, "model_type must be unigram or bpe, got '{}'", o.model_type);
+  if (o.vocab_size <= 4) fail(Where{"", 0, "vocab_size"}, "vocab_size must exceed the 4 special pieces, got {}", o.vocab_size);
+  if (!(o.character_coverage > 0 && o.character_coverage <= 1))
+    fail(Where{"", 0, "character_coverage"}, "character_coverage must be in (0, 1], got {}", o.character_coverage);
+  if (o.max_sentence_length <= 0 || o.input_sentence_size < 0 || o.num_threads < 1 || o.num_threads > 128)
+    fail(Where{"", 0, "max_sentence_length"}, "max_sentence_length must be > 0, input_sentence_size >= 0, "
+                                              "num_threads in [1, 128]");
+  // Check the input here, so that bad data is reported by file and line (sentencepiece would
+  // skip invalid UTF-8 silently and reports an empty corpus without naming anything).
+  int64_t sentences = 0;
+  std::string joined;
+  for (const auto& path : o.input_files) {
+    if (path.find(',') != std::string::npos)
+      fail(Where{path}, "input file names may not contain ',' (sentencepiece's list separator)");
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail(Where{path}, "cannot open SentencePiece training input");
+    std::string line;
+    int64_t line_no = 0;
+    while (std::getline(in, line)) {
+      ++line_no;
+      size_t bad = core::utf8_error_offset(line);
+      if (bad != std::string::npos) fail(Where{path, line_no}, "not valid UTF-8 at byte {} of the line", bad);
+      if (line.find('\0') != std::string::npos) fail(Where{path, line_no}, "contains a NUL byte");
+      if (!line.empty() && line != "\r") ++sentences;
+    }
+    if (!joined.empty()) joined += ',';
+    joined += path;
+  }
+  if (sentences == 0) fail(Where{joined}, "SentencePiece training input has no non-empty line");
+
+  const std::pair<std::string, std::string> kv[] = {
+      {"input", joined},
+      {"model_type", o.model_type},
+      {"vocab_size", std::to_string(o.vocab_size)},
+      {"character_coverage", fmt::format("{}", o.character_coverage)},
+      {"max_sentence_length", std::to_string(o.max_sentence_length)},
+      {"input_sentence_size", std::to_string(o.input_sentence_size)},
+      {"shuffle_input_sentence", o.shuffle_input_sentence ? "true" : "false"},
+      {"random_seed", std::to_string(o.seed)},
+      {"num_threads", std::to_string(o.num_threads)},
+      {"byte_fallback", o.byte_fallback ? "true" : "false"},
+      {"split_digits", o.split_digits ? "true" : "false"},
+      {"normalization_rule_name", o.normalization_rule_name},
+      {"pad_id", "0"},
+      {"unk_id", "1"},
+      {"bos_id", "2"},
+      {"eos_id", "3"},
+      {"pad_piece", "<pad>"},
+      {"unk_piece", "<unk>"},
+      {"bos_piece", "<s>"},
+      {"eos_piece", "</s>"},
+      {"minloglevel", o.verbose ? "0" : "2"},
+  };
+  std::string packed;
+  for (const auto& [k, v] : kv) {
+    packed.append(k).push_back('\0');
+    packed.append(v).push_back('\0');
+  }
+  char err[2048] = {0};
+  void* buf = api().train(packed.data(), static_cast<long>(packed.size()), err, sizeof(err));
+  if (!buf) fail(Where{joined}, "SentencePiece training failed: {}", err[0] ? err : "unknown error");
+  std::string model(static_cast<size_t>(api().bytes_size(buf)), '\0');
+  api().bytes_copy(buf, model.data(), static_cast<long>(model.size()));
+  api().bytes_free(buf);
+  return model;
+}
+
+void train_sentencepiece(const SpmTrainOptions& options, const std::string& path) {
+  const std::string model = train_sentencepiece(options);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) fail(Where{path}, "cannot write SentencePiece model");
+    out.write(model.data(), static_cast<std::streamsize>(model.size()));
+    out.close();
+    if (!out) fail(Where{path}, "cannot write SentencePiece model");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) fail(Where{path}, "cannot write SentencePiece model: {}", ec.message());
+}
 
 }  // namespace loom::text

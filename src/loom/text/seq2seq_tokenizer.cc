@@ -1,6 +1,7 @@
 #include "loom/text/seq2seq_tokenizer.h"
 
 #include "loom/core/error.h"
+#include "loom/text/loom_spm_tokenizer.h"
 #include "loom/text/marian_tokenizer.h"
 #include "loom/text/nllb_tokenizer.h"
 #include "loom/text/tokenizer_files.h"
@@ -8,7 +9,7 @@
 namespace loom::text {
 namespace {
 
-enum class Kind { kMarian, kNllb };
+enum class Kind { kMarian, kNllb, kLoom };
 
 std::optional<std::string> string_field(const std::string& path, const char* key) {
   if (!file_exists(path)) return std::nullopt;
@@ -30,13 +31,14 @@ Kind detect(const std::string& dir) {
   const std::string model_cfg = dir + "/config.json";
   if (auto type = string_field(model_cfg, "model_type")) {
     if (*type == "marian") return Kind::kMarian;
+    if (*type == "loom_seq2seq") return Kind::kLoom;
     if (*type == "m2m_100") {
       if (file_exists(dir + "/vocab.json"))
         fail(Where{dir}, "M2M100Tokenizer (vocab.json + sentencepiece.bpe.model) is not supported; "
                          "NLLB checkpoints (sentencepiece.bpe.model only) are");
       return Kind::kNllb;
     }
-    fail(Where{model_cfg, 0, "model_type"}, "model_type '{}' is not a supported translation model (marian, m2m_100)",
+    fail(Where{model_cfg, 0, "model_type"}, "model_type '{}' is not a supported translation model (marian, m2m_100, loom_seq2seq)",
          *type);
   }
   if (file_exists(dir + "/source.spm")) return Kind::kMarian;
@@ -53,6 +55,8 @@ std::unique_ptr<Seq2SeqTokenizer> load_seq2seq_tokenizer(const std::string& mode
       return std::make_unique<MarianTokenizer>(model_dir);
     case Kind::kNllb:
       return std::make_unique<NllbTokenizer>(model_dir);
+    case Kind::kLoom:
+      return std::make_unique<LoomSpmTokenizer>(model_dir);
   }
   fail(Where{model_dir}, "unreachable tokenizer kind");
 }

@@ -65,8 +65,9 @@ class Seq2SeqTokenizer {
   virtual int64_t vocab_size() const = 0;
 };
 
-/// Picks MarianTokenizer or NllbTokenizer from the model directory (tokenizer_config.json
-/// "tokenizer_class", else config.json "model_type", else which files exist) and loads it.
+/// Picks MarianTokenizer, NllbTokenizer or LoomSpmTokenizer (config.json "model_type":
+/// "loom_seq2seq") from the model directory (tokenizer_config.json "tokenizer_class", else
+/// config.json "model_type", else which files exist) and loads it.
 /// Throws loom::Error naming the directory/file when nothing fits or a file is unreadable.
 std::unique_ptr<Seq2SeqTokenizer> load_seq2seq_tokenizer(const std::string& model_dir);
 

@@ -4,9 +4,11 @@
 // Strings returned to the caller are written into caller-provided buffers; every function
 // returns a negative value on failure and never throws.
 #include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
 
 #include <cstring>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace {
@@ -25,7 +27,7 @@ long copy_out(const std::string& s, char* buf, long cap) {
 extern "C" {
 
 /// ABI version of this plugin; bumped on any signature change.
-int loom_spm_abi_version() { return 1; }
+int loom_spm_abi_version() { return 2; }
 
 /// Loads a SentencePiece model from serialized bytes. Returns a handle or nullptr; on failure
 /// the error text is copied into err (err_cap bytes, NUL-terminated).
@@ -125,5 +127,63 @@ long loom_spm_decode_pieces(void* h, const char* pieces, long n, char* buf, long
     return -1;
   }
 }
+
+/// Trains a model with SentencePieceTrainer::Train(kwargs) and returns a handle to the
+/// serialized ModelProto (read it with loom_spm_bytes_size / loom_spm_bytes_copy, release it
+/// with loom_spm_bytes_free), or nullptr with the error text in err. kv holds kv_len bytes of
+/// NUL-terminated strings, alternating key and value (sentencepiece's trainer flag names, e.g.
+/// "input", "vocab_size", "model_type"); "random_seed" seeds sentencepiece's random generator.
+/// No model_prefix may be given: nothing is written to disk.
+void* loom_spm_train(const char* kv, long kv_len, char* err, long err_cap) {
+  auto set_err = [&](const std::string& msg) {
+    if (err && err_cap > 0) {
+      std::strncpy(err, msg.c_str(), static_cast<size_t>(err_cap) - 1);
+      err[err_cap - 1] = '\0';
+    }
+  };
+  try {
+    std::unordered_map<std::string, std::string> kwargs;
+    const char* p = kv;
+    const char* end = kv + kv_len;
+    while (p < end) {
+      std::string key(p);
+      p += key.size() + 1;
+      if (p >= end) {
+        set_err("training option '" + key + "' has no value");
+        return nullptr;
+      }
+      std::string value(p);
+      p += value.size() + 1;
+      if (key == "random_seed") {
+        sentencepiece::SetRandomGeneratorSeed(static_cast<unsigned int>(std::stoul(value)));
+        continue;
+      }
+      kwargs[key] = value;
+    }
+    auto* out = new std::string();
+    auto status = sentencepiece::SentencePieceTrainer::Train(kwargs, nullptr, out);
+    if (!status.ok()) {
+      set_err(status.ToString());
+      delete out;
+      return nullptr;
+    }
+    return out;
+  } catch (const std::exception& e) {
+    set_err(std::string("sentencepiece training failed: ") + e.what());
+    return nullptr;
+  } catch (...) {
+    set_err("sentencepiece training failed");
+    return nullptr;
+  }
+}
+
+/// Size in bytes of a buffer returned by loom_spm_train.
+long loom_spm_bytes_size(void* b) { return static_cast<long>(static_cast<std::string*>(b)->size()); }
+
+/// Copies min(cap, size) bytes of a buffer returned by loom_spm_train into buf.
+void loom_spm_bytes_copy(void* b, char* buf, long cap) { copy_out(*static_cast<std::string*>(b), buf, cap); }
+
+/// Releases a buffer returned by loom_spm_train (it was allocated in the plugin's namespace).
+void loom_spm_bytes_free(void* b) { delete static_cast<std::string*>(b); }
 
 }  // extern "C"

@@ -1,0 +1,262 @@
+// DecoderLM: OpenELM layer-wise scaling (papers.md §2.2 golden values), config validation,
+// save/load, streaming equivalence and per-row document resets.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "loom/models/decoder_lm.h"
+
+namespace loom::models {
+namespace {
+
+using nlohmann::json;
+
+// "12×5, 16×7, 20×4" -> run-length list of q heads
+std::vector<int64_t> runs(std::initializer_list<std::pair<int64_t, int64_t>> r) {
+  std::vector<int64_t> out;
+  for (auto [v, n] : r) out.insert(out.end(), n, v);
+  return out;
+}
+
+TEST(OpenELM, MakeDivisibleAndMultipliers) {
+  EXPECT_EQ(make_divisible(640, 256), 768);
+  EXPECT_EQ(make_divisible(100, 256), 256);  // at least the divisor
+  EXPECT_EQ(make_divisible(1300, 256), 1280);
+  EXPECT_EQ(make_divisible(127.9, 128), 128);
+  auto a = layerwise_multipliers(0.5, 4.0, 16);
+  EXPECT_DOUBLE_EQ(a[0], 0.5);
+  EXPECT_DOUBLE_EQ(a[1], 0.73);  // 0.7333..
+  EXPECT_DOUBLE_EQ(a[15], 4.0);
+  EXPECT_EQ(layerwise_multipliers(0.75, 0.75, 1), std::vector<double>{0.75});
+}
+
+TEST(OpenELM, PerLayerShapesOfTheReleasedConfigs) {
+  struct Case {
+    const char* name;
+    std::vector<int64_t> q_heads;
+    int64_t ffn_first, ffn_last;
+    double params_m;
+  };
+  std::vector<Case> cases = {
+      {"openelm-270m", runs({{12, 5}, {16, 7}, {20, 4}}), 768, 5120, 271.7},
+      {"openelm-450m", runs({{12, 3}, {16, 7}, {20, 6}, {24, 4}}), 768, 6144, 457.4},
+      {"openelm-1.1b", runs({{16, 3}, {20, 7}, {24, 8}, {28, 6}, {32, 4}}), 1024, 8192, 1080.2},
+      {"openelm-3b", runs({{12, 4}, {16, 14}, {20, 12}, {24, 6}}), 1536, 12288, 3037.0},
+  };
+  for (const Case& c : cases) {
+    DecoderLMConfig cfg = openelm_config(c.name);
+    std::vector<LayerShape> s = cfg.layer_shapes();
+    ASSERT_EQ(s.size(), c.q_heads.size()) << c.name;
+    for (size_t i = 0; i < s.size(); ++i) {
+      EXPECT_EQ(s[i].n_q, c.q_heads[i]) << c.name << " layer " << i;
+      EXPECT_EQ(s[i].n_kv, c.q_heads[i] / 4) << c.name << " layer " << i;
+    }
+    EXPECT_EQ(s.front().ffn_dim, c.ffn_first) << c.name;
+    EXPECT_EQ(s.back().ffn_dim, c.ffn_last) << c.name;
+    const double params = double(cfg.parameter_count()) / 1e6;
+    EXPECT_NEAR(params, c.params_m, c.params_m * 1e-3) << c.name;
+  }
+  std::vector<int64_t> ffn;
+  for (const LayerShape& s : openelm_config("openelm-270m").layer_shapes()) ffn.push_back(s.ffn_dim);
+  EXPECT_EQ(ffn, (std::vector<int64_t>{768, 1024, 1280, 1536, 1792, 2048, 2560, 2816, 3072, 3328, 3584,
+                                       3840, 4352, 4608, 4864, 5120}));
+  std::vector<int64_t> kv;
+  for (const LayerShape& s : openelm_config("openelm-270m").layer_shapes()) kv.push_back(s.n_kv);
+  EXPECT_EQ(kv, runs({{3, 5}, {4, 7}, {5, 4}}));
+  EXPECT_THROW(openelm_config("openelm-7b"), Error);
+}
+
+json tiny_config() {
+  return json{{"vocab_size", 50}, {"n_layers", 3}, {"d_model", 32}, {"d_head", 8},
+              {"qkv_multipliers", {0.5, 1.0}}, {"ffn_multipliers", {0.5, 2.0}}, {"gqa_ratio", 2},
+              {"ffn_divisor", 16}, {"segment_len", 4}, {"local_window", 4},
+              {"layer_attention", {"standard", "infini", "knn"}}, {"knn_memory_size", 32},
+              {"knn_top_k", 4}};
+}
+
+TEST(DecoderLMConfig, ValidationNamesTheField) {
+  auto expect_field = [](json j, const std::string& field) {
+    try {
+      DecoderLMConfig::from_json(j, "cfg.json");
+      ADD_FAILURE() << "accepted bad " << field;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.where().field, field) << e.what();
+      EXPECT_EQ(e.where().file, "cfg.json");
+    }
+  };
+  json j = tiny_config();
+  j["d_head"] = 7;
+  expect_field(j, "d_head");
+  j = tiny_config();
+  j.erase("vocab_size");
+  expect_field(j, "vocab_size");
+  j = tiny_config();
+  j["qkv_multipliers"] = "big";
+  expect_field(j, "qkv_multipliers");
+  j = tiny_config();
+  j["layer_attention"] = {"standard", "infini"};
+  expect_field(j, "layer_attention");
+  j = tiny_config();
+  j["layer_attention"] = {"standard", "infini", "ring"};
+  expect_field(j, "layer_attention");
+  j = tiny_config();
+  j["segmnt_len"] = 4;
+  expect_field(j, "segmnt_len");
+  j = tiny_config();
+  j["knn_search"] = "annoy";
+  expect_field(j, "knn_search");
+  j = tiny_config();
+  j["infini_update"] = "gated";
+  expect_field(j, "infini_update");
+  j = tiny_config();
+  j["model_type"] = "llama";
+  expect_field(j, "model_type");
+  j = tiny_config();
+  j["segment_len"] = 0;
+  expect_field(j, "segment_len");
+  j = tiny_config();
+  j.erase("layer_attention");
+  j["attention"] = "infini";
+  j["knn_layers"] = {-1};
+  DecoderLMConfig c = DecoderLMConfig::from_json(j);
+  EXPECT_EQ(c.kind(0), nn::AttentionKind::kInfini);
+  EXPECT_EQ(c.kind(2), nn::AttentionKind::kKnn);
+  j["knn_layers"] = {3};
+  expect_field(j, "knn_layers");
+  // round trip
+  DecoderLMConfig d = DecoderLMConfig::from_json(tiny_config());
+  EXPECT_EQ(DecoderLMConfig::from_json(d.to_json()).to_json(), d.to_json());
+}
+
+TEST(DecoderLM, ParameterCountMatchesTheModuleTree) {
+  DecoderLMConfig c = DecoderLMConfig::from_json(tiny_config());
+  DecoderLM m(c, 1);
+  EXPECT_EQ(m->parameter_count(), c.parameter_count());
+  // layer-wise scaling: layer 0 has 2 q heads (α 0.5), layer 2 has 4 (α 1.0)
+  EXPECT_EQ(c.layer_shapes()[0].n_q, 2);
+  EXPECT_EQ(c.layer_shapes()[2].n_q, 4);
+  EXPECT_EQ(c.layer_shapes()[2].n_kv, 2);
+  torch::Tensor logits = m->forward(torch::randint(0, 50, {2, 9}, torch::kInt64));
+  EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{2, 9, 50}));
+}
+
+// Streams ids [B, T] in chunks of `chunk` and returns the concatenated logits.
+torch::Tensor stream(DecoderLM& m, const torch::Tensor& ids, int64_t chunk, DecoderLMState* keep = nullptr) {
+  DecoderLMState st = m->initial_state(ids.size(0));
+  std::vector<torch::Tensor> out;
+  for (int64_t t = 0; t < ids.size(1); t += chunk)
+    out.push_back(m->forward(ids.narrow(1, t, std::min(chunk, ids.size(1) - t)), st));
+  if (keep) *keep = std::move(st);
+  return torch::cat(out, 1);
+}
+
+TEST(DecoderLM, StreamingInChunksOfAnySizeEqualsOneShot) {
+  for (const char* kinds : {"mixed", "infini-delta", "full"}) {
+    json j = tiny_config();
+    if (std::string(kinds) == "infini-delta") {
+      j["layer_attention"] = {"infini", "infini", "infini"};
+      j["infini_update"] = "delta";
+    } else if (std::string(kinds) == "full") {
+      j["layer_attention"] = {"standard", "standard", "standard"};
+      j["local_window"] = 0;
+    }
+    DecoderLM m(DecoderLMConfig::from_json(j), 2);
+    torch::NoGradGuard g;
+    torch::Tensor ids = torch::randint(0, 50, {2, 21}, torch::kInt64);
+    torch::Tensor ref = m->forward(ids);
+    for (int64_t chunk : {1, 7, 4, 21}) {
+      EXPECT_TRUE(torch::allclose(stream(m, ids, chunk), ref, 1e-4, 1e-5)) << kinds << " chunk " << chunk;
+    }
+  }
+}
+
+TEST(DecoderLM, FaissSearchMatchesExactSearchEndToEnd) {
+  // nprobe = nlist makes IVF exact; the index is trained after 39·nlist = 78 stored keys, so the
+  // later segments of this 120-token stream are served by FAISS.
+  json j = tiny_config();
+  j["knn_faiss_nlist"] = 2;
+  j["knn_faiss_nprobe"] = 2;
+  j["knn_memory_size"] = 96;
+  DecoderLM exact(DecoderLMConfig::from_json(j), 7);
+  j["knn_search"] = "faiss_ivf";
+  DecoderLM faiss(DecoderLMConfig::from_json(j), 7);
+  torch::NoGradGuard g;
+  torch::Tensor ids = torch::randint(0, 50, {2, 120}, torch::kInt64);
+  DecoderLMState st = faiss->initial_state(2);
+  torch::Tensor a = stream(faiss, ids, 8, &st);
+  EXPECT_TRUE(st.layers[2].knn->faiss_ready(0));
+  EXPECT_TRUE(st.layers[2].knn->faiss_ready(1));
+  EXPECT_TRUE(torch::allclose(a, stream(exact, ids, 8), 1e-4, 1e-5));
+}
+
+TEST(DecoderLM, DocumentBoundaryResetsOnlyThatRow) {
+  DecoderLM m(DecoderLMConfig::from_json(tiny_config()), 3);
+  torch::NoGradGuard g;
+  torch::Tensor a = torch::randint(0, 50, {2, 12}, torch::kInt64);
+  torch::Tensor b = torch::randint(0, 50, {2, 8}, torch::kInt64);
+  // continue both rows with b, but row 0 starts a new document (at a segment boundary)
+  DecoderLMState st = m->initial_state(2);
+  m->forward(a, st);
+  EXPECT_EQ(st.layers[2].knn->size(0), 12);
+  torch::Tensor y = m->forward(b, st, torch::tensor({true, false}));
+  EXPECT_EQ(st.layers[2].knn->size(0), 8);   // row 0: only the new document's two segments
+  EXPECT_EQ(st.layers[2].knn->size(1), 20);  // row 1: 12 + 8 tokens, untouched
+  // row 0 = the new document processed from scratch
+  torch::Tensor fresh = m->forward(b.narrow(0, 0, 1));
+  EXPECT_TRUE(torch::allclose(y.narrow(0, 0, 1), fresh, 1e-4, 1e-5));
+  // row 1 = the uninterrupted stream
+  torch::Tensor whole = m->forward(torch::cat({a, b}, 1).narrow(0, 1, 1));
+  EXPECT_TRUE(torch::allclose(y.narrow(0, 1, 1), whole.narrow(1, 12, 8), 1e-4, 1e-5));
+  EXPECT_EQ(st.doc_start[0].item<int64_t>(), 12);
+  EXPECT_EQ(st.doc_start[1].item<int64_t>(), 0);
+}
+
+TEST(DecoderLM, RejectsBadInputs) {
+  DecoderLM m(DecoderLMConfig::from_json(tiny_config()), 4);
+  DecoderLMState st = m->initial_state(2);
+  EXPECT_THROW(m->forward(torch::full({2, 3}, 50, torch::kInt64), st), Error);
+  EXPECT_THROW(m->forward(torch::zeros({3, 3}, torch::kInt64), st), Error);
+  EXPECT_THROW(m->forward(torch::zeros({2, 3}, torch::kInt32), st), Error);
+}
+
+TEST(DecoderLM, SaveLoadRoundTrip) {
+  const std::string dir = (std::filesystem::temp_directory_path() / "loom_decoder_lm_test").string();
+  std::filesystem::remove_all(dir);
+  DecoderLM m(DecoderLMConfig::from_json(tiny_config()), 5);
+  m->save(dir);
+  std::ifstream cfg(dir + "/config.json");
+  json j = json::parse(cfg);
+  EXPECT_EQ(j["model_type"], "loom_decoder_lm");
+  DecoderLM back = load_decoder_lm(dir);
+  torch::NoGradGuard g;
+  torch::Tensor ids = torch::randint(0, 50, {1, 10}, torch::kInt64);
+  EXPECT_TRUE(torch::equal(back->forward(ids), m->forward(ids)));
+  // a config that does not match the weights names the tensor
+  j["d_model"] = 48;
+  j["d_head"] = 8;
+  std::ofstream(dir + "/config.json") << j.dump();
+  try {
+    load_decoder_lm(dir);
+    ADD_FAILURE() << "loaded mismatching weights";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.where().field, "embed") << e.what();
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(DecoderLM, GradientsReachEveryParameter) {
+  DecoderLM m(DecoderLMConfig::from_json(tiny_config()), 6);
+  torch::Tensor ids = torch::randint(0, 50, {2, 13}, torch::kInt64);
+  torch::Tensor logits = m->forward(ids);
+  torch::Tensor loss = torch::nn::functional::cross_entropy(logits.reshape({-1, 50}).narrow(0, 0, 24),
+                                                            ids.narrow(1, 1, 12).reshape({-1}));
+  loss.backward();
+  for (const auto& p : m->named_parameters()) {
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0.0) << p.key();
+  }
+}
+
+}  // namespace
+}  // namespace loom::models
