@@ -100,6 +100,14 @@ TEST(NativeSeq2SeqConfig, RoundTripsThroughJson) {
   EXPECT_EQ(j.at("eos_token_id"), 3);
   NativeSeq2SeqConfig back = NativeSeq2SeqConfig::from_json(j);
   EXPECT_EQ(back.to_json(), j);
+  // keys loom does not interpret survive (the trainer writes source_lang / target_lang)
+  j["source_lang"] = "en";
+  j["target_lang"] = "zh";
+  j["delight_enc_min_depth"] = 3;  // another architecture's key: dropped
+  json again = NativeSeq2SeqConfig::from_json(j).to_json();
+  EXPECT_EQ(again.at("source_lang"), "en");
+  EXPECT_EQ(again.at("target_lang"), "zh");
+  EXPECT_FALSE(again.contains("delight_enc_min_depth"));
   EXPECT_TRUE(back.normalize_before);
   EXPECT_EQ(back.target_vocab_size, 30);
   EXPECT_DOUBLE_EQ(back.attention_dropout, 0.1);

@@ -411,6 +411,16 @@ NativeSeq2SeqConfig NativeSeq2SeqConfig::from_json(const json& j, const std::str
     }
     if (d.emb_map_dim % 2 != 0) fail(Where{path, 0, "delight_emb_map_dim"}, "must be even, got {}", d.emb_map_dim);
   }
+  // keep what loom does not interpret; drop the other architecture's keys
+  const json known_transformer = NativeSeq2SeqConfig{}.to_json();
+  NativeSeq2SeqConfig dl_probe;
+  dl_probe.architecture = "delight";
+  const json known_delight = dl_probe.to_json();
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (!known_transformer.contains(it.key()) && !known_delight.contains(it.key()) && it.key() != "target_vocab_size") {
+      c.extra[it.key()] = it.value();
+    }
+  }
   return c;
 }
 
@@ -436,6 +446,7 @@ json NativeSeq2SeqConfig::to_json() const {
       {"decoder_start_token_id", decoder_start_token_id},
       {"layer_norm_eps", layer_norm_eps},
   };
+  for (auto it = extra.begin(); it != extra.end(); ++it) j[it.key()] = it.value();
   if (!shared_vocab) j["target_vocab_size"] = target_vocab_size;
   if (!is_delight()) {
     j["encoder_layers"] = encoder_layers;

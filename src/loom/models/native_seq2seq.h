@@ -81,22 +81,28 @@ struct NativeSeq2SeqConfig {
   int64_t decoder_start_token_id = 2;        ///< = bos_token_id
   double layer_norm_eps = 1e-5;
   DelightSettings delight;                   ///< architecture "delight" only
+  /// Keys of config.json that loom does not interpret (e.g. "source_lang", "target_lang" written
+  /// by the trainer): kept as they are and written back by to_json().
+  nlohmann::json extra = nlohmann::json::object();
 
-  /// Parses and validates a loom config.json (`path` names it in errors). Unknown keys are
-  /// ignored; missing keys take the defaults above, except vocab_size (and target_vocab_size
+  /// Parses and validates a loom config.json (`path` names it in errors). Keys loom does not
+  /// know go to `extra` unchanged (keys of the other architecture are dropped); missing keys take the defaults above, except vocab_size (and target_vocab_size
   /// when shared_vocab is false), which are required. Throws loom::Error naming `path` and the
   /// field for a wrong type, a non-positive size, a probability outside [0, 1), d_model not
   /// divisible by the heads, an unknown architecture or activation, model_type other than
   /// "loom_seq2seq", token ids outside the vocabulary, or DeLighT depths with min > max.
   static NativeSeq2SeqConfig from_json(const nlohmann::json& config, const std::string& path = "config.json");
-  /// The config.json object (every field, model_type included); from_json(to_json()) == *this.
+  /// The config.json object (every field of the architecture, model_type and `extra` included);
+  /// from_json(to_json()) == *this.
   nlohmann::json to_json() const;
   bool is_delight() const { return architecture == "delight"; }
 };
 
 /// loom's trainable encoder-decoder (Transformer or DeLighT). Parameters are created with
 /// fairseq's initialisation and requires_grad = true. Training: forward() in train() mode
-/// (dropout on). Inference: encode/decode/init_state (EncoderDecoder), gradients off, KV cache.
+/// (dropout on). Inference: encode/decode/init_state (EncoderDecoder), gradients off, KV cache;
+/// call eval() first (dropout follows the module mode). One model may serve several threads only
+/// if they do not call encode/decode/forward concurrently (the position table grows lazily).
 /// Parameter names (named_parameters(), the safetensors names), transformer:
 ///   encoder.embed_tokens.weight [V_src, d] (shared: also the decoder's table),
 ///   decoder.embed_tokens.weight [V, d] (separate vocabularies only),
