@@ -37,6 +37,12 @@ void add_translate(CLI::App& app);
 /// checkpoint with the real architecture and a tokenizer (models::random_seq2seq_weights).
 void add_init_model(CLI::App& app);
 
+/// `loom model-info DIR|CONFIG.json`: prints a loom model's architecture — per encoder/decoder
+/// block the DeLighT depth N^b, width multiplier w_m^b, GLT input/output widths and groups —
+/// and its parameter counts (total, embeddings, per block), computed from the config alone
+/// (models::native_model_info). Errors name the config file and field.
+void add_model_info(CLI::App& app);
+
 /// `loom eval <what> ...`: the evaluation command group. Its sub-commands are registered by the
 /// add_eval_* functions below, listed in add_eval() (src/loom/cli/eval.cc); a new evaluation
 /// (`eval lm`, `eval passkey`) adds one add_eval_<name>(CLI::App& eval) declaration here, its
