@@ -512,7 +512,11 @@ int run_train_mt(const MtFlags& f) {
 void add_train(CLI::App& app) {
   auto* train = app.add_subcommand("train", "Train models (loom train mt ...)");
   train->require_subcommand(1);
-  auto* mt = train->add_subcommand("mt", "Train a Transformer/DeLighT translation model from parallel text");
+  add_train_mt(*train);
+}
+
+void add_train_mt(CLI::App& train) {
+  auto* mt = train.add_subcommand("mt", "Train a Transformer/DeLighT translation model from parallel text");
   static MtFlags f;
   mt->add_option("--config", f.config, "Model config JSON with optional \"train\" and \"data\" sections")->required();
   mt->add_option("--data", f.data, "Parallel TSV: source<TAB>target[<TAB>...] per line");
