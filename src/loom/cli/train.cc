@@ -399,7 +399,10 @@ int run_train_mt(const MtFlags& f) {
   text::LoomSpmTokenizer tokenizer((run / "spm").string());
 
   int64_t dropped = 0;
-  auto train_enc = encode_pairs(train_pairs, tokenizer, mcfg.max_source_positions, mcfg.max_target_positions, &dropped);
+  // A pair must fit the model's positions and, alone, the batch token budget.
+  const int64_t max_src = std::min(mcfg.max_source_positions, mts.max_tokens);
+  const int64_t max_tgt = std::min(mcfg.max_target_positions, mts.max_tokens);
+  auto train_enc = encode_pairs(train_pairs, tokenizer, max_src, max_tgt, &dropped);
   int64_t dropped_valid = 0;
   std::vector<std::string> vsrc, vref;
   std::vector<train::EncodedPair> valid_enc;
@@ -415,7 +418,7 @@ int run_train_mt(const MtFlags& f) {
     vref.push_back(p.tgt);
   }
   if (main_rank && !f.quiet && (dropped || dropped_valid))
-    std::fprintf(stderr, "loom train: %lld train and %lld valid pairs longer than the model's max positions left out\n",
+    std::fprintf(stderr, "loom train: %lld train and %lld valid pairs longer than the model's max positions (train: or the batch budget) left out\n",
                  static_cast<long long>(dropped), static_cast<long long>(dropped_valid));
 
   // ---- model and task ----
@@ -444,7 +447,7 @@ int run_train_mt(const MtFlags& f) {
   };
   train::MtTaskOptions mo;
   mo.max_tokens = mts.max_tokens;
-  mo.valid_max_tokens = std::max<int64_t>(mts.max_tokens, 1024);
+  mo.valid_max_tokens = std::max<int64_t>({mts.max_tokens, 1024, mcfg.max_source_positions, mcfg.max_target_positions});
   mo.label_smoothing = mts.label_smoothing;
   mo.seed = topt.seed;
   mo.pad_id = mcfg.pad_token_id;
