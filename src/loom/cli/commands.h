@@ -58,4 +58,17 @@ void add_eval(CLI::App& app);
 /// Mismatched line counts and invalid UTF-8 are errors naming the file (and line).
 void add_eval_mt(CLI::App& eval);
 
+/// `loom train <what> ...`: the training command group (src/loom/cli/train.cc). Each kind of
+/// model adds one add_train_<name>(CLI::App& train) declaration here, its implementation, and
+/// one line in add_train().
+void add_train(CLI::App& app);
+
+/// `loom train mt --config C.json (--data D.tsv | --src-file S --tgt-file T) --out RUN [--steps N]
+/// [--resume] [--nproc N] [--export auto|last|best|average] [--average-last N] ...`: cleans and
+/// splits the parallel data (RUN/data), trains SentencePiece (RUN/spm), trains a NativeSeq2Seq
+/// (transformer/DeLighT) with train::Trainer + train::MtTask (checkpoints, metrics.jsonl,
+/// plots), and exports RUN/model, a loom model directory `loom translate --model` runs, plus
+/// RUN/test_scores.json. Config errors name the file and field ("train.lr"). docs/training.md.
+void add_train_mt(CLI::App& train);
+
 }  // namespace loom::cli

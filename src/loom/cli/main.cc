@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   loom::cli::add_init_model(app);
   loom::cli::add_model_info(app);
   loom::cli::add_eval(app);
+  loom::cli::add_train(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

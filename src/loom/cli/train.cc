@@ -19,6 +19,7 @@
 #include "loom/data/parallel_corpus.h"
 #include "loom/eval/bleu.h"
 #include "loom/eval/chrf.h"
+#include "loom/eval/mt_tokenize.h"
 #include "loom/generate/options.h"
 #include "loom/generate/translator.h"
 #include "loom/models/native_seq2seq.h"
@@ -119,6 +120,11 @@ DataSection parse_data_section(const nlohmann::json& cfg, const std::string& fil
        fmt::format("must be \"unigram\" or \"bpe\", got \"{}\"", d.spm_model_type));
   need(d.character_coverage > 0 && d.character_coverage <= 1, "character_coverage",
        fmt::format("must be in (0, 1], got {}", d.character_coverage));
+  try {
+    eval::parse_bleu_tokenizer(d.bleu_tokenize);
+  } catch (const Error& e) {
+    fail(Where{file, 0, "data.bleu_tokenize"}, "{}", e.message());
+  }
   return d;
 }
 
@@ -393,7 +399,10 @@ int run_train_mt(const MtFlags& f) {
   text::LoomSpmTokenizer tokenizer((run / "spm").string());
 
   int64_t dropped = 0;
-  auto train_enc = encode_pairs(train_pairs, tokenizer, mcfg.max_source_positions, mcfg.max_target_positions, &dropped);
+  // A pair must fit the model's positions and, alone, the batch token budget.
+  const int64_t max_src = std::min(mcfg.max_source_positions, mts.max_tokens);
+  const int64_t max_tgt = std::min(mcfg.max_target_positions, mts.max_tokens);
+  auto train_enc = encode_pairs(train_pairs, tokenizer, max_src, max_tgt, &dropped);
   int64_t dropped_valid = 0;
   std::vector<std::string> vsrc, vref;
   std::vector<train::EncodedPair> valid_enc;
@@ -409,7 +418,7 @@ int run_train_mt(const MtFlags& f) {
     vref.push_back(p.tgt);
   }
   if (main_rank && !f.quiet && (dropped || dropped_valid))
-    std::fprintf(stderr, "loom train: %lld train and %lld valid pairs longer than the model's max positions left out\n",
+    std::fprintf(stderr, "loom train: %lld train and %lld valid pairs longer than the model's max positions (train: or the batch budget) left out\n",
                  static_cast<long long>(dropped), static_cast<long long>(dropped_valid));
 
   // ---- model and task ----
@@ -438,7 +447,7 @@ int run_train_mt(const MtFlags& f) {
   };
   train::MtTaskOptions mo;
   mo.max_tokens = mts.max_tokens;
-  mo.valid_max_tokens = std::max<int64_t>(mts.max_tokens, 1024);
+  mo.valid_max_tokens = std::max<int64_t>({mts.max_tokens, 1024, mcfg.max_source_positions, mcfg.max_target_positions});
   mo.label_smoothing = mts.label_smoothing;
   mo.seed = topt.seed;
   mo.pad_id = mcfg.pad_token_id;
@@ -506,7 +515,11 @@ int run_train_mt(const MtFlags& f) {
 void add_train(CLI::App& app) {
   auto* train = app.add_subcommand("train", "Train models (loom train mt ...)");
   train->require_subcommand(1);
-  auto* mt = train->add_subcommand("mt", "Train a Transformer/DeLighT translation model from parallel text");
+  add_train_mt(*train);
+}
+
+void add_train_mt(CLI::App& train) {
+  auto* mt = train.add_subcommand("mt", "Train a Transformer/DeLighT translation model from parallel text");
   static MtFlags f;
   mt->add_option("--config", f.config, "Model config JSON with optional \"train\" and \"data\" sections")->required();
   mt->add_option("--data", f.data, "Parallel TSV: source<TAB>target[<TAB>...] per line");
