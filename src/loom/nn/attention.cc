@@ -1,4 +1,5 @@
 #include "loom/nn/attention.h"
+#include "loom/nn/linear.h"  // bmm_nt, bmm_nn (oneDNN sgemm, also under autograd)
 
 #include <limits>
 
@@ -36,10 +37,10 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   torch::Tensor q3 = q.reshape({b * h, t, dh});                               // [B·H, T, dh]
   torch::Tensor k3 = k.reshape({b * h, s, dh});                               // [B·H, S, dh]
   torch::Tensor v3 = v.reshape({b * h, s, dh});                               // [B·H, S, dh]
-  torch::Tensor scores = torch::bmm(q3, k3.transpose(1, 2)).view({b, h, t, s});  // [B, H, T, S]
+  torch::Tensor scores = bmm_nt(q3, k3).view({b, h, t, s});  // [B, H, T, S]
   if (mask.defined()) scores.add_(mask);                                      // [B, H, T, S]
   scores = at::_softmax(scores, -1, false);                                   // [B, H, T, S]
-  return torch::bmm(scores.view({b * h, t, s}), v3).view({b, h, t, dh});      // [B, H, T, dh]
+  return bmm_nn(scores.view({b * h, t, s}), v3).view({b, h, t, dh});      // [B, H, T, dh]
 }
 
 torch::Tensor attention_with_dropout(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
@@ -49,12 +50,12 @@ torch::Tensor attention_with_dropout(const torch::Tensor& q, const torch::Tensor
   if (!drop && !grad) return attention(q, k, v, mask);                   // [B, H, T, dh]
   // 3-D bmm on reshaped copies, as attention() does (4-D matmul on strided views is unsafe in 1.13)
   const int64_t b = q.size(0), h = q.size(1), t = q.size(2), dh = q.size(3), s = k.size(2);
-  torch::Tensor scores = torch::bmm(q.reshape({b * h, t, dh}), k.reshape({b * h, s, dh}).transpose(1, 2))
+  torch::Tensor scores = bmm_nt(q.reshape({b * h, t, dh}), k.reshape({b * h, s, dh}))
                              .view({b, h, t, s});                         // [B, H, T, S]
   if (mask.defined()) scores = scores + mask;                            // [B, H, T, S]
   torch::Tensor probs = torch::softmax(scores, -1);                      // [B, H, T, S]
   if (drop) probs = torch::dropout(probs, dropout_p, true);              // [B, H, T, S]
-  return torch::bmm(probs.reshape({b * h, t, s}), v.reshape({b * h, s, dh})).view({b, h, t, dh});  // [B, H, T, dh]
+  return bmm_nn(probs.reshape({b * h, t, s}), v.reshape({b * h, s, dh})).view({b, h, t, dh});  // [B, H, T, dh]
 }
 
 void KVCache::append(const torch::Tensor& k_new, const torch::Tensor& v_new, int64_t capacity_hint) {

@@ -1,4 +1,5 @@
 #include "loom/nn/delight.h"
+#include "loom/nn/linear.h"
 
 #include <algorithm>
 #include <cmath>
@@ -130,7 +131,7 @@ torch::Tensor GroupLinearImpl::forward(const torch::Tensor& x) {
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   const int64_t m = x.numel() / in;
   torch::Tensor h = x.reshape({m, groups, in / groups}).transpose(0, 1);  // [g, M, in/g]
-  h = torch::baddbmm(bias, h, weight);                                     // [g, M, out/g]
+  h = bmm_nn(h, weight) + bias;                                            // [g, M, out/g] (oneDNN sgemm)
   if (shuffle && groups > 1) {
     h = h.permute({1, 2, 0}).contiguous().view({m, groups, out / groups});  // [M, out/g, g] -> [M, g, out/g]
   } else {
