@@ -13,8 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 LOOM=${LOOM:-build/loom}
 OUT=${OUT:-runs/delight-en-zh}
-MODELS=${MODELS:-"transformer-d128 delight-d128 delight-d192"}
-STEPS=${STEPS:-400}            # optimizer updates per model
+MODELS=${MODELS:-"transformer-d128 delight-d128"}
+STEPS=${STEPS:-250}            # optimizer updates per model
 MAX_TOKENS=${MAX_TOKENS:-2000} # padded source+target tokens per batch
 VOCAB=${VOCAB:-4000}           # joint SentencePiece unigram vocabulary
 BEAM=${BEAM:-1}
