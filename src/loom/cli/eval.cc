@@ -125,6 +125,8 @@ void add_eval(CLI::App& app) {
   eval->require_subcommand(1);
   // ---- `loom eval` sub-commands: one line each (declared in commands.h) ----
   add_eval_mt(*eval);
+  add_eval_lm(*eval);
+  add_eval_passkey(*eval);
 }
 
 }  // namespace loom::cli

@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   loom::cli::add_translate(app);
   loom::cli::add_init_model(app);
   loom::cli::add_eval(app);
+  loom::cli::add_train(app);
+  loom::cli::add_generate(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
