@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-runs/exp-knn}
 loom=${LOOM:-build/loom}
-steps=${STEPS:-300}
-eval_tokens=${EVAL_TOKENS:-65536}
+steps=${STEPS:-600}
+eval_tokens=${EVAL_TOKENS:-32768}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$out"
 books=(data/lm-text/gutenberg/11-0.txt data/lm-text/gutenberg/1342-0.txt data/lm-text/gutenberg/1661.txt

@@ -11,8 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-runs/exp-passkey}
 loom=${LOOM:-build/loom}
-steps=${STEPS:-300}
-lengths=${LENGTHS:-512,1K,2K,4K,8K,16K,32K}
+steps=${STEPS:-200}
+lengths=${LENGTHS:-512,1K,2K,4K,8K,16K,32K,64K}
 trials=${TRIALS:-2}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$out"

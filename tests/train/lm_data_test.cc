@@ -41,7 +41,7 @@ TEST(LmData, SplitsDocumentsAtBlankLinesAndMarkers) {
   ASSERT_EQ(docs.size(), 3u);
   EXPECT_EQ(docs[0].text, "one a\none b\n");
   EXPECT_EQ(docs[1].text, "two\n");
-  EXPECT_EQ(docs[1].name, p.string() + ":4");
+  EXPECT_EQ(docs[1].name, p.string() + ":5");  // "two" is on line 5
   EXPECT_EQ(docs[2].text, "three\n");
   auto q = tmp_file("b.txt", "x\n<|endoftext|>\n<|endoftext|>\ny\nz\n");
   int64_t empty = -1;

@@ -68,7 +68,11 @@ PasskeyGrid passkey_grid(models::DecoderLMImpl& model, const text::LmTokenizer& 
     for (size_t j = 0; j < o.depths.size(); ++j) {
       int64_t exact = 0, digits = 0, plen = 0;
       for (int64_t t = 0; t < o.trials; ++t) {
-        const uint64_t s = o.seed * 1000003ULL + i * 7919ULL + j * 104729ULL + static_cast<uint64_t>(t) * 15485863ULL;
+        // Keys depend on (seed, length, depth, trial), not on the cell's index, so grids with
+        // different length lists draw different keys for different lengths.
+        const uint64_t s = o.seed * 1000003ULL + static_cast<uint64_t>(o.lengths[i]) * 7919ULL +
+                           static_cast<uint64_t>(std::llround(o.depths[j] * 1000.0)) * 104729ULL +
+                           static_cast<uint64_t>(t) * 15485863ULL;
         auto sample = data::make_passkey_sample(enc, o.lengths[i], o.depths[j] / 100.0, data::random_passkey(s));
         if (t == 0) plen = static_cast<int64_t>(sample.prompt.size());
         generate::LmGenerateOptions go;

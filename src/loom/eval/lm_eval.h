@@ -41,7 +41,7 @@ struct PasskeyEvalOptions {
   std::vector<int64_t> lengths;   ///< prompt lengths in tokens (rows)
   std::vector<double> depths;     ///< needle depths in percent, 0..100 (columns)
   int64_t trials = 5;             ///< random keys per cell
-  uint64_t seed = 1;              ///< key seed (cell (i, j), trial t uses a derived seed)
+  uint64_t seed = 1;              ///< key seed (each (length, depth, trial) uses a derived seed)
   int64_t chunk = 0;              ///< prompt tokens per forward call (0 = segment_len)
 };
 

@@ -56,7 +56,9 @@ TrainState state_from_json(const nlohmann::json& j, const std::string& file) {
     s.step = j.at("step").get<int64_t>();
     s.epoch = j.at("epoch").get<int64_t>();
     s.batch_index = j.at("batch_index").get<int64_t>();
-    s.best = j.at("best").get<double>();
+    // A checkpoint written before the first validation holds best = ±inf, which JSON stores as
+    // null; best_step is then -1 and the value is never compared.
+    s.best = j.at("best").is_null() ? std::nan("") : j.at("best").get<double>();
     s.best_step = j.at("best_step").get<int64_t>();
     s.wall_s = j.at("wall_s").get<double>();
     s.tokens = j.at("tokens").get<double>();
