@@ -45,8 +45,9 @@ std::string read_text(const fs::path& path) {
 }
 
 nlohmann::json state_to_json(const TrainState& s) {
+  nlohmann::json best = std::isfinite(s.best) ? nlohmann::json(s.best) : nlohmann::json(nullptr);
   return {{"step", s.step},           {"epoch", s.epoch}, {"batch_index", s.batch_index},
-          {"best", s.best},           {"best_step", s.best_step},
+          {"best", best},             {"best_step", s.best_step},
           {"wall_s", s.wall_s},       {"tokens", s.tokens}};
 }
 
@@ -56,9 +57,8 @@ TrainState state_from_json(const nlohmann::json& j, const std::string& file) {
     s.step = j.at("step").get<int64_t>();
     s.epoch = j.at("epoch").get<int64_t>();
     s.batch_index = j.at("batch_index").get<int64_t>();
-    // A checkpoint written before the first validation holds best = ±inf, which JSON stores as
-    // null; best_step is then -1 and the value is never compared.
-    s.best = j.at("best").is_null() ? std::nan("") : j.at("best").get<double>();
+    // JSON has no infinity: "best" is null until a validation ran (best_step -1), and unused.
+    s.best = j.at("best").is_null() ? 0.0 : j.at("best").get<double>();
     s.best_step = j.at("best_step").get<int64_t>();
     s.wall_s = j.at("wall_s").get<double>();
     s.tokens = j.at("tokens").get<double>();
