@@ -171,6 +171,25 @@ TEST(DecoderLM, StreamingInChunksOfAnySizeEqualsOneShot) {
   }
 }
 
+TEST(DecoderLM, FaissSearchMatchesExactSearchEndToEnd) {
+  // nprobe = nlist makes IVF exact; the index is trained after 39·nlist = 78 stored keys, so the
+  // later segments of this 120-token stream are served by FAISS.
+  json j = tiny_config();
+  j["knn_faiss_nlist"] = 2;
+  j["knn_faiss_nprobe"] = 2;
+  j["knn_memory_size"] = 96;
+  DecoderLM exact(DecoderLMConfig::from_json(j), 7);
+  j["knn_search"] = "faiss_ivf";
+  DecoderLM faiss(DecoderLMConfig::from_json(j), 7);
+  torch::NoGradGuard g;
+  torch::Tensor ids = torch::randint(0, 50, {2, 120}, torch::kInt64);
+  DecoderLMState st = faiss->initial_state(2);
+  torch::Tensor a = stream(faiss, ids, 8, &st);
+  EXPECT_TRUE(st.layers[2].knn->faiss_ready(0));
+  EXPECT_TRUE(st.layers[2].knn->faiss_ready(1));
+  EXPECT_TRUE(torch::allclose(a, stream(exact, ids, 8), 1e-4, 1e-5));
+}
+
 TEST(DecoderLM, DocumentBoundaryResetsOnlyThatRow) {
   DecoderLM m(DecoderLMConfig::from_json(tiny_config()), 3);
   torch::NoGradGuard g;

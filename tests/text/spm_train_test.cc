@@ -150,6 +150,15 @@ TEST_F(SpmTrain, ErrorsNameTheInput) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("bad.txt:2"), std::string::npos) << e.what();
   }
+  o.input_files = {path("en.txt")};
+  o.max_sentence_length = 3;  // every Tatoeba line is longer: nothing left to train on
+  try {
+    train_sentencepiece(o);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("max_sentence_length"), std::string::npos) << e.what();
+  }
+  o.max_sentence_length = 4192;
   o.input_files = {path("missing.txt")};
   EXPECT_THROW(train_sentencepiece(o), Error);
   o.input_files = {path("en.txt")};

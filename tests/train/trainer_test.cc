@@ -203,3 +203,25 @@ TEST(DataParallel, TwoProcessesMatchOneProcess) {
 }
 
 }  // namespace
+
+namespace {
+
+// A checkpoint written before the first validation (no best value yet) must load again.
+TEST(Trainer, ResumeFromCheckpointBeforeFirstValidation) {
+  auto dir = run_dir("novalid");
+  loom::train::LocalCommunicator comm;
+  auto o = options(dir, 10);
+  o.valid_every = 0;  // validation only at the end
+  {
+    ToyTask task(0.0);
+    loom::train::Trainer(task, o, comm).run();
+  }
+  std::filesystem::remove_all(dir / "checkpoints" / "step-00000010");
+  ToyTask task(0.0);
+  o.resume = true;
+  loom::train::Trainer t(task, o, comm);
+  EXPECT_EQ(t.run().step, 10);
+  EXPECT_EQ(t.state().best_step, 10);
+}
+
+}  // namespace

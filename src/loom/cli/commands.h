@@ -37,6 +37,12 @@ void add_translate(CLI::App& app);
 /// checkpoint with the real architecture and a tokenizer (models::random_seq2seq_weights).
 void add_init_model(CLI::App& app);
 
+/// `loom model-info DIR|CONFIG.json`: prints a loom model's architecture — per encoder/decoder
+/// block the DeLighT depth N^b, width multiplier w_m^b, GLT input/output widths and groups —
+/// and its parameter counts (total, embeddings, per block), computed from the config alone
+/// (models::native_model_info). Errors name the config file and field.
+void add_model_info(CLI::App& app);
+
 /// `loom eval <what> ...`: the evaluation command group. Its sub-commands are registered by the
 /// add_eval_* functions below, listed in add_eval() (src/loom/cli/eval.cc); a new evaluation
 /// (`eval lm`, `eval passkey`) adds one add_eval_<name>(CLI::App& eval) declaration here, its
@@ -52,9 +58,18 @@ void add_eval(CLI::App& app);
 /// Mismatched line counts and invalid UTF-8 are errors naming the file (and line).
 void add_eval_mt(CLI::App& eval);
 
-/// `loom train <what> ...`: the training command group; sub-commands are registered by the
-/// add_train_* functions below, listed in add_train() (src/loom/cli/train.cc).
+/// `loom train <what> ...`: the training command group (src/loom/cli/train.cc). Each kind of
+/// model adds one add_train_<name>(CLI::App& train) declaration here, its implementation, and
+/// one line in add_train().
 void add_train(CLI::App& app);
+
+/// `loom train mt --config C.json (--data D.tsv | --src-file S --tgt-file T) --out RUN [--steps N]
+/// [--resume] [--nproc N] [--export auto|last|best|average] [--average-last N] ...`: cleans and
+/// splits the parallel data (RUN/data), trains SentencePiece (RUN/spm), trains a NativeSeq2Seq
+/// (transformer/DeLighT) with train::Trainer + train::MtTask (checkpoints, metrics.jsonl,
+/// plots), and exports RUN/model, a loom model directory `loom translate --model` runs, plus
+/// RUN/test_scores.json. Config errors name the file and field ("train.lr"). docs/training.md.
+void add_train_mt(CLI::App& train);
 
 /// `loom train lm --config C [--data FILES...] [--valid FILES...] --out RUN [--steps N] [--resume]
 /// [--nproc N] [--task lm|passkey]`: trains a models::DecoderLM (standard / Infini / kNN

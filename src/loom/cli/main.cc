@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   loom::cli::add_download(app);
   loom::cli::add_translate(app);
   loom::cli::add_init_model(app);
+  loom::cli::add_model_info(app);
   loom::cli::add_eval(app);
   loom::cli::add_train(app);
   loom::cli::add_generate(app);

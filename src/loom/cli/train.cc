@@ -1,15 +1,554 @@
-// `loom train`: the training command group. Each sub-command is registered on the group by one
-// add_train_<name>(CLI::App& train) function (declared in commands.h) listed in add_train().
+// `loom train mt`: trains a loom-native translation model (Transformer or DeLighT) from parallel
+// text: clean + split the data (written into the run directory), train SentencePiece, train
+// with the generic Trainer (single process, `--nproc N` local workers, or torchrun/Slurm-style
+// RANK/WORLD_SIZE), and export the final / best / averaged model as a loom model directory.
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <thread>
+
 #include "loom/cli/commands.h"
+#include "loom/core/error.h"
+#include "loom/data/parallel_corpus.h"
+#include "loom/eval/bleu.h"
+#include "loom/eval/chrf.h"
+#include "loom/eval/mt_tokenize.h"
+#include "loom/generate/options.h"
+#include "loom/generate/translator.h"
+#include "loom/models/native_seq2seq.h"
+#include "loom/text/loom_spm_tokenizer.h"
+#include "loom/text/sentencepiece.h"
+#include "loom/train/distributed.h"
+#include "loom/train/mt_task.h"
+#include "loom/train/trainer.h"
 
 namespace loom::cli {
+namespace fs = std::filesystem;
+
+namespace {
+
+/// Flags of `loom train mt` (each overrides the config file's value when given).
+struct MtFlags {
+  std::string config, data, src_file, tgt_file, out;
+  std::optional<int64_t> steps, max_tokens, valid_every, save_every, valid_size, test_size;
+  std::optional<int64_t> spm_vocab_size, beam, bleu_sentences;
+  std::optional<double> lr;
+  std::optional<uint64_t> seed;
+  int64_t average_last = 0;
+  std::string export_which = "auto";
+  std::string spm_src, spm_tgt;
+  bool resume = false, quiet = false;
+  int nproc = 1;
+};
+
+/// The "data" section of the config: how the corpus is cleaned, split and tokenized.
+struct DataSection {
+  int64_t valid = 500, test = 500;  // pairs held out
+  uint64_t seed = 1;                // split seed
+  int64_t max_chars = 1000;         // cleaning: longest side in code points
+  double max_ratio = 0.0;           // cleaning: code-point length ratio (0 = off; CJK vs Latin differ)
+  int64_t spm_vocab_size = 8000;
+  bool joint_vocab = true;
+  std::string spm_model_type = "unigram";
+  double character_coverage = 0.9995;
+  std::string bleu_tokenize = "13a";  // sacreBLEU tokenizer of the validation BLEU ("zh" for Chinese)
+  std::string source_lang, target_lang;
+};
+
+/// MT-specific keys of the "train" section (the rest goes to trainer_options_from_json).
+struct MtTrainSection {
+  int64_t max_tokens = 4096;
+  double label_smoothing = 0.1;
+  int64_t beam = 1;             // validation decoding: 1 = greedy
+  int64_t bleu_sentences = 200;
+  int64_t average_last = 0;
+};
+
+template <typename T>
+T get_field(const nlohmann::json& j, const std::string& where, const char* key, T def) {
+  if (!j.contains(key)) return def;
+  try {
+    return j.at(key).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    fail(Where{"", 0, where + "." + key}, "wrong type: {}", j.at(key).dump());
+  }
+}
+
+DataSection parse_data_section(const nlohmann::json& cfg, const std::string& file) {
+  DataSection d;
+  if (!cfg.contains("data")) return d;
+  const auto& j = cfg["data"];
+  const std::string w = "data";
+  if (!j.is_object()) fail(Where{file, 0, "data"}, "must be an object");
+  static const std::set<std::string> known = {"valid", "test", "seed", "max_chars", "max_ratio",
+      "spm_vocab_size", "joint_vocab", "spm_model_type", "character_coverage", "bleu_tokenize",
+      "source_lang", "target_lang"};
+  for (auto& [k, v] : j.items())
+    if (!known.count(k)) fail(Where{file, 0, "data." + k}, "unknown data option");
+  try {
+    d.valid = get_field<int64_t>(j, w, "valid", d.valid);
+    d.test = get_field<int64_t>(j, w, "test", d.test);
+    d.seed = get_field<uint64_t>(j, w, "seed", d.seed);
+    d.max_chars = get_field<int64_t>(j, w, "max_chars", d.max_chars);
+    d.max_ratio = get_field<double>(j, w, "max_ratio", d.max_ratio);
+    d.spm_vocab_size = get_field<int64_t>(j, w, "spm_vocab_size", d.spm_vocab_size);
+    d.joint_vocab = get_field<bool>(j, w, "joint_vocab", d.joint_vocab);
+    d.spm_model_type = get_field<std::string>(j, w, "spm_model_type", d.spm_model_type);
+    d.character_coverage = get_field<double>(j, w, "character_coverage", d.character_coverage);
+    d.bleu_tokenize = get_field<std::string>(j, w, "bleu_tokenize", d.bleu_tokenize);
+    d.source_lang = get_field<std::string>(j, w, "source_lang", d.source_lang);
+    d.target_lang = get_field<std::string>(j, w, "target_lang", d.target_lang);
+  } catch (const Error& e) {
+    fail(Where{file, 0, e.where().field}, "{}", e.message());
+  }
+  auto need = [&](bool ok, const char* f, const std::string& m) {
+    if (!ok) fail(Where{file, 0, std::string("data.") + f}, "{}", m);
+  };
+  need(d.valid >= 1, "valid", fmt::format("must be >= 1, got {}", d.valid));
+  need(d.test >= 0, "test", fmt::format("must be >= 0, got {}", d.test));
+  need(d.max_chars >= 1, "max_chars", fmt::format("must be >= 1, got {}", d.max_chars));
+  need(d.max_ratio >= 0, "max_ratio", fmt::format("must be >= 0, got {}", d.max_ratio));
+  need(d.spm_vocab_size >= 8, "spm_vocab_size", fmt::format("must be >= 8, got {}", d.spm_vocab_size));
+  need(d.spm_model_type == "unigram" || d.spm_model_type == "bpe", "spm_model_type",
+       fmt::format("must be \"unigram\" or \"bpe\", got \"{}\"", d.spm_model_type));
+  need(d.character_coverage > 0 && d.character_coverage <= 1, "character_coverage",
+       fmt::format("must be in (0, 1], got {}", d.character_coverage));
+  try {
+    eval::parse_bleu_tokenizer(d.bleu_tokenize);
+  } catch (const Error& e) {
+    fail(Where{file, 0, "data.bleu_tokenize"}, "{}", e.message());
+  }
+  return d;
+}
+
+MtTrainSection take_mt_train_keys(nlohmann::json& train, const std::string& file) {
+  MtTrainSection s;
+  try {
+    s.max_tokens = get_field<int64_t>(train, "train", "max_tokens", s.max_tokens);
+    s.label_smoothing = get_field<double>(train, "train", "label_smoothing", s.label_smoothing);
+    s.beam = get_field<int64_t>(train, "train", "beam", s.beam);
+    s.bleu_sentences = get_field<int64_t>(train, "train", "bleu_sentences", s.bleu_sentences);
+    s.average_last = get_field<int64_t>(train, "train", "average_last", s.average_last);
+  } catch (const Error& e) {
+    fail(Where{file, 0, e.where().field}, "{}", e.message());
+  }
+  for (const char* k : {"max_tokens", "label_smoothing", "beam", "bleu_sentences", "average_last"}) train.erase(k);
+  auto need = [&](bool ok, const char* f, const std::string& m) {
+    if (!ok) fail(Where{file, 0, std::string("train.") + f}, "{}", m);
+  };
+  need(s.max_tokens >= 8, "max_tokens", fmt::format("must be >= 8, got {}", s.max_tokens));
+  need(s.label_smoothing >= 0 && s.label_smoothing < 1, "label_smoothing",
+       fmt::format("must be in [0, 1), got {}", s.label_smoothing));
+  need(s.beam >= 1, "beam", fmt::format("must be >= 1, got {}", s.beam));
+  need(s.bleu_sentences >= 0, "bleu_sentences", fmt::format("must be >= 0, got {}", s.bleu_sentences));
+  need(s.average_last >= 0, "average_last", fmt::format("must be >= 0, got {}", s.average_last));
+  return s;
+}
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail(Where{path, 0, ""}, "cannot open config file");
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail(Where{path, 0, ""}, "invalid JSON: {}", e.what());
+  }
+}
+
+void write_file(const fs::path& path, const std::string& text) {
+  fs::path tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out) fail(Where{tmp.string(), 0, ""}, "cannot write");
+  }
+  fs::rename(tmp, path);
+}
+
+void write_lines(const fs::path& path, const std::vector<data::SentencePair>& pairs, bool source) {
+  std::string text;
+  for (auto& p : pairs) text += (source ? p.src : p.tgt) + "\n";
+  write_file(path, text);
+}
+
+bool read_text_equal(const fs::path& a, const fs::path& b) {
+  auto slurp = [](const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  return slurp(a) == slurp(b);
+}
+
+/// The original command line (from /proc/self/cmdline), for re-running as worker processes.
+std::vector<std::string> own_command_line() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(in)), {});
+  std::vector<std::string> args;
+  std::string cur;
+  for (char c : all) {
+    if (c == '\0') {
+      args.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) args.push_back(cur);
+  return args;
+}
+
+std::vector<std::string> without_nproc(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--nproc") {
+      ++i;
+      continue;
+    }
+    if (args[i].rfind("--nproc=", 0) == 0) continue;
+    out.push_back(args[i]);
+  }
+  return out;
+}
+
+// Rank 0: read, clean, split, write RUN/data/*, train SentencePiece into RUN/spm.
+void prepare_data(const MtFlags& f, const DataSection& ds, const fs::path& run, bool log) {
+  std::vector<data::SentencePair> pairs;
+  if (!f.data.empty())
+    pairs = data::read_parallel_tsv(f.data);
+  else
+    pairs = data::read_parallel_files(f.src_file, f.tgt_file);
+  data::CleanOptions co;
+  co.max_len = ds.max_chars;
+  co.max_ratio = ds.max_ratio;
+  data::CleanReport report;
+  auto clean = data::clean_pairs(pairs, co, &report);
+  data::SplitOptions so;
+  so.valid = ds.valid;
+  so.test = ds.test;
+  so.seed = ds.seed;
+  auto split = data::split_pairs(clean, so);
+  fs::path dd = run / "data";
+  fs::create_directories(dd);
+  data::write_parallel_tsv((dd / "train.tsv").string(), split.train);
+  data::write_parallel_tsv((dd / "valid.tsv").string(), split.valid);
+  data::write_parallel_tsv((dd / "test.tsv").string(), split.test);
+  nlohmann::json rep = {{"input", report.input}, {"kept", report.kept},
+                        {"invalid_utf8", report.invalid_utf8}, {"empty", report.empty},
+                        {"too_long", report.too_long}, {"bad_ratio", report.bad_ratio},
+                        {"duplicate", report.duplicate}, {"examples", report.examples},
+                        {"train", split.train.size()}, {"valid", split.valid.size()},
+                        {"test", split.test.size()}, {"removed_overlap", split.removed_overlap}};
+  write_file(dd / "report.json", rep.dump(2) + "\n");
+  if (log) {
+    std::fprintf(stderr, "loom train: %s\n", report.summary().c_str());
+    for (auto& e : report.examples) std::fprintf(stderr, "loom train:   dropped %s\n", e.c_str());
+    std::fprintf(stderr, "loom train: split %zu train / %zu valid / %zu test (%lld train pairs removed: source in valid/test)\n",
+                 split.train.size(), split.valid.size(), split.test.size(),
+                 static_cast<long long>(split.removed_overlap));
+  }
+  fs::path sd = run / "spm";
+  fs::create_directories(sd);
+  if (!f.spm_src.empty()) {
+    fs::copy_file(f.spm_src, sd / "source.spm", fs::copy_options::overwrite_existing);
+    fs::copy_file(f.spm_tgt.empty() ? f.spm_src : f.spm_tgt, sd / "target.spm", fs::copy_options::overwrite_existing);
+    return;
+  }
+  write_lines(dd / "train.src.txt", split.train, true);
+  write_lines(dd / "train.tgt.txt", split.train, false);
+  text::SpmTrainOptions to;
+  to.model_type = ds.spm_model_type;
+  to.vocab_size = static_cast<int>(ds.spm_vocab_size);
+  to.character_coverage = ds.character_coverage;
+  to.seed = static_cast<uint32_t>(ds.seed);
+  if (ds.joint_vocab) {
+    to.input_files = {(dd / "train.src.txt").string(), (dd / "train.tgt.txt").string()};
+    text::train_sentencepiece(to, (sd / "source.spm").string());
+    fs::copy_file(sd / "source.spm", sd / "target.spm", fs::copy_options::overwrite_existing);
+  } else {
+    to.input_files = {(dd / "train.src.txt").string()};
+    text::train_sentencepiece(to, (sd / "source.spm").string());
+    to.input_files = {(dd / "train.tgt.txt").string()};
+    text::train_sentencepiece(to, (sd / "target.spm").string());
+  }
+  fs::remove(dd / "train.src.txt");
+  fs::remove(dd / "train.tgt.txt");
+}
+
+std::vector<train::EncodedPair> encode_pairs(const std::vector<data::SentencePair>& pairs,
+                                             const text::LoomSpmTokenizer& tok, int64_t max_src,
+                                             int64_t max_tgt, int64_t* dropped) {
+  std::vector<train::EncodedPair> out;
+  for (auto& p : pairs) {
+    train::EncodedPair e{tok.encode_source(p.src), tok.encode_target(p.tgt)};
+    if (static_cast<int64_t>(e.src.size()) > max_src || static_cast<int64_t>(e.tgt.size()) > max_tgt) {
+      ++*dropped;
+      continue;
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+int run_train_mt(const MtFlags& f) {
+  if (f.nproc < 1) fail(Where{"", 0, "--nproc"}, "must be >= 1, got {}", f.nproc);
+  if (f.nproc > 1 && !std::getenv("WORLD_SIZE")) {
+    return train::run_local_workers(without_nproc(own_command_line()), f.nproc);
+  }
+  if (f.data.empty() == (f.src_file.empty() || f.tgt_file.empty()))
+    fail(Where{"", 0, "--data"}, "give either --data FILE.tsv or both --src-file and --tgt-file");
+  if (!f.src_file.empty() != !f.tgt_file.empty())
+    fail(Where{"", 0, "--tgt-file"}, "--src-file and --tgt-file go together");
+  if (!f.spm_tgt.empty() && f.spm_src.empty()) fail(Where{"", 0, "--tgt-spm"}, "needs --src-spm");
+
+  // ---- configuration: model keys at the top level, "train" and "data" sections ----
+  nlohmann::json cfg = read_json(f.config);
+  if (!cfg.is_object()) fail(Where{f.config, 0, ""}, "config must be a JSON object");
+  nlohmann::json train_json = cfg.value("train", nlohmann::json::object());
+  if (!train_json.is_object()) fail(Where{f.config, 0, "train"}, "must be an object");
+  DataSection ds = parse_data_section(cfg, f.config);
+  if (f.valid_size) ds.valid = *f.valid_size;
+  if (f.test_size) ds.test = *f.test_size;
+  if (f.spm_vocab_size) ds.spm_vocab_size = *f.spm_vocab_size;
+  MtTrainSection mts = take_mt_train_keys(train_json, f.config);
+  if (f.max_tokens) mts.max_tokens = *f.max_tokens;
+  if (f.beam) mts.beam = *f.beam;
+  if (f.bleu_sentences) mts.bleu_sentences = *f.bleu_sentences;
+  if (f.average_last > 0) mts.average_last = f.average_last;
+  train::TrainerOptions topt;
+  topt.best_metric = "bleu";
+  topt.best_higher = true;
+  topt.valid_every = 1000;
+  topt.save_every = 1000;
+  try {
+    topt = train::trainer_options_from_json(train_json, "train", topt);
+  } catch (const Error& e) {
+    fail(Where{f.config, 0, e.where().field}, "{}", e.message());
+  }
+  if (f.steps) topt.max_steps = *f.steps;
+  if (f.lr) topt.schedule.lr = *f.lr;
+  if (f.seed) topt.seed = *f.seed;
+  if (f.valid_every) topt.valid_every = *f.valid_every;
+  if (f.save_every) topt.save_every = *f.save_every;
+  topt.run_dir = f.out;
+  topt.resume = f.resume;
+  topt.progress = !f.quiet;
+  if (mts.bleu_sentences == 0) {
+    topt.best_metric = "valid_loss";
+    topt.best_higher = false;
+  }
+  topt.keep_last = std::max(topt.keep_last, mts.average_last);
+  train::validate(topt);
+  if (f.export_which != "auto" && f.export_which != "last" && f.export_which != "best" && f.export_which != "average")
+    fail(Where{"", 0, "--export"}, "must be auto, last, best or average, got '{}'", f.export_which);
+
+  // ---- process group ----
+  auto env = train::distributed_env_from_environment();
+  auto comm = train::make_communicator(env);
+  const bool main_rank = comm->rank() == 0;
+  if (comm->world_size() > 1 && !std::getenv("OMP_NUM_THREADS")) {
+    // Local workers share the machine's cores: split them instead of oversubscribing.
+    unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+    torch::set_num_threads(static_cast<int>(std::max<unsigned>(1, hw / static_cast<unsigned>(comm->world_size()))));
+  }
+  const fs::path run(f.out);
+
+  // ---- data (rank 0 prepares; a resumed run reuses what it wrote) ----
+  const bool have_data = fs::exists(run / "data" / "train.tsv") && fs::exists(run / "spm" / "target.spm");
+  if (main_rank) {
+    fs::create_directories(run);
+    if (!(f.resume && have_data)) prepare_data(f, ds, run, !f.quiet);
+  }
+  comm->barrier();
+  auto train_pairs = data::read_parallel_tsv((run / "data" / "train.tsv").string());
+  auto valid_pairs = data::read_parallel_tsv((run / "data" / "valid.tsv").string());
+
+  // ---- model config: vocabulary from the SentencePiece models ----
+  text::SentencePiece src_spm((run / "spm" / "source.spm").string());
+  text::SentencePiece tgt_spm((run / "spm" / "target.spm").string());
+  nlohmann::json model_json = cfg;
+  model_json.erase("train");
+  model_json.erase("data");
+  model_json["model_type"] = models::NativeSeq2SeqConfig::kModelType;
+  const bool joint = read_text_equal(run / "spm" / "source.spm", run / "spm" / "target.spm");
+  model_json["shared_vocab"] = joint;
+  model_json["vocab_size"] = src_spm.size();
+  model_json["target_vocab_size"] = tgt_spm.size();
+  if (!joint) model_json["tie_word_embeddings"] = model_json.value("tie_word_embeddings", true);
+  if (!ds.source_lang.empty()) model_json["source_lang"] = ds.source_lang;
+  if (!ds.target_lang.empty()) model_json["target_lang"] = ds.target_lang;
+  models::NativeSeq2SeqConfig mcfg = models::NativeSeq2SeqConfig::from_json(model_json, f.config);
+  if (main_rank) {
+    // The tokenizer directory: the SentencePiece models + this config (LoomSpmTokenizer reads it).
+    write_file(run / "spm" / "config.json", mcfg.to_json().dump(2) + "\n");
+    nlohmann::json resolved = model_json;
+    resolved["data"] = cfg.value("data", nlohmann::json::object());
+    resolved["train"] = cfg.value("train", nlohmann::json::object());
+    write_file(run / "config.json", resolved.dump(2) + "\n");
+  }
+  comm->barrier();
+  text::LoomSpmTokenizer tokenizer((run / "spm").string());
+
+  int64_t dropped = 0;
+  // A pair must fit the model's positions and, alone, the batch token budget.
+  const int64_t max_src = std::min(mcfg.max_source_positions, mts.max_tokens);
+  const int64_t max_tgt = std::min(mcfg.max_target_positions, mts.max_tokens);
+  auto train_enc = encode_pairs(train_pairs, tokenizer, max_src, max_tgt, &dropped);
+  int64_t dropped_valid = 0;
+  std::vector<std::string> vsrc, vref;
+  std::vector<train::EncodedPair> valid_enc;
+  for (auto& p : valid_pairs) {
+    train::EncodedPair e{tokenizer.encode_source(p.src), tokenizer.encode_target(p.tgt)};
+    if (static_cast<int64_t>(e.src.size()) > mcfg.max_source_positions ||
+        static_cast<int64_t>(e.tgt.size()) > mcfg.max_target_positions) {
+      ++dropped_valid;
+      continue;
+    }
+    valid_enc.push_back(std::move(e));
+    vsrc.push_back(p.src);
+    vref.push_back(p.tgt);
+  }
+  if (main_rank && !f.quiet && (dropped || dropped_valid))
+    std::fprintf(stderr, "loom train: %lld train and %lld valid pairs longer than the model's max positions (train: or the batch budget) left out\n",
+                 static_cast<long long>(dropped), static_cast<long long>(dropped_valid));
+
+  // ---- model and task ----
+  torch::manual_seed(topt.seed);
+  auto model = std::make_shared<models::NativeSeq2Seq>(mcfg);
+  auto forward = [&](const torch::Tensor& s, const torch::Tensor& m, const torch::Tensor& t) {
+    return model->forward(s, m, t);
+  };
+  generate::GenerationOptions gen;
+  gen.num_beams = mts.beam;
+  gen.max_length = mcfg.max_target_positions;
+  gen.decoder_start_token_id = mcfg.decoder_start_token_id;
+  gen.eos_token_ids = {mcfg.eos_token_id};
+  gen.pad_token_id = mcfg.pad_token_id;
+  auto translate = [&](const std::vector<std::string>& src) {
+    generate::Translator tr(*model, tokenizer, gen, generate::TranslatorOptions{});
+    return tr.translate(src);
+  };
+  eval::BleuOptions bo;
+  bo.tokenize = eval::parse_bleu_tokenizer(ds.bleu_tokenize);
+  auto score = [&](const std::vector<std::string>& hyps, const std::vector<std::string>& refs) {
+    std::map<std::string, double> s;
+    s["bleu"] = eval::corpus_bleu(hyps, {refs}, bo).score;
+    s["chrf"] = eval::corpus_chrf(hyps, {refs}).score;
+    return s;
+  };
+  train::MtTaskOptions mo;
+  mo.max_tokens = mts.max_tokens;
+  mo.valid_max_tokens = std::max<int64_t>({mts.max_tokens, 1024, mcfg.max_source_positions, mcfg.max_target_positions});
+  mo.label_smoothing = mts.label_smoothing;
+  mo.seed = topt.seed;
+  mo.pad_id = mcfg.pad_token_id;
+  mo.bos_id = mcfg.decoder_start_token_id;
+  mo.bleu_sentences = mts.bleu_sentences;
+  train::MtTask task(*model, forward, std::move(train_enc), std::move(valid_enc), vsrc, vref,
+                     translate, score, mo);
+  train::Trainer trainer(task, topt, *comm);
+  trainer.run();
+
+  // ---- export (rank 0) ----
+  if (main_rank) {
+    std::string which = f.export_which;
+    auto steps = trainer.step_checkpoints();
+    if (which == "auto") which = mts.average_last > 1 ? "average" : (trainer.best_checkpoint().empty() ? "last" : "best");
+    std::string note;
+    if (which == "average") {
+      const size_t n = static_cast<size_t>(std::max<int64_t>(1, mts.average_last));
+      std::vector<std::string> last(steps.end() - static_cast<std::ptrdiff_t>(std::min(n, steps.size())), steps.end());
+      train::average_checkpoints(*model, last);
+      note = fmt::format("average of the last {} checkpoints", last.size());
+    } else if (which == "best") {
+      if (trainer.best_checkpoint().empty()) fail(Where{"", 0, "--export"}, "no best checkpoint (no validation ran)");
+      train::load_model_from_checkpoint(*model, trainer.best_checkpoint());
+      note = fmt::format("best checkpoint by {} (step {})", topt.best_metric, trainer.state().best_step);
+    } else {
+      train::load_model_from_checkpoint(*model, steps.back());
+      note = fmt::format("final checkpoint (step {})", trainer.state().step);
+    }
+    model->eval();
+    models::SaveOptions so;
+    so.source_spm = (run / "spm" / "source.spm").string();
+    so.target_spm = (run / "spm" / "target.spm").string();
+    so.metadata = {{"loom_training", note}};
+    models::save_native_model(*model, (run / "model").string(), so);
+    if (!f.quiet) std::fprintf(stderr, "loom train: wrote %s (%s)\n", (run / "model").string().c_str(), note.c_str());
+    // Score the exported model on the held-out test split.
+    auto test_pairs = data::read_parallel_tsv((run / "data" / "test.tsv").string());
+    if (!test_pairs.empty() && mts.bleu_sentences > 0) {
+      std::vector<std::string> src, ref;
+      for (auto& p : test_pairs) {
+        src.push_back(p.src);
+        ref.push_back(p.tgt);
+      }
+      std::vector<std::string> hyp;
+      {
+        torch::NoGradGuard ng;
+        hyp = translate(src);
+      }
+      auto s = score(hyp, ref);
+      nlohmann::json j = {{"model", note}, {"sentences", src.size()}, {"beam", mts.beam},
+                          {"bleu_tokenize", ds.bleu_tokenize}};
+      for (auto& [k, v] : s) j[k] = v;
+      write_file(run / "test_scores.json", j.dump(2) + "\n");
+      if (!f.quiet)
+        std::fprintf(stderr, "loom train: test set (%zu pairs): BLEU %.2f chrF %.2f\n", src.size(), s["bleu"], s["chrf"]);
+    }
+  }
+  comm->barrier();
+  return 0;
+}
+
+}  // namespace
 
 void add_train(CLI::App& app) {
-  auto* train = app.add_subcommand("train", "Train models (loom train lm ...)");
+  auto* train = app.add_subcommand("train", "Train models (loom train mt|lm ...)");
   train->require_subcommand(1);
+  add_train_mt(*train);
   add_train_lm(*train);
+}
+
+void add_train_mt(CLI::App& train) {
+  auto* mt = train.add_subcommand("mt", "Train a Transformer/DeLighT translation model from parallel text");
+  static MtFlags f;
+  mt->add_option("--config", f.config, "Model config JSON with optional \"train\" and \"data\" sections")->required();
+  mt->add_option("--data", f.data, "Parallel TSV: source<TAB>target[<TAB>...] per line");
+  mt->add_option("--src-file", f.src_file, "Source sentences, one per line (with --tgt-file)");
+  mt->add_option("--tgt-file", f.tgt_file, "Target sentences, line-aligned with --src-file");
+  mt->add_option("--out", f.out, "Run directory (data/, spm/, checkpoints/, metrics.jsonl, plots/, model/)")->required();
+  mt->add_option("--steps", f.steps, "Optimizer updates (train.steps)");
+  mt->add_option("--max-tokens", f.max_tokens, "Token budget per batch (train.max_tokens)");
+  mt->add_option("--lr", f.lr, "Peak learning rate (train.lr)");
+  mt->add_option("--seed", f.seed, "Random seed of initialisation, dropout and batch order (train.seed)");
+  mt->add_option("--valid-every", f.valid_every, "Updates between validations (train.valid_every)");
+  mt->add_option("--save-every", f.save_every, "Updates between checkpoints (train.save_every)");
+  mt->add_option("--valid-size", f.valid_size, "Validation pairs held out (data.valid)");
+  mt->add_option("--test-size", f.test_size, "Test pairs held out (data.test)");
+  mt->add_option("--spm-vocab-size", f.spm_vocab_size, "SentencePiece vocabulary size (data.spm_vocab_size)");
+  mt->add_option("--src-spm", f.spm_src, "Use this SentencePiece model instead of training one (joint unless --tgt-spm)");
+  mt->add_option("--tgt-spm", f.spm_tgt, "Target SentencePiece model (with --src-spm)");
+  mt->add_option("--beam", f.beam, "Beam size of validation decoding, 1 = greedy (train.beam)");
+  mt->add_option("--bleu-sentences", f.bleu_sentences, "Validation sentences decoded for BLEU/chrF, 0 = none");
+  mt->add_option("--average-last", f.average_last, "Export the average of the last N checkpoints");
+  mt->add_option("--export", f.export_which, "Model to export: auto, last, best, average")->capture_default_str();
+  mt->add_flag("--resume", f.resume, "Continue the run in --out from its newest checkpoint");
+  mt->add_option("--nproc", f.nproc, "Data-parallel worker processes on this machine")->capture_default_str();
+  mt->add_flag("--quiet", f.quiet, "No progress output");
+  mt->callback([] {
+    int rc = run_train_mt(f);
+    if (rc != 0) throw CLI::RuntimeError(rc);
+  });
 }
 
 }  // namespace loom::cli

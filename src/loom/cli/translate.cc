@@ -1,5 +1,6 @@
-// `loom translate`: translates a TXT or JSONL dataset with an HF Marian / NLLB checkpoint.
-// Wiring only: io::HfCheckpoint + models::Seq2SeqModel + text tokenizer -> generate::Translator,
+// `loom translate`: translates a TXT or JSONL dataset with an HF Marian / NLLB checkpoint or a
+// loom model directory (models::load_encoder_decoder dispatches on config.json model_type).
+// Wiring only: io::HfCheckpoint + models::EncoderDecoder + text tokenizer -> generate::Translator,
 // driven row by row by pipeline::run_translate_job.
 #include <CLI/CLI.hpp>
 
@@ -12,7 +13,7 @@
 #include "loom/generate/translator.h"
 #include "loom/io/checkpoint.h"
 #include "loom/io/hub.h"
-#include "loom/models/seq2seq.h"
+#include "loom/models/encoder_decoder.h"
 #include "loom/pipeline/translate_job.h"
 #include "loom/text/seq2seq_tokenizer.h"
 #include "loom/text/tokenizer_files.h"
@@ -74,7 +75,7 @@ void run_translate(const TranslateArgs& a) {
   io::HfCheckpoint checkpoint(model_dir);
   auto tokenizer = text::load_seq2seq_tokenizer(model_dir);
   tokenizer->set_languages(a.src, a.tgt);
-  auto model = models::Seq2SeqModel::load(checkpoint);
+  auto model = models::load_encoder_decoder(checkpoint);
 
   auto gen = generate::GenerationOptions::from_hf(checkpoint.config(), checkpoint.generation_config());
   if (a.beam > 0) gen.num_beams = a.beam;

@@ -7,7 +7,7 @@
 #include <tuple>
 
 #include "loom/core/error.h"
-#include "loom/models/seq2seq.h"
+#include "loom/models/encoder_decoder.h"
 
 namespace loom::generate {
 namespace {
@@ -145,7 +145,7 @@ Hypothesis make_hypothesis(const std::vector<int64_t>& seq, bool eos, int64_t eo
   return h;
 }
 
-std::vector<std::vector<Hypothesis>> greedy(models::Seq2SeqModel& model, const models::EncoderOutput& enc,
+std::vector<std::vector<Hypothesis>> greedy(models::EncoderDecoder& model, const models::EncoderOutput& enc,
                                             const std::vector<int64_t>& max_new, const GenerationOptions& o) {
   const int64_t b = enc.hidden.size(0);
   std::vector<std::vector<int64_t>> seqs(b, std::vector<int64_t>{o.decoder_start_token_id});
@@ -207,7 +207,7 @@ std::vector<std::vector<Hypothesis>> greedy(models::Seq2SeqModel& model, const m
   return out;
 }
 
-std::vector<std::vector<Hypothesis>> beam_search(models::Seq2SeqModel& model, const models::EncoderOutput& enc,
+std::vector<std::vector<Hypothesis>> beam_search(models::EncoderDecoder& model, const models::EncoderOutput& enc,
                                                  const std::vector<int64_t>& max_new, const GenerationOptions& o) {
   const int64_t b = enc.hidden.size(0);
   const int64_t k = o.num_beams;
@@ -391,12 +391,12 @@ void apply_logits_processors(torch::Tensor& scores, const std::vector<const std:
   }
 }
 
-std::vector<std::vector<Hypothesis>> generate(models::Seq2SeqModel& model, const std::vector<std::vector<int64_t>>& sources,
+std::vector<std::vector<Hypothesis>> generate(models::EncoderDecoder& model, const std::vector<std::vector<int64_t>>& sources,
                                               const GenerationOptions& options) {
   c10::InferenceMode inference;
   options.validate();
   if (sources.empty()) return {};
-  const int64_t vocab = model.config().decoder_vocab_size;
+  const int64_t vocab = model.target_vocab_size();
   check_token(options.decoder_start_token_id, vocab, "decoder_start_token_id");
   for (int64_t e : options.eos_token_ids) check_token(e, vocab, "eos_token_id");
   if (options.forced_bos_token_id) check_token(*options.forced_bos_token_id, vocab, "forced_bos_token_id");
@@ -405,9 +405,9 @@ std::vector<std::vector<Hypothesis>> generate(models::Seq2SeqModel& model, const
   std::vector<int64_t> max_new(sources.size());
   for (size_t i = 0; i < sources.size(); ++i) {
     max_new[i] = options.max_new_tokens_per_source(static_cast<int64_t>(sources[i].size()));
-    if (model.config().kind == models::Seq2SeqConfig::Kind::kMarian) {
-      // Marian's decoder has max_position_embeddings positions; the last new token is never fed back
-      max_new[i] = std::min<int64_t>(max_new[i], model.config().max_position_embeddings);
+    if (model.max_decoder_positions() > 0) {
+      // e.g. Marian's decoder has max_position_embeddings positions; the last new token is never fed back
+      max_new[i] = std::min<int64_t>(max_new[i], model.max_decoder_positions());
     }
   }
   models::EncoderOutput enc = model.encode(batch.input_ids, batch.mask);

@@ -9,7 +9,7 @@
 #include "loom/generate/options.h"
 
 namespace loom::models {
-class Seq2SeqModel;
+class EncoderDecoder;
 }
 
 namespace loom::generate {
@@ -43,7 +43,7 @@ void apply_logits_processors(torch::Tensor& scores, const std::vector<const std:
 /// Returns, per source, num_return_sequences hypotheses, best first. Each sentence gets
 /// max_new_tokens_per_source(its length) new tokens at most. Throws loom::Error for invalid
 /// options or an empty source.
-std::vector<std::vector<Hypothesis>> generate(models::Seq2SeqModel& model,
+std::vector<std::vector<Hypothesis>> generate(models::EncoderDecoder& model,
                                               const std::vector<std::vector<int64_t>>& sources,
                                               const GenerationOptions& options);
 

@@ -3,7 +3,7 @@
 #include <numeric>
 
 #include "loom/core/error.h"
-#include "loom/models/seq2seq.h"
+#include "loom/models/encoder_decoder.h"
 #include "loom/text/seq2seq_tokenizer.h"
 
 namespace loom::generate {
@@ -79,10 +79,10 @@ std::vector<std::pair<size_t, size_t>> split_pieces(const std::vector<std::strin
   return runs;
 }
 
-Translator::Translator(models::Seq2SeqModel& model, const text::Seq2SeqTokenizer& tokenizer,
+Translator::Translator(models::EncoderDecoder& model, const text::Seq2SeqTokenizer& tokenizer,
                        GenerationOptions generation, TranslatorOptions options)
     : model_(model), tokenizer_(tokenizer), generation_(std::move(generation)), options_(options) {
-  if (options_.max_source_tokens <= 0) options_.max_source_tokens = model_.config().max_position_embeddings;
+  if (options_.max_source_tokens <= 0) options_.max_source_tokens = model_.max_source_positions();
   if (options_.batch_tokens <= 0) fail(Where{"", 0, "batch_tokens"}, "must be positive");
   if (options_.max_batch_size <= 0) fail(Where{"", 0, "max_batch_size"}, "must be positive");
 }

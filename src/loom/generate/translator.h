@@ -13,7 +13,7 @@
 #include "loom/generate/search.h"
 
 namespace loom::models {
-class Seq2SeqModel;
+class EncoderDecoder;
 }
 namespace loom::text {
 class Seq2SeqTokenizer;
@@ -29,7 +29,7 @@ struct TranslatorOptions {
   int64_t max_batch_size = 64;
   /// Longest source (tokens, specials included) sent to the model; longer sentences are split at
   /// piece boundaries (a piece starting with "▁" preferred) and their translations joined.
-  /// 0 = the model's max_position_embeddings.
+  /// 0 = the model's max_source_positions() (HF: max_position_embeddings).
   int64_t max_source_tokens = 0;
 };
 
@@ -48,7 +48,7 @@ struct TranslatorStats {
 class Translator {
  public:
   /// model and tokenizer must outlive the Translator; the tokenizer's language pair must be set.
-  Translator(models::Seq2SeqModel& model, const text::Seq2SeqTokenizer& tokenizer,
+  Translator(models::EncoderDecoder& model, const text::Seq2SeqTokenizer& tokenizer,
              GenerationOptions generation, TranslatorOptions options);
 
   /// result[i] translates sentences[i] (the best hypothesis). Empty input gives an empty output
@@ -63,7 +63,7 @@ class Translator {
   const GenerationOptions& generation_options() const { return generation_; }
 
  private:
-  models::Seq2SeqModel& model_;
+  models::EncoderDecoder& model_;
   const text::Seq2SeqTokenizer& tokenizer_;
   GenerationOptions generation_;
   TranslatorOptions options_;

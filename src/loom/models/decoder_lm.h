@@ -105,6 +105,8 @@ struct DecoderLMConfig {
 /// Streaming state of a DecoderLM over B rows: the absolute position of the next token, each
 /// row's document start, and one nn::AttentionState per layer (KV/XL caches, Infini (M, z), kNN
 /// memory). A fresh state (DecoderLMImpl::initial_state) starts every row at a new document.
+/// Copying a state is cheap; the copy shares the kNN stores (shared_ptr, appended to in place
+/// when a segment ends) but nothing else (forward() replaces tensors, never writes into them).
 struct DecoderLMState {
   int64_t position = 0;        ///< absolute position of the next token (shared by all rows)
   torch::Tensor doc_start;     ///< [B] int64 first position of each row's current document

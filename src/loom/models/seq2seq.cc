@@ -333,25 +333,9 @@ EncoderOutput Seq2SeqModel::encode(const torch::Tensor& input_ids, const torch::
 
 void Seq2SeqModel::init_state(DecoderState& state, const EncoderOutput& encoder, int64_t repeat) {
   torch::NoGradGuard no_grad;
-  state.self_.assign(dec_layers_.size(), nn::KVCache());
-  state.cross_k_.clear();
-  state.cross_v_.clear();
-  for (auto& l : dec_layers_) {
-    auto kv = static_cast<DecoderLayer&>(*l).encoder_attn->memory_kv(encoder.hidden);  // 2 × [B, H, S, dh]
-    if (repeat > 1) {
-      kv.first = kv.first.repeat_interleave(repeat, 0);    // [B·repeat, H, S, dh]
-      kv.second = kv.second.repeat_interleave(repeat, 0);  // [B·repeat, H, S, dh]
-    }
-    state.cross_k_.push_back(kv.first);
-    state.cross_v_.push_back(kv.second);
-  }
-  state.memory_mask_ = torch::Tensor();
-  if (encoder.mask.defined() && !encoder.mask.all().item<bool>()) {
-    torch::Tensor keep = repeat > 1 ? encoder.mask.repeat_interleave(repeat, 0) : encoder.mask;  // [R, S]
-    state.memory_mask_ = nn::additive_key_mask(keep);                                            // [R, 1, 1, S]
-  }
-  state.rows_ = encoder.hidden.size(0) * repeat;
-  state.length_ = 0;
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> kv;
+  for (auto& l : dec_layers_) kv.push_back(static_cast<DecoderLayer&>(*l).encoder_attn->memory_kv(encoder.hidden));  // 2 × [B, H, S, dh]
+  state.reset(std::move(kv), encoder.mask, repeat);
 }
 
 torch::Tensor Seq2SeqModel::lm_logits(const torch::Tensor& hidden) const {
@@ -366,32 +350,19 @@ torch::Tensor Seq2SeqModel::decode(const torch::Tensor& ids, const EncoderOutput
   if (state == nullptr) state = &local;
   if (!state->initialized()) init_state(*state, encoder, 1);
   TORCH_CHECK(ids.size(0) == state->rows(), "decode: ", ids.size(0), " rows of decoder input for a state of ", state->rows());
-  const int64_t past = state->length_;
+  const int64_t past = state->length();
   torch::Tensor self_mask;  // [T, past+T]
   if (t > 1) self_mask = nn::additive_causal_mask(t, past);
   torch::Tensor x = embed(ids, dec_embed_, past, true);  // [B, T, d]
-  const int64_t capacity = std::max<int64_t>(state->capacity_hint_, past + t);
+  const int64_t capacity = state->capacity_for(t);
   for (size_t i = 0; i < dec_layers_.size(); ++i) {
-    x = static_cast<DecoderLayer&>(*dec_layers_[i]).forward(x, self_mask, &state->self_[i], capacity, state->cross_k_[i],
-                                                            state->cross_v_[i], state->memory_mask_,
+    x = static_cast<DecoderLayer&>(*dec_layers_[i]).forward(x, self_mask, &state->self_cache(i), capacity, state->cross_k(i),
+                                                            state->cross_v(i), state->memory_mask(),
                                                             config_.normalize_before);  // [B, T, d]
   }
   if (config_.normalize_before) x = dec_final_ln_->forward(x);  // [B, T, d]
-  state->length_ = past + t;
+  state->advance(t);
   return lm_logits(x);  // [B, T, V]
-}
-
-void DecoderState::reorder(const torch::Tensor& index) {
-  for (auto& c : self_) c.reorder(index);
-  for (auto& k : cross_k_) k = k.index_select(0, index);  // [R', H, S, dh]
-  for (auto& v : cross_v_) v = v.index_select(0, index);  // [R', H, S, dh]
-  if (memory_mask_.defined()) memory_mask_ = memory_mask_.index_select(0, index);  // [R', 1, 1, S]
-  rows_ = index.size(0);
-}
-
-void DecoderState::reorder_self(const torch::Tensor& index) {
-  TORCH_CHECK(index.size(0) == rows_, "reorder_self keeps the number of rows");
-  for (auto& c : self_) c.reorder(index);
 }
 
 }  // namespace loom::models

@@ -11,6 +11,7 @@
 #include "loom/nn/attention.h"
 #include "loom/nn/layers.h"
 #include "loom/nn/linear.h"
+#include "loom/models/encoder_decoder.h"
 
 namespace loom::io {
 class HfCheckpoint;
@@ -51,49 +52,13 @@ struct Seq2SeqConfig {
   double embed_scale() const;
 };
 
-/// Encoder result: hidden states and the source keep-mask.
-struct EncoderOutput {
-  torch::Tensor hidden;  ///< [B, S, d_model] float32 (last layer, after the final LN of M2M100)
-  torch::Tensor mask;    ///< [B, S] bool, true = real token
-};
-
-/// Incremental decoding state: the self-attention KV cache of every decoder layer, the
-/// cross-attention keys/values of the source (computed once) and the source mask, one row per
-/// hypothesis being decoded. Created empty; Seq2SeqModel::decode fills it on first use.
-class DecoderState {
- public:
-  /// Rows (sentences × beams) currently held; 0 before the first decode.
-  int64_t rows() const { return rows_; }
-  /// Decoder positions already fed (the "past length").
-  int64_t length() const { return length_; }
-  bool initialized() const { return rows_ > 0; }
-  /// Expected final decoder length, so the KV buffers are allocated once (growth still works).
-  void reserve(int64_t capacity) { capacity_hint_ = capacity; }
-  /// General row selection: new row r = old row index[r] for the self-attention caches, the
-  /// cross-attention keys/values and the source mask. index [R'] int64 (R' may be smaller:
-  /// finished rows are dropped).
-  void reorder(const torch::Tensor& index);
-  /// Beam reordering inside sentences: like reorder() but leaves the cross-attention memory as
-  /// is, which is valid only when old row index[r] and row r attend to the same source.
-  void reorder_self(const torch::Tensor& index);
-
- private:
-  friend class Seq2SeqModel;
-  std::vector<nn::KVCache> self_;                    // per decoder layer
-  std::vector<torch::Tensor> cross_k_, cross_v_;     // per layer [R, H, S, d_head]
-  torch::Tensor memory_mask_;                        // [R, 1, 1, S] additive, undefined = no padding
-  int64_t rows_ = 0;
-  int64_t length_ = 0;
-  int64_t capacity_hint_ = 0;
-};
-
 /// Marian / M2M100 encoder-decoder for inference (float32, CPU). The module tree mirrors the
 /// Hugging Face parameter names ("model.encoder.layers.0.self_attn.q_proj.weight", ...), so
 /// named_parameters() is the name table: loading is a 1:1 lookup of every parameter in the
 /// checkpoint. Matches transformers 4.46.3 MarianMTModel / M2M100ForConditionalGeneration (eval).
 /// encode/decode switch gradients off themselves. One model may serve several threads only if
 /// they do not call encode/decode concurrently (the M2M100 position table grows lazily).
-class Seq2SeqModel : public torch::nn::Module {
+class Seq2SeqModel : public torch::nn::Module, public EncoderDecoder {
  public:
   /// A model with random parameters (normal, std 0.02), for tests and benchmarks.
   explicit Seq2SeqModel(Seq2SeqConfig config);
@@ -113,7 +78,7 @@ class Seq2SeqModel : public torch::nn::Module {
 
   /// Encoder. input_ids [B, S] int64; attention_mask [B, S] bool (true = token) or undefined for
   /// no padding. Throws loom::Error if S exceeds Marian's max_position_embeddings.
-  EncoderOutput encode(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {});
+  EncoderOutput encode(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {}) override;
 
   /// Decoder + LM head: logits [B, T, V] (+ final_logits_bias when the model has one) for
   /// decoder_input_ids [B, T]. Without a cache the T tokens are the whole decoder input (causal
@@ -121,11 +86,24 @@ class Seq2SeqModel : public torch::nn::Module {
   /// ones; on the first call the cache takes the cross-attention keys/values and mask from
   /// `encoder` (later calls use the cache's own, so reorder() it rather than `encoder`).
   torch::Tensor decode(const torch::Tensor& decoder_input_ids, const EncoderOutput& encoder,
-                       DecoderState* cache = nullptr);
+                       DecoderState* cache = nullptr) override;
 
   /// Fills a fresh state from `encoder`, repeating each source row `repeat` times (beams:
   /// rows b·repeat .. b·repeat+repeat-1 belong to source b).
-  void init_state(DecoderState& state, const EncoderOutput& encoder, int64_t repeat = 1);
+  void init_state(DecoderState& state, const EncoderOutput& encoder, int64_t repeat = 1) override;
+
+  /// EncoderDecoder properties from config.json: model_type, decoder_vocab_size, pad/eos/
+  /// decoder_start ids, max_position_embeddings (source limit; also the decoder limit of Marian,
+  /// whose position table is fixed; M2M100's table grows, so its decoder has no limit).
+  std::string model_type() const override { return config_.model_type; }
+  int64_t target_vocab_size() const override { return config_.decoder_vocab_size; }
+  int64_t pad_token_id() const override { return config_.pad_token_id; }
+  int64_t eos_token_id() const override { return config_.eos_token_id; }
+  int64_t decoder_start_token_id() const override { return config_.decoder_start_token_id; }
+  int64_t max_source_positions() const override { return config_.max_position_embeddings; }
+  int64_t max_decoder_positions() const override {
+    return config_.kind == Seq2SeqConfig::Kind::kMarian ? config_.max_position_embeddings : 0;
+  }
 
   /// Decoder hidden states -> logits. hidden [B, T, d_model] -> [B, T, V].
   torch::Tensor lm_logits(const torch::Tensor& hidden) const;

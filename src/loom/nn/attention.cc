@@ -1,4 +1,5 @@
 #include "loom/nn/attention.h"
+#include "loom/nn/linear.h"  // bmm_nt, bmm_nn (oneDNN sgemm, also under autograd)
 
 #include <limits>
 
@@ -36,10 +37,25 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   torch::Tensor q3 = q.reshape({b * h, t, dh});                               // [B·H, T, dh]
   torch::Tensor k3 = k.reshape({b * h, s, dh});                               // [B·H, S, dh]
   torch::Tensor v3 = v.reshape({b * h, s, dh});                               // [B·H, S, dh]
-  torch::Tensor scores = torch::bmm(q3, k3.transpose(1, 2)).view({b, h, t, s});  // [B, H, T, S]
+  torch::Tensor scores = bmm_nt(q3, k3).view({b, h, t, s});  // [B, H, T, S]
   if (mask.defined()) scores.add_(mask);                                      // [B, H, T, S]
   scores = at::_softmax(scores, -1, false);                                   // [B, H, T, S]
-  return torch::bmm(scores.view({b * h, t, s}), v3).view({b, h, t, dh});      // [B, H, T, dh]
+  return bmm_nn(scores.view({b * h, t, s}), v3).view({b, h, t, dh});      // [B, H, T, dh]
+}
+
+torch::Tensor attention_with_dropout(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                     const torch::Tensor& mask, double dropout_p, bool training) {
+  const bool drop = training && dropout_p > 0.0;
+  const bool grad = torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  if (!drop && !grad) return attention(q, k, v, mask);                   // [B, H, T, dh]
+  // 3-D bmm on reshaped copies, as attention() does (4-D matmul on strided views is unsafe in 1.13)
+  const int64_t b = q.size(0), h = q.size(1), t = q.size(2), dh = q.size(3), s = k.size(2);
+  torch::Tensor scores = bmm_nt(q.reshape({b * h, t, dh}), k.reshape({b * h, s, dh}))
+                             .view({b, h, t, s});                         // [B, H, T, S]
+  if (mask.defined()) scores = scores + mask;                            // [B, H, T, S]
+  torch::Tensor probs = torch::softmax(scores, -1);                      // [B, H, T, S]
+  if (drop) probs = torch::dropout(probs, dropout_p, true);              // [B, H, T, S]
+  return bmm_nn(probs.reshape({b * h, t, s}), v.reshape({b * h, s, dh})).view({b, h, t, dh});  // [B, H, T, dh]
 }
 
 void KVCache::append(const torch::Tensor& k_new, const torch::Tensor& v_new, int64_t capacity_hint) {
@@ -96,6 +112,17 @@ void MultiHeadAttentionImpl::fuse() {
   kv_bias_ = torch::cat({k_proj->bias, v_proj->bias}, 0).contiguous();                         // [2d]
 }
 
+void MultiHeadAttentionImpl::unfuse() {
+  qkv_weight_ = qkv_bias_ = kv_weight_ = kv_bias_ = torch::Tensor();
+}
+
+torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& query, const torch::Tensor& memory,
+                                              const torch::Tensor& mask) {
+  if (query.is_same(memory)) return self_attention(query, mask, nullptr);  // [B, T, d]
+  auto kv = memory_kv(memory);                                            // 2 × [B, H, S, dh]
+  return cross_attention(query, kv.first, kv.second, mask);               // [B, T, d]
+}
+
 torch::Tensor MultiHeadAttentionImpl::split_heads(const torch::Tensor& x) const {
   return x.view({x.size(0), x.size(1), n_heads, d_head}).transpose(1, 2);  // [B, H, T, dh]
 }
@@ -123,8 +150,8 @@ torch::Tensor MultiHeadAttentionImpl::self_attention(const torch::Tensor& x, con
     k = cache->keys();    // [B, H, past+T, dh]
     v = cache->values();  // [B, H, past+T, dh]
   }
-  torch::Tensor ctx = attention(q, k, v, mask);  // [B, H, T, dh]
-  return out_proj->forward(merge_heads(ctx));    // [B, T, d]
+  torch::Tensor ctx = attention_with_dropout(q, k, v, mask, dropout, is_training());  // [B, H, T, dh]
+  return out_proj->forward(merge_heads(ctx));                                         // [B, T, d]
 }
 
 std::pair<torch::Tensor, torch::Tensor> MultiHeadAttentionImpl::memory_kv(const torch::Tensor& memory) {
@@ -141,7 +168,7 @@ std::pair<torch::Tensor, torch::Tensor> MultiHeadAttentionImpl::memory_kv(const 
 torch::Tensor MultiHeadAttentionImpl::cross_attention(const torch::Tensor& x, const torch::Tensor& k,
                                                       const torch::Tensor& v, const torch::Tensor& mask) {
   torch::Tensor q = split_heads(q_proj->forward(x).mul_(scaling));  // [B, H, T, dh]
-  torch::Tensor ctx = attention(q, k, v, mask);                     // [B, H, T, dh]
+  torch::Tensor ctx = attention_with_dropout(q, k, v, mask, dropout, is_training());  // [B, H, T, dh]
   return out_proj->forward(merge_heads(ctx));                       // [B, T, d]
 }
 

@@ -25,6 +25,15 @@ torch::Tensor additive_causal_mask(int64_t t, int64_t past);
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const torch::Tensor& mask);
 
+/// Training-capable attention: softmax(q·kᵀ + mask), dropout with probability `dropout_p` on the
+/// attention probabilities when `training` (inverted dropout, torch::dropout), then ·v. Built
+/// from out-of-place ops so autograd works; without dropout and gradients it calls attention().
+/// Shapes as attention(): q [B, H, T, d_head] (already scaled), k and v [B, H, S, d_head], mask
+/// additive broadcastable to [B, H, T, S] or undefined; returns [B, H, T, d_head]. Source:
+/// fairseq MultiheadAttention (attn_probs = dropout(softmax(attn_weights))).
+torch::Tensor attention_with_dropout(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                     const torch::Tensor& mask, double dropout_p, bool training);
+
 /// Self-attention keys and values of the positions decoded so far, in preallocated buffers that
 /// grow geometrically (no torch::cat per step). Rows = batch entries (sentences or beams).
 class KVCache {
@@ -56,6 +65,16 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
 
   /// Rebuilds the fused projection weights from the current parameters.
   void fuse();
+  /// Drops the fused weights, so every path reads the parameters themselves (call before the
+  /// parameters change, e.g. when training starts).
+  void unfuse();
+
+  /// Attention of `query` [B, T, d_model] over `memory` [B, S, d_model] without a cache (pass
+  /// the same tensor for self-attention: self_attention(), else memory_kv() + cross_attention()),
+  /// mask additive broadcastable to [B, 1, T, S] or undefined. Returns [B, T, d_model].
+  /// Every path is autograd-capable (call unfuse() before training) and applies the attention
+  /// dropout `dropout` to the attention probabilities when is_training() (fairseq behaviour).
+  torch::Tensor forward(const torch::Tensor& query, const torch::Tensor& memory, const torch::Tensor& mask);
 
   /// Self-attention. x [B, T, d_model]; mask additive [B|1, 1, T|1, past+T] or undefined; with a
   /// cache, the new keys/values are appended and attention covers past + T positions (the caller
@@ -74,6 +93,7 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
 
   int64_t d_model, n_heads, d_head;
   double scaling;  ///< d_head^-0.5
+  double dropout = 0.0;  ///< attention-probability dropout, used by forward() in training mode
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
 
  private:

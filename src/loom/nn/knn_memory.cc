@@ -168,8 +168,14 @@ KnnResult KnnMemory::search(const torch::Tensor& q, int64_t k) const {
     r.valid = torch::zeros({batch_, heads_, nq, kk}, torch::kBool);
     return r;
   }
-  torch::Tensor valid = valid_slots();  // [B, C]
-  r = exact(q, k, valid);
+  bool all_faiss = faiss_ != nullptr;
+  for (int64_t b = 0; b < batch_ && all_faiss; ++b) all_faiss = faiss_->trained[b];
+  if (all_faiss) {  // FAISS serves every row: skip the O(Q·C) exact scores
+    r.slots = torch::zeros({batch_, heads_, nq, kk}, torch::kInt64);
+    r.valid = torch::zeros({batch_, heads_, nq, kk}, torch::kBool);
+  } else {
+    r = exact(q, k, valid_slots());
+  }
   if (faiss_) {
     for (int64_t b = 0; b < batch_; ++b) {
       if (!faiss_->trained[b]) continue;  // exact until the row's quantiser is trained

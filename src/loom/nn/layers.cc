@@ -23,6 +23,16 @@ Activation parse_activation(const std::string& name, const Where& where) {
 }
 
 torch::Tensor activate(torch::Tensor x, Activation act) {
+  if (torch::GradMode::is_enabled() && x.requires_grad()) {
+    switch (act) {
+      case Activation::kRelu: return torch::relu(x);
+      case Activation::kGelu: return at::gelu(x, "none");
+      case Activation::kGeluTanh: return at::gelu(x, "tanh");
+      case Activation::kSilu: return at::silu(x);
+      case Activation::kTanh: return torch::tanh(x);
+      case Activation::kSigmoid: return torch::sigmoid(x);
+    }
+  }
   switch (act) {
     case Activation::kRelu: return x.relu_();
     case Activation::kGelu: return at::gelu(x, "none");
@@ -42,6 +52,7 @@ FeedForwardImpl::FeedForwardImpl(int64_t d_model, int64_t ffn_dim, Activation ac
 torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) const {
   torch::Tensor h = fc1->forward(x);  // [..., ffn_dim]
   h = activate(std::move(h), act);    // [..., ffn_dim]
+  if (activation_dropout > 0.0 && is_training()) h = torch::dropout(h, activation_dropout, true);  // [..., ffn_dim]
   return fc2->forward(h);             // [..., d_model]
 }
 

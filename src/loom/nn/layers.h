@@ -38,11 +38,13 @@ enum class Activation {
 Activation parse_activation(const std::string& name, const Where& where);
 
 /// Applies `act` to x (any shape). May reuse x's storage: the caller must not need x afterwards.
+/// When x takes part in autograd (grad mode on and x.requires_grad()) it runs out of place.
 torch::Tensor activate(torch::Tensor x, Activation act);
 
 /// Position-wise feed-forward network fc2(act(fc1(x))) with parameters fc1.{weight,bias}
 /// [ffn_dim, d_model]/[ffn_dim] and fc2.{weight,bias} [d_model, ffn_dim]/[d_model] (Bart/Marian/
-/// M2M100 naming). x [..., d_model] -> [..., d_model].
+/// M2M100 naming). x [..., d_model] -> [..., d_model]. `activation_dropout` (fairseq's
+/// activation_dropout, default 0) drops act(fc1(x)) in training mode.
 class FeedForwardImpl : public torch::nn::Module {
  public:
   FeedForwardImpl(int64_t d_model, int64_t ffn_dim, Activation act);
@@ -50,6 +52,7 @@ class FeedForwardImpl : public torch::nn::Module {
   Linear fc1{nullptr};
   Linear fc2{nullptr};
   Activation act;
+  double activation_dropout = 0.0;
 };
 TORCH_MODULE(FeedForward);
 

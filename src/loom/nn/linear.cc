@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
+#include <vector>
 
 namespace loom::nn {
 namespace {
@@ -24,7 +26,91 @@ SgemmFn sgemm() {
   return fn;
 }
 
+bool fast_bmm(const torch::Tensor& a, const torch::Tensor& b) {
+  return sgemm() != nullptr && a.scalar_type() == torch::kFloat32 && b.scalar_type() == torch::kFloat32 &&
+         a.device().is_cpu() && b.device().is_cpu() && a.dim() == 3 && b.dim() == 3;
+}
+
+// Batched op(A)·op(B) without autograd. a [N, M, K] (or [N, K, M] when ta), b [N, K, P] (or
+// [N, P, K] when tb); a batch of 1 broadcasts. Returns [N, M, P].
+torch::Tensor gemm(const torch::Tensor& a_in, bool ta, const torch::Tensor& b_in, bool tb) {
+  torch::Tensor a = a_in.contiguous(), b = b_in.contiguous();
+  const int64_t n = std::max(a.size(0), b.size(0));
+  const int64_t m = ta ? a.size(2) : a.size(1), k = ta ? a.size(1) : a.size(2);
+  const int64_t p = tb ? b.size(1) : b.size(2);
+  TORCH_CHECK((tb ? b.size(2) : b.size(1)) == k, "gemm: inner sizes differ");
+  torch::Tensor c = torch::empty({n, m, p}, a.options());
+  if (m == 0 || p == 0) return c;
+  if (k == 0) return c.zero_();
+  const float* pa = a.data_ptr<float>();
+  const float* pb = b.data_ptr<float>();
+  float* pc = c.data_ptr<float>();
+  const int64_t sa = a.size(0) == 1 ? 0 : a.size(1) * a.size(2), sb = b.size(0) == 1 ? 0 : b.size(1) * b.size(2);
+  for (int64_t i = 0; i < n; ++i) {
+    const int status = sgemm()(ta ? 'T' : 'N', tb ? 'T' : 'N', m, p, k, 1.0f, pa + i * sa, ta ? m : k,
+                               pb + i * sb, tb ? k : p, 0.0f, pc + i * m * p, p);
+    TORCH_CHECK(status == 0, "dnnl_sgemm failed with status ", status);
+  }
+  return c;
+}
+
+// Sums a gradient over the broadcast batch dimension when the input had batch 1.
+torch::Tensor unbroadcast(const torch::Tensor& g, const torch::Tensor& like) {
+  return like.size(0) == 1 && g.size(0) != 1 ? g.sum(0, true) : g;
+}
+
+struct BmmNT : public torch::autograd::Function<BmmNT> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& a, const torch::Tensor& b) {
+    ctx->save_for_backward({a, b});
+    return gemm(a, false, b, true);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const torch::Tensor& a = saved[0];
+    const torch::Tensor& b = saved[1];
+    torch::Tensor g = grads[0];
+    return {unbroadcast(gemm(g, false, b, false), a),   // dA = dC·B
+            unbroadcast(gemm(g, true, a, false), b)};   // dB = dCᵀ·A
+  }
+};
+
+struct BmmNN : public torch::autograd::Function<BmmNN> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& a, const torch::Tensor& b) {
+    ctx->save_for_backward({a, b});
+    return gemm(a, false, b, false);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const torch::Tensor& a = saved[0];
+    const torch::Tensor& b = saved[1];
+    torch::Tensor g = grads[0];
+    return {unbroadcast(gemm(g, false, b, true), a),   // dA = dC·Bᵀ
+            unbroadcast(gemm(a, true, g, false), b)};  // dB = Aᵀ·dC
+  }
+};
+
 }  // namespace
+
+torch::Tensor bmm_nt(const torch::Tensor& a, const torch::Tensor& b) {
+  if (!fast_bmm(a, b)) return torch::matmul(a, b.transpose(-1, -2));
+  if (torch::GradMode::is_enabled() && (a.requires_grad() || b.requires_grad())) return BmmNT::apply(a, b);
+  return gemm(a, false, b, true);
+}
+
+torch::Tensor bmm_nn(const torch::Tensor& a, const torch::Tensor& b) {
+  if (!fast_bmm(a, b)) return torch::matmul(a, b);
+  if (torch::GradMode::is_enabled() && (a.requires_grad() || b.requires_grad())) return BmmNN::apply(a, b);
+  return gemm(a, false, b, false);
+}
+
+torch::Tensor dense(const torch::Tensor& x, const torch::Tensor& w) {
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = w.size(0);
+  torch::Tensor y = bmm_nt(x.reshape({1, -1, x.size(-1)}), w.unsqueeze(0));  // [1, M, out]
+  return y.reshape(shape);                                                    // [..., out]
+}
 
 bool fast_gemm_available() { return sgemm() != nullptr; }
 
@@ -35,7 +121,17 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
                     weight.device().is_cpu() && weight.dim() == 2 && x.dim() >= 1 &&
                     !(torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad())) &&
                     (!bias.defined() || (bias.scalar_type() == torch::kFloat32 && bias.numel() == weight.size(0)));
-  if (!fast) return torch::linear(x, weight, bias);
+  if (!fast) {
+    // Autograd (training): the same sgemm forward and backward through dense().
+    const bool grad = torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad() ||
+                                                        (bias.defined() && bias.requires_grad()));
+    if (grad && fn != nullptr && x.scalar_type() == torch::kFloat32 && weight.scalar_type() == torch::kFloat32 &&
+        x.device().is_cpu() && weight.device().is_cpu() && weight.dim() == 2 && x.dim() >= 1) {
+      torch::Tensor y = dense(x, weight);                  // [..., out]
+      return bias.defined() ? y + bias : y;                // [..., out]
+    }
+    return torch::linear(x, weight, bias);
+  }
   const int64_t in = weight.size(1);                    // K
   const int64_t out = weight.size(0);                   // N
   TORCH_CHECK(x.size(-1) == in, "linear: input has ", x.size(-1), " features, weight expects ", in);

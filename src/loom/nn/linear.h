@@ -1,4 +1,5 @@
-// Dense projections (y = x·Wᵀ + b) for inference, with a fast float32 GEMM path.
+// Dense projections (y = x·Wᵀ + b) and batched matrix products with a fast float32 GEMM path
+// (oneDNN sgemm) for inference and training.
 #pragma once
 
 #include <torch/torch.h>
@@ -11,8 +12,23 @@ namespace loom::nn {
 /// up in the libdnnl that libtorch already loads), because Debian's libtorch otherwise routes
 /// matrix products to the system BLAS, which is the slow reference BLAS unless OpenBLAS is
 /// installed. Anything else (other dtypes, devices, autograd) falls back to torch::linear.
-/// Set LOOM_GEMM=torch in the environment to force the fallback.
+/// Under autograd (training) the product runs through dense(), whose backward uses the same
+/// sgemm. Set LOOM_GEMM=torch in the environment to force the torch::linear fallback.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
+
+/// Batched C = A·Bᵀ: a [N, M, K], b [N, P, K] -> [N, M, P], differentiable (first order).
+/// Float32 CPU tensors run oneDNN's sgemm (dnnl_sgemm, the library libtorch already loads) in
+/// the forward AND the backward pass; Debian's libtorch would otherwise send every matrix
+/// product (torch::matmul, bmm, linear, and their gradients) to the slow reference BLAS. Other
+/// dtypes (float64 gradient checks), or LOOM_GEMM=torch in the environment, use torch::matmul.
+torch::Tensor bmm_nt(const torch::Tensor& a, const torch::Tensor& b);
+
+/// Batched C = A·B: a [N, M, K], b [N, K, P] -> [N, M, P]; same fast path as bmm_nt.
+torch::Tensor bmm_nn(const torch::Tensor& a, const torch::Tensor& b);
+
+/// Bias-free dense layer x·wᵀ: x [..., in], w [out, in] -> [..., out]; differentiable, fast
+/// float32 path as bmm_nt (one GEMM over all leading positions).
+torch::Tensor dense(const torch::Tensor& x, const torch::Tensor& w);
 
 /// True when linear() uses the oneDNN sgemm path.
 bool fast_gemm_available();

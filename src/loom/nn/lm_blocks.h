@@ -11,22 +11,9 @@
 #include <torch/torch.h>
 
 #include "loom/core/error.h"
+#include "loom/nn/linear.h"  // bmm_nt, bmm_nn, dense
 
 namespace loom::nn {
-
-/// Batched C = A·Bᵀ: a [N, M, K], b [N, P, K] -> [N, M, P], differentiable (first order).
-/// Float32 CPU tensors run oneDNN's sgemm (dnnl_sgemm, the library libtorch already loads) in
-/// the forward AND the backward pass; Debian's libtorch would otherwise send every matrix
-/// product (torch::matmul, bmm, linear, and their gradients) to the slow reference BLAS. Other
-/// dtypes (float64 gradient checks), or LOOM_GEMM=torch in the environment, use torch::matmul.
-torch::Tensor bmm_nt(const torch::Tensor& a, const torch::Tensor& b);
-
-/// Batched C = A·B: a [N, M, K], b [N, K, P] -> [N, M, P]; same fast path as bmm_nt.
-torch::Tensor bmm_nn(const torch::Tensor& a, const torch::Tensor& b);
-
-/// Bias-free dense layer x·wᵀ: x [..., in], w [out, in] -> [..., out]; differentiable, fast
-/// float32 path as bmm_nt (one GEMM over all leading positions).
-torch::Tensor dense(const torch::Tensor& x, const torch::Tensor& w);
 
 /// RMSNorm over the last dimension: y = x / sqrt(mean(x²) + eps) · weight, computed in float32
 /// (float64 for double inputs) and cast back to x's dtype (corenet rms_norm.py). Parameter

@@ -10,6 +10,8 @@
 #include <mutex>
 #include <sstream>
 
+#include <spdlog/spdlog.h>
+
 #include "loom/core/error.h"
 #include "loom/core/utf8.h"
 
@@ -192,7 +194,7 @@ std::string train_sentencepiece(const SpmTrainOptions& o) {
                                               "num_threads in [1, 128]");
   // Check the input here, so that bad data is reported by file and line (sentencepiece would
   // skip invalid UTF-8 silently and reports an empty corpus without naming anything).
-  int64_t sentences = 0;
+  int64_t sentences = 0, too_long = 0;
   std::string joined;
   for (const auto& path : o.input_files) {
     if (path.find(',') != std::string::npos)
@@ -207,11 +209,18 @@ std::string train_sentencepiece(const SpmTrainOptions& o) {
       if (bad != std::string::npos) fail(Where{path, line_no}, "not valid UTF-8 at byte {} of the line", bad);
       if (line.find('\0') != std::string::npos) fail(Where{path, line_no}, "contains a NUL byte");
       if (!line.empty() && line != "\r") ++sentences;
+      if (line.size() > static_cast<size_t>(o.max_sentence_length)) ++too_long;
     }
     if (!joined.empty()) joined += ',';
     joined += path;
   }
   if (sentences == 0) fail(Where{joined}, "SentencePiece training input has no non-empty line");
+  if (too_long >= sentences)
+    fail(Where{joined, 0, "max_sentence_length"}, "every line is longer than max_sentence_length ({} bytes): nothing to train on",
+         o.max_sentence_length);
+  if (too_long > 0)
+    spdlog::warn("{}: {} of {} lines are longer than max_sentence_length ({} bytes); SentencePiece training skips them",
+                 joined, too_long, sentences, o.max_sentence_length);
 
   const std::pair<std::string, std::string> kv[] = {
       {"input", joined},

@@ -58,7 +58,8 @@ struct SpmTrainOptions {
   /// Share of characters the model must cover (the rarest rest become <unk>); 0.9995 suits
   /// Chinese/Japanese, 1.0 alphabetic languages.
   double character_coverage = 0.9995;
-  int max_sentence_length = 4192;        ///< longer sentences (in bytes) are skipped
+  /// Longer sentences (in bytes) are skipped by the trainer (their count is logged as a warning).
+  int max_sentence_length = 4192;
   /// Sentences to sample for training: 0 = all of them (deterministic); > 0 samples that many
   /// (with shuffle_input_sentence, seeded by seed).
   int64_t input_sentence_size = 0;
