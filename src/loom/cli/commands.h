@@ -71,4 +71,32 @@ void add_train(CLI::App& app);
 /// RUN/test_scores.json. Config errors name the file and field ("train.lr"). docs/training.md.
 void add_train_mt(CLI::App& train);
 
+/// `loom train lm --config C [--data FILES...] [--valid FILES...] --out RUN [--steps N] [--resume]
+/// [--nproc N] [--task lm|passkey]`: trains a models::DecoderLM (standard / Infini / kNN
+/// attention, OpenELM scaling) on the shared train::Trainer with train::LmTask (windows of W
+/// segments of one document, memories reset per window) or train::PasskeyTask (generated
+/// passkey prompts, loss on the answer). Writes RUN/checkpoints, metrics.jsonl, plots/ and the
+/// exported model directory RUN/model (config.json, model.safetensors, tokenizer.json). See
+/// docs/long_context.md.
+void add_train_lm(CLI::App& train);
+
+/// `loom eval lm --model DIR FILES... [--chunk N] [--max-tokens N] [--knn-memory-size N]
+/// [--doc-split file|blank_lines|marker:X] [--json]`: streaming perplexity (nats/token, ppl) of
+/// each document with the recurrent state carried (memory reset only at a document's start),
+/// and tokens/s (loom::eval::document_perplexity).
+void add_eval_lm(CLI::App& eval);
+
+/// `loom eval passkey --model DIR --lengths 1K,2K,... --depths 0,25,50,75,100 --trials N [--seed]
+/// [--chunk N] [--json OUT.json] [--svg OUT.svg]`: the passkey-retrieval accuracy grid (exact
+/// 5-digit match and per-digit) printed as a table, written as JSON and as a heat map
+/// (loom::eval::passkey_grid, core::heat_map_svg).
+void add_eval_passkey(CLI::App& eval);
+
+/// `loom generate --model DIR [--prompt TEXT | stdin] --max-new-tokens N [--temperature T]
+/// [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S] [--chunk N]`: samples a
+/// continuation with a loom DecoderLM model directory, printing each token's text to stdout as
+/// soon as it is produced (loom::generate::generate_lm); a long prompt is fed in chunks with the
+/// memory state carried.
+void add_generate(CLI::App& app);
+
 }  // namespace loom::cli

@@ -121,10 +121,12 @@ void add_eval_mt(CLI::App& eval) {
 }
 
 void add_eval(CLI::App& app) {
-  auto* eval = app.add_subcommand("eval", "Evaluate models and outputs (sub-commands: mt)");
+  auto* eval = app.add_subcommand("eval", "Evaluate models and outputs (sub-commands: mt, lm, passkey)");
   eval->require_subcommand(1);
   // ---- `loom eval` sub-commands: one line each (declared in commands.h) ----
   add_eval_mt(*eval);
+  add_eval_lm(*eval);
+  add_eval_passkey(*eval);
 }
 
 }  // namespace loom::cli

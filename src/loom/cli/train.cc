@@ -513,9 +513,10 @@ int run_train_mt(const MtFlags& f) {
 }  // namespace
 
 void add_train(CLI::App& app) {
-  auto* train = app.add_subcommand("train", "Train models (loom train mt ...)");
+  auto* train = app.add_subcommand("train", "Train models (loom train mt|lm ...)");
   train->require_subcommand(1);
   add_train_mt(*train);
+  add_train_lm(*train);
 }
 
 void add_train_mt(CLI::App& train) {
