@@ -562,11 +562,30 @@ void with_fd_redirected(int fd, const std::string& path, int flags, F f) {
   close(saved);
 }
 
-TEST_F(TranslateJobTest, StdinToStdoutIsJsonlByDefault) {
+TEST_F(TranslateJobTest, StdinIsPlainTextByDefault) {
+  // `echo "How are you?" | loom translate`: stdin lines are TXT rows unless --format jsonl.
+  const auto in = write("in.txt", "a b\n{\"text\":\"x\"}\n");
+  const auto out = path("stdout.txt");
+  auto o = options("-", "-");
+  TranslateJobStats st;
+  with_fd_redirected(0, in, O_RDONLY, [&] {
+    with_fd_redirected(1, out, O_WRONLY | O_CREAT | O_TRUNC, [&] {
+      ReverseTranslator t;
+      st = run_translate_job(o, t);
+    });
+  });
+  EXPECT_EQ(st.rows, 2);
+  const std::string got = read(out);
+  EXPECT_EQ(std::count(got.begin(), got.end(), '\n'), 2);
+  EXPECT_EQ(got.find("text_zh"), std::string::npos);  // not parsed as JSON
+}
+
+TEST_F(TranslateJobTest, StdinToStdoutIsJsonlWithFormatJsonl) {
   const auto in = write("in.jsonl", R"({"text":"from stdin"})" "\n\n");
   const auto out = path("stdout.jsonl");
   auto o = options("-", "-");
   o.fields = {"text"};
+  o.format = RowFormat::kJsonl;
   TranslateJobStats st;
   with_fd_redirected(0, in, O_RDONLY, [&] {
     with_fd_redirected(1, out, O_WRONLY | O_CREAT | O_TRUNC, [&] {

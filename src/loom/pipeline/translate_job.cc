@@ -91,8 +91,9 @@ ResolvedOptions resolve(const TranslateJobOptions& o) {
   r.format = o.format;
   if (r.format == RowFormat::kAuto) {
     const std::string ext = lower(extension(o.input));
-    r.format = (o.input == "-" || ext == ".jsonl" || ext == ".ndjson" || ext == ".json") ? RowFormat::kJsonl
-                                                                                          : RowFormat::kTxt;
+    // stdin is plain text (`echo "How are you?" | loom translate`); --format jsonl for JSONL.
+    r.format = (o.input != "-" && (ext == ".jsonl" || ext == ".ndjson" || ext == ".json")) ? RowFormat::kJsonl
+                                                                                           : RowFormat::kTxt;
   }
   if (r.format == RowFormat::kJsonl && o.fields.empty())
     fail(Where{"", 0, "fields"}, "no fields to translate (give at least one JSONL field)");

@@ -52,7 +52,7 @@ class SegmentTranslator {
 
 /// Input/output row format.
 enum class RowFormat {
-  kAuto,   ///< by the input's extension: .jsonl/.ndjson/.json -> kJsonl, else kTxt (stdin: kJsonl)
+  kAuto,   ///< by the input's extension: .jsonl/.ndjson/.json -> kJsonl, else kTxt (stdin: kTxt)
   kJsonl,  ///< one JSON object per line, fields translated
   kTxt,    ///< one line = one row = one text
 };
