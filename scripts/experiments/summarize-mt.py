@@ -21,7 +21,7 @@ for m in models:
     valid = [r for r in rows if r.get("kind") == "valid"]
     steps = max(r["step"] for r in train)
     tps = sum(r.get("tokens_per_s", 0) for r in train[len(train) // 2:]) / max(1, len(train) - len(train) // 2)
-    wall = open(run + ".time").read().split(",")[0].strip() if os.path.exists(run + ".time") else "?"
+    wall = f"{train[-1]['wall_s'] / 60:.1f} min"  # training wall time (resumed runs: summed segments)
     best = valid[-1]["valid_ppl"] if valid else float("nan")
     cells = []
     for t in tests:
