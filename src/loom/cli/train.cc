@@ -58,7 +58,7 @@ struct DataSection {
   bool joint_vocab = true;
   std::string spm_model_type = "unigram";
   double character_coverage = 0.9995;
-  std::string bleu_tokenize = "13a";  // sacreBLEU tokenizer of the validation BLEU ("zh" for Chinese)
+  std::string bleu_tokenize = "13a";  // sacreBLEU tokenizer of the validation BLEU (default "zh" when target_lang is zh*/cmn*)
   std::string source_lang, target_lang;
 };
 
@@ -105,6 +105,10 @@ DataSection parse_data_section(const nlohmann::json& cfg, const std::string& fil
     d.bleu_tokenize = get_field<std::string>(j, w, "bleu_tokenize", d.bleu_tokenize);
     d.source_lang = get_field<std::string>(j, w, "source_lang", d.source_lang);
     d.target_lang = get_field<std::string>(j, w, "target_lang", d.target_lang);
+    // sacreBLEU's convention: Chinese targets are scored with the zh tokenizer (13a would treat
+    // a whole unsegmented sentence as one word) unless the config says otherwise.
+    if (!j.contains("bleu_tokenize") && (d.target_lang.rfind("zh", 0) == 0 || d.target_lang.rfind("cmn", 0) == 0))
+      d.bleu_tokenize = "zh";
   } catch (const Error& e) {
     fail(Where{file, 0, e.where().field}, "{}", e.message());
   }
