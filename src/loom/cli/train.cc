@@ -193,36 +193,6 @@ bool read_text_equal(const fs::path& a, const fs::path& b) {
   return slurp(a) == slurp(b);
 }
 
-/// The original command line (from /proc/self/cmdline), for re-running as worker processes.
-std::vector<std::string> own_command_line() {
-  std::ifstream in("/proc/self/cmdline", std::ios::binary);
-  std::string all((std::istreambuf_iterator<char>(in)), {});
-  std::vector<std::string> args;
-  std::string cur;
-  for (char c : all) {
-    if (c == '\0') {
-      args.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  if (!cur.empty()) args.push_back(cur);
-  return args;
-}
-
-std::vector<std::string> without_nproc(const std::vector<std::string>& args) {
-  std::vector<std::string> out;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--nproc") {
-      ++i;
-      continue;
-    }
-    if (args[i].rfind("--nproc=", 0) == 0) continue;
-    out.push_back(args[i]);
-  }
-  return out;
-}
 
 // Rank 0: read, clean, split, write RUN/data/*, train SentencePiece into RUN/spm.
 void prepare_data(const MtFlags& f, const DataSection& ds, const fs::path& run, bool log) {
@@ -306,7 +276,7 @@ std::vector<train::EncodedPair> encode_pairs(const std::vector<data::SentencePai
 int run_train_mt(const MtFlags& f) {
   if (f.nproc < 1) fail(Where{"", 0, "--nproc"}, "must be >= 1, got {}", f.nproc);
   if (f.nproc > 1 && !std::getenv("WORLD_SIZE")) {
-    return train::run_local_workers(without_nproc(own_command_line()), f.nproc);
+    return train::run_local_workers(train::worker_command_line(), f.nproc);
   }
   if (f.data.empty() == (f.src_file.empty() || f.tgt_file.empty()))
     fail(Where{"", 0, "--data"}, "give either --data FILE.tsv or both --src-file and --tgt-file");

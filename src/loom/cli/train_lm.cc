@@ -93,35 +93,6 @@ void write_file(const fs::path& path, const std::string& text) {
   fs::rename(tmp, path);
 }
 
-std::vector<std::string> own_command_line() {
-  std::ifstream in("/proc/self/cmdline", std::ios::binary);
-  std::string all((std::istreambuf_iterator<char>(in)), {});
-  std::vector<std::string> args;
-  std::string cur;
-  for (char c : all) {
-    if (c == '\0') {
-      args.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  if (!cur.empty()) args.push_back(cur);
-  return args;
-}
-
-std::vector<std::string> without_nproc(const std::vector<std::string>& args) {
-  std::vector<std::string> out;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--nproc") {
-      ++i;
-      continue;
-    }
-    if (args[i].rfind("--nproc=", 0) == 0) continue;
-    out.push_back(args[i]);
-  }
-  return out;
-}
 
 // Passkey accuracy / extra metrics plot from metrics.jsonl (valid records).
 void write_lm_plots(const fs::path& run) {
@@ -146,7 +117,7 @@ void write_lm_plots(const fs::path& run) {
 
 int run_train_lm(const LmFlags& f) {
   if (f.nproc < 1) fail(Where{"", 0, "--nproc"}, "must be >= 1, got {}", f.nproc);
-  if (f.nproc > 1 && !std::getenv("WORLD_SIZE")) return train::run_local_workers(without_nproc(own_command_line()), f.nproc);
+  if (f.nproc > 1 && !std::getenv("WORLD_SIZE")) return train::run_local_workers(train::worker_command_line(), f.nproc);
 
   // ---- configuration ----
   nlohmann::json cfg = read_json(f.config);

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <fstream>
+#include <iterator>
 #include <cstdlib>
 #include <cstring>
 
@@ -257,6 +259,32 @@ void broadcast_tensors(Communicator& comm, const std::vector<torch::Tensor>& ten
     t.copy_(flat.narrow(0, off, t.numel()).view(t.sizes()));
     off += t.numel();
   }
+}
+
+std::vector<std::string> worker_command_line() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(in)), {});
+  std::vector<std::string> args;  // NUL-separated arguments
+  std::string cur;
+  for (char c : all) {
+    if (c == '\0') {
+      args.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) args.push_back(cur);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--nproc") {
+      ++i;  // and its value
+      continue;
+    }
+    if (args[i].rfind("--nproc=", 0) == 0) continue;
+    out.push_back(args[i]);
+  }
+  return out;
 }
 
 }  // namespace loom::train

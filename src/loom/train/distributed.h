@@ -72,6 +72,10 @@ int find_free_port();
 /// a worker cannot be started.
 int run_local_workers(const std::vector<std::string>& argv, int nproc);
 
+/// This process's command line (/proc/self/cmdline) without `--nproc N` / `--nproc=N`: the argv
+/// that `--nproc` re-runs as each worker (run_local_workers). Empty if /proc is unreadable.
+std::vector<std::string> worker_command_line();
+
 /// Flattens the gradients of `params` (undefined gradients count as zeros) into one float
 /// tensor, all-reduces it with `comm`, and writes the sums back into each parameter's .grad()
 /// (created when undefined). One collective per call, whatever the number of parameters.
