@@ -6,8 +6,11 @@
 #include <iostream>
 #include <iterator>
 
+#include <nlohmann/json.hpp>
+
 #include "loom/cli/commands.h"
 #include "loom/core/error.h"
+#include "loom/core/files.h"
 #include "loom/generate/lm_generate.h"
 #include "loom/models/decoder_lm.h"
 #include "loom/text/lm_tokenizer.h"
@@ -25,6 +28,15 @@ struct GenerateOptions {
 void run_generate(const GenerateOptions& o) {
   if (o.threads > 0) torch::set_num_threads(static_cast<int>(o.threads));
   generate::validate(o.sampling);
+  // A translation checkpoint is named as such instead of failing on its first unknown field.
+  if (core::file_exists(o.model + "/config.json")) {
+    const nlohmann::json cfg = core::read_json(o.model + "/config.json");
+    const std::string type = cfg.value("model_type", std::string());
+    if (cfg.value("is_encoder_decoder", false) || type == "marian" || type == "m2m_100" || type == "nllb" ||
+        type == "loom_seq2seq")
+      fail(Where{o.model, 0, "--model"}, "is a '{}' translation model (encoder-decoder); `loom generate` runs "
+           "decoder-only language models — use `loom translate --model {}`", type, o.model);
+  }
   auto model = models::load_decoder_lm(o.model);
   auto tok = text::LmTokenizer::load(o.model);
   std::string prompt = o.prompt;

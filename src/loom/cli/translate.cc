@@ -4,6 +4,12 @@
 // driven row by row by pipeline::run_translate_job.
 #include <CLI/CLI.hpp>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -13,6 +19,7 @@
 #include "loom/generate/translator.h"
 #include "loom/io/checkpoint.h"
 #include "loom/io/hub.h"
+#include "loom/io/model_fingerprint.h"
 #include "loom/models/encoder_decoder.h"
 #include "loom/pipeline/translate_job.h"
 #include "loom/text/seq2seq_tokenizer.h"
@@ -21,9 +28,33 @@
 namespace loom::cli {
 namespace {
 
+// Set by the first SIGINT/SIGTERM (the signal number); the job stops after its current chunk.
+volatile std::sig_atomic_t g_stop = 0;
+
+void on_stop_signal(int sig) {
+  g_stop = sig;
+  static const char kMsg[] =
+      "\nloom translate: stopping after the current batch and checkpointing (press Ctrl-C again to quit "
+      "at once; the last checkpoint is kept)\n";
+  const ssize_t ignored = ::write(2, kMsg, sizeof(kMsg) - 1);
+  (void)ignored;
+}
+
+// SIGINT/SIGTERM: a clean stop; the handler resets itself, so a second signal ends the process.
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART | SA_RESETHAND;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
+
 struct TranslateArgs {
   std::string model, src, tgt, fields = "prompt,text", shard, on_error = "abort", rejects, format = "auto";
-  std::string suffix, length_cap = "2,10";
+  std::string suffix, length_cap = "2,10", segment = "sentence";
+  double checkpoint_seconds = 60;
+  bool overwrite_fields = false, txt_markdown = false;
   int beam = 0;
   int64_t max_new_tokens = 0, batch_tokens = 4096, max_batch_size = 64, checkpoint_rows = 10000;
   int threads = 0;
@@ -85,7 +116,8 @@ void run_translate(const TranslateArgs& a) {
     gen.max_new_tokens = a.max_new_tokens;
   } else {
     double ca = 0, cb = 0;
-    if (std::sscanf(a.length_cap.c_str(), "%lf,%lf", &ca, &cb) != 2 || ca < 0 || cb < 1) {
+    if (std::sscanf(a.length_cap.c_str(), "%lf,%lf", &ca, &cb) != 2 || !std::isfinite(ca) || !std::isfinite(cb) ||
+        ca < 0 || cb < 1) {
       fail(Where{"", 0, "--length-cap"}, "'{}' is not A,B with A >= 0 and B >= 1", a.length_cap);
     }
     gen.max_new_tokens_a = ca;
@@ -133,6 +165,10 @@ void run_translate(const TranslateArgs& a) {
   job.on_error = pipeline::parse_on_error(a.on_error);
   job.rejects = a.rejects;
   job.checkpoint_rows = a.checkpoint_rows;
+  job.checkpoint_seconds = a.checkpoint_seconds;
+  job.overwrite_fields = a.overwrite_fields;
+  job.segment = pipeline::parse_segment_mode(a.segment);
+  job.txt_markdown = a.txt_markdown && !a.no_markdown;
   job.markdown = !a.no_markdown;
   job.progress = !a.no_progress;
   job.engine_id = fmt::format("model={} src={} tgt={} beam={} max_new_tokens={} length_cap={}",
@@ -144,7 +180,15 @@ void run_translate(const TranslateArgs& a) {
     if (!parent.empty()) std::filesystem::create_directories(parent, ec);
     if (ec) fail(Where{parent.string()}, "cannot create the output directory: {}", ec.message());
   }
-  pipeline::run_translate_job(job, adapter);
+  job.model_fingerprint = io::model_fingerprint(model_dir);
+  if (tokenizer->name() == "MarianTokenizer") job.language_codes = tokenizer->languages();
+  job.stop = &g_stop;
+  install_stop_handlers();
+  const pipeline::TranslateJobStats st = pipeline::run_translate_job(job, adapter);
+  if (st.stopped) {
+    std::fflush(stdout);
+    std::exit(128 + static_cast<int>(g_stop));  // 130 for SIGINT, 143 for SIGTERM, like a shell
+  }
 }
 
 }  // namespace
@@ -182,9 +226,20 @@ void add_translate(CLI::App& app) {
   cmd->add_option("--on-error", a.on_error, "Bad rows: abort (default) or skip (to the rejects file)")
       ->capture_default_str();
   cmd->add_option("--rejects", a.rejects, "Rejects file (default OUTPUT.rejects.jsonl)");
-  cmd->add_option("--checkpoint-rows", a.checkpoint_rows, "Checkpoint every N rows")
+  cmd->add_option("--checkpoint-rows", a.checkpoint_rows, "Checkpoint every N rows (exactly)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  cmd->add_option("--checkpoint-seconds", a.checkpoint_seconds,
+                  "Also checkpoint after the batch that passes S seconds since the last one")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, 1e9));
+  cmd->add_flag("--overwrite-fields", a.overwrite_fields,
+                "Replace a row's existing <field><suffix> key (default: such a row is an error)");
+  cmd->add_option("--segment", a.segment,
+                  "sentence: split fields into sentences (Markdown kept); line: each line is one model input")
+      ->capture_default_str();
+  cmd->add_flag("--txt-markdown", a.txt_markdown,
+                "Read each TXT line as Markdown (headings, lists, inline code); default: plain sentences");
   cmd->add_flag("--no-markdown", a.no_markdown, "Treat fields as plain text (no Markdown structure)");
   cmd->add_flag("--no-progress", a.no_progress, "No live progress line");
   cmd->callback([] { run_translate(a); });
