@@ -17,6 +17,7 @@ PKGS=(
   nlohmann-json3-dev      # config.json, JSONL, safetensors headers
   libcli11-dev            # command line
   libspdlog-dev libfmt-dev
+  libicu-dev              # byte-level BPE tokenizer: Unicode regexes and normalization
   libcurl4-openssl-dev    # loom download (HTTPS)
   libcpp-httplib-dev      # local hub server in tests
   libgtest-dev libgmock-dev libbenchmark-dev
