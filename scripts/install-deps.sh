@@ -18,6 +18,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev  # libFuzzer targets and sanitizers (optional builds)
   python3                 # test helpers (kill/resume driver)
+  python3-dev pybind11-dev  # the loom Python module (docs/python.md)
 )
 missing=()
 for p in "${PKGS[@]}"; do
