@@ -169,7 +169,7 @@ CallOptions call_options(py::object src, py::object tgt, py::object beam_size, p
 }  // namespace
 
 PYBIND11_MODULE(loom, m) {
-  m.doc() = "loom: translate text and datasets with HF Marian / NLLB / M2M100 checkpoints (CPU).";
+  m.doc() = "loom: translate text and datasets with HF Marian / NLLB-200 checkpoints or loom models (CPU).";
   static py::exception<loom::Error> error(m, "Error", PyExc_RuntimeError);
   py::register_exception_translator([](std::exception_ptr p) {
     try {
