@@ -99,4 +99,11 @@ void add_eval_passkey(CLI::App& eval);
 /// memory state carried.
 void add_generate(CLI::App& app);
 
+/// `loom serve --model NAME=DIR|ID ... [--host 127.0.0.1] [--port 8080] [--api-key KEY]
+/// [--max-body-bytes N] [--max-input-tokens N] [--max-queued N] [--timeout S]`: the
+/// OpenAI-compatible HTTP server (loom::serve::Server): /v1/translations, /v1/models, /health,
+/// /metrics and the web page at /. Prints "loom serve: listening on http://HOST:PORT" to stderr
+/// once bound; SIGINT/SIGTERM stop it cleanly.
+void add_serve(CLI::App& app);
+
 }  // namespace loom::cli
