@@ -18,7 +18,10 @@ PKGS=(
   libcli11-dev            # command line
   libspdlog-dev libfmt-dev
   libcurl4-openssl-dev    # loom download (HTTPS)
-  libcpp-httplib-dev      # local hub server in tests
+  libcpp-httplib-dev      # loom serve (HTTP server) and the local hub server in tests
+  nodejs npm              # real-client tests of loom serve (openai, puppeteer-core from tests/package.json)
+  chromium                # browser test of loom serve's web page (headless, puppeteer-core)
+  fonts-wqy-microhei      # CJK glyphs in that browser's screenshots
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev  # libFuzzer targets and sanitizers (optional builds)
   python3                 # test helpers (kill/resume driver)

@@ -106,5 +106,11 @@ void add_generate(CLI::App& app);
 /// `eval --qa FILE|BEIR_DIR [--docs FILE] [--index DIR] [--mode bm25,dense,hybrid] [--embed DIR]
 /// [--json]`: recall@k, MRR@10, nDCG@10, extractive EM/F1 (rag::evaluate).
 void add_rag(CLI::App& app);
+/// `loom serve --model NAME=DIR|ID ... [--host 127.0.0.1] [--port 8080] [--api-key KEY]
+/// [--max-body-bytes N] [--max-input-tokens N] [--max-queued N] [--timeout S]`: the
+/// OpenAI-compatible HTTP server (loom::serve::Server): /v1/translations, /v1/models, /health,
+/// /metrics and the web page at /. Prints "loom serve: listening on http://HOST:PORT" to stderr
+/// once bound; SIGINT/SIGTERM stop it cleanly.
+void add_serve(CLI::App& app);
 
 }  // namespace loom::cli
