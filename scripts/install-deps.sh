@@ -10,7 +10,7 @@ PKGS=(
   libgloo-dev             # headers of c10d::ProcessGroupGloo (data-parallel training)
   libsentencepiece-dev    # Marian / NLLB tokenizers
   libfaiss-dev            # approximate kNN search of the Memorizing Transformer memory; rag vectors
-  libicu-dev              # rag: BERT tokenizer Unicode rules, sentence / word breaks
+  libicu-dev              # Unicode: BPE regexes and normalization, BERT tokenizer, sentence / word breaks
   libsqlite3-dev          # rag: document store + FTS5 BM25 index
   libgumbo-dev            # rag: HTML text extraction
   libpoppler-cpp-dev      # rag: PDF text extraction
