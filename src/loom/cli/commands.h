@@ -99,4 +99,18 @@ void add_eval_passkey(CLI::App& eval);
 /// memory state carried.
 void add_generate(CLI::App& app);
 
+/// `loom rag ingest|search|ask|eval` (src/loom/cli/rag.cc): `ingest --index DIR FILES|DIRS
+/// [--embed DIR] [--max-tokens N] [--overlap N] [--text-field F] [--prune]` (rag::ingest);
+/// `search --index DIR QUESTION [-k N] [--mode bm25|dense|hybrid] [--where FILTER] [--json]`;
+/// `ask` (same options): extractive answer with [n] citations and the numbered sources;
+/// `eval --qa FILE|BEIR_DIR [--docs FILE] [--index DIR] [--mode bm25,dense,hybrid] [--embed DIR]
+/// [--json]`: recall@k, MRR@10, nDCG@10, extractive EM/F1 (rag::evaluate).
+void add_rag(CLI::App& app);
+/// `loom serve --model NAME=DIR|ID ... [--host 127.0.0.1] [--port 8080] [--api-key KEY]
+/// [--max-body-bytes N] [--max-input-tokens N] [--max-queued N] [--timeout S]`: the
+/// OpenAI-compatible HTTP server (loom::serve::Server): /v1/translations, /v1/models, /health,
+/// /metrics and the web page at /. Prints "loom serve: listening on http://HOST:PORT" to stderr
+/// once bound; SIGINT/SIGTERM stop it cleanly.
+void add_serve(CLI::App& app);
+
 }  // namespace loom::cli
