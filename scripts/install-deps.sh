@@ -19,6 +19,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev  # libFuzzer targets and sanitizers (optional builds)
   python3                 # test helpers (kill/resume driver)
+  tmux                    # loom chat is tested in a tmux pane (send keys, read the pane)
 )
 missing=()
 for p in "${PKGS[@]}"; do
