@@ -98,5 +98,6 @@ void add_eval_passkey(CLI::App& eval);
 /// soon as it is produced (loom::generate::generate_lm); a long prompt is fed in chunks with the
 /// memory state carried.
 void add_generate(CLI::App& app);
+void add_chat(CLI::App& app);
 
 }  // namespace loom::cli
