@@ -9,17 +9,21 @@ PKGS=(
   libtorch-dev            # tensors, autograd, optimizers (libtorch 1.13, CPU)
   libgloo-dev             # headers of c10d::ProcessGroupGloo (data-parallel training)
   libsentencepiece-dev    # Marian / NLLB tokenizers
-  libfaiss-dev            # approximate kNN search of the Memorizing Transformer memory
+  libfaiss-dev            # approximate kNN search of the Memorizing Transformer memory; rag vectors
+  libicu-dev              # Unicode: BPE regexes and normalization, BERT tokenizer, sentence / word breaks
+  libsqlite3-dev          # rag: document store + FTS5 BM25 index
+  libgumbo-dev            # rag: HTML text extraction
+  libpoppler-cpp-dev      # rag: PDF text extraction
   nlohmann-json3-dev      # config.json, JSONL, safetensors headers
   libcli11-dev            # command line
   libspdlog-dev libfmt-dev
-  libicu-dev              # byte-level BPE tokenizer: Unicode regexes and normalization
   libcurl4-openssl-dev    # loom download (HTTPS)
   libcpp-httplib-dev      # local hub server in tests
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev  # libFuzzer targets and sanitizers (optional builds)
   python3                 # test helpers (kill/resume driver)
   tmux                    # loom chat is tested in a tmux pane (send keys, read the pane)
+  python3-dev pybind11-dev  # the loom Python module (docs/python.md)
 )
 missing=()
 for p in "${PKGS[@]}"; do
