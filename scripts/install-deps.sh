@@ -24,6 +24,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev  # libFuzzer targets and sanitizers (optional builds)
   python3                 # test helpers (kill/resume driver)
+  tmux                    # loom chat is tested in a tmux pane (send keys, read the pane)
   python3-dev pybind11-dev  # the loom Python module (docs/python.md)
 )
 missing=()

@@ -98,6 +98,7 @@ void add_eval_passkey(CLI::App& eval);
 /// soon as it is produced (loom::generate::generate_lm); a long prompt is fed in chunks with the
 /// memory state carried.
 void add_generate(CLI::App& app);
+void add_chat(CLI::App& app);
 
 /// `loom rag ingest|search|ask|eval` (src/loom/cli/rag.cc): `ingest --index DIR FILES|DIRS
 /// [--embed DIR] [--max-tokens N] [--overlap N] [--text-field F] [--prune]` (rag::ingest);
