@@ -26,7 +26,9 @@ int main(int argc, char** argv) {
   loom::cli::add_eval(app);
   loom::cli::add_train(app);
   loom::cli::add_generate(app);
+  loom::cli::add_chat(app);
   loom::cli::add_rag(app);
+  loom::cli::add_serve(app);
   // Every floating-point option of every command must be a finite number (CLI11 would accept
   // "nan" and "inf", which pass range checks).
   const CLI::Validator finite(

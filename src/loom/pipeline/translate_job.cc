@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -151,6 +152,10 @@ ResolvedOptions resolve(const TranslateJobOptions& o) {
   if (o.checkpoint_rows < 1) fail(Where{"", 0, "checkpoint_rows"}, "must be >= 1, got {}", o.checkpoint_rows);
   if (!(o.checkpoint_seconds > 0) || !std::isfinite(o.checkpoint_seconds))
     fail(Where{"", 0, "checkpoint_seconds"}, "must be a positive number of seconds, got {}", o.checkpoint_seconds);
+  if ((o.n_best > 1 || o.with_scores || o.meta) && r.format != RowFormat::kJsonl)
+    fail(Where{"", 0, o.n_best > 1 ? "n_best" : o.with_scores ? "with_scores" : "meta"},
+         "n-best lists, scores and row diagnostics are written into JSONL rows; give a JSONL input (--format jsonl)");
+  if (o.n_best < 1) fail(Where{"", 0, "n_best"}, "must be >= 1, got {}", o.n_best);
   if (o.chunk_rows < 1) fail(Where{"", 0, "chunk_rows"}, "chunk_rows must be >= 1, got {}", o.chunk_rows);
   if (o.max_line_bytes < 1) fail(Where{"", 0, "max_line_bytes"}, "max_line_bytes must be >= 1");
   return r;
@@ -171,6 +176,9 @@ nlohmann::ordered_json output_options(const TranslateJobOptions& o, const Resolv
   j["max_line_bytes"] = o.max_line_bytes;
   j["engine_id"] = o.engine_id;
   j["model_fingerprint"] = o.model_fingerprint;
+  if (o.n_best > 1) j["n_best"] = o.n_best;  // only when set: older state files stay resumable
+  if (o.with_scores) j["with_scores"] = true;
+  if (o.meta) j["meta"] = true;
   return j;
 }
 
@@ -335,6 +343,7 @@ struct RowWork {
   io::RawObject obj;   ///< JSONL: its members
   std::string terminator;  ///< TXT: the input line's terminator
   std::vector<FieldWork> fields;
+  int64_t line = 0;        ///< input line number (for meta)
 };
 
 class Job {
@@ -366,6 +375,10 @@ class Job {
   void add_segments(FieldWork& f, std::string_view text);
   void reject(const io::RawLine& line, const BadRow& bad);
   void translate_and_write(std::vector<RowWork>& rows);
+  /// Appends the n-best / score / loom_meta members of row w (as `,"key":value` JSON text) to
+  /// `appended`; `first_member` says whether the row has no member before them.
+  void add_extras(RowWork& w, const std::vector<SegmentResult>& details, std::string& appended,
+                  bool& first_member) const;
   std::string counters_text() const;
 
   const TranslateJobOptions& o_;
@@ -636,6 +649,7 @@ std::optional<Job::BadRow> Job::prepare(const io::RawLine& line, RowWork& work) 
   work.raw = line.text;
   work.terminator = line.terminator.empty() ? "\n" : line.terminator;
   work.kind = RowWork::kJsonl;
+  work.line = line.line;
   const std::size_t batch_start = batch_.size();
   for (const std::string& key : o_.fields) {
     const io::RawMember* m = work.obj.find(key);
@@ -696,10 +710,59 @@ void Job::reject(const io::RawLine& line, const BadRow& bad) {
   ++st_.rejects;
 }
 
+void Job::add_extras(RowWork& w, const std::vector<SegmentResult>& details, std::string& appended,
+                     bool& first_member) const {
+  const auto add = [&](const std::string& key, const nlohmann::ordered_json& value) {
+    appended += first_member ? "" : ",";
+    appended += io::encode_json_string(key) + ":" + value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    first_member = false;
+  };
+  nlohmann::ordered_json meta = {{"line", w.line}, {"segments", 0}, {"copied", 0}, {"split", 0},
+                                 {"capped", 0}, {"source_tokens", 0}, {"target_tokens", 0}};
+  const auto number = [](double x) { return std::isnan(x) ? nlohmann::ordered_json() : nlohmann::ordered_json(x); };
+  for (const FieldWork& f : w.fields) {
+    const SegmentResult* mine = details.data() + f.first;
+    if (o_.n_best > 1) {
+      nlohmann::ordered_json list = nlohmann::ordered_json::array(), scores = nlohmann::ordered_json::array();
+      for (int64_t k = 0; !f.is_null && k < o_.n_best; ++k) {
+        double score = 0;
+        list.push_back(reassemble_kth(f.segments, mine, f.count, static_cast<std::size_t>(k), &score));
+        scores.push_back(number(score));
+      }
+      add(f.target + "_nbest", f.is_null ? nlohmann::ordered_json() : list);
+      if (o_.with_scores) add(f.target + "_nbest_scores", f.is_null ? nlohmann::ordered_json() : scores);
+    }
+    if (o_.with_scores) {
+      double score = 0;
+      if (!f.is_null) reassemble_kth(f.segments, mine, f.count, 0, &score);
+      add(f.target + "_score", f.is_null ? nlohmann::ordered_json() : number(score));
+    }
+    meta["segments"] = meta["segments"].get<int64_t>() + static_cast<int64_t>(f.count);
+    meta["copied"] = meta["copied"].get<int64_t>() + static_cast<int64_t>(f.segments.size() - f.count);
+    for (std::size_t i = 0; i < f.count; ++i) {
+      meta["split"] = meta["split"].get<int64_t>() + (mine[i].split ? 1 : 0);
+      meta["capped"] = meta["capped"].get<int64_t>() + (mine[i].capped ? 1 : 0);
+      meta["source_tokens"] = meta["source_tokens"].get<int64_t>() + mine[i].source_tokens;
+      meta["target_tokens"] = meta["target_tokens"].get<int64_t>() + mine[i].target_tokens;
+    }
+  }
+  if (o_.meta) add("loom_meta", meta);
+}
+
 void Job::translate_and_write(std::vector<RowWork>& rows) {
   std::vector<std::string> translations;
+  std::vector<SegmentResult> details;
+  const bool detailed = o_.n_best > 1 || o_.with_scores || o_.meta;
   if (!batch_.empty()) {
-    translations = t_.translate(batch_);
+    if (detailed) {
+      details = t_.translate_detailed(batch_);
+      for (SegmentResult& d : details) {
+        if (d.hypotheses.empty()) fail("translator returned a segment without a translation");
+        translations.push_back(d.hypotheses.front());
+      }
+    } else {
+      translations = t_.translate(batch_);
+    }
     ++st_.translate_calls;
     if (translations.size() != batch_.size())
       fail("translator returned {} translations for {} segments", translations.size(), batch_.size());
@@ -786,6 +849,7 @@ void Job::translate_and_write(std::vector<RowWork>& rows) {
             first_member = false;
           }
         }
+        if (detailed) add_extras(w, details, appended, first_member);
         std::sort(replace.begin(), replace.end(),
                   [](const auto& a, const auto& b) { return a.first->value_begin < b.first->value_begin; });
         std::size_t pos = 0;
@@ -928,6 +992,29 @@ SegmentMode parse_segment_mode(const std::string& s) {
   if (l == "sentence") return SegmentMode::kSentence;
   if (l == "line") return SegmentMode::kLine;
   fail(Where{"", 0, "segment"}, "unknown segment mode '{}' (expected sentence or line)", s);
+}
+
+std::string reassemble_kth(const std::vector<text::Segment>& segments, const SegmentResult* r, std::size_t count,
+                           std::size_t k, double* score) {
+  std::vector<std::string> mine;
+  double sum = 0;
+  bool scored = count > 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (r[i].hypotheses.empty()) fail("translator returned a segment without a translation");
+    const std::size_t kk = std::min(k, r[i].hypotheses.size() - 1);
+    mine.push_back(r[i].hypotheses[kk]);
+    if (kk < r[i].scores.size()) sum += r[i].scores[kk];
+    else scored = false;
+  }
+  if (score != nullptr) *score = scored ? sum / static_cast<double>(count) : std::nan("");
+  return text::reassemble(segments, mine);
+}
+
+std::vector<SegmentResult> SegmentTranslator::translate_detailed(const std::vector<std::string>& segments) {
+  std::vector<std::string> t = translate(segments);
+  std::vector<SegmentResult> out(t.size());
+  for (std::size_t i = 0; i < t.size(); ++i) out[i].hypotheses.push_back(std::move(t[i]));
+  return out;
 }
 
 RowFormat parse_row_format(const std::string& s) {

@@ -38,7 +38,18 @@
 #include <string>
 #include <vector>
 
+#include "loom/text/segment.h"
+
 namespace loom::pipeline {
+
+/// One segment's translation with the extras that n_best, with_scores and meta ask for.
+struct SegmentResult {
+  std::vector<std::string> hypotheses;  ///< best first; at least one
+  std::vector<float> scores;            ///< scores[k] of hypotheses[k] (empty if the engine has none)
+  bool split = false;                   ///< too long for the model: translated in parts
+  bool capped = false;                  ///< stopped by the length limit, not by end-of-sentence
+  int64_t source_tokens = 0, target_tokens = 0;
+};
 
 /// What the job needs from the translation engine. Implemented by the real model translator
 /// (and by fakes in tests).
@@ -50,6 +61,9 @@ class SegmentTranslator {
   /// size is a loom::Error; exceptions propagate and stop the job (resumable from the last
   /// checkpoint).
   virtual std::vector<std::string> translate(const std::vector<std::string>& segments) = 0;
+  /// The same with n-best lists, scores and diagnostics (used when the job's n_best > 1,
+  /// with_scores or meta is set). Default: translate() with one hypothesis and no scores.
+  virtual std::vector<SegmentResult> translate_detailed(const std::vector<std::string>& segments);
   /// Target tokens produced so far (for tokens/s in progress).
   virtual int64_t target_tokens() const { return 0; }
   /// A one-line stats summary, appended to the job's summary line when not empty.
@@ -113,6 +127,13 @@ struct TranslateJobOptions {
   bool txt_markdown = false;          ///< TXT lines are Markdown too (default: plain text)
   SegmentMode segment = SegmentMode::kSentence;  ///< what one engine input is
 
+  /// JSONL extras (need JSONL rows; each listed field's target key T gets):
+  int64_t n_best = 1;        ///< > 1: "T_nbest": [n_best strings, best first] (hypothesis k of every segment)
+  bool with_scores = false;  ///< "T_score": mean score of its segments' best hypotheses (null if none);
+                             ///< with n_best > 1 also "T_nbest_scores"
+  bool meta = false;         ///< "loom_meta": {"line", "segments", "copied", "split", "capped",
+                             ///< "source_tokens", "target_tokens"} summed over the row's fields
+
   std::string engine_id;  ///< what else fixes the output (model, beam size, ...); checked on resume
   std::string model_fingerprint;  ///< the model files' content (io::model_fingerprint); a resume
                                   ///< with other content is refused
@@ -146,6 +167,13 @@ struct TranslateJobStats {
   bool stopped = false;         ///< *options.stop ended the job early (checkpointed, resumable)
   std::string output_path;      ///< the output file actually written (after shard naming)
 };
+
+/// Text of hypothesis k of a field whose translate segments have the results r[0..count): the
+/// segments reassembled (text::reassemble) with each segment's k-th hypothesis (its last when it
+/// has fewer). *score (if not null) = mean of those hypotheses' scores, NaN when count is 0 or
+/// the engine gave no scores.
+std::string reassemble_kth(const std::vector<text::Segment>& segments, const SegmentResult* r, std::size_t count,
+                           std::size_t k, double* score);
 
 /// Output path of shard index of count: "-" stays "-"; count 1 keeps path; "{shard}" in path
 /// is replaced by index; otherwise ".{index:05}-of-{count:05}" goes before the extension
