@@ -20,6 +20,7 @@
 #include "loom/io/model_fingerprint.h"
 #include "loom/pipeline/translate_job.h"
 #include "loom/pipeline/translation_engine.h"
+#include "loom/text/seq2seq_tokenizer.h"
 
 namespace loom::cli {
 namespace {
