@@ -1,5 +1,6 @@
 #include "loom/pipeline/translation_engine.h"
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 
@@ -48,7 +49,7 @@ void TranslationEngine::configure(const EngineOptions& a) {
   } else {
     double ca = 0, cb = 0;
     char extra = 0;
-    if (std::sscanf(a.length_cap.c_str(), "%lf,%lf%c", &ca, &cb, &extra) != 2 || ca < 0 || cb < 1) {
+    if (std::sscanf(a.length_cap.c_str(), "%lf,%lf%c", &ca, &cb, &extra) != 2 || !std::isfinite(ca) || !std::isfinite(cb) || ca < 0 || cb < 1) {
       fail(Where{"", 0, "length_cap"}, "'{}' is not A,B with A >= 0 and B >= 1", a.length_cap);
     }
     gen.max_new_tokens_a = ca;
