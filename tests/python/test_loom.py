@@ -52,7 +52,8 @@ class CliParity(unittest.TestCase):
         self.check(NLLB, ["--src", "eng_Latn", "--tgt", "zho_Hans", "--beam", "2"],
                    {"beam_size": 2}, init={"src": "eng_Latn", "tgt": "zho_Hans"})
         self.check(NLLB, ["--src", "eng_Latn", "--tgt", "fra_Latn", "--beam", "1"],
-                   {"beam_size": 1, "src": "eng_Latn", "tgt": "fra_Latn"})
+                   {"beam_size": 1, "src": "eng_Latn", "tgt": "fra_Latn"},
+                   init={"src": "eng_Latn", "tgt": "zho_Hans"})  # NLLB needs languages at load
 
     def test_sampling_matches_cli(self):
         self.check(MARIAN, ["--sample", "--seed", "3", "--top-k", "20"], {"sample": True, "seed": 3, "top_k": 20})

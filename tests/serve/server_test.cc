@@ -318,7 +318,9 @@ TEST(ServeServer, ClientDisconnectCancelsTheRequest) {
 }
 
 // Parity with `loom translate` through both binaries: the server's translation of each line
-// equals the line `loom translate` writes for it (default beam and with beam 1).
+// ("format": "text") equals the line `loom translate` writes for it from a TXT file, which is
+// plain text by default (default beam and with beam 1). Markdown-format parity (the job's
+// re-joining of sentences cut at inline code / URLs) is not yet shared with the server.
 TEST(ServeServer, BinaryMatchesLoomTranslate) {
   TempDir dir;
   const std::vector<std::string> lines = {"Hello world.", "The weather is nice today. Let us go for a walk!",
@@ -349,7 +351,7 @@ TEST(ServeServer, BinaryMatchesLoomTranslate) {
     ASSERT_EQ(r.code, 0) << r.err;
     const auto expected = loom_test::lines_of(loom_test::slurp(dir.path() / ("out" + beam + ".txt")));
     ASSERT_EQ(expected.size(), lines.size());
-    json req = {{"model", "mt"}, {"input", lines}};
+    json req = {{"model", "mt"}, {"input", lines}, {"format", "text"}};
     if (!beam.empty()) req["beam_size"] = std::stoi(beam);
     auto res = c.Post("/v1/translations", req.dump(), "application/json");
     ASSERT_TRUE(res);
