@@ -63,6 +63,10 @@ int64_t sample_next(const torch::Tensor& logits_in, const std::vector<int64_t>& 
   apply_top_k(logits, o.top_k);
   apply_top_p(logits, o.top_p);
   apply_min_p(logits, o.min_p);
+  return draw_from_logits(logits, rng);
+}
+
+int64_t draw_from_logits(const torch::Tensor& logits, std::mt19937_64& rng) {
   auto probs = torch::softmax(logits.to(torch::kDouble), 0);
   auto p = probs.accessor<double, 1>();
   const double u = static_cast<double>(rng() >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)

@@ -45,6 +45,11 @@ void apply_top_p(torch::Tensor& logits, double top_p);
 /// min_p <= 0 is a no-op.
 void apply_min_p(torch::Tensor& logits, double min_p);
 
+/// Draws a token id from softmax(logits) for filtered logits [V] (-inf = excluded) by inverse
+/// CDF in float64 with exactly one rng() call (53 random bits); tokens of probability 0 are never
+/// drawn. Shared by LM sampling (sample_next) and translation sampling (generate/search).
+int64_t draw_from_logits(const torch::Tensor& logits, std::mt19937_64& rng);
+
 /// Picks the next token from logits [V]: repetition penalty (over `context`), then greedy
 /// argmax (temperature 0) or temperature, top-k, top-p, min-p and a draw from softmax with `rng`
 /// (one rng() call per draw). Does not modify the caller's tensor.

@@ -153,18 +153,7 @@ int64_t draw_token(const torch::Tensor& row_scores, const GenerationOptions& o, 
   logits.div_(o.temperature);
   apply_top_k(logits, o.top_k);
   apply_top_p(logits, o.top_p);
-  auto probs = torch::softmax(logits.to(torch::kDouble), 0);
-  auto p = probs.accessor<double, 1>();
-  const double u = static_cast<double>(rng() >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)
-  double c = 0;
-  int64_t last = 0;
-  for (int64_t i = 0; i < probs.size(0); ++i) {
-    if (!(p[i] > 0)) continue;
-    last = i;
-    c += p[i];
-    if (u < c) return i;
-  }
-  return last;  // rounding: u beyond the summed mass
+  return draw_from_logits(logits, rng);
 }
 
 // Seed of a sentence's sampler: FNV-1a 64 over the seed and the source token ids.
