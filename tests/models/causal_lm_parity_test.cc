@@ -1,6 +1,7 @@
 // HF parity of models::CausalLM and generate::Sequence / generate_batch on the tiny Gemma and
 // Gemma2 checkpoints of tests/data/hf-tiny (reference.json written by transformers 4.46.3).
 #include <gtest/gtest.h>
+#include "support/paths.h"
 
 #include <cmath>
 

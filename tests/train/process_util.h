@@ -4,6 +4,7 @@
 #pragma once
 
 #include <signal.h>
+#include "support/paths.h"
 #include <sys/wait.h>
 #include <unistd.h>
 
