@@ -417,6 +417,17 @@ TEST(Hub, ResumesAPartialFileWithARangeRequest) {
   EXPECT_EQ(slurp(snap + "/model.safetensors"), full);
   EXPECT_FALSE(fs::exists(part));
   expect_hub_layout(cache.path / "models--org--name", kSha);
+
+  // Killed after the last byte but before the rename: the complete .incomplete file is checked
+  // and renamed without asking for bytes past its end.
+  const fs::path blob = cache.path / "models--org--name" / "blobs" / etag;
+  fs::rename(blob, part);
+  fs::remove(fs::path(snap) / "model.safetensors");
+  hub.clear();
+  EXPECT_EQ(download_model("org/name", opts), snap);
+  EXPECT_EQ(slurp(snap + "/model.safetensors"), full);
+  for (const auto& r : hub.requests()) EXPECT_EQ(r.find("/cdn/"), std::string::npos) << r;
+  EXPECT_EQ(hub.ranges().size(), 1u);
 }
 
 TEST(Hub, Sha256MismatchIsRefusedAndNothingIsKept) {

@@ -100,7 +100,7 @@ TEST(TorchPickle, ParsesAMinimalStateDict) {
   EXPECT_EQ(t.name, "w");
   EXPECT_EQ(t.storage_key, "0");
   EXPECT_EQ(t.dtype, DType::F32);
-  EXPECT_EQ(t.storage_numel, 6u);
+  EXPECT_EQ(t.storage_numel, 7u);
   EXPECT_EQ(t.offset, 1);
   EXPECT_EQ(t.sizes, (std::vector<int64_t>{2, 3}));
   EXPECT_EQ(t.strides, (std::vector<int64_t>{1, 2}));  // last element: 1 + 1*1 + 2*2 = 6 < 7

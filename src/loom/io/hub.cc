@@ -494,12 +494,27 @@ std::string download_model(const std::string& id, const DownloadOptions& opts) {
         fail(Where{part, 0, ""}, "cannot open: {}", std::strerror(errno));
       }
       struct stat st {};
-      const int64_t have = ::fstat(fd, &st) == 0 ? static_cast<int64_t>(st.st_size) : 0;
+      int64_t have = ::fstat(fd, &st) == 0 ? static_cast<int64_t>(st.st_size) : 0;
+      // The file's size from the HEAD answer (X-Linked-Size on the Hub's redirect, else the
+      // Content-Length of a direct answer), so that a partial file that is in fact complete
+      // (killed before the rename) is not asked for past its end.
+      int64_t expected = -1;
+      const std::string size_text = head.status >= 300 && head.status < 400
+                                        ? header("x-linked-size")
+                                        : header("content-length");
+      if (!size_text.empty() && size_text.size() < 19 &&
+          size_text.find_first_not_of("0123456789") == std::string::npos)
+        expected = std::stoll(size_text);
+      if (expected >= 0 && have > expected) {  // longer than the file: start over
+        if (::ftruncate(fd, 0) != 0) fail(Where{part, 0, ""}, "cannot truncate: {}", std::strerror(errno));
+        have = 0;
+      }
       Sink fsink;
       fsink.file = out;
       Progress progress{fmt::format("[{}/{}] {}", i + 1, files.size(), f)};
       try {
-        http_get(url, token, fsink, show ? &progress : nullptr, hint, have);
+        if (!(expected > 0 && have == expected))
+          http_get(url, token, fsink, show ? &progress : nullptr, hint, have);
       } catch (...) {
         std::fclose(out);  // the partial file stays: the next run resumes it
         throw;
