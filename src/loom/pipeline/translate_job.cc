@@ -172,6 +172,8 @@ nlohmann::ordered_json output_options(const TranslateJobOptions& o, const Resolv
   j["markdown"] = o.markdown;
   j["txt_markdown"] = o.txt_markdown;
   j["segment"] = o.segment == SegmentMode::kLine ? "line" : "sentence";
+  // Sentence boundaries depend on the language (and came from other rules before ICU).
+  if (o.segment == SegmentMode::kSentence) j["sentences"] = "icu:" + (o.source_lang.empty() ? "en" : o.source_lang);
   j["overwrite_fields"] = o.overwrite_fields;
   j["max_line_bytes"] = o.max_line_bytes;
   j["engine_id"] = o.engine_id;
@@ -609,6 +611,7 @@ void Job::add_segments(FieldWork& f, std::string_view text) {
   } else {
     text::SegmentOptions opts;
     opts.markdown = r_.format == RowFormat::kTxt ? o_.txt_markdown : o_.markdown;
+    opts.language = o_.source_lang;
     f.segments = text::segment_text(text, opts);
     if (opts.markdown) f.units = join_inline_spans(f.segments);
   }
