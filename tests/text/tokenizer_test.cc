@@ -188,7 +188,8 @@ TEST(Seq2SeqTokenizer, LanguageValidationErrorsListValidCodes) {
   EXPECT_EQ(nllb->forced_bos_token_id(), 747);      // eng_Latn
 }
 
-// A single-pair Marian model without >>xx<< tokens accepts only "" or its target_lang.
+// A single-pair Marian model without >>xx<< tokens accepts only "" or its target_lang (in any
+// spelling of the same language and script).
 TEST(Seq2SeqTokenizer, SinglePairMarianRejectsOtherTargets) {
   fs::path dir = fs::temp_directory_path() / ("loom_marian_nocodes_" + std::to_string(::getpid()));
   fs::create_directories(dir);
@@ -202,7 +203,11 @@ TEST(Seq2SeqTokenizer, SinglePairMarianRejectsOtherTargets) {
     EXPECT_TRUE(tok.languages().empty());
     tok.set_languages("en", "zh");
     tok.set_languages("", "");
-    EXPECT_THROW(tok.set_languages("", "cmn_Hans"), Error);
+    // Other spellings of its one language are accepted (text/language_codes.h), others refused.
+    tok.set_languages("eng", "cmn_Hans");
+    tok.set_languages("en", "zho_Hans");
+    EXPECT_THROW(tok.set_languages("", "de"), Error);
+    EXPECT_THROW(tok.set_languages("", "zh-TW"), Error);  // another script
     EXPECT_THROW(tok.set_languages("fr", ""), Error);
   }
   fs::remove_all(dir);
