@@ -654,6 +654,25 @@ std::optional<Job::BadRow> Job::prepare(const io::RawLine& line, RowWork& work) 
   work.kind = RowWork::kJsonl;
   work.line = line.line;
   const std::size_t batch_start = batch_.size();
+  // Members that --n-best / --with-scores / --meta add must not exist already (a JSON object
+  // with a key twice loses one of them in most readers).
+  const auto extra_taken = [&](const std::string& key, const char* option) -> std::optional<BadRow> {
+    if (work.obj.find(key) == nullptr) return std::nullopt;
+    batch_.resize(batch_start);
+    return BadRow{fmt::format("the row already has the key '{}' that {} adds; remove it, or use another --suffix",
+                              key, option), Where{where.file, where.line, key}};
+  };
+  if (o_.meta)
+    if (auto bad = extra_taken("loom_meta", "--meta")) return bad;
+  for (const std::string& key : o_.fields) {
+    const std::string target = o_.in_place ? key : key + r_.suffix;
+    if (o_.n_best > 1)
+      if (auto bad = extra_taken(target + "_nbest", "--n-best")) return bad;
+    if (o_.n_best > 1 && o_.with_scores)
+      if (auto bad = extra_taken(target + "_nbest_scores", "--n-best with --with-scores")) return bad;
+    if (o_.with_scores)
+      if (auto bad = extra_taken(target + "_score", "--with-scores")) return bad;
+  }
   for (const std::string& key : o_.fields) {
     const io::RawMember* m = work.obj.find(key);
     const Where at{where.file, where.line, key};
