@@ -76,6 +76,16 @@ TEST(SentenceBreak, GermanAbbreviations) {
   EXPECT_EQ(sentences("Das ist usw. Etwas.", "de"), (V{"Das ist usw. Etwas."}));
 }
 
+TEST(SentenceBreak, TatoebaLinesWhereUax29AloneIsWrong) {
+  // data/tatoeba-cmn/cmn.txt: "OK." is in ICU's English abbreviation list but ends sentences.
+  EXPECT_EQ(sentences("I'm OK. I agree.", "en"), (V{"I'm OK.", "I agree."}));
+  // Dialogue: ICU puts the boundary after the next opening bracket / quote.
+  EXPECT_EQ(sentences("「你几岁？」「我十六岁。」", "zh"), (V{"「你几岁？」", "「我十六岁。」"}));
+  EXPECT_EQ(sentences("\"几点了?\"\"10点半了。\"", "zh"), (V{"\"几点了?\"", "\"10点半了。\""}));
+  // A lower-case Latin word after 。 starts a new sentence.
+  EXPECT_EQ(sentences("你漏写了一个撇号。it's和its是有分别的。", "zh"), (V{"你漏写了一个撇号。", "it's和its是有分别的。"}));
+}
+
 TEST(SentenceBreak, LocaleOfALanguageCode) {
   EXPECT_EQ(SentenceSplitter("").locale(), "en");
   EXPECT_EQ(SentenceSplitter("deu_Latn").locale(), "de");

@@ -53,6 +53,17 @@ const char* const kEnglish[] = {
     "al", "ca", "viz", "Messrs", "Mme", "Mlle", "Supt", "Insp", "Det", "Pres", "Esq", "Op", "Nos", "fig", "vol",
     "ed", "eq", "Eq", "sec", "Sec", "est", "incl", "dept", "gov", "Ph", "Mssrs"};
 
+/// Entries of ICU's English list that are also words ending many sentences ("I'm OK.", "Log
+/// in.", "Let's go."): not treated as abbreviations.
+bool is_english_word(const std::string& a) {
+  static const std::unordered_set<std::string> kWords = {
+      "OK", "Ok", "Is", "In", "On", "To", "Go", "As", "By", "Up", "All", "Job", "Joe", "Long", "Hat", "Link", "Or",
+      "Id", "Do", "Act", "Var", "Cont", "Card", "Jam", "Mart", "Diff", "Lib", "Pro", "Min", "Est", "Num", "Misc",
+      "Exec", "exec", "Def", "Adv", "Comm", "Lev", "Fri", "Yr", "AA", "AB", "AD", "PC", "PP", "VS", "DC", "MR",
+      "Ex", "Cap"};
+  return kWords.count(a) > 0;
+}
+
 /// loom's German additions to ICU's German list (which has "Dr." "Nr." "vgl." "z.B." but not these).
 const char* const kGerman[] = {"bzw", "usw", "ca", "sog", "etc", "Mio", "Mrd", "Tel", "inkl", "zzgl", "ebd", "Jh"};
 
@@ -132,7 +143,8 @@ const LocaleData& locale_data(const std::string& locale) {
       st = U_ZERO_ERROR;
       slot->prototype.reset(icu::BreakIterator::createSentenceInstance(icu::Locale::getRoot(), st));
     }
-    for (auto& a : icu_suppressions(locale)) slot->abbreviations.insert(std::move(a));
+    for (auto& a : icu_suppressions(locale))
+      if (!(locale == "en" && is_english_word(a))) slot->abbreviations.insert(std::move(a));
     if (locale == "en")
       for (const char* a : kEnglish) slot->abbreviations.insert(a);
     if (locale == "de")
@@ -220,6 +232,12 @@ std::vector<std::size_t> SentenceSplitter::boundaries(std::string_view s) {
   cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
 
   for (std::size_t p : cand) {
+    // UAX #29 counts opening brackets as "Close" too: in 「你几岁？」「我十六岁。」 ICU breaks after the
+    // second 「. The boundary goes before such openers; in ?"" before the second quote.
+    while (p > 0 && u_charType(static_cast<UChar32>(decode_at(s, prev_start(s, p)).cp)) == U_START_PUNCTUATION)
+      p = prev_start(s, p);
+    if (p >= 2 && s[p - 1] == '"' && s[p - 2] == '"') --p;
+    if (p == 0) continue;
     // Walk back over the whitespace and closers before p to the terminator group.
     std::size_t e = p;
     while (e > 0 && is_space_cp(decode_at(s, prev_start(s, e)).cp)) e = prev_start(s, e);
@@ -256,8 +274,11 @@ std::vector<std::size_t> SentenceSplitter::boundaries(std::string_view s) {
     if (ellipsis || dots >= 2) continue;  // "Well... Maybe" stays one segment
     // A lower-case word after ? or ! continues the sentence ("“Really?” she asked"); UAX #29
     // does this for '.' only.
-    if (q < s.size() && u_islower(static_cast<UChar32>(decode_at(s, q).cp))) continue;
-    if (cjk && closers && !spaced && q == p) continue;  // 「こんにちは。」と言った
+    if (!cjk && q < s.size() && u_islower(static_cast<UChar32>(decode_at(s, q).cp))) continue;
+    // 「こんにちは。」と言った, but 「你几岁？」「我十六岁。」 is two sentences.
+    if (cjk && closers && !spaced && q == p && q < s.size() &&
+        u_charType(static_cast<UChar32>(decode_at(s, q).cp)) != U_START_PUNCTUATION && s[q] != '"')
+      continue;
     if (dots == 1 && !other && !closers) {
       const std::size_t dot = g - 1;
       const char32_t next = q < s.size() ? decode_at(s, q).cp : 0;

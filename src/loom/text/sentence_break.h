@@ -10,6 +10,9 @@
 //    language is English or not given) or German additions ("bzw." "usw." "ca."). Matching is whole-word and case-sensitive: ICU's own
 //    FilteredBreakIterator matches suffixes in ICU 72 ("sehr." ends with German "hr."), so loom
 //    does not use it. "No." "Nr." "Art." "p." "Ch." count only before a digit.
+//    ICU's English entries that are also common words ("OK." "In." "Go.") are not used.
+//  - Dialogue: the boundary goes before an opening bracket/quote that UAX #29 counts as closing
+//    (「你几岁？」|「我十六岁。」, "几点了?"|"10点半了。").
 //  - No boundary after a single letter and '.' (initials "J. K. Rowling", German "z. B."), after a
 //    dotted acronym ("e.g." "Ph.D."), after an ellipsis ("..." "…"), nor after 。！？ plus a closing
 //    quote when no whitespace follows (「こんにちは。」と言った).
@@ -17,7 +20,7 @@
 //    said"), which UAX #29 rule SB8 joins because a lower-case word follows later, unless the
 //    word before is an abbreviation ("No. 5").
 //  - No boundary before a lower-case letter after ? or ! ("“Really?” she asked"), as UAX #29
-//    already does after '.'.
+//    already does after '.' (after 。！？ a Latin lower-case word does start a sentence).
 //  - Markdown emphasis closers ("**Bold.** Next", "_Yes._ No") stay with the sentence before.
 // Linear in the text size.
 #pragma once
