@@ -43,6 +43,11 @@ TEST(LanguageCodes, MatchesMarianCodes) {
   EXPECT_EQ(match_language_code("cmn_Hant", codes), "cmn_Hant");  // exact
   EXPECT_FALSE(match_language_code("fr", codes));
   EXPECT_FALSE(match_language_code("klingon", codes));
+  // opus-mt-en-zh has both >>cmn<< and >>cmn_Hans<<: the one that writes the script out.
+  const std::vector<std::string> opus = {"cmn", "cmn_Hans", "cmn_Hant", "yue", "yue_Hans", "yue_Hant"};
+  EXPECT_EQ(match_language_code("zho", opus), "cmn_Hans");
+  EXPECT_EQ(match_language_code("zh-TW", opus), "cmn_Hant");
+  EXPECT_EQ(match_language_code("cmn", opus), "cmn");  // exact
 }
 
 TEST(LanguageCodes, MatchesNllbCodes) {

@@ -108,6 +108,15 @@ std::optional<std::string> match_language_code(std::string_view code, const std:
       if (lower(subtags(m)[0]) == iso) own.push_back(m);
     if (own.size() == 1) return own[0];
   }
+  // The code that writes the script out (opus-mt has both ">>cmn<<" and ">>cmn_Hans<<"; its
+  // model card documents the latter).
+  std::vector<std::string> scripted;
+  for (const std::string& m : pool) {
+    const auto tags = subtags(m);
+    if (std::any_of(tags.begin() + 1, tags.end(), [&](const std::string& t) { return lower(t) == lower(want.script); }))
+      scripted.push_back(m);
+  }
+  if (scripted.size() == 1) return scripted[0];
   fail(Where{"", 0, field}, "language '{}' is ambiguous for this model: it may mean {}; pass one of them", code,
        fmt::join(pool, ", "));
 }

@@ -31,7 +31,8 @@ LanguageTag normalize_language(std::string_view code);
 /// Which of the model's codes `code` means: the code itself if the model has it (exact match);
 /// else the model codes whose normalised language and script equal code's, narrowed by region,
 /// then to the one whose language subtag is the one written, then its ISO 639-3 form (NLLB
-/// "aka_Latn" for "ak", "twi_Latn" for "twi", although both normalise to "ak"). Returns nullopt when nothing matches; throws
+/// "aka_Latn" for "ak", "twi_Latn" for "twi", although both normalise to "ak"), then to the one
+/// that writes the script out (opus-mt "cmn_Hans" rather than "cmn" for "zh"). Returns nullopt when nothing matches; throws
 /// loom::Error (field `field`) when several codes match equally, naming them.
 std::optional<std::string> match_language_code(std::string_view code, const std::vector<std::string>& model_codes,
                                                const std::string& field = "language");
