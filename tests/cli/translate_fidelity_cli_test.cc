@@ -336,9 +336,12 @@ TEST(TranslateFidelityCli, LockHoldsForARelativeAndAnAbsoluteSpellingOfTheOutput
   std::filesystem::create_directory_symlink(dir.path(), dir / "alias");
   for (const std::string& other : {std::string("out.txt"), std::string("./alias/out.txt"), std::string("../") +
                                        dir.path().filename().string() + "/out.txt"}) {
-    const auto r = run_loom(translate_args({"--overwrite", "in.txt", other}), dir.path());
-    EXPECT_NE(r.code, 0) << other;
-    EXPECT_NE(r.err.find("another loom process"), std::string::npos) << other << ": " << r.err;
+    // Run from inside the job's directory, so "out.txt" and the other spellings are relative.
+    const int code = loom_test::wait_exit_code(loom_test::spawn_loom(
+        translate_args({"--overwrite", dir / "in.txt", other}), dir / "b.stdout", dir / "b.stderr", {}, dir.path()));
+    const std::string err = slurp(dir / "b.stderr");
+    EXPECT_NE(code, 0) << other;
+    EXPECT_NE(err.find("another loom process"), std::string::npos) << other << ": " << err;
   }
   ::kill(pid, SIGINT);
   loom_test::wait_exit_code(pid);
