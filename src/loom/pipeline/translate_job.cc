@@ -1054,6 +1054,31 @@ OnError parse_on_error(const std::string& s) {
   fail(Where{"", 0, "on_error"}, "unknown on-error policy '{}' (expected abort or skip)", s);
 }
 
+std::vector<std::string> parse_field_list(const std::string& s) {
+  std::vector<std::string> fields;
+  for (size_t b = 0; b <= s.size();) {
+    size_t e = s.find(',', b);
+    if (e == std::string::npos) e = s.size();
+    if (e > b) {
+      std::string field = s.substr(b, e - b);
+      if (std::find(fields.begin(), fields.end(), field) != fields.end())
+        fail(Where{"", 0, "--fields"}, "field '{}' is listed twice", field);
+      fields.push_back(std::move(field));
+    }
+    b = e + 1;
+  }
+  if (fields.empty()) fail(Where{"", 0, "--fields"}, "no field names given");
+  return fields;
+}
+
+std::pair<int, int> parse_shard_spec(const std::string& s) {
+  int i = -1, n = -1;
+  char extra = 0;
+  if (std::sscanf(s.c_str(), "%d/%d%c", &i, &n, &extra) != 2 || n < 1 || i < 0 || i >= n)
+    fail(Where{"", 0, "--shard"}, "'{}' is not I/N with 0 <= I < N", s);
+  return {i, n};
+}
+
 std::string shard_output_path(const std::string& path, int index, int count) {
   if (path == "-" || count <= 1) return path;
   const auto pos = path.find("{shard}");

@@ -36,6 +36,7 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "loom/text/segment.h"
@@ -95,6 +96,13 @@ enum class SegmentMode {
 
 /// Parses "sentence"/"line"; throws loom::Error otherwise.
 SegmentMode parse_segment_mode(const std::string& s);
+
+/// Parses --fields "a,b" into {"a", "b"} (empty items skipped); throws loom::Error (field
+/// --fields) for a name listed twice or no name at all.
+std::vector<std::string> parse_field_list(const std::string& s);
+
+/// Parses --shard "I/N" into {I, N}; throws loom::Error unless 0 <= I < N.
+std::pair<int, int> parse_shard_spec(const std::string& s);
 
 /// Everything `loom translate` passes to the job. Options that change the output bytes are
 /// stored in the state file and must match on resume.

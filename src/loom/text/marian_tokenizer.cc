@@ -10,47 +10,6 @@
 namespace loom::text {
 namespace {
 
-constexpr int64_t kMaxVocabId = 50'000'000;  // guards the id -> token table against hostile files
-
-// Reads a vocab.json (piece -> id); fills the id -> piece table.
-void load_vocab(const std::string& path, std::unordered_map<std::string, int64_t>& encoder,
-                std::vector<std::string>& decoder, std::vector<bool>& has) {
-  // Entries in file order (HF's id -> piece table {v: k} keeps the last piece of a duplicate id),
-  // collected with a parser callback (nlohmann::ordered_json would be quadratic on 65k keys).
-  std::vector<std::pair<std::string, nlohmann::json>> entries;
-  std::string key;
-  auto cb = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    if (depth == 1 && event == nlohmann::json::parse_event_t::key) key = parsed.get<std::string>();
-    if (depth == 1 && event == nlohmann::json::parse_event_t::value) entries.emplace_back(key, parsed);
-    return true;
-  };
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file_bytes(path), cb);
-  } catch (const nlohmann::json::exception& e) {
-    fail(Where{path}, "not valid JSON: {}", e.what());
-  }
-  if (!j.is_object() || entries.empty()) fail(Where{path}, "expected a non-empty JSON object piece -> id");
-  for (auto it = j.begin(); it != j.end(); ++it)
-    if (!it.value().is_number_integer()) fail(Where{path, 0, it.key()}, "id is not an integer: {}", it.value().dump());
-  encoder.reserve(entries.size());
-  int64_t max_id = -1;
-  for (const auto& [piece, value] : entries) {
-    if (!value.is_number_integer()) fail(Where{path, 0, piece}, "id is not an integer: {}", value.dump());
-    int64_t id = value.get<int64_t>();
-    if (id < 0 || id > kMaxVocabId) fail(Where{path, 0, piece}, "id {} out of range [0, {}]", id, kMaxVocabId);
-    encoder[piece] = id;
-    max_id = std::max(max_id, id);
-  }
-  decoder.assign(static_cast<size_t>(max_id + 1), std::string());
-  has.assign(static_cast<size_t>(max_id + 1), false);
-  for (const auto& [piece, value] : entries) {
-    int64_t id = value.get<int64_t>();
-    decoder[id] = piece;
-    has[id] = true;
-  }
-}
-
 bool is_language_code(const std::string& token) {
   return token.size() > 4 && token.compare(0, 2, ">>") == 0 && token.compare(token.size() - 2, 2, "<<") == 0;
 }
@@ -110,11 +69,11 @@ MarianTokenizer::MarianTokenizer(const std::string& model_dir) : dir_(model_dir)
       fail(Where{dir_ + "/" + f}, "MarianTokenizer file missing (a Marian model needs source.spm, target.spm, vocab.json)");
   spm_source_ = std::make_unique<SentencePiece>(dir_ + "/source.spm");
   spm_target_ = std::make_unique<SentencePiece>(dir_ + "/target.spm");
-  load_vocab(dir_ + "/vocab.json", encoder_, decoder_, decoder_has_);
+  load_vocab_json(dir_ + "/vocab.json", encoder_, decoder_, decoder_has_);
   if (separate_vocabs_) {
     const std::string tv = dir_ + "/target_vocab.json";
     if (!file_exists(tv)) fail(Where{tv}, "missing: tokenizer_config.json sets separate_vocabs");
-    load_vocab(tv, target_encoder_, target_decoder_, target_decoder_has_);
+    load_vocab_json(tv, target_encoder_, target_decoder_, target_decoder_has_);
   }
 
   auto special_id = [&](const std::string& token, const char* what) {
