@@ -92,6 +92,7 @@ void run_translate(const TranslateArgs& a) {
   job.fields = pipeline::parse_field_list(a.fields);
   job.missing_fields_ok = a.missing_fields_ok;
   job.target_lang = engine.target_lang();
+  job.source_lang = engine.source_lang();
   job.suffix = a.suffix;
   job.in_place = a.in_place;
   if (!a.shard.empty()) std::tie(job.shard_index, job.shard_count) = pipeline::parse_shard_spec(a.shard);
