@@ -94,6 +94,7 @@ void run_translate(const TranslateArgs& a) {
   if (job.fields.empty()) fail(Where{"", 0, "--fields"}, "no field names given");
   job.missing_fields_ok = a.missing_fields_ok;
   job.target_lang = engine.target_lang();
+  job.source_lang = engine.source_lang();
   job.suffix = a.suffix;
   job.in_place = a.in_place;
   if (!a.shard.empty()) {

@@ -107,6 +107,7 @@ struct TranslateJobOptions {
   std::vector<std::string> fields = {"prompt", "text"};  ///< JSONL fields to translate
   bool missing_fields_ok = false;  ///< a listed field absent from a row is skipped, not an error
   std::string target_lang;   ///< target language code, for the default suffix ("zh", "deu_Latn")
+  std::string source_lang;   ///< source language code for sentence boundaries ("" = English rules)
   std::string suffix;        ///< target key = field + suffix; empty: "_" + target_lang
   bool in_place = false;     ///< write translations over the source fields instead
   bool overwrite_fields = false;  ///< a row's existing target key is replaced (else a bad row)

@@ -4,6 +4,7 @@
 #include <unordered_set>
 
 #include "loom/core/error.h"
+#include "loom/text/language_codes.h"
 #include "loom/text/utf8.h"
 
 namespace loom::text {
@@ -164,28 +165,31 @@ MarianTokenizer::MarianTokenizer(const std::string& model_dir) : dir_(model_dir)
 std::vector<std::string> MarianTokenizer::languages() const { return codes_; }
 
 void MarianTokenizer::set_languages(const std::string& src, const std::string& tgt) {
-  if (!src.empty() && !source_lang_cfg_.empty() && src != source_lang_cfg_)
+  if (!src.empty() && !source_lang_cfg_.empty() && src != source_lang_cfg_ && !same_language(src, source_lang_cfg_))
     fail(Where{dir_ + "/tokenizer_config.json", 0, "source_lang"},
          "this Marian model translates from '{}'; --src '{}' does not match (leave it empty or use '{}')",
          source_lang_cfg_, src, source_lang_cfg_);
   std::optional<int64_t> code_id;
+  std::string bare = tgt.empty() ? tgt : bare_code(tgt);
   if (!tgt.empty()) {
-    std::string bare = bare_code(tgt);
+    // Another spelling of one of the model's >>xx<< codes ("zh", "zho_Hans" for "cmn_Hans").
+    if (auto m = match_language_code(bare, codes_, "tgt")) bare = *m;
     if (std::find(codes_.begin(), codes_.end(), bare) != codes_.end()) {
       code_id = encoder_.at(">>" + bare + "<<");
-    } else if (!(tgt == target_lang_cfg_ && !target_lang_cfg_.empty())) {
+    } else if (!(tgt == target_lang_cfg_ && !target_lang_cfg_.empty()) &&
+               !(codes_.empty() && !target_lang_cfg_.empty() && same_language(tgt, target_lang_cfg_))) {
       if (codes_.empty())
         fail(Where{dir_, 0, "tgt"},
              "this Marian model translates into '{}' only and has no >>xx<< language tokens; "
              "--tgt '{}' is not valid (leave it empty{})",
              target_lang_cfg_.empty() ? "its one target language" : target_lang_cfg_, tgt,
              target_lang_cfg_.empty() ? "" : " or use '" + target_lang_cfg_ + "'");
-      fail(Where{dir_ + "/vocab.json", 0, "tgt"}, "unknown target language '{}'; valid codes ({}): {}", tgt,
-           codes_.size(), fmt::join(codes_, ", "));
+      fail(Where{dir_ + "/vocab.json", 0, "tgt"}, "unknown target language '{}'; valid codes ({}): {} ({})", tgt,
+           codes_.size(), fmt::join(codes_, ", "), kLanguageSpellings);
     }
   }
   src_ = src;
-  tgt_ = code_id ? bare_code(tgt) : tgt;
+  tgt_ = code_id ? bare : tgt;
   tgt_code_id_ = code_id;
 }
 
