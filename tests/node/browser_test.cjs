@@ -3,8 +3,10 @@
 // equals the API's answer for the same input, hovers a source segment and checks the matching
 // translation segment is highlighted. With SCREENSHOT=FILE it saves a screenshot there; MODEL=DIR
 // serves another translation model (docs/serve-page.png: MODEL=models/en-zh).
-// The Chat tab needs a decoder LLM, which this build does not serve yet: the test checks the
-// tab says so.
+// Chat tab (the tiny Gemma, greedy): a two-turn chat whose streamed answers equal the API's
+// one-shot answers for the same conversation, then the stop button ending a long streamed
+// answer early (the server runs with --step-delay-ms so that a person, or puppeteer, can click
+// Stop mid-answer). SCREENSHOT_CHAT=FILE saves the chat tab too.
 "use strict";
 const { need, startServer, assert, run, DATA } = require("./common.cjs");
 const path = require("node:path");
@@ -13,7 +15,9 @@ const puppeteer = need("puppeteer-core");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 
 run(async () => {
-  const server = await startServer(["--model", "mt=" + (process.env.MODEL || path.join(DATA, "hf-tiny/marian-en-zh"))]);
+  const server = await startServer(["--model", "mt=" + (process.env.MODEL || path.join(DATA, "hf-tiny/marian-en-zh")),
+                                    "--model", "lm=" + (process.env.LM || path.join(DATA, "hf-tiny/gemma")),
+                                    "--step-delay-ms", "25"]);
   const browser = await puppeteer.launch({
     executablePath: CHROMIUM, headless: true,
     args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"],
@@ -46,10 +50,51 @@ run(async () => {
     assert(litText === api.data[0].segments[Number(want)].translation, "the highlighted text is that segment's translation");
     assert(external.length === 0, "requests outside the server: " + external);
     if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT });
+    // ---- Chat: two turns, each streamed answer == the API's one-shot answer ----
     await page.click("#tab-chat");
-    const note = await page.$eval("#cstatus", e => e.textContent);
-    assert(/no chat model/.test(note), "chat tab explains that no chat model is loaded: " + note);
-    console.log("browser: translate tab (== API), segment hover, no external requests OK; chat: no LLM served yet");
+    await page.waitForFunction(() => document.querySelector("#cmodel").options.length > 0);
+    await page.$eval("#ctemp", e => { e.value = "0"; });
+    await page.$eval("#cmax", e => { e.value = "12"; });
+    const history = [];
+    const oneShot = async msgs => (await (await fetch(server.url + "/v1/chat/completions", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ model: "lm", messages: msgs, temperature: 0, max_tokens: 12 }),
+    })).json()).choices[0].message.content;
+    for (const [turn, question] of ["Translate to Chinese: Everyone has the right to education.", "And: Hello, world!"].entries()) {
+      await page.type("#prompt", question);
+      await page.click("#send");
+      await page.waitForFunction(n => document.querySelectorAll("#history .msg.assistant").length === n &&
+                                 document.querySelector("#cstatus").textContent.startsWith("done"), { timeout: 60000 }, turn + 1);
+      history.push({ role: "user", content: question });
+      const shown = await page.$$eval("#history .msg.assistant", es => es[es.length - 1].textContent);
+      const want = await oneShot(history);
+      assert(shown === want, `turn ${turn + 1}: page shows ${JSON.stringify(shown)}, API ${JSON.stringify(want)}`);
+      history.push({ role: "assistant", content: shown });
+    }
+    const users = await page.$$eval("#history .msg.user", es => es.map(e => e.textContent));
+    assert(users.length === 2, "two user turns in the history");
+    if (process.env.SCREENSHOT_CHAT) await page.screenshot({ path: process.env.SCREENSHOT_CHAT });
+
+    // ---- Stop button: a long answer (200 tokens at >= 25 ms a step) stopped after it started ----
+    await page.click("#clear");
+    await page.$eval("#cmax", e => { e.value = "200"; });
+    await page.type("#prompt", "Tell me a long story.");
+    await page.click("#send");
+    await page.waitForFunction(() => { const m = document.querySelector("#history .msg.assistant"); return m && m.textContent.length > 0; },
+                               { timeout: 60000 });
+    await page.click("#stop");
+    await page.waitForFunction(() => document.querySelector("#cstatus").textContent === "stopped", { timeout: 10000 });
+    const partial = await page.$eval("#history .msg.assistant", e => e.textContent);
+    const full = await (await fetch(server.url + "/v1/chat/completions", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ model: "lm", messages: [{ role: "user", content: "Tell me a long story." }], temperature: 0, max_tokens: 200 }),
+    })).json();
+    assert(full.choices[0].message.content.startsWith(partial) && partial.length < full.choices[0].message.content.length,
+           `stopped answer is a proper prefix of the full one (${partial.length} of ${full.choices[0].message.content.length} chars)`);
+    assert(await page.$eval("#send", e => !e.disabled), "send is enabled again after stop");
+    assert(external.length === 0, "requests outside the server: " + external);
+    console.log("browser: translate tab (== API), segment hover, no external requests OK;",
+                "chat: two streamed turns (== API), stop button OK");
   } finally {
     await browser.close();
     await server.stop();

@@ -22,7 +22,8 @@ struct ServeArgs {
   std::string host = "127.0.0.1", api_key;
   int port = 8080, threads = 0, http_threads = 64;
   size_t max_body_bytes = 4 << 20, max_queued = 64, max_inputs = 256;
-  int64_t max_input_tokens = 16384, max_beam_size = 16;
+  int64_t max_input_tokens = 16384, max_beam_size = 16, max_tokens = 2048, max_running = 32;
+  int step_delay_ms = 0;
   double timeout = 120;
 };
 
@@ -47,6 +48,9 @@ void run_serve(const ServeArgs& a) {
   o.service_limits.max_input_tokens = a.max_input_tokens;
   o.service_limits.max_queued = a.max_queued;
   o.service_limits.timeout_seconds = a.timeout;
+  o.service_limits.max_tokens = a.max_tokens;
+  o.service_limits.max_running = a.max_running;
+  o.service_limits.step_delay_ms = a.step_delay_ms;
   o.http_threads = a.http_threads;
   if (a.threads > 0) torch::set_num_threads(a.threads);
 
@@ -79,7 +83,7 @@ void run_serve(const ServeArgs& a) {
 
 void add_serve(CLI::App& app) {
   static ServeArgs a;
-  auto* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server (translation; web page at /)");
+  auto* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server (translation, chat/completions, embeddings; web page at /)");
   cmd->add_option("--model,-m", a.models, "NAME=DIR or NAME=HUB_ID; repeat for several models")->required();
   cmd->add_option("--host", a.host, "Address to bind (default 127.0.0.1: this machine only)")->capture_default_str();
   cmd->add_option("--port", a.port, "Port (0 = any free port, printed at start)")->capture_default_str()
@@ -89,10 +93,16 @@ void add_serve(CLI::App& app) {
       ->check(CLI::Range(size_t{1}, size_t{1} << 30));
   cmd->add_option("--max-inputs", a.max_inputs, "Most texts in one request's input array")->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{1} << 20));
-  cmd->add_option("--max-input-tokens", a.max_input_tokens, "Most source tokens in one request")->capture_default_str()
+  cmd->add_option("--max-input-tokens", a.max_input_tokens, "Most input tokens (source / prompt) in one request")->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   cmd->add_option("--max-beam-size", a.max_beam_size, "Largest beam_size a request may ask for")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{256}));
+  cmd->add_option("--max-tokens", a.max_tokens, "Largest max_tokens a chat/completions request may ask for")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--max-running", a.max_running, "Sequences in an LLM's running decode batch (continuous batching)")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{4096}));
+  cmd->add_option("--step-delay-ms", a.step_delay_ms, "Pause after each LLM decode step (demos, UI tests)")
+      ->capture_default_str()->check(CLI::Range(0, 10000));
   cmd->add_option("--max-queued", a.max_queued, "Queued requests per model before 429 + Retry-After")
       ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{1} << 20));
   cmd->add_option("--timeout", a.timeout, "Per-request timeout in seconds (504 after)")->capture_default_str()

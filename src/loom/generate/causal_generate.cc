@@ -21,6 +21,16 @@ std::vector<int64_t> default_stop_ids(const models::CausalLM& model) {
   return out;
 }
 
+std::vector<int64_t> chat_stop_ids(const models::CausalLM& model, const text::CausalTokenizer& tokenizer) {
+  auto ids = default_stop_ids(model);
+  auto add = [&](std::optional<int64_t> id) {
+    if (id && std::find(ids.begin(), ids.end(), *id) == ids.end()) ids.push_back(*id);
+  };
+  add(tokenizer.eos_id());
+  for (const char* t : {"<end_of_turn>", "<|eot_id|>", "<|im_end|>"}) add(tokenizer.token_to_id(t));
+  return ids;
+}
+
 namespace {
 void check_prompt(const models::CausalLM& model, size_t n) {
   if (n == 0) fail(Where{"", 0, "prompt"}, "the prompt is empty");
@@ -64,14 +74,29 @@ void Sequence::stop() {
   if (!finished()) reason_ = FinishReason::kStopped;
 }
 
-std::optional<int64_t> Sequence::step() {
-  if (finished()) return std::nullopt;
+bool Sequence::ready() {
+  if (finished()) return false;
   const int64_t ctx = model_->config().max_position;
   if (static_cast<int64_t>(generated_.size()) >= options_.max_new_tokens ||
       static_cast<int64_t>(tokens_.size()) >= ctx) {
     reason_ = FinishReason::kLength;
-    return std::nullopt;
+    return false;
   }
+  return true;
+}
+
+int64_t Sequence::accept(torch::Tensor logits) {
+  last_logits_ = std::move(logits);
+  const int64_t next = sample_next(last_logits_, tokens_, options_.sampling, rng_);
+  tokens_.push_back(next);
+  generated_.push_back(next);
+  if (is_stop(options_.stop_ids, next)) reason_ = FinishReason::kStopToken;
+  // The sampled token enters the cache on the next step.
+  return next;
+}
+
+std::optional<int64_t> Sequence::step() {
+  if (!ready()) return std::nullopt;
   // Input: every token not in the cache yet (the prompt, the last sampled token, extend()ed ids).
   const int64_t past = cache_.length();
   std::vector<int64_t> in(tokens_.begin() + past, tokens_.end());
@@ -79,12 +104,84 @@ std::optional<int64_t> Sequence::step() {
   auto ids = torch::tensor(in, torch::kInt64).unsqueeze(0);                 // [1, T]
   auto pos = torch::arange(past, past + T, torch::kInt64).unsqueeze(0);    // [1, T]
   auto valid = torch::ones({1, T}, torch::kBool);
-  last_logits_ = model_->forward(ids, pos, valid, cache_, /*last_only=*/true).reshape({-1});  // [V]
-  const int64_t next = sample_next(last_logits_, tokens_, options_.sampling, rng_);
-  tokens_.push_back(next);
-  generated_.push_back(next);
-  if (is_stop(options_.stop_ids, next)) reason_ = FinishReason::kStopToken;
-  // The sampled token enters the cache on the next step.
+  return accept(model_->forward(ids, pos, valid, cache_, /*last_only=*/true).reshape({-1}));  // [V]
+}
+
+std::vector<std::optional<int64_t>> Sequence::step_batch(const std::vector<Sequence*>& seqs) {
+  std::vector<std::optional<int64_t>> next(seqs.size());
+  std::vector<size_t> live;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    if (seqs[i]->model_ != seqs[0]->model_) fail("Sequence::step_batch: the sequences belong to different models");
+    if (seqs[i]->ready()) live.push_back(i);
+  }
+  if (live.empty()) return next;
+  if (live.size() == 1) {
+    next[live[0]] = seqs[live[0]]->step();
+    return next;
+  }
+  const models::CausalLM& model = *seqs[0]->model_;
+  const int64_t B = static_cast<int64_t>(live.size());
+  const int64_t pad = model.config().pad_token_id >= 0 ? model.config().pad_token_id : 0;
+  int64_t S = 0, T = 0;  // longest cache, longest pending input
+  for (size_t i : live) {
+    S = std::max(S, seqs[i]->cache_.length());
+    T = std::max(T, static_cast<int64_t>(seqs[i]->tokens_.size()) - seqs[i]->cache_.length());
+  }
+  // Pending inputs, left-padded: ids/pos/valid [B, T].
+  auto ids = torch::full({B, T}, pad, torch::kInt64);
+  auto pos = torch::zeros({B, T}, torch::kInt64);
+  auto valid = torch::zeros({B, T}, torch::kBool);
+  // Merged cache: row b's S_b cached keys right-aligned in [B, H_kv, S, d] (padding masked).
+  models::KvCache merged;
+  if (S > 0) {
+    const models::KvCache* filled = nullptr;  // a cache to take layer shapes from
+    for (size_t i : live)
+      if (!filled && seqs[i]->cache_.length() > 0) filled = &seqs[i]->cache_;
+    const models::KvCache& any = *filled;
+    const size_t L = any.k.size();
+    for (size_t l = 0; l < L; ++l) {
+      auto shape = any.k[l].sizes().vec();  // [1, H_kv, S_b, d]
+      shape[0] = B;
+      shape[2] = S;
+      merged.k.push_back(torch::zeros(shape, any.k[l].options()));
+      merged.v.push_back(torch::zeros(shape, any.v[l].options()));
+    }
+    merged.key_pos = torch::zeros({B, S}, torch::kInt64);
+    merged.key_valid = torch::zeros({B, S}, torch::kBool);
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    Sequence& s = *seqs[live[static_cast<size_t>(b)]];
+    const int64_t Sb = s.cache_.length(), Tb = static_cast<int64_t>(s.tokens_.size()) - Sb;
+    std::vector<int64_t> in(s.tokens_.begin() + Sb, s.tokens_.end());
+    ids[b].narrow(0, T - Tb, Tb).copy_(torch::tensor(in, torch::kInt64));
+    pos[b].narrow(0, T - Tb, Tb).copy_(torch::arange(Sb, Sb + Tb, torch::kInt64));
+    valid[b].narrow(0, T - Tb, Tb).fill_(true);
+    if (Sb > 0) {
+      for (size_t l = 0; l < merged.k.size(); ++l) {
+        merged.k[l][b].narrow(1, S - Sb, Sb).copy_(s.cache_.k[l][0]);
+        merged.v[l][b].narrow(1, S - Sb, Sb).copy_(s.cache_.v[l][0]);
+      }
+      merged.key_pos[b].narrow(0, S - Sb, Sb).copy_(s.cache_.key_pos[0]);
+      merged.key_valid[b].narrow(0, S - Sb, Sb).copy_(s.cache_.key_valid[0]);
+    }
+  }
+  auto logits = model.forward(ids, pos, valid, merged, /*last_only=*/true);  // [B, 1, V]
+  // Split: row b keeps its own columns of the S + T merged ones (its cache, then its input).
+  for (int64_t b = 0; b < B; ++b) {
+    const size_t i = live[static_cast<size_t>(b)];
+    Sequence& s = *seqs[i];
+    const int64_t Sb = s.cache_.length(), Tb = static_cast<int64_t>(s.tokens_.size()) - Sb;
+    auto keep = torch::cat({torch::arange(S - Sb, S, torch::kInt64), torch::arange(S + T - Tb, S + T, torch::kInt64)});
+    models::KvCache own;
+    for (size_t l = 0; l < merged.k.size(); ++l) {
+      own.k.push_back(merged.k[l][b].index_select(1, keep).unsqueeze(0));
+      own.v.push_back(merged.v[l][b].index_select(1, keep).unsqueeze(0));
+    }
+    own.key_pos = merged.key_pos[b].index_select(0, keep).unsqueeze(0);
+    own.key_valid = merged.key_valid[b].index_select(0, keep).unsqueeze(0);
+    s.cache_ = std::move(own);
+    next[i] = s.accept(logits[b][0].clone());
+  }
   return next;
 }
 

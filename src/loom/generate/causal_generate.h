@@ -15,6 +15,7 @@
 
 #include "loom/generate/sampling.h"
 #include "loom/models/causal_lm.h"
+#include "loom/text/causal_tokenizer.h"
 
 namespace loom::generate {
 
@@ -47,6 +48,15 @@ class Sequence {
   /// reached, context full, or stop() called). A stop id is returned (the caller decides whether
   /// to show it) and the sequence is then finished.
   std::optional<int64_t> step();
+  /// One step of several live Sequences of the same model in ONE batched forward (continuous
+  /// batching: the server's scheduler calls it every step over the sequences running now, which
+  /// joined at different times). Rows are left-padded to the longest pending input and the
+  /// per-sequence KV caches are merged (left-padded, padding masked) for the forward and split
+  /// back afterwards, so each Sequence keeps its own cache. next[i] is what seqs[i]->step()
+  /// would return (nullopt for a finished or length-exhausted sequence, which runs nothing).
+  /// For greedy fp32 the tokens equal stepping each sequence alone (up to float rounding of the
+  /// batched GEMMs). Throws loom::Error when the sequences belong to different models.
+  static std::vector<std::optional<int64_t>> step_batch(const std::vector<Sequence*>& seqs);
   /// Ends generation now (reason kStopped).
   void stop();
   /// Appends `ids` as new input after everything so far (the sampled tokens included), resets
@@ -67,6 +77,10 @@ class Sequence {
   const models::KvCache& cache() const { return cache_; }
 
  private:
+  // step() in two halves around the forward: ready() checks the limits (false = finished now);
+  // accept() samples from the last position's logits [V] and records the token.
+  bool ready();
+  int64_t accept(torch::Tensor logits);
   std::shared_ptr<const models::CausalLM> model_;
   CausalGenerateOptions options_;
   models::KvCache cache_;
@@ -75,6 +89,11 @@ class Sequence {
   std::mt19937_64 rng_;
   FinishReason reason_ = FinishReason::kNone;
 };
+
+/// Stop ids for chat-formatted prompts: default_stop_ids(model), the tokenizer's eos and the
+/// end-of-turn tokens of the supported templates that the vocabulary has (<end_of_turn>,
+/// <|eot_id|>, <|im_end|>), since instruction-tuned checkpoints end a turn with them.
+std::vector<int64_t> chat_stop_ids(const models::CausalLM& model, const text::CausalTokenizer& tokenizer);
 
 /// Generates for several prompts at once: left-padded batched prefill, then batched decode
 /// (one [B, 1] forward per step), each row with its own sampler seeded by options.sampling.seed

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <random>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -46,28 +47,33 @@ std::string optional_string(const nlohmann::json& j, const char* key) {
   return it->get<std::string>();
 }
 
-}  // namespace
-
-TranslationRequest parse_translation_request(std::string_view body, const RequestLimits& limits) {
-  const nlohmann::json j = parse_json_object(body);
-  TranslationRequest r;
+std::string required_model(const nlohmann::json& j) {
   auto model = j.find("model");
   if (model == j.end() || model->is_null()) bad_request("model", "'model' is required", "missing_field");
   if (!model->is_string()) bad_request("model", "'model' must be a string", "invalid_type");
-  r.model = model->get<std::string>();
+  return model->get<std::string>();
+}
 
+// "stream": absent/null/false -> false; a non-boolean -> 400; true on a route that does not
+// stream -> 400 stream_not_supported naming the route.
+bool stream_flag(const nlohmann::json& j, const char* route_without_stream) {
   auto stream = j.find("stream");
-  if (stream != j.end() && !stream->is_null()) {
-    if (!stream->is_boolean()) bad_request("stream", "'stream' must be a boolean", "invalid_type");
-    if (stream->get<bool>())
-      bad_request("stream", "/v1/translations does not stream; send \"stream\": false or leave it out",
-                  "stream_not_supported");
-  }
+  if (stream == j.end() || stream->is_null()) return false;
+  if (!stream->is_boolean()) bad_request("stream", "'stream' must be a boolean", "invalid_type");
+  const bool on = stream->get<bool>();
+  if (on && route_without_stream)
+    bad_request("stream", fmt::format("{} does not stream; send \"stream\": false or leave it out", route_without_stream),
+                "stream_not_supported");
+  return on;
+}
 
+// "input": a non-empty string or a non-empty array of non-empty strings within the limits.
+std::vector<std::string> input_texts(const nlohmann::json& j, const RequestLimits& limits) {
+  std::vector<std::string> inputs;
   auto input = j.find("input");
   if (input == j.end() || input->is_null()) bad_request("input", "'input' is required", "missing_field");
   if (input->is_string()) {
-    r.inputs.push_back(input->get<std::string>());
+    inputs.push_back(input->get<std::string>());
   } else if (input->is_array()) {
     if (input->size() > limits.max_inputs)
       bad_request("input", fmt::format("'input' has {} texts, over the limit of {}", input->size(), limits.max_inputs),
@@ -75,22 +81,194 @@ TranslationRequest parse_translation_request(std::string_view body, const Reques
     for (size_t i = 0; i < input->size(); ++i) {
       if (!(*input)[i].is_string())
         bad_request("input", fmt::format("'input[{}]' must be a string", i), "invalid_type");
-      r.inputs.push_back((*input)[i].get<std::string>());
+      inputs.push_back((*input)[i].get<std::string>());
     }
   } else {
     bad_request("input", "'input' must be a string or an array of strings", "invalid_type");
   }
-  if (r.inputs.empty()) bad_request("input", "'input' is empty", "empty_input");
+  if (inputs.empty()) bad_request("input", "'input' is empty", "empty_input");
   size_t bytes = 0;
-  for (size_t i = 0; i < r.inputs.size(); ++i) {
-    if (r.inputs[i].empty())
-      bad_request("input", r.inputs.size() == 1 ? std::string("'input' is empty") : fmt::format("'input[{}]' is empty", i),
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].empty())
+      bad_request("input", inputs.size() == 1 ? std::string("'input' is empty") : fmt::format("'input[{}]' is empty", i),
                   "empty_input");
-    bytes += r.inputs[i].size();
+    bytes += inputs[i].size();
   }
   if (bytes > limits.max_input_bytes)
     bad_request("input", fmt::format("'input' has {} bytes, over the limit of {}", bytes, limits.max_input_bytes),
                 "input_too_large");
+  return inputs;
+}
+
+// A number field within [lo, hi] (lo excluded when lo_open); absent/null keeps `value`.
+void number_field(const nlohmann::json& j, const char* key, double lo, bool lo_open, double hi, double& value) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return;
+  if (!it->is_number()) bad_request(key, fmt::format("'{}' must be a number", key), "invalid_type");
+  const double v = it->get<double>();
+  if (!(lo_open ? v > lo : v >= lo) || !(v <= hi))
+    bad_request(key, fmt::format("'{}' must be in {}{}, {}], got {}", key, lo_open ? "(" : "[", lo, hi, v));
+  value = v;
+}
+
+GenerationRequest generation_fields(const nlohmann::json& j) {
+  GenerationRequest g;
+  g.model = required_model(j);
+  g.stream = stream_flag(j, nullptr);
+  number_field(j, "temperature", 0.0, false, 2.0, g.temperature);
+  number_field(j, "top_p", 0.0, true, 1.0, g.top_p);
+  for (const char* key : {"max_tokens", "max_completion_tokens"}) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) continue;
+    if (!it->is_number_integer()) bad_request(key, fmt::format("'{}' must be an integer", key), "invalid_type");
+    const int64_t v = it->get<int64_t>();
+    if (v < 1) bad_request(key, fmt::format("'{}' must be at least 1, got {}", key, v));
+    g.max_tokens = v;
+  }
+  auto stop = j.find("stop");
+  if (stop != j.end() && !stop->is_null()) {
+    if (stop->is_string()) {
+      g.stop.push_back(stop->get<std::string>());
+    } else if (stop->is_array()) {
+      if (stop->size() > 4) bad_request("stop", fmt::format("'stop' has {} strings, at most 4 are allowed", stop->size()));
+      for (const auto& s : *stop) {
+        if (!s.is_string()) bad_request("stop", "'stop' must be a string or an array of strings", "invalid_type");
+        g.stop.push_back(s.get<std::string>());
+      }
+    } else {
+      bad_request("stop", "'stop' must be a string or an array of strings", "invalid_type");
+    }
+    for (const auto& s : g.stop)
+      if (s.empty()) bad_request("stop", "'stop' strings must not be empty");
+  }
+  auto seed = j.find("seed");
+  if (seed != j.end() && !seed->is_null()) {
+    if (!seed->is_number_integer()) bad_request("seed", "'seed' must be an integer", "invalid_type");
+    g.seed = seed->is_number_unsigned() ? seed->get<uint64_t>() : static_cast<uint64_t>(seed->get<int64_t>());
+  }
+  auto n = j.find("n");
+  if (n != j.end() && !n->is_null()) {
+    if (!n->is_number_integer()) bad_request("n", "'n' must be an integer", "invalid_type");
+    if (n->get<int64_t>() != 1) bad_request("n", "only n = 1 is supported", "unsupported_value");
+  }
+  auto options = j.find("stream_options");
+  if (options != j.end() && !options->is_null()) {
+    if (!options->is_object()) bad_request("stream_options", "'stream_options' must be an object", "invalid_type");
+    auto usage = options->find("include_usage");
+    if (usage != options->end() && !usage->is_null()) {
+      if (!usage->is_boolean())
+        bad_request("stream_options", "'stream_options.include_usage' must be a boolean", "invalid_type");
+      g.include_usage = usage->get<bool>();
+    }
+  }
+  return g;
+}
+
+}  // namespace
+
+ChatRequest parse_chat_request(std::string_view body, const RequestLimits& limits) {
+  const nlohmann::json j = parse_json_object(body);
+  ChatRequest r;
+  r.gen = generation_fields(j);
+  auto messages = j.find("messages");
+  if (messages == j.end() || messages->is_null()) bad_request("messages", "'messages' is required", "missing_field");
+  if (!messages->is_array()) bad_request("messages", "'messages' must be an array", "invalid_type");
+  if (messages->empty()) bad_request("messages", "'messages' is empty", "empty_input");
+  if (messages->size() > limits.max_inputs)
+    bad_request("messages", fmt::format("'messages' has {} entries, over the limit of {}", messages->size(),
+                                        limits.max_inputs), "too_many_inputs");
+  static const std::set<std::string> roles = {"system", "user", "assistant", "developer", "tool"};
+  r.messages = nlohmann::json::array();
+  size_t bytes = 0;
+  for (size_t i = 0; i < messages->size(); ++i) {
+    const auto& m = (*messages)[i];
+    const std::string at = fmt::format("messages[{}]", i);
+    if (!m.is_object()) bad_request("messages", fmt::format("'{}' must be an object", at), "invalid_type");
+    auto role = m.find("role");
+    if (role == m.end() || !role->is_string())
+      bad_request("messages", fmt::format("'{}.role' must be a string", at), role == m.end() ? "missing_field" : "invalid_type");
+    if (!roles.count(role->get<std::string>()))
+      bad_request("messages", fmt::format("'{}.role' must be one of system, user, assistant, developer, tool; got \"{}\"",
+                                          at, role->get<std::string>()));
+    auto content = m.find("content");
+    std::string text;
+    if (content == m.end() || content->is_null()) {
+      bad_request("messages", fmt::format("'{}.content' is required", at), "missing_field");
+    } else if (content->is_string()) {
+      text = content->get<std::string>();
+    } else if (content->is_array()) {
+      for (size_t k = 0; k < content->size(); ++k) {
+        const auto& part = (*content)[k];
+        auto type = part.is_object() ? part.find("type") : part.end();
+        auto t = part.is_object() ? part.find("text") : part.end();
+        if (!part.is_object() || type == part.end() || !type->is_string() || *type != "text" || t == part.end() ||
+            !t->is_string())
+          bad_request("messages", fmt::format("'{}.content[{}]' must be {{\"type\": \"text\", \"text\": string}}", at, k),
+                      "invalid_type");
+        text += t->get<std::string>();
+      }
+    } else {
+      bad_request("messages", fmt::format("'{}.content' must be a string or an array of text parts", at), "invalid_type");
+    }
+    bytes += text.size();
+    r.messages.push_back({{"role", role->get<std::string>()}, {"content", std::move(text)}});
+  }
+  if (bytes > limits.max_input_bytes)
+    bad_request("messages", fmt::format("'messages' have {} bytes, over the limit of {}", bytes, limits.max_input_bytes),
+                "input_too_large");
+  return r;
+}
+
+CompletionRequest parse_completion_request(std::string_view body, const RequestLimits& limits) {
+  const nlohmann::json j = parse_json_object(body);
+  CompletionRequest r;
+  r.gen = generation_fields(j);
+  auto prompt = j.find("prompt");
+  if (prompt == j.end() || prompt->is_null()) bad_request("prompt", "'prompt' is required", "missing_field");
+  if (prompt->is_array()) {
+    if (prompt->size() != 1 || !(*prompt)[0].is_string()) {
+      if (!prompt->empty() && (*prompt)[0].is_number_integer())
+        bad_request("prompt", "token-id prompts are not supported; send the text", "unsupported_value");
+      bad_request("prompt", "'prompt' must be a string or an array holding one string (n = 1 prompt per request)",
+                  prompt->empty() ? "empty_input" : "invalid_type");
+    }
+    r.prompt = (*prompt)[0].get<std::string>();
+  } else if (prompt->is_string()) {
+    r.prompt = prompt->get<std::string>();
+  } else {
+    bad_request("prompt", "'prompt' must be a string", "invalid_type");
+  }
+  if (r.prompt.empty()) bad_request("prompt", "'prompt' is empty", "empty_input");
+  if (r.prompt.size() > limits.max_input_bytes)
+    bad_request("prompt", fmt::format("'prompt' has {} bytes, over the limit of {}", r.prompt.size(), limits.max_input_bytes),
+                "input_too_large");
+  return r;
+}
+
+EmbeddingRequest parse_embedding_request(std::string_view body, const RequestLimits& limits) {
+  const nlohmann::json j = parse_json_object(body);
+  EmbeddingRequest r;
+  r.model = required_model(j);
+  stream_flag(j, "/v1/embeddings");
+  r.inputs = input_texts(j, limits);
+  const std::string format = optional_string(j, "encoding_format");
+  if (format == "base64") {
+    r.base64 = true;
+  } else if (!format.empty() && format != "float") {
+    bad_request("encoding_format", fmt::format("'encoding_format' must be \"float\" or \"base64\", got \"{}\"", format));
+  }
+  auto dims = j.find("dimensions");
+  if (dims != j.end() && !dims->is_null())
+    bad_request("dimensions", "'dimensions' is not supported (the model's own size is returned)", "unsupported_value");
+  return r;
+}
+
+TranslationRequest parse_translation_request(std::string_view body, const RequestLimits& limits) {
+  const nlohmann::json j = parse_json_object(body);
+  TranslationRequest r;
+  r.model = required_model(j);
+  stream_flag(j, "/v1/translations");
+  r.inputs = input_texts(j, limits);
 
   r.source_lang = optional_string(j, "source_lang");
   r.target_lang = optional_string(j, "target_lang");

@@ -42,18 +42,18 @@ Server::Server(ServerOptions options) : options_(std::move(options)), created_(u
   if (options_.models.empty()) fail(Where{"", 0, "--model"}, "no model given; pass --model NAME=DIR");
   for (const auto& [name, dir] : options_.models) {
     if (name.empty()) fail(Where{"", 0, "--model"}, "empty model name in NAME=DIR");
-    if (translation_.count(name)) fail(Where{"", 0, "--model"}, "model name '{}' is given twice", name);
+    if (translation_.count(name) || llm_.count(name) || embedding_.count(name))
+      fail(Where{"", 0, "--model"}, "model name '{}' is given twice", name);
     switch (detect_model_kind(dir)) {
       case ModelKind::kTranslation:
         translation_[name] = std::make_unique<TranslationService>(name, dir, metrics_, options_.service_limits);
         break;
       case ModelKind::kEmbedding:
-        fail(Where{dir + "/config.json", 0, "model_type"},
-             "model '{}' is an embedding model; /v1/embeddings is not available in this build yet", name);
+        embedding_[name] = std::make_unique<EmbeddingService>(name, dir, metrics_, options_.service_limits);
+        break;
       case ModelKind::kDecoderLm:
-        fail(Where{dir + "/config.json", 0, "model_type"},
-             "model '{}' is a decoder LLM; /v1/chat/completions and /v1/completions are not available in this build yet",
-             name);
+        llm_[name] = std::make_unique<LlmService>(name, dir, metrics_, options_.service_limits);
+        break;
     }
   }
   http_ = std::make_unique<httplib::Server>();
@@ -156,7 +156,85 @@ void send_error(httplib::Response& res, const ApiError& e, int retry_after) {
   send_json(res, e.status(), e.to_json());
 }
 
+std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+// The socket of req and a poll telling whether its client has gone (empty when not found).
+std::function<bool()> client_gone(const httplib::Request& req, int port) {
+  const int fd = request_socket(req, port);
+  if (fd < 0) return {};
+  return [fd] { return peer_closed(fd); };
+}
+
+// The shapes of /v1/chat/completions and /v1/completions (OpenAI API reference).
+struct GenerationShape {
+  bool chat;
+  std::string id, model;
+  int64_t created;
+  nlohmann::json usage(const GenerationUpdate& u) const {
+    return {{"prompt_tokens", u.prompt_tokens},
+            {"completion_tokens", u.completion_tokens},
+            {"total_tokens", u.prompt_tokens + u.completion_tokens}};
+  }
+  nlohmann::json finish(const GenerationUpdate& u) const {
+    return u.finish_reason.empty() ? nlohmann::json(nullptr) : nlohmann::json(u.finish_reason);
+  }
+  // The non-streamed response.
+  nlohmann::json response(const GenerationUpdate& u) const {
+    nlohmann::json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish(u)}};
+    if (chat)
+      choice["message"] = {{"role", "assistant"}, {"content", u.text}};
+    else
+      choice["text"] = u.text;
+    return {{"id", id},
+            {"object", chat ? "chat.completion" : "text_completion"},
+            {"created", created},
+            {"model", model},
+            {"choices", nlohmann::json::array({choice})},
+            {"usage", usage(u)}};
+  }
+  // One streamed chunk: a text delta (first: with the role), or the last one with finish_reason.
+  nlohmann::json chunk(const std::string& text, bool first, const nlohmann::json& finish_reason) const {
+    nlohmann::json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_reason}};
+    if (chat) {
+      nlohmann::json delta = nlohmann::json::object();
+      if (first) delta["role"] = "assistant";
+      if (!text.empty() || (first && finish_reason.is_null())) delta["content"] = text;
+      choice["delta"] = delta;
+    } else {
+      choice["text"] = text;
+    }
+    return {{"id", id},
+            {"object", chat ? "chat.completion.chunk" : "text_completion"},
+            {"created", created},
+            {"model", model},
+            {"choices", nlohmann::json::array({choice})}};
+  }
+};
+
+std::string sse(const nlohmann::json& j) { return "data: " + dump(j) + "\n\n"; }
+
 }  // namespace
+
+void Server::unknown_model(const std::string& model, const char* kind) const {
+  const bool other = translation_.count(model) || llm_.count(model) || embedding_.count(model);
+  if (other)
+    throw ApiError(400, "invalid_request_error", fmt::format("the model '{}' is not {}", model, kind), "model",
+                   "wrong_model_kind");
+  throw ApiError(404, "not_found_error", fmt::format("the model '{}' does not exist", model), "model",
+                 "model_not_found");
+}
+
+LlmService& Server::llm(const std::string& model) {
+  auto it = llm_.find(model);
+  if (it == llm_.end()) unknown_model(model, "a decoder LLM (chat/completions)");
+  return *it->second;
+}
+
+EmbeddingService& Server::embedding(const std::string& model) {
+  auto it = embedding_.find(model);
+  if (it == embedding_.end()) unknown_model(model, "an embedding model");
+  return *it->second;
+}
 
 void Server::register_routes() {
   using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
@@ -201,30 +279,118 @@ void Server::register_routes() {
                       {"default_source_lang", service->default_source_lang()},
                       {"default_target_lang", service->default_target_lang()}});
     }
+    for (const auto& [name, service] : llm_) {
+      data.push_back({{"id", name},
+                      {"object", "model"},
+                      {"created", created_},
+                      {"owned_by", "loom"},
+                      {"kind", service->has_chat_template() ? "chat" : "completion"},
+                      {"context_length", service->context_length()}});
+    }
+    for (const auto& [name, service] : embedding_) {
+      data.push_back({{"id", name},
+                      {"object", "model"},
+                      {"created", created_},
+                      {"owned_by", "loom"},
+                      {"kind", "embedding"},
+                      {"dimensions", service->dim()}});
+    }
     send_json(res, 200, {{"object", "list"}, {"data", data}});
   }));
   http_->Post("/v1/translations",
               wrap("/v1/translations", true, [this](const httplib::Request& req, httplib::Response& res) {
                 const TranslationRequest r = parse_translation_request(req.body, options_.request_limits);
                 auto it = translation_.find(r.model);
-                if (it == translation_.end())
-                  throw ApiError(404, "not_found_error", fmt::format("the model '{}' does not exist", r.model), "model",
-                                 "model_not_found");
-                const int fd = request_socket(req, port_);
-                std::function<bool()> gone;
-                if (fd >= 0) gone = [fd] { return peer_closed(fd); };
-                send_json(res, 200, it->second->translate(r, gone));
+                if (it == translation_.end()) unknown_model(r.model, "a translation model");
+                send_json(res, 200, it->second->translate(r, client_gone(req, port_)));
               }));
-  // Known routes with the wrong method, and routes of other kinds of models.
-  for (const char* path : {"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}) {
-    http_->Post(path, wrap(path, true, [path](const httplib::Request& req, httplib::Response&) {
-      // Parse first so malformed bodies still get a precise 400.
-      const nlohmann::json j = parse_json_object(req.body);
-      throw ApiError(404, "not_found_error",
-                     fmt::format("{} is not available in this build yet (no model of that kind can be loaded)", path),
-                     "model", "model_not_found");
-    }));
-  }
+  http_->Post("/v1/embeddings", wrap("/v1/embeddings", true, [this](const httplib::Request& req, httplib::Response& res) {
+    const EmbeddingRequest r = parse_embedding_request(req.body, options_.request_limits);
+    send_json(res, 200, embedding(r.model).embed(r));
+  }));
+  // Chat and completions: the same generation, two request/response shapes.
+  auto generation_route = [this](bool chat) {
+    return [this, chat](const httplib::Request& req, httplib::Response& res) {
+      GenerationRequest gen;
+      std::shared_ptr<Generation> g;
+      LlmService* service = nullptr;
+      if (chat) {
+        const ChatRequest r = parse_chat_request(req.body, options_.request_limits);
+        service = &llm(r.gen.model);
+        gen = r.gen;
+        g = service->start_chat(r);
+      } else {
+        const CompletionRequest r = parse_completion_request(req.body, options_.request_limits);
+        service = &llm(r.gen.model);
+        gen = r.gen;
+        g = service->start_completion(r);
+      }
+      const auto shape = std::make_shared<GenerationShape>(
+          GenerationShape{chat, new_id(chat ? "chatcmpl-" : "cmpl-"), gen.model, unix_time()});
+      auto gone = client_gone(req, port_);
+      if (!gen.stream) {
+        try {
+          send_json(res, 200, shape->response(service->wait(*g, gone)));
+        } catch (...) {
+          service->cancel(*g);
+          throw;
+        }
+        return;
+      }
+      // Server-sent events: one chunk per text delta, a last chunk with finish_reason, usage
+      // when stream_options.include_usage, then "data: [DONE]". An error after the headers went
+      // out is sent as an event {"error": {...}}.
+      res.status = 200;
+      res.set_header("Cache-Control", "no-cache");
+      auto first = std::make_shared<bool>(true);
+      const bool include_usage = gen.include_usage;
+      res.set_chunked_content_provider(
+          "text/event-stream",
+          [service, g, shape, first, gone, include_usage](size_t, httplib::DataSink& sink) {
+            auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
+            if (gone && gone()) {
+              service->cancel(*g);
+              return false;
+            }
+            GenerationUpdate u;
+            try {
+              u = service->next(*g, std::chrono::milliseconds(50));
+            } catch (const std::exception& e) {
+              const auto* api = dynamic_cast<const ApiError*>(&e);
+              const ApiError error = api ? *api : ApiError(500, "server_error", e.what(), "", "internal_error");
+              write("data: " + dump(error.to_json()) + "\n\n");
+              write("data: [DONE]\n\n");
+              sink.done();
+              return true;
+            }
+            if (*first || !u.text.empty()) {
+              if (!write(sse(shape->chunk(u.text, *first, nullptr)))) {
+                service->cancel(*g);
+                return false;
+              }
+              *first = false;
+            }
+            if (u.finished) {
+              bool ok = write(sse(shape->chunk("", false, shape->finish(u))));
+              if (ok && include_usage) {
+                nlohmann::json last = shape->chunk("", false, nullptr);
+                last["choices"] = nlohmann::json::array();
+                last["usage"] = shape->usage(u);
+                ok = write(sse(last));
+              }
+              ok = ok && write("data: [DONE]\n\n");
+              sink.done();
+              return ok;
+            }
+            return true;
+          },
+          [service, g](bool success) {
+            if (!success) service->cancel(*g);
+          });
+    };
+  };
+  http_->Post("/v1/chat/completions", wrap("/v1/chat/completions", true, generation_route(true)));
+  http_->Post("/v1/completions", wrap("/v1/completions", true, generation_route(false)));
   // httplib's own errors (unknown route 404, 413 body too large, 400 bad request line) as
   // OpenAI-style objects.
   http_->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {

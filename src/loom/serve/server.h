@@ -1,10 +1,12 @@
 // loom::serve::Server — the OpenAI-compatible HTTP server behind `loom serve` (cpp-httplib).
 // Routes: GET / (the embedded web page), GET /health, GET /metrics (Prometheus text),
-// GET /v1/models, POST /v1/translations. Every error is an OpenAI-style error object
+// GET /v1/models, POST /v1/translations (translation models), POST /v1/chat/completions and
+// POST /v1/completions (decoder LLMs; "stream": true answers server-sent events ending with
+// "data: [DONE]"), POST /v1/embeddings (sentence-embedding models). Every error is an OpenAI-style error object
 // {"error": {"message", "type", "param", "code"}} with a 4xx/5xx status; 429 carries
 // Retry-After. A client that closes its connection while its request waits or runs cancels it
-// (status 499 in the metrics; a scheduler round already running finishes, its result is
-// dropped). Binds 127.0.0.1 unless told otherwise; with an API key every /v1/ route needs
+// (status 499 in the metrics; a translation round already running finishes, its result is
+// dropped; an LLM generation leaves the running batch at the next decode step). Binds 127.0.0.1 unless told otherwise; with an API key every /v1/ route needs
 // "Authorization: Bearer KEY" (401 otherwise).
 #pragma once
 
@@ -18,6 +20,8 @@
 #include <nlohmann/json.hpp>
 
 #include "loom/serve/api.h"
+#include "loom/serve/embedding_service.h"
+#include "loom/serve/llm_service.h"
 #include "loom/serve/metrics.h"
 #include "loom/serve/translation_service.h"
 
@@ -54,8 +58,8 @@ struct ServerOptions {
 /// Loads the models and serves them. Thread-safe start/stop.
 class Server {
  public:
-  /// Loads every model (throws loom::Error for a bad directory, a duplicate name, or a model
-  /// kind this build cannot serve yet) and registers the routes; does not listen yet.
+  /// Loads every model (throws loom::Error for a bad directory or a duplicate name) and
+  /// registers the routes; does not listen yet.
   explicit Server(ServerOptions options);
   ~Server();
   /// Binds host:port (port 0: a free one). Throws loom::Error when the address is taken.
@@ -71,10 +75,17 @@ class Server {
  private:
   void register_routes();
   bool authorized(const std::string& authorization) const;
+  // The service of `model` for a route, or ApiError 404 model_not_found (400 when the model
+  // exists but is of another kind).
+  LlmService& llm(const std::string& model);
+  EmbeddingService& embedding(const std::string& model);
+  [[noreturn]] void unknown_model(const std::string& model, const char* kind) const;
 
   ServerOptions options_;
   Metrics metrics_;
   std::map<std::string, std::unique_ptr<TranslationService>> translation_;
+  std::map<std::string, std::unique_ptr<LlmService>> llm_;
+  std::map<std::string, std::unique_ptr<EmbeddingService>> embedding_;
   std::unique_ptr<httplib::Server> http_;
   int port_ = 0;
   int64_t created_ = 0;

@@ -39,13 +39,6 @@ namespace loom::serve {
 
 class Metrics;
 
-/// Bounds of a service (the server's flags).
-struct ServiceLimits {
-  int64_t max_input_tokens = 16384;   ///< source tokens of one request (all its segments, specials included)
-  size_t max_queued = 64;             ///< queued requests; more -> 429 (code "queue_full")
-  double timeout_seconds = 120;       ///< per request, from enqueue; then 504 and the work is dropped
-  int64_t max_batch_segments = 1024;  ///< segments one scheduler round takes (>= one request)
-};
 
 /// A translation model with its scheduler thread. Thread-safe: translate() is called from many
 /// HTTP threads at once.

@@ -52,7 +52,10 @@ button.act:disabled{background:#9ab}
  <div class="cols"><div id="srcview" class="pane"></div><div id="tgtview" class="pane"></div></div>
 </section>
 <section id="chat" hidden>
- <div class="row"><label>Model <select id="cmodel"></select></label><button id="clear">New chat</button><span id="cstatus"></span></div>
+ <div class="row"><label>Model <select id="cmodel"></select></label>
+  <label>Max tokens <input id="cmax" type="number" min="1" size="5" value="200"></label>
+  <label>Temperature <input id="ctemp" type="number" min="0" max="2" step="0.1" size="4" value="0.7"></label>
+  <button id="clear">New chat</button><span id="cstatus"></span></div>
  <div id="history"></div>
  <textarea id="prompt" placeholder="Message (Ctrl+Enter sends)"></textarea>
  <div class="row"><button id="send" class="act">Send</button><button id="stop" disabled>Stop</button></div>
@@ -213,10 +216,14 @@ $("send").onclick = async () => {
   addMsg("user", text);
   const out = addMsg("assistant", "");
   controller = new AbortController();
-  $("send").disabled = true; $("stop").disabled = false; $("cstatus").textContent = "";
-  let answer = "";
+  $("send").disabled = true; $("stop").disabled = false; $("cstatus").className = ""; $("cstatus").textContent = "answering…";
+  let answer = "", usage = null, finish = "?";
+  const t0 = performance.now();
   try {
-    const r = await api("/v1/chat/completions", {model: $("cmodel").value, messages: history, stream: true}, controller.signal);
+    const body = {model: $("cmodel").value, messages: history, stream: true, stream_options: {include_usage: true}};
+    if ($("cmax").value) body.max_tokens = Number($("cmax").value);
+    if ($("ctemp").value !== "") body.temperature = Number($("ctemp").value);
+    const r = await api("/v1/chat/completions", body, controller.signal);
     const reader = r.body.getReader(), dec = new TextDecoder();
     let buf = "";
     for (;;) {
@@ -232,13 +239,19 @@ $("send").onclick = async () => {
           if (data === "[DONE]") continue;
           const c = JSON.parse(data);
           if (c.error) throw new Error(c.error.message);
+          if (c.usage) usage = c.usage;
+          if (!c.choices.length) continue;
+          if (c.choices[0].finish_reason) finish = c.choices[0].finish_reason;
           const delta = c.choices[0].delta.content || "";
           answer += delta; out.textContent = answer;
         }
       }
     }
+    $("cstatus").className = "";
+    $("cstatus").textContent = "done: " + (usage ? usage.completion_tokens + " tokens, " : "") + "finish " + finish +
+      " in " + ((performance.now() - t0) / 1000).toFixed(2) + " s";
   } catch (e) {
-    if (e.name === "AbortError") $("cstatus").textContent = "stopped";
+    if (e.name === "AbortError") { $("cstatus").className = ""; $("cstatus").textContent = "stopped"; }
     else { $("cstatus").className = "err"; $("cstatus").textContent = e.message; }
   }
   history.push({role: "assistant", content: answer});
