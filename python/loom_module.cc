@@ -124,6 +124,7 @@ class PyTranslator {
       torch::InferenceMode guard;
       engine_->configure(o);
       job.target_lang = engine_->target_lang();
+      job.source_lang = engine_->source_lang();
       job.engine_id = engine_->engine_id();
       st = loom::pipeline::run_translate_job(job, *engine_);
     }

@@ -240,3 +240,129 @@ TEST(TranslateFidelityCli, GenerateOnATranslationModelSaysWhatItIs) {
 }
 
 }  // namespace
+
+namespace {
+
+const std::string kNllb = std::string(LOOM_TEST_DATA) + "/hf-tiny/nllb-m2m100";
+
+TEST(TranslateFidelityCli, TxtFenceLikeLinesAreTranslated) {
+  TempDir dir;
+  write_file(dir / "in.txt", "~~~ I love you.\n``` I love you.\n");
+  const auto r = run_loom(translate_args({dir / "in.txt", dir / "out.txt"}), dir.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const std::string& line : lines_of(slurp(dir / "out.txt"))) EXPECT_EQ(line.find("love"), std::string::npos) << line;
+  EXPECT_NE(r.err.find("2 segments translated"), std::string::npos) << r.err;
+}
+
+TEST(TranslateFidelityCli, LanguageCodesInOtherSpellingsAreMatchedOrListed) {
+  TempDir dir;
+  write_file(dir / "in.txt", "How are you? I am fine.\n");
+  // Marian opus-mt: "zh" / "zho_Hans" mean the model's >>cmn_Hans<< token (before, "zh" was
+  // accepted and no language token was sent).
+  auto r = run_loom(translate_args({"--tgt", "cmn_Hans", dir / "in.txt", dir / "cmn.txt"}), dir.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const std::string& tgt : {"zh", "zho_Hans", "zh-CN"}) {
+    r = run_loom(translate_args({"--tgt", tgt, dir / "in.txt", dir / ("o_" + tgt + ".txt")}), dir.path());
+    ASSERT_EQ(r.code, 0) << tgt << ": " << r.err;
+    EXPECT_EQ(slurp(dir / ("o_" + tgt + ".txt")), slurp(dir / "cmn.txt")) << tgt;
+  }
+  r = run_loom(translate_args({"--tgt", "fr", dir / "in.txt", dir / "fr.txt"}), dir.path());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("valid codes (3): cmn_Hans, cmn_Hant, yue_Hant"), std::string::npos) << r.err;
+  // The JSONL key keeps the user's spelling.
+  write_file(dir / "in.jsonl", R"({"text":"How are you? I am fine."})" "\n");
+  r = run_loom(translate_args({"--tgt", "zh", dir / "in.jsonl", dir / "out.jsonl"}), dir.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::string cmn = slurp(dir / "cmn.txt");
+  cmn.pop_back();
+  EXPECT_EQ(nlohmann::json::parse(slurp(dir / "out.jsonl"))["text_zh"], cmn);
+
+  // NLLB: "en" / "zh" / "cmn_Hans" for eng_Latn / zho_Hans.
+  const auto nllb = [&](const std::string& src, const std::string& tgt, const std::string& out) {
+    return run_loom({"translate", "--model", kNllb, "--beam", "1", "--no-progress", "--src", src, "--tgt", tgt,
+                     dir / "in.txt", dir / out}, dir.path());
+  };
+  r = nllb("eng_Latn", "zho_Hans", "n1.txt");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = nllb("en", "zh", "n2.txt");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = nllb("eng", "cmn_Hans", "n3.txt");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "n2.txt"), slurp(dir / "n1.txt"));
+  EXPECT_EQ(slurp(dir / "n3.txt"), slurp(dir / "n1.txt"));
+  r = nllb("en", "tlh", "n4.txt");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("valid codes (202)"), std::string::npos) << r.err;
+}
+
+TEST(TranslateFidelityCli, ExtraMembersBesideAnExistingKeyAreRefused) {
+  TempDir dir;
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {R"({"text":"Hello.","text_zh_score":1})", {"--with-scores"}},
+      {R"({"text":"Hello.","text_zh_nbest":[]})", {"--n-best", "2"}},
+      {R"({"text":"Hello.","text_zh_nbest_scores":[]})", {"--n-best", "2", "--with-scores"}},
+      {R"({"text":"Hello.","loom_meta":{}})", {"--meta"}},
+  };
+  int n = 0;
+  for (const auto& [row, flags] : cases) {
+    const std::string in = dir / ("in" + std::to_string(n) + ".jsonl"), out = dir / ("out" + std::to_string(n++) + ".jsonl");
+    write_file(in, row + "\n");
+    auto args = translate_args(flags);
+    args.push_back(in);
+    args.push_back(out);
+    const auto r = run_loom(args, dir.path());
+    EXPECT_NE(r.code, 0) << row;
+    EXPECT_NE(r.err.find("already has the key"), std::string::npos) << row << ": " << r.err;
+  }
+  // Without a clash every member appears once.
+  write_file(dir / "ok.jsonl", R"({"text":"Hello.","id":1})" "\n");
+  const auto r = run_loom(translate_args({"--n-best", "2", "--with-scores", "--meta", dir / "ok.jsonl", dir / "ok.out.jsonl"}),
+                          dir.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string line = slurp(dir / "ok.out.jsonl");
+  for (const char* key : {"\"text_zh\":", "\"text_zh_nbest\":", "\"text_zh_nbest_scores\":", "\"text_zh_score\":", "\"loom_meta\":"}) {
+    const auto first = line.find(key);
+    EXPECT_NE(first, std::string::npos) << key;
+    EXPECT_EQ(line.find(key, first + 1), std::string::npos) << key << " twice: " << line;
+  }
+}
+
+TEST(TranslateFidelityCli, LockHoldsForARelativeAndAnAbsoluteSpellingOfTheOutput) {
+  TempDir dir;
+  write_file(dir / "in.txt", slurp(std::string(LOOM_SOURCE_DIR) + "/data/flores200/eng_Latn.devtest"));
+  const pid_t pid = loom_test::spawn_loom(translate_args({dir / "in.txt", dir / "out.txt"}), dir / "a.stdout", dir / "a.stderr");
+  for (int i = 0; i < 600 && !std::filesystem::exists(dir / "out.txt.loom-lock"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::filesystem::create_directory_symlink(dir.path(), dir / "alias");
+  for (const std::string& other : {std::string("out.txt"), std::string("./alias/out.txt"), std::string("../") +
+                                       dir.path().filename().string() + "/out.txt"}) {
+    // Run from inside the job's directory, so "out.txt" and the other spellings are relative.
+    const int code = loom_test::wait_exit_code(loom_test::spawn_loom(
+        translate_args({"--overwrite", dir / "in.txt", other}), dir / "b.stdout", dir / "b.stderr", {}, dir.path()));
+    const std::string err = slurp(dir / "b.stderr");
+    EXPECT_NE(code, 0) << other;
+    EXPECT_NE(err.find("another loom process"), std::string::npos) << other << ": " << err;
+  }
+  ::kill(pid, SIGINT);
+  loom_test::wait_exit_code(pid);
+}
+
+TEST(TranslateFidelityCli, EveryCommandExitsNonZeroWhenItsOutputCannotBeWritten) {
+  TempDir dir;
+  write_file(dir / "hyp.txt", "a b c\n");
+  write_file(dir / "ref.txt", "a b c\n");
+  write_file(dir / "doc.txt", "The cat sat on the mat. Dogs bark loudly.\n");
+  ASSERT_EQ(run_loom({"rag", "ingest", "--index", dir / "idx", dir / "doc.txt"}, dir.path()).code, 0);
+  const std::string gemma = std::string(LOOM_TEST_DATA) + "/hf-tiny/gemma";
+  for (const auto& args : {std::vector<std::string>{"eval", "mt", "--ref", dir / "ref.txt", "--hyp", dir / "hyp.txt"},
+                           std::vector<std::string>{"generate", "--model", gemma, "--prompt", "Hi", "--max-new-tokens", "3"},
+                           std::vector<std::string>{"rag", "search", "--index", dir / "idx", "cat"},
+                           std::vector<std::string>{"tokenize", "--model", kModel, dir / "hyp.txt"},
+                           translate_args({"--format", "txt", dir / "hyp.txt", "-"})}) {
+    const pid_t pid = loom_test::spawn_loom(args, "/dev/full", dir / "full.stderr");
+    EXPECT_NE(loom_test::wait_exit_code(pid), 0) << args[0] << ": " << slurp(dir / "full.stderr");
+    EXPECT_NE(slurp(dir / "full.stderr").find("error"), std::string::npos) << args[0];
+  }
+}
+
+}  // namespace

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <openssl/evp.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -17,6 +18,8 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
+#include <cstring>
 #include <sstream>
 #include <thread>
 
@@ -70,6 +73,15 @@ struct ScopedEnv {
   }
 };
 
+std::string sha_hex(const std::string& bytes, const EVP_MD* md) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), out, &len, md, nullptr);
+  std::string hex;
+  for (unsigned i = 0; i < len; ++i) hex += fmt::format("{:02x}", out[i]);
+  return hex;
+}
+
 template <typename F>
 std::string error_of(F&& f) {
   try {
@@ -101,6 +113,8 @@ class FakeHub {
                                       .dump(),
                                   "application/json");
                 });
+    // Like the Hub: an LFS file (weights, SentencePiece models) answers 302 to the CDN with
+    // X-Linked-Etag = its sha256; a regular git file answers 200 with ETag = its git blob sha1.
     server_.Get(R"(/([^/]+/[^/]+)/resolve/([0-9a-f]{40})/(.+))",
                 [this](const httplib::Request& req, httplib::Response& res) {
                   log(req);
@@ -109,16 +123,45 @@ class FakeHub {
                     res.status = 404;
                     return;
                   }
-                  res.set_redirect("/cdn/" + std::string(req.matches[3]));
+                  const std::string f = req.matches[3];
+                  auto it = files_.find(f);
+                  const std::string body = it != files_.end() && it->second ? *it->second : "";
+                  res.set_header("X-Repo-Commit", kSha);
+                  if (is_lfs(f)) {
+                    res.set_header("X-Linked-Etag", "\"" + sha_hex(body, EVP_sha256()) + "\"");
+                    res.set_header("X-Linked-Size", std::to_string(body.size()));
+                    res.set_redirect("/cdn/" + f);
+                    return;
+                  }
+                  if (it == files_.end() || !it->second) {
+                    res.status = 404;
+                    return;
+                  }
+                  res.set_header("ETag", "\"" + sha_hex("blob " + std::to_string(body.size()) + std::string(1, '\0') + body, EVP_sha1()) + "\"");
+                  res.set_content(body, "application/octet-stream");
                 });
     server_.Get(R"(/cdn/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
       log(req);
-      auto it = files_.find(req.matches[1]);
+      const std::string f = req.matches[1];
+      auto it = files_.find(f);
       if (it == files_.end() || !it->second) {
         res.status = 404;
         return;
       }
-      res.set_content(*it->second, "application/octet-stream");
+      std::string body = *it->second;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (req.has_header("Range")) ranges_.push_back(f + " " + req.get_header_value("Range"));
+      if (corrupt_.count(f)) body[body.size() / 2] ^= 1;
+      if (cut_once_.erase(f)) {  // send half of the file, then drop the connection
+        const size_t half = body.size() / 2;
+        res.set_content_provider(body.size(), "application/octet-stream",
+                                 [body, half](size_t offset, size_t, httplib::DataSink& sink) {
+                                   if (offset < half) sink.write(body.data() + offset, half - offset);
+                                   return offset < half;
+                                 });
+        return;
+      }
+      res.set_content(body, "application/octet-stream");
     });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
@@ -136,6 +179,27 @@ class FakeHub {
   void clear() {
     std::lock_guard<std::mutex> lock(mu_);
     requests_.clear();
+  }
+  /// Range headers the CDN received ("file bytes=N-").
+  std::vector<std::string> ranges() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ranges_;
+  }
+  /// The CDN sends `file` with one byte flipped (its etag stays the true sha256).
+  void corrupt(const std::string& file) {
+    std::lock_guard<std::mutex> lock(mu_);
+    corrupt_.insert(file);
+  }
+  /// The CDN's next answer for `file` stops after half of it (connection dropped).
+  void cut_once(const std::string& file) {
+    std::lock_guard<std::mutex> lock(mu_);
+    cut_once_.insert(file);
+  }
+  static bool is_lfs(const std::string& f) {
+    for (const char* ext : {".safetensors", ".bin", ".spm", ".model"})
+      if (f.size() >= std::strlen(ext) && f.compare(f.size() - std::strlen(ext), std::string::npos, ext) == 0)
+        return true;
+    return false;
   }
 
  private:
@@ -156,6 +220,8 @@ class FakeHub {
   int port_ = 0;
   std::mutex mu_;
   std::vector<std::string> requests_;
+  std::vector<std::string> ranges_;
+  std::set<std::string> corrupt_, cut_once_;
 };
 
 // The marian fixture as the Hub would list it, plus files loom must not fetch.
@@ -261,8 +327,11 @@ TEST(Hub, DownloadsFromLocalHubIntoCacheThenResolvesAndLoads) {
                                         "source.spm", "target.spm", "vocab.json",
                                         "special_tokens_map.json", "tokenizer_config.json"));
   for (const auto& f : got) EXPECT_EQ(slurp(snap + "/" + f), slurp(kMarianDir + "/" + f)) << f;
-  // The API call, then for each file the resolve URL and the redirect target.
-  EXPECT_EQ(hub.requests().size(), 1 + 2 * got.size());
+  // The API call, then for each file a HEAD of its resolve URL and a GET (LFS files: of the
+  // resolve URL and the CDN it redirects to).
+  size_t lfs = 0;
+  for (const auto& f : got) lfs += FakeHub::is_lfs(f);
+  EXPECT_EQ(hub.requests().size(), 1 + 2 * got.size() + lfs);
   EXPECT_EQ(hub.requests()[0], "/api/models/Helsinki-NLP/opus-mt-en-zh/revision/main");
 
   EXPECT_EQ(resolve_model("Helsinki-NLP/opus-mt-en-zh"), snap);
@@ -275,6 +344,120 @@ TEST(Hub, DownloadsFromLocalHubIntoCacheThenResolvesAndLoads) {
   hub.clear();
   EXPECT_EQ(download_model("Helsinki-NLP/opus-mt-en-zh", opts), snap);
   EXPECT_EQ(hub.requests().size(), 1u);
+}
+
+// Every snapshot entry is a relative symlink ../../blobs/<etag> to an existing blob, and an
+// LFS blob's name is its sha256 (huggingface_hub's layout).
+void expect_hub_layout(const fs::path& repo, const std::string& sha) {
+  const fs::path snap = repo / "snapshots" / sha;
+  ASSERT_TRUE(fs::is_directory(snap)) << snap;
+  EXPECT_EQ(slurp((repo / "refs" / "main").string()), sha);
+  size_t n = 0;
+  for (const auto& e : fs::directory_iterator(snap)) {
+    SCOPED_TRACE(e.path().string());
+    ++n;
+    ASSERT_TRUE(fs::is_symlink(e.symlink_status()));
+    const fs::path target = fs::read_symlink(e.path());
+    EXPECT_EQ(target.parent_path(), fs::path("../../blobs"));
+    const fs::path blob = repo / "blobs" / target.filename();
+    ASSERT_TRUE(fs::is_regular_file(blob));
+    if (FakeHub::is_lfs(e.path().filename().string())) EXPECT_EQ(sha256_file(blob.string()), target.filename().string());
+    else EXPECT_EQ(target.filename().string().size(), 40u);  // git blob sha1
+  }
+  EXPECT_GT(n, 1u);
+  for (const auto& e : fs::directory_iterator(repo / "blobs"))
+    EXPECT_EQ(e.path().extension(), "") << "left over: " << e.path();
+}
+
+TEST(Hub, LoomWritesHuggingfaceHubLayoutReadLikeACommittedHubTree) {
+  // The committed tree was written in huggingface_hub's layout by tests/data/hub-cache/make_sample.py.
+  const std::string committed = std::string(LOOM_TEST_DATA) + "/hub-cache";
+  const std::string sample_sha = slurp(committed + "/models--loom-test--tiny-hub/refs/main");
+  expect_hub_layout(fs::path(committed) / "models--loom-test--tiny-hub", sample_sha);
+  const std::string sample = resolve_model("loom-test/tiny-hub", "main", committed);
+  EXPECT_EQ(sample, committed + "/models--loom-test--tiny-hub/snapshots/" + sample_sha);
+  HfCheckpoint ck(sample);
+  EXPECT_EQ(ck.config()["model_type"], "loom_hub_sample");
+  EXPECT_TRUE(torch::equal(ck.load("w"), torch::tensor({1.0f, 2.0f, 3.0f, 4.0f}).reshape({2, 2})));
+  {  // the same id through $HF_HUB_CACHE, as `loom translate --model org/name` resolves it
+    ScopedEnv env_cache("HF_HUB_CACHE", committed.c_str());
+    EXPECT_EQ(resolve_model("loom-test/tiny-hub"), sample);
+  }
+
+  TempDir cache;
+  FakeHub hub("org/name", marian_repo());
+  DownloadOptions opts;
+  opts.endpoint = hub.endpoint();
+  opts.cache_dir = cache.str();
+  const std::string snap = download_model("org/name", opts);
+  expect_hub_layout(cache.path / "models--org--name", kSha);
+  EXPECT_EQ(resolve_model("org/name", "main", cache.str()), snap);
+  EXPECT_TRUE(torch::equal(HfCheckpoint(snap).load("model.shared.weight"),
+                           HfCheckpoint(kMarianDir).load("model.shared.weight")));
+}
+
+TEST(Hub, ResumesAPartialFileWithARangeRequest) {
+  TempDir cache;
+  FakeHub hub("org/name", marian_repo());
+  DownloadOptions opts;
+  opts.endpoint = hub.endpoint();
+  opts.cache_dir = cache.str();
+  hub.cut_once("model.safetensors");
+  EXPECT_THAT(error_of([&] { download_model("org/name", opts); }),
+              AllOf(HasSubstr("model.safetensors"), HasSubstr("download failed")));
+  const std::string full = slurp(kMarianDir + "/model.safetensors");
+  const std::string etag = sha_hex(full, EVP_sha256());
+  const fs::path part = cache.path / "models--org--name" / "blobs" / (etag + ".incomplete");
+  ASSERT_TRUE(fs::is_regular_file(part));
+  EXPECT_EQ(fs::file_size(part), full.size() / 2);
+  EXPECT_FALSE(fs::exists(cache.path / "models--org--name" / "refs" / "main"));
+
+  const std::string snap = download_model("org/name", opts);
+  EXPECT_EQ(hub.ranges(), std::vector<std::string>{"model.safetensors bytes=" + std::to_string(full.size() / 2) + "-"});
+  EXPECT_EQ(slurp(snap + "/model.safetensors"), full);
+  EXPECT_FALSE(fs::exists(part));
+  expect_hub_layout(cache.path / "models--org--name", kSha);
+}
+
+TEST(Hub, Sha256MismatchIsRefusedAndNothingIsKept) {
+  TempDir cache;
+  FakeHub hub("org/name", marian_repo());
+  DownloadOptions opts;
+  opts.endpoint = hub.endpoint();
+  opts.cache_dir = cache.str();
+  hub.corrupt("model.safetensors");
+  const std::string etag = sha_hex(slurp(kMarianDir + "/model.safetensors"), EVP_sha256());
+  EXPECT_THAT(error_of([&] { download_model("org/name", opts); }),
+              AllOf(HasSubstr("model.safetensors"), HasSubstr("sha256 mismatch"), HasSubstr(etag)));
+  const fs::path repo = cache.path / "models--org--name";
+  EXPECT_FALSE(fs::exists(repo / "blobs" / etag));
+  EXPECT_FALSE(fs::exists(repo / "blobs" / (etag + ".incomplete")));
+  EXPECT_FALSE(fs::exists(repo / "snapshots" / kSha / "model.safetensors"));
+  EXPECT_FALSE(fs::exists(repo / "refs" / "main"));
+}
+
+TEST(Hub, OfflineModeMakesNoRequests) {
+  TempDir cache;
+  FakeHub hub("org/name", marian_repo());
+  DownloadOptions opts;
+  opts.endpoint = hub.endpoint();
+  opts.cache_dir = cache.str();
+  {
+    ScopedEnv offline("HF_HUB_OFFLINE", "1");
+    EXPECT_THAT(error_of([&] { download_model("org/name", opts); }),
+                AllOf(HasSubstr("HF_HUB_OFFLINE"), HasSubstr("org/name"), HasSubstr("refs/main")));
+    EXPECT_TRUE(hub.requests().empty());
+  }
+  const std::string snap = download_model("org/name", opts);
+  hub.clear();
+  for (const char* v : {"1", "true", "YES", "On"}) {
+    ScopedEnv offline("HF_HUB_OFFLINE", v);
+    EXPECT_TRUE(hub_offline()) << v;
+    EXPECT_EQ(download_model("org/name", opts), snap);
+  }
+  EXPECT_TRUE(hub.requests().empty());
+  ScopedEnv online("HF_HUB_OFFLINE", "0");
+  EXPECT_FALSE(hub_offline());
 }
 
 TEST(Hub, DownloadErrorsNameUrlAndStatus) {

@@ -106,6 +106,15 @@ class Errors(unittest.TestCase):
         # the Translator stays usable after an error
         self.assertEqual(len(t.translate_batch(["Hello."], tgt="zho_Hans")), 1)
 
+    def test_other_language_spellings(self):
+        # the same code table as `loom translate` and `loom serve` (text/language_codes.h)
+        t = loom.Translator(NLLB, src="eng_Latn", tgt="zho_Hans")
+        want = t.translate_batch(["Hello world."])
+        self.assertEqual(t.translate_batch(["Hello world."], src="en", tgt="zh"), want)
+        self.assertEqual(t.translate_batch(["Hello world."], src="eng", tgt="cmn_Hans"), want)
+        m = loom.Translator(MARIAN)
+        self.assertEqual(m.translate_batch(["Hello world."], tgt="zh"), m.translate_batch(["Hello world."], tgt="cmn_Hans"))
+
     def test_bad_options(self):
         t = loom.Translator(MARIAN)
         with self.assertRaisesRegex(loom.Error, "sampling draws one translation"):

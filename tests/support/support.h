@@ -87,11 +87,14 @@ struct RunResult {
 };
 
 /// Starts `loom args...` (no shell) with stdin from `stdin_path` ("" = /dev/null), stdout to
-/// `out_path` and stderr to `err_path`; returns the child's pid.
+/// `out_path` and stderr to `err_path`, in working directory `cwd` ("" = the test's); returns
+/// the child's pid.
 inline pid_t spawn_loom(const std::vector<std::string>& args, const fs::path& out_path,
-                        const fs::path& err_path, const fs::path& stdin_path = {}) {
+                        const fs::path& err_path, const fs::path& stdin_path = {},
+                        const fs::path& cwd = {}) {
   const pid_t pid = ::fork();
   if (pid == 0) {
+    if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) _exit(126);
     const std::string in = stdin_path.empty() ? std::string("/dev/null") : stdin_path.string();
     if (!std::freopen(in.c_str(), "r", stdin)) _exit(126);
     if (!std::freopen(out_path.c_str(), "w", stdout)) _exit(126);

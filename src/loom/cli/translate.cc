@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
+#include <tuple>
 
 #include "loom/cli/commands.h"
 #include "loom/core/error.h"
@@ -19,6 +20,7 @@
 #include "loom/io/hub.h"
 #include "loom/io/model_fingerprint.h"
 #include "loom/pipeline/translate_job.h"
+#include "loom/pipeline/translate_workers.h"
 #include "loom/pipeline/translation_engine.h"
 #include "loom/text/seq2seq_tokenizer.h"
 
@@ -57,7 +59,8 @@ struct TranslateArgs {
   bool overwrite_fields = false, txt_markdown = false;
   int threads = 0;
   bool resume = false, overwrite = false, in_place = false, no_markdown = false, no_progress = false;
-  bool missing_fields_ok = false, with_scores = false, meta = false;
+  bool missing_fields_ok = false, with_scores = false, meta = false, merge = false;
+  int nproc = 0;
   std::string input = "-", output = "-";
 };
 
@@ -70,6 +73,13 @@ std::string default_model() {
 }
 
 void run_translate(const TranslateArgs& a) {
+  if (a.nproc > 0 || a.merge) {  // N local workers over the shards (pipeline/translate_workers.h)
+    if (a.nproc < 1 || !a.shard.empty()) fail(Where{"", 0, "--nproc"}, "--merge needs --nproc N, and --nproc runs the shards itself (no --shard)");
+    install_stop_handlers();
+    const int per = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / a.nproc);
+    std::exit(pipeline::run_translate_workers({a.nproc, "", pipeline::own_command_line(), a.output, a.merge,
+                                               a.overwrite || a.resume, per, stderr, &g_stop}, a.input));
+  }
   const std::string model_dir = io::resolve_model(a.model.empty() ? default_model() : a.model);
   if (a.threads > 0) torch::set_num_threads(a.threads);
   torch::InferenceMode guard;
@@ -79,32 +89,13 @@ void run_translate(const TranslateArgs& a) {
   job.input = a.input;
   job.output = a.output;
   job.format = pipeline::parse_row_format(a.format);
-  job.fields.clear();
-  for (size_t b = 0; b <= a.fields.size();) {
-    size_t e = a.fields.find(',', b);
-    if (e == std::string::npos) e = a.fields.size();
-    if (e > b) {
-      std::string field = a.fields.substr(b, e - b);
-      if (std::find(job.fields.begin(), job.fields.end(), field) != job.fields.end())
-        fail(Where{"", 0, "--fields"}, "field '{}' is listed twice", field);
-      job.fields.push_back(std::move(field));
-    }
-    b = e + 1;
-  }
-  if (job.fields.empty()) fail(Where{"", 0, "--fields"}, "no field names given");
+  job.fields = pipeline::parse_field_list(a.fields);
   job.missing_fields_ok = a.missing_fields_ok;
   job.target_lang = engine.target_lang();
+  job.source_lang = engine.source_lang();
   job.suffix = a.suffix;
   job.in_place = a.in_place;
-  if (!a.shard.empty()) {
-    int i = -1, n = -1;
-    char extra = 0;
-    if (std::sscanf(a.shard.c_str(), "%d/%d%c", &i, &n, &extra) != 2 || n < 1 || i < 0 || i >= n) {
-      fail(Where{"", 0, "--shard"}, "'{}' is not I/N with 0 <= I < N", a.shard);
-    }
-    job.shard_index = i;
-    job.shard_count = n;
-  }
+  if (!a.shard.empty()) std::tie(job.shard_index, job.shard_count) = pipeline::parse_shard_spec(a.shard);
   job.resume = a.resume;
   job.overwrite = a.overwrite;
   job.on_error = pipeline::parse_on_error(a.on_error);
@@ -182,6 +173,8 @@ void add_translate(CLI::App& app) {
   cmd->add_flag("--meta", a.meta, "JSONL: add loom_meta per row (line, segments, copied, split, capped, tokens)");
   cmd->add_option("--threads", a.threads, "Intra-op threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->add_option("--shard", a.shard, "Translate shard I of N (0-based; default $RANK/$WORLD_SIZE)");
+  cmd->add_option("--nproc", a.nproc, "Run N local worker processes, one per shard (each resumable)")->check(CLI::Range(1, 1024));
+  cmd->add_flag("--merge", a.merge, "With --nproc: concatenate the shard outputs into OUTPUT once all are complete");
   cmd->add_flag("--resume", a.resume, "Continue an interrupted job from its last checkpoint");
   cmd->add_flag("--overwrite", a.overwrite, "Replace an existing output");
   cmd->add_option("--on-error", a.on_error, "Bad rows: abort (default) or skip (to the rejects file)")

@@ -11,10 +11,10 @@
 #include <sstream>
 
 #include <caffe2/serialize/inline_container.h>
-#include <torch/csrc/jit/serialization/unpickler.h>
 #include <torch/version.h>
 
 #include "loom/core/error.h"
+#include "loom/io/torch_pickle.h"
 
 namespace loom::io {
 
@@ -68,6 +68,29 @@ DType to_dtype(torch::ScalarType t, const std::string& path, const std::string& 
     default:
       fail(Where{path, 0, name}, "cannot write dtype {} to safetensors", c10::toString(t));
   }
+}
+
+// The weight_map of a shard index ({"weight_map": {tensor: shard file}}), in the file's order,
+// with every shard file checked to be a relative name of an existing file in `dir`.
+std::vector<std::pair<std::string, std::string>> read_weight_map(const std::string& dir,
+                                                                 const std::string& index_path) {
+  nlohmann::json index = read_json(index_path);
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
+    fail(Where{index_path, 0, "weight_map"}, "expected {{\"weight_map\": {{name: file}}}}");
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto& [name, file] : index["weight_map"].items()) {
+    if (!file.is_string())
+      fail(Where{index_path, 0, name}, "weight_map value must be a file name, got {}",
+           file.type_name());
+    const std::string f = file.get<std::string>();
+    if (f.empty() || f.front() == '/' || f.find("..") != std::string::npos)
+      fail(Where{index_path, 0, name}, "shard file name '{}' must be relative to the model "
+           "directory", f);
+    const std::string p = join(dir, f);
+    if (!is_file(p)) fail(Where{index_path, 0, name}, "shard '{}' not found (expected {})", f, p);
+    out.emplace_back(name, f);
+  }
+  return out;
 }
 
 }  // namespace
@@ -196,65 +219,47 @@ std::map<std::string, torch::Tensor> read_pytorch_bin(const std::string& path) {
            "not a zip-format torch.save file (the legacy pickle format is not supported); {}",
            advice);
   }
-  torch::IValue v;
+  // The zip container (archive/data.pkl, archive/data/<key>) is read with libtorch's own reader;
+  // the pickle with loom's strict reader of the torch.save subset (io/torch_pickle.h).
+  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> zip;
+  auto record = [&](const std::string& name) {
+    try {
+      if (!zip->hasRecord(name)) fail(Where{path, 0, name}, "zip record missing; {}", advice);
+      auto [ptr, size] = zip->getRecord(name);
+      return std::string(static_cast<const char*>(ptr.get()), size);
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      std::string what = e.what();
+      if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+      fail(Where{path, 0, name}, "cannot read this zip record ({}); {}", what, advice);
+    }
+  };
   try {
-    caffe2::serialize::PyTorchStreamReader zip{path};
-    auto [ptr, size] = zip.getRecord("data.pkl");
-    std::string pkl(static_cast<const char*>(ptr.get()), size);
-    // Python's torch.save(state_dict) pickles a collections.OrderedDict, which libtorch 1.13's
-    // unpickler turns into None (it only expects OrderedDict as a tensor's empty hook dict), so
-    // the state dict is lost. Rewrite the fixed protocol-2 prologue
-    //   PROTO 2, GLOBAL collections.OrderedDict, BINPUT 0, EMPTY_TUPLE, REDUCE, <items>, STOP
-    // into
-    //   PROTO 2, MARK, GLOBAL collections.OrderedDict, BINPUT 0, EMPTY_DICT, <items>, TUPLE, STOP
-    // which keeps memo slot 0 (BINGET 0 builds the tensors' hook dicts) and yields
-    // (global, {name: tensor}).
-    static const std::string kOrderedDict("\x80\x02" "ccollections\nOrderedDict\nq\x00)R", 31);
-    static const std::string kPatched("\x80\x02(ccollections\nOrderedDict\nq\x00}", 31);
-    bool patched = false;
-    if (pkl.size() > kOrderedDict.size() && pkl.compare(0, kOrderedDict.size(), kOrderedDict) == 0 &&
-        pkl.back() == '.') {
-      pkl = kPatched + pkl.substr(kOrderedDict.size(), pkl.size() - kOrderedDict.size() - 1) + "t.";
-      patched = true;
-    }
-    size_t pos = 0;
-    auto read = [&](char* buf, size_t n) {
-      n = std::min(n, pkl.size() - pos);
-      std::memcpy(buf, pkl.data() + pos, n);
-      pos += n;
-      return n;
-    };
-    auto record = [&](const std::string& name) {
-      return std::get<0>(zip.getRecord("data/" + name));
-    };
-    torch::jit::Unpickler unpickler(read, torch::jit::TypeResolver(), torch::jit::ObjLoader(),
-                                    record, c10::optional<at::Device>(at::Device(at::kCPU)));
-    unpickler.set_version(zip.version());
-    v = unpickler.parse_ivalue();
-    if (patched) {
-      if (!v.isTuple() || v.toTupleRef().elements().size() != 2)
-        fail(Where{path, 0, ""}, "unexpected pickle structure; {}", advice);
-      v = v.toTupleRef().elements()[1];
-    }
-  } catch (const Error&) {
-    throw;
+    zip = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
   } catch (const std::exception& e) {
     std::string what = e.what();
     if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
-    fail(Where{path, 0, ""}, "libtorch {} cannot read this checkpoint ({}); {}", TORCH_VERSION,
-         what, advice);
+    fail(Where{path, 0, ""}, "cannot read this zip archive ({}); {}", what, advice);
   }
-  if (!v.isGenericDict())
-    fail(Where{path, 0, ""}, "expected a state dict (name -> tensor), got {}; {}",
-         v.tagKind(), advice);
+  const PickledStateDict sd = parse_torch_pickle(record("data.pkl"), path);
+  std::map<std::string, torch::Tensor> storages;  // shared by the views of one storage
   std::map<std::string, torch::Tensor> out;
-  for (const auto& kv : v.toGenericDict()) {
-    if (!kv.key().isString())
-      fail(Where{path, 0, ""}, "state dict key is a {}, not a string", kv.key().tagKind());
-    std::string name = kv.key().toStringRef();
-    if (!kv.value().isTensor())
-      fail(Where{path, 0, name}, "state dict value is a {}, not a tensor", kv.value().tagKind());
-    out.emplace(std::move(name), kv.value().toTensor());
+  for (const PickledTensor& t : sd.tensors) {
+    auto it = storages.find(t.storage_key);
+    if (it == storages.end()) {
+      std::string bytes = record("data/" + t.storage_key);
+      const uint64_t want = t.storage_numel * dtype_size(t.dtype);
+      if (bytes.size() != want)
+        fail(Where{path, 0, t.name}, "storage data/{} has {} bytes, the pickle says {} elements of {} bytes",
+             t.storage_key, bytes.size(), t.storage_numel, dtype_size(t.dtype));
+      torch::Tensor flat = torch::empty({static_cast<int64_t>(t.storage_numel)},
+                                        torch::TensorOptions().dtype(torch_dtype(t.dtype)));
+      if (!bytes.empty()) std::memcpy(flat.data_ptr(), bytes.data(), bytes.size());
+      it = storages.emplace(t.storage_key, flat).first;
+    }
+    // Bounds were checked by parse_torch_pickle (the view lies inside the storage).
+    out.emplace(t.name, it->second.as_strided(t.sizes, t.strides, t.offset));
   }
   return out;
 }
@@ -275,6 +280,7 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
   const std::string single = join(dir, "model.safetensors");
   const std::string index_path = join(dir, "model.safetensors.index.json");
   const std::string bin = join(dir, "pytorch_model.bin");
+  const std::string bin_index = join(dir, "pytorch_model.bin.index.json");
   if (is_file(single)) {
     where_ = single;
     weight_files_ = {"model.safetensors"};
@@ -282,26 +288,11 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
     for (const auto& t : st_files_[0]->tensors()) st_index_.emplace(t.name, Loc{0, &t});
   } else if (is_file(index_path)) {
     where_ = index_path;
-    nlohmann::json index = read_json(index_path);
-    if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
-      fail(Where{index_path, 0, "weight_map"}, "expected {{\"weight_map\": {{name: file}}}}");
-    const auto& wm = index["weight_map"];
-    std::map<std::string, size_t> shard_of_file;
-    for (auto& [name, file] : wm.items()) {
-      if (!file.is_string())
-        fail(Where{index_path, 0, name}, "weight_map value must be a file name, got {}",
-             file.type_name());
-      const std::string f = file.get<std::string>();
-      if (f.empty() || f.front() == '/' || f.find("..") != std::string::npos)
-        fail(Where{index_path, 0, name}, "shard file name '{}' must be relative to the model "
-             "directory", f);
-      if (shard_of_file.count(f)) continue;
-      const std::string p = join(dir, f);
-      if (!is_file(p))
-        fail(Where{index_path, 0, name}, "shard '{}' not found (expected {})", f, p);
-      shard_of_file.emplace(f, st_files_.size());
+    const auto wm = read_weight_map(dir, index_path);
+    for (const auto& [name, f] : wm) {
+      if (std::find(weight_files_.begin(), weight_files_.end(), f) != weight_files_.end()) continue;
       weight_files_.push_back(f);
-      st_files_.push_back(std::make_shared<SafetensorsFile>(p));
+      st_files_.push_back(std::make_shared<SafetensorsFile>(join(dir, f)));
     }
     for (size_t i = 0; i < st_files_.size(); ++i)
       for (const auto& t : st_files_[i]->tensors()) {
@@ -310,9 +301,8 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
           fail(Where{index_path, 0, t.name}, "tensor is in two shards: {} and {}",
                weight_files_[it->second.file], weight_files_[i]);
       }
-    for (auto& [name, file] : wm.items()) {
+    for (const auto& [name, f] : wm) {
       auto it = st_index_.find(name);
-      const std::string f = file.get<std::string>();
       if (it == st_index_.end() || weight_files_[it->second.file] != f)
         fail(Where{index_path, 0, name}, "weight_map says the tensor is in '{}', but it is not",
              f);
@@ -321,10 +311,29 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
     where_ = bin;
     weight_files_ = {"pytorch_model.bin"};
     bin_ = read_pytorch_bin(bin);
+  } else if (is_file(bin_index)) {
+    where_ = bin_index;
+    const auto wm = read_weight_map(dir, bin_index);
+    std::map<std::string, std::string> shard_of;  // tensor -> shard it was found in
+    for (const auto& [name, f] : wm) {
+      if (std::find(weight_files_.begin(), weight_files_.end(), f) != weight_files_.end()) continue;
+      weight_files_.push_back(f);
+      for (auto& [tname, tensor] : read_pytorch_bin(join(dir, f))) {
+        auto [it, fresh] = shard_of.emplace(tname, f);
+        if (!fresh)
+          fail(Where{bin_index, 0, tname}, "tensor is in two shards: {} and {}", it->second, f);
+        bin_.emplace(tname, std::move(tensor));
+      }
+    }
+    for (const auto& [name, f] : wm) {
+      auto it = shard_of.find(name);
+      if (it == shard_of.end() || it->second != f)
+        fail(Where{bin_index, 0, name}, "weight_map says the tensor is in '{}', but it is not", f);
+    }
   } else {
     fail(Where{dir, 0, ""},
-         "no weights: expected model.safetensors, model.safetensors.index.json or "
-         "pytorch_model.bin");
+         "no weights: expected model.safetensors, model.safetensors.index.json, "
+         "pytorch_model.bin or pytorch_model.bin.index.json");
   }
 }
 

@@ -55,7 +55,8 @@ void write_safetensors_streamed(const std::string& path, const std::vector<Tenso
 /// weights, looked up in this order:
 ///   1. model.safetensors
 ///   2. model.safetensors.index.json ({"weight_map": {tensor name: shard file}}, sharded)
-///   3. pytorch_model.bin (torch.save zip format, read with torch::pickle_load; eagerly loaded)
+///   3. pytorch_model.bin (torch.save zip format, read by read_pytorch_bin; eagerly loaded)
+///   4. pytorch_model.bin.index.json (sharded .bin: {"weight_map": {tensor name: shard file}})
 /// Safetensors files are memory-mapped and validated at open; tensors are copied on load() and
 /// aliased in place by view().
 /// Matches transformers' from_pretrained file resolution (safetensors preferred over .bin).
@@ -75,7 +76,7 @@ class HfCheckpoint {
   /// Parsed generation_config.json, or an empty object when the file is absent.
   const nlohmann::json& generation_config() const { return generation_config_; }
   /// The weights file(s) in use, relative to dir(): {"model.safetensors"}, the shards, or
-  /// {"pytorch_model.bin"}.
+  /// {"pytorch_model.bin"} or the .bin shards.
   const std::vector<std::string>& weight_files() const { return weight_files_; }
 
   /// True when the checkpoint has a tensor called `name`.
@@ -114,11 +115,13 @@ class HfCheckpoint {
   std::string where_;  // weights path for messages
 };
 
-/// Reads a pytorch_model.bin written by torch.save (zip format, torch >= 1.6) into name -> tensor,
-/// with libtorch's unpickler. Python's state dicts are collections.OrderedDict, which libtorch
-/// 1.13 cannot rebuild, so that pickle prologue is rewritten to a plain dict first. Throws
-/// loom::Error naming `path`, suggesting conversion to safetensors, when the file cannot be read
-/// (legacy non-zip format, unsupported pickle content) or is not a dict of tensors.
+/// Reads a pytorch_model.bin written by Python's torch.save(state_dict) (zip format, torch >= 1.6)
+/// into name -> tensor (each a view of its storage, in the storage's dtype, on the CPU). The zip
+/// is read with libtorch's PyTorchStreamReader, the pickle with parse_torch_pickle (the strict
+/// torch.save subset: OrderedDict with _metadata, _rebuild_tensor_v2, typed storages shared by
+/// views with offsets and strides). Throws loom::Error naming `path` and what was unexpected,
+/// suggesting conversion to safetensors: legacy non-zip format, a missing or short storage
+/// record, pickle content outside the subset, not a dict of tensors.
 std::map<std::string, torch::Tensor> read_pytorch_bin(const std::string& path);
 
 }  // namespace loom::io

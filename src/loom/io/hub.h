@@ -1,9 +1,12 @@
 // Hugging Face Hub: model ids ("org/name"), the local hub cache, and downloading a model's
-// snapshot into it (libcurl). The cache layout is huggingface_hub's:
+// snapshot into it (libcurl). The cache layout is huggingface_hub's (file_download.py):
 //   <cache>/models--org--name/refs/<revision>        text file holding the commit sha
-//   <cache>/models--org--name/snapshots/<sha>/<file>  the files of that commit
-// (huggingface_hub stores blobs/ and symlinks snapshot files to them; loom writes the snapshot
-// files directly, which huggingface_hub also reads, as it does on systems without symlinks).
+//   <cache>/models--org--name/blobs/<etag>           a file's bytes, named by its ETag (the
+//                                                    sha256 for LFS files, the git blob sha1
+//                                                    for others); <etag>.incomplete while loading
+//   <cache>/models--org--name/snapshots/<sha>/<file>  relative symlink ../../blobs/<etag>
+// loom writes this layout and reads any snapshot directory (symlinks or plain files), so a model
+// huggingface_hub downloaded is used as is.
 #pragma once
 
 #include <string>
@@ -50,11 +53,25 @@ std::vector<std::string> needed_files(const std::vector<std::string>& siblings);
 
 /// Downloads model `id` at opts.revision from the Hub into the cache and returns the snapshot
 /// directory. Asks GET {endpoint}/api/models/{id}/revision/{revision} for the commit sha and file
-/// list, fetches each needed_files() entry from {endpoint}/{id}/resolve/{sha}/{file} (following
-/// redirects) into snapshots/<sha>/ (temp file + rename; files already present are kept), then
-/// writes refs/<revision>. Throws loom::Error with the URL and HTTP status on HTTP errors, and
-/// on network errors, a bad id, an unexpected API answer or an I/O failure. Connections time
-/// out after 30 s; a transfer stalled for 60 s is aborted.
+/// list; for each needed_files() entry not yet in snapshots/<sha>/: HEAD
+/// {endpoint}/{id}/resolve/{sha}/{file} (redirects not followed) for its ETag (X-Linked-Etag,
+/// else ETag), then unless blobs/<etag> exists GET it (following redirects) into
+/// blobs/<etag>.incomplete — continuing a partial file with a Range request (a 200 answer
+/// restarts it) — checks an LFS file's sha256 against its 64-hex etag (a mismatch removes the
+/// partial file and throws), renames it to blobs/<etag> and links snapshots/<sha>/<file> to it;
+/// finally writes refs/<revision>. With $HF_HUB_OFFLINE set (1/ON/YES/TRUE) nothing is fetched:
+/// the cached snapshot (resolve_model) is returned, or loom::Error says it is not cached.
+/// Throws loom::Error with the URL and HTTP status on HTTP errors, and on network errors, a bad
+/// id, an unexpected API answer, an unusable ETag, a sha256 mismatch, another process holding
+/// the same .incomplete file, or an I/O failure. Connections time out after 30 s; a transfer
+/// stalled for 60 s is aborted (the partial file is kept for the next run).
 std::string download_model(const std::string& id, const DownloadOptions& opts = {});
+
+/// Lower-case hex sha256 of the file at path (OpenSSL). Throws loom::Error naming the file if it
+/// cannot be read.
+std::string sha256_file(const std::string& path);
+
+/// True when $HF_HUB_OFFLINE is 1, ON, YES or TRUE (any case), as huggingface_hub reads it.
+bool hub_offline();
 
 }  // namespace loom::io

@@ -172,6 +172,8 @@ nlohmann::ordered_json output_options(const TranslateJobOptions& o, const Resolv
   j["markdown"] = o.markdown;
   j["txt_markdown"] = o.txt_markdown;
   j["segment"] = o.segment == SegmentMode::kLine ? "line" : "sentence";
+  // Sentence boundaries depend on the language (and came from other rules before ICU).
+  if (o.segment == SegmentMode::kSentence) j["sentences"] = "icu:" + (o.source_lang.empty() ? "en" : o.source_lang);
   j["overwrite_fields"] = o.overwrite_fields;
   j["max_line_bytes"] = o.max_line_bytes;
   j["engine_id"] = o.engine_id;
@@ -609,6 +611,7 @@ void Job::add_segments(FieldWork& f, std::string_view text) {
   } else {
     text::SegmentOptions opts;
     opts.markdown = r_.format == RowFormat::kTxt ? o_.txt_markdown : o_.markdown;
+    opts.language = o_.source_lang;
     f.segments = text::segment_text(text, opts);
     if (opts.markdown) f.units = join_inline_spans(f.segments);
   }
@@ -651,6 +654,25 @@ std::optional<Job::BadRow> Job::prepare(const io::RawLine& line, RowWork& work) 
   work.kind = RowWork::kJsonl;
   work.line = line.line;
   const std::size_t batch_start = batch_.size();
+  // Members that --n-best / --with-scores / --meta add must not exist already (a JSON object
+  // with a key twice loses one of them in most readers).
+  const auto extra_taken = [&](const std::string& key, const char* option) -> std::optional<BadRow> {
+    if (work.obj.find(key) == nullptr) return std::nullopt;
+    batch_.resize(batch_start);
+    return BadRow{fmt::format("the row already has the key '{}' that {} adds; remove it, or use another --suffix",
+                              key, option), Where{where.file, where.line, key}};
+  };
+  if (o_.meta)
+    if (auto bad = extra_taken("loom_meta", "--meta")) return bad;
+  for (const std::string& key : o_.fields) {
+    const std::string target = o_.in_place ? key : key + r_.suffix;
+    if (o_.n_best > 1)
+      if (auto bad = extra_taken(target + "_nbest", "--n-best")) return bad;
+    if (o_.n_best > 1 && o_.with_scores)
+      if (auto bad = extra_taken(target + "_nbest_scores", "--n-best with --with-scores")) return bad;
+    if (o_.with_scores)
+      if (auto bad = extra_taken(target + "_score", "--with-scores")) return bad;
+  }
   for (const std::string& key : o_.fields) {
     const io::RawMember* m = work.obj.find(key);
     const Where at{where.file, where.line, key};
@@ -1030,6 +1052,31 @@ OnError parse_on_error(const std::string& s) {
   if (l == "abort") return OnError::kAbort;
   if (l == "skip") return OnError::kSkip;
   fail(Where{"", 0, "on_error"}, "unknown on-error policy '{}' (expected abort or skip)", s);
+}
+
+std::vector<std::string> parse_field_list(const std::string& s) {
+  std::vector<std::string> fields;
+  for (size_t b = 0; b <= s.size();) {
+    size_t e = s.find(',', b);
+    if (e == std::string::npos) e = s.size();
+    if (e > b) {
+      std::string field = s.substr(b, e - b);
+      if (std::find(fields.begin(), fields.end(), field) != fields.end())
+        fail(Where{"", 0, "--fields"}, "field '{}' is listed twice", field);
+      fields.push_back(std::move(field));
+    }
+    b = e + 1;
+  }
+  if (fields.empty()) fail(Where{"", 0, "--fields"}, "no field names given");
+  return fields;
+}
+
+std::pair<int, int> parse_shard_spec(const std::string& s) {
+  int i = -1, n = -1;
+  char extra = 0;
+  if (std::sscanf(s.c_str(), "%d/%d%c", &i, &n, &extra) != 2 || n < 1 || i < 0 || i >= n)
+    fail(Where{"", 0, "--shard"}, "'{}' is not I/N with 0 <= I < N", s);
+  return {i, n};
 }
 
 std::string shard_output_path(const std::string& path, int index, int count) {

@@ -36,6 +36,7 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "loom/text/segment.h"
@@ -96,6 +97,13 @@ enum class SegmentMode {
 /// Parses "sentence"/"line"; throws loom::Error otherwise.
 SegmentMode parse_segment_mode(const std::string& s);
 
+/// Parses --fields "a,b" into {"a", "b"} (empty items skipped); throws loom::Error (field
+/// --fields) for a name listed twice or no name at all.
+std::vector<std::string> parse_field_list(const std::string& s);
+
+/// Parses --shard "I/N" into {I, N}; throws loom::Error unless 0 <= I < N.
+std::pair<int, int> parse_shard_spec(const std::string& s);
+
 /// Everything `loom translate` passes to the job. Options that change the output bytes are
 /// stored in the state file and must match on resume.
 struct TranslateJobOptions {
@@ -107,6 +115,7 @@ struct TranslateJobOptions {
   std::vector<std::string> fields = {"prompt", "text"};  ///< JSONL fields to translate
   bool missing_fields_ok = false;  ///< a listed field absent from a row is skipped, not an error
   std::string target_lang;   ///< target language code, for the default suffix ("zh", "deu_Latn")
+  std::string source_lang;   ///< source language code for sentence boundaries ("" = English rules)
   std::string suffix;        ///< target key = field + suffix; empty: "_" + target_lang
   bool in_place = false;     ///< write translations over the source fields instead
   bool overwrite_fields = false;  ///< a row's existing target key is replaced (else a bad row)

@@ -106,6 +106,7 @@ std::string TranslationEngine::summary() const {
 std::vector<SegmentResult> TranslationEngine::translate_texts(const std::vector<std::string>& texts, bool markdown) {
   text::SegmentOptions so;
   so.markdown = markdown;
+  so.language = source_lang();
   std::vector<std::vector<text::Segment>> segmented(texts.size());
   std::vector<std::size_t> first(texts.size());
   std::vector<std::string> batch;
@@ -138,15 +139,31 @@ std::vector<SegmentResult> TranslationEngine::translate_texts(const std::vector<
   return out;
 }
 
+namespace {
+
+/// tokenizer_config.json's string `key` in model_dir, or "".
+std::string config_lang(const std::string& model_dir, const char* key) {
+  const std::string path = model_dir + "/tokenizer_config.json";
+  if (!core::file_exists(path)) return {};
+  const nlohmann::json j = core::read_json(path);
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+}  // namespace
+
 std::string TranslationEngine::target_lang() const {
   if (!options_.tgt.empty()) return options_.tgt;
   std::string t = tokenizer_->target_language();
   if (!t.empty()) return t;
-  const std::string path = model_dir_ + "/tokenizer_config.json";
-  if (!core::file_exists(path)) return {};
-  const nlohmann::json j = core::read_json(path);
-  auto it = j.find("target_lang");
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  return config_lang(model_dir_, "target_lang");
+}
+
+std::string TranslationEngine::source_lang() const {
+  if (!options_.src.empty()) return options_.src;
+  std::string s = tokenizer_->source_language();
+  if (!s.empty()) return s;
+  return config_lang(model_dir_, "source_lang");
 }
 
 }  // namespace loom::pipeline

@@ -74,6 +74,9 @@ class TranslationEngine : public SegmentTranslator {
   /// Target language for the job's default suffix: --tgt, the tokenizer's, or
   /// tokenizer_config.json's "target_lang" (Marian single-pair models).
   std::string target_lang() const;
+  /// Source language for sentence boundaries: --src, the tokenizer's, or tokenizer_config.json's
+  /// "source_lang" (Marian single-pair models); "" when unknown.
+  std::string source_lang() const;
   /// Everything that fixes the output besides the input (model path and options), for resume checks.
   std::string engine_id() const { return engine_id_; }
 

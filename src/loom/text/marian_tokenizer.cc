@@ -4,51 +4,11 @@
 #include <unordered_set>
 
 #include "loom/core/error.h"
+#include "loom/text/language_codes.h"
 #include "loom/text/utf8.h"
 
 namespace loom::text {
 namespace {
-
-constexpr int64_t kMaxVocabId = 50'000'000;  // guards the id -> token table against hostile files
-
-// Reads a vocab.json (piece -> id); fills the id -> piece table.
-void load_vocab(const std::string& path, std::unordered_map<std::string, int64_t>& encoder,
-                std::vector<std::string>& decoder, std::vector<bool>& has) {
-  // Entries in file order (HF's id -> piece table {v: k} keeps the last piece of a duplicate id),
-  // collected with a parser callback (nlohmann::ordered_json would be quadratic on 65k keys).
-  std::vector<std::pair<std::string, nlohmann::json>> entries;
-  std::string key;
-  auto cb = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    if (depth == 1 && event == nlohmann::json::parse_event_t::key) key = parsed.get<std::string>();
-    if (depth == 1 && event == nlohmann::json::parse_event_t::value) entries.emplace_back(key, parsed);
-    return true;
-  };
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file_bytes(path), cb);
-  } catch (const nlohmann::json::exception& e) {
-    fail(Where{path}, "not valid JSON: {}", e.what());
-  }
-  if (!j.is_object() || entries.empty()) fail(Where{path}, "expected a non-empty JSON object piece -> id");
-  for (auto it = j.begin(); it != j.end(); ++it)
-    if (!it.value().is_number_integer()) fail(Where{path, 0, it.key()}, "id is not an integer: {}", it.value().dump());
-  encoder.reserve(entries.size());
-  int64_t max_id = -1;
-  for (const auto& [piece, value] : entries) {
-    if (!value.is_number_integer()) fail(Where{path, 0, piece}, "id is not an integer: {}", value.dump());
-    int64_t id = value.get<int64_t>();
-    if (id < 0 || id > kMaxVocabId) fail(Where{path, 0, piece}, "id {} out of range [0, {}]", id, kMaxVocabId);
-    encoder[piece] = id;
-    max_id = std::max(max_id, id);
-  }
-  decoder.assign(static_cast<size_t>(max_id + 1), std::string());
-  has.assign(static_cast<size_t>(max_id + 1), false);
-  for (const auto& [piece, value] : entries) {
-    int64_t id = value.get<int64_t>();
-    decoder[id] = piece;
-    has[id] = true;
-  }
-}
 
 bool is_language_code(const std::string& token) {
   return token.size() > 4 && token.compare(0, 2, ">>") == 0 && token.compare(token.size() - 2, 2, "<<") == 0;
@@ -109,11 +69,11 @@ MarianTokenizer::MarianTokenizer(const std::string& model_dir) : dir_(model_dir)
       fail(Where{dir_ + "/" + f}, "MarianTokenizer file missing (a Marian model needs source.spm, target.spm, vocab.json)");
   spm_source_ = std::make_unique<SentencePiece>(dir_ + "/source.spm");
   spm_target_ = std::make_unique<SentencePiece>(dir_ + "/target.spm");
-  load_vocab(dir_ + "/vocab.json", encoder_, decoder_, decoder_has_);
+  load_vocab_json(dir_ + "/vocab.json", encoder_, decoder_, decoder_has_);
   if (separate_vocabs_) {
     const std::string tv = dir_ + "/target_vocab.json";
     if (!file_exists(tv)) fail(Where{tv}, "missing: tokenizer_config.json sets separate_vocabs");
-    load_vocab(tv, target_encoder_, target_decoder_, target_decoder_has_);
+    load_vocab_json(tv, target_encoder_, target_decoder_, target_decoder_has_);
   }
 
   auto special_id = [&](const std::string& token, const char* what) {
@@ -164,28 +124,31 @@ MarianTokenizer::MarianTokenizer(const std::string& model_dir) : dir_(model_dir)
 std::vector<std::string> MarianTokenizer::languages() const { return codes_; }
 
 void MarianTokenizer::set_languages(const std::string& src, const std::string& tgt) {
-  if (!src.empty() && !source_lang_cfg_.empty() && src != source_lang_cfg_)
+  if (!src.empty() && !source_lang_cfg_.empty() && src != source_lang_cfg_ && !same_language(src, source_lang_cfg_))
     fail(Where{dir_ + "/tokenizer_config.json", 0, "source_lang"},
          "this Marian model translates from '{}'; --src '{}' does not match (leave it empty or use '{}')",
          source_lang_cfg_, src, source_lang_cfg_);
   std::optional<int64_t> code_id;
+  std::string bare = tgt.empty() ? tgt : bare_code(tgt);
   if (!tgt.empty()) {
-    std::string bare = bare_code(tgt);
+    // Another spelling of one of the model's >>xx<< codes ("zh", "zho_Hans" for "cmn_Hans").
+    if (auto m = match_language_code(bare, codes_, "tgt")) bare = *m;
     if (std::find(codes_.begin(), codes_.end(), bare) != codes_.end()) {
       code_id = encoder_.at(">>" + bare + "<<");
-    } else if (!(tgt == target_lang_cfg_ && !target_lang_cfg_.empty())) {
+    } else if (!(tgt == target_lang_cfg_ && !target_lang_cfg_.empty()) &&
+               !(codes_.empty() && !target_lang_cfg_.empty() && same_language(tgt, target_lang_cfg_))) {
       if (codes_.empty())
         fail(Where{dir_, 0, "tgt"},
              "this Marian model translates into '{}' only and has no >>xx<< language tokens; "
              "--tgt '{}' is not valid (leave it empty{})",
              target_lang_cfg_.empty() ? "its one target language" : target_lang_cfg_, tgt,
              target_lang_cfg_.empty() ? "" : " or use '" + target_lang_cfg_ + "'");
-      fail(Where{dir_ + "/vocab.json", 0, "tgt"}, "unknown target language '{}'; valid codes ({}): {}", tgt,
-           codes_.size(), fmt::join(codes_, ", "));
+      fail(Where{dir_ + "/vocab.json", 0, "tgt"}, "unknown target language '{}'; valid codes ({}): {} ({})", tgt,
+           codes_.size(), fmt::join(codes_, ", "), kLanguageSpellings);
     }
   }
   src_ = src;
-  tgt_ = code_id ? bare_code(tgt) : tgt;
+  tgt_ = code_id ? bare : tgt;
   tgt_code_id_ = code_id;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "loom/core/error.h"
+#include "loom/text/language_codes.h"
 #include "loom/text/utf8.h"
 
 namespace loom::text {
@@ -148,7 +149,11 @@ std::string NllbTokenizer::valid_codes_message() const {
 
 int64_t NllbTokenizer::language_id(const std::string& code) const {
   auto it = code_ids_.find(code);
-  if (it == code_ids_.end()) fail(Where{dir_, 0, "language"}, "unknown NLLB language code '{}'; {}", code, valid_codes_message());
+  if (it == code_ids_.end()) {
+    if (auto m = match_language_code(code, codes_)) return code_ids_.at(*m);
+    fail(Where{dir_, 0, "language"}, "unknown NLLB language code '{}'; {} ({})", code, valid_codes_message(),
+         kLanguageSpellings);
+  }
   return it->second;
 }
 
@@ -158,13 +163,13 @@ void NllbTokenizer::set_languages(const std::string& src, const std::string& tgt
          "NLLB needs both a source and a target language (e.g. --src eng_Latn --tgt zho_Hans); {}",
          valid_codes_message());
   auto check = [&](const std::string& code, const char* what) {
-    if (!code_ids_.count(code))
-      fail(Where{dir_, 0, what}, "unknown NLLB {} language '{}'; {}", what, code, valid_codes_message());
+    // Another spelling of one of the model's codes ("zh", "cmn_Hans" for "zho_Hans").
+    if (auto m = match_language_code(code, codes_, what)) return *m;
+    fail(Where{dir_, 0, what}, "unknown NLLB {} language '{}'; {} ({})", what, code, valid_codes_message(),
+         kLanguageSpellings);
   };
-  check(src, "src");
-  check(tgt, "tgt");
-  src_ = src;
-  tgt_ = tgt;
+  src_ = check(src, "src");
+  tgt_ = check(tgt, "tgt");
 }
 
 std::vector<std::string> NllbTokenizer::tokenize(std::string_view text, std::vector<int64_t>* ids) const {

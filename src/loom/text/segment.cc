@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "loom/core/error.h"
+#include "loom/text/sentence_break.h"
+#include "loom/text/utf8_cursor.h"
 
 namespace loom::text {
 namespace {
@@ -14,34 +17,12 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // UTF-8 helpers (never throw; an invalid byte decodes as U+FFFD of length 1)
 
-struct Cp {
-  char32_t cp;
-  size_t len;
-};
+using Cp = Utf8Cp;
 
-Cp decode_at(std::string_view s, size_t i) {
-  auto b = static_cast<unsigned char>(s[i]);
-  if (b < 0x80) return {b, 1};
-  size_t len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 0;
-  if (len == 0 || i + len > s.size()) return {0xFFFD, 1};
-  char32_t cp = b & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07);
-  for (size_t k = 1; k < len; ++k) {
-    auto c = static_cast<unsigned char>(s[i + k]);
-    if ((c & 0xC0) != 0x80) return {0xFFFD, 1};
-    cp = (cp << 6) | (c & 0x3F);
-  }
-  return {cp, len};
-}
+Cp decode_at(std::string_view s, size_t i) { return utf8_at(s, i); }
 
 /// Start of the code point that ends right before position e (e > lo).
-size_t prev_start(std::string_view s, size_t lo, size_t e) {
-  size_t i = e - 1;
-  size_t steps = 0;
-  while (i > lo && steps < 3 && (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) --i, ++steps;
-  // Make sure the lead byte really covers e; otherwise treat the last byte alone.
-  if (decode_at(s, i).len != e - i) return e - 1;
-  return i;
-}
+size_t prev_start(std::string_view s, size_t lo, size_t e) { return utf8_prev(s, lo, e); }
 
 bool is_space_cp(char32_t c) {
   switch (c) {
@@ -88,69 +69,6 @@ bool is_non_word_cp(char32_t c) {
   return false;
 }
 
-/// Lower-case letters of the Latin, Greek and Cyrillic blocks (enough to tell "a sentence
-/// continues" from "a new sentence starts" after a full stop).
-bool is_lower_cp(char32_t c) {
-  if (c < 0x80) return c >= 'a' && c <= 'z';
-  if (c >= 0xDF && c <= 0xFF) return c != 0xF7;
-  if (c >= 0x100 && c <= 0x137) return (c & 1) == 1;  // Latin Extended-A: pairs upper/lower
-  if (c == 0x138 || c == 0x149 || c == 0x17F) return true;
-  if (c >= 0x139 && c <= 0x148) return (c & 1) == 0;
-  if (c >= 0x14A && c <= 0x177) return (c & 1) == 1;
-  if (c >= 0x179 && c <= 0x17E) return (c & 1) == 0;
-  if (c >= 0x3B1 && c <= 0x3C9) return true;
-  if (c >= 0x430 && c <= 0x45F) return true;
-  return false;
-}
-
-/// Closing quotes, brackets and emphasis that belong to the sentence before them.
-bool is_closer_cp(char32_t c) {
-  switch (c) {
-    case '"': case '\'': case ')': case ']': case '}': case '*': case '_':
-    case 0x2019: case 0x201D: case 0x00BB: case 0x203A:            // ’ ” » ›
-    case 0x3009: case 0x300B: case 0x300D: case 0x300F: case 0x3011: case 0x3015: case 0x3017:
-    case 0xFF09: case 0xFF3D: case 0xFF5D: case 0xFF63:             // ） ］ ｝ ｣
-      return true;
-    default:
-      return false;
-  }
-}
-
-bool is_cjk_terminator(char32_t c) { return c == 0x3002 || c == 0xFF01 || c == 0xFF1F || c == 0xFF61; }
-
-// ---------------------------------------------------------------------------------------------
-// Abbreviations after which a full stop does not end a sentence.
-
-bool is_abbreviation(std::string_view t) {
-  static const std::unordered_set<std::string_view> kAbbrev = {
-      "Mr", "Mrs", "Ms", "Mx", "Dr", "Prof", "St", "Sr", "Jr", "vs", "etc", "Inc", "Ltd", "Co",
-      "Corp", "Fig", "Figs", "Vol", "Vols", "pp", "Ed", "Eds", "Gen", "Gov", "Sen", "Rep", "Rev",
-      "Hon", "Sens", "Reps", "Govs", "Capt", "Col", "Lt", "Sgt", "Cpl", "Maj", "Adm", "Mt", "Ft",
-      "Ave", "Blvd", "Rd", "approx", "Jan", "Feb", "Mar", "Apr", "Jun", "Jul", "Aug", "Sep",
-      "Sept", "Oct", "Nov", "Dec", "Dept", "Univ", "Assn", "Bros", "cf", "al", "ca", "viz",
-      "Messrs", "Mme", "Mlle", "Supt", "Insp", "Det", "Pres", "Esq", "Op", "Nos", "fig", "vol",
-      "ed", "eq", "Eq", "sec", "Sec", "est", "incl", "dept", "gov", "Ph", "Mssrs"};
-  return kAbbrev.count(t) > 0;
-}
-
-/// "U.S", "e.g", "i.e", "a.m", "Ph.D": letters in groups of 1-2 separated by dots (the final
-/// dot is the candidate full stop, not part of t).
-bool is_dotted_acronym(std::string_view t) {
-  if (t.find('.') == std::string_view::npos) return false;
-  size_t group = 0;
-  for (char c : t) {
-    if (c == '.') {
-      if (group == 0) return false;
-      group = 0;
-    } else if (is_ascii_alpha(c)) {
-      if (++group > 2) return false;
-    } else {
-      return false;
-    }
-  }
-  return group > 0;
-}
-
 // ---------------------------------------------------------------------------------------------
 
 /// Emits segments left to right. Each call covers the bytes from the cursor up to a position,
@@ -158,7 +76,10 @@ bool is_dotted_acronym(std::string_view t) {
 class Builder {
  public:
   /// entities: HTML entities (&nbsp; &amp; &#169;) count as symbols (Markdown mode).
-  Builder(std::string_view s, bool entities) : s_(s), entities_(entities) {}
+  Builder(std::string_view s, bool entities, SentenceSplitter& splitter)
+      : s_(s), entities_(entities), splitter_(splitter) {}
+
+  SentenceSplitter& splitter() { return splitter_; }
 
   /// Copies [cursor, pos).
   void copy_to(size_t pos) { push(pos, false); }
@@ -251,100 +172,18 @@ class Builder {
 
   std::string_view s_;
   bool entities_;
+  SentenceSplitter& splitter_;
   size_t cur_ = 0;
   std::vector<Segment> out_;
 };
 
-/// Splits [b, e) (no line breaks inside) into sentences and emits them.
+/// Splits [b, e) (no line breaks inside) into sentences (text/sentence_break.h) and emits them.
 void emit_sentences(std::string_view s, size_t b, size_t e, Builder& out) {
+  if (e <= b) return;
   size_t start = b;
-  size_t i = b;
-  while (i < e) {
-    Cp c = decode_at(s, i);
-    bool ascii_term = c.cp == '.' || c.cp == '!' || c.cp == '?';
-    bool ellipsis_cp = c.cp == 0x2026;
-    bool cjk = is_cjk_terminator(c.cp);
-    if (!ascii_term && !ellipsis_cp && !cjk) {
-      i += c.len;
-      continue;
-    }
-    // The terminator group: ". " "?!" "..." "。" plus closing quotes/brackets.
-    size_t group_begin = i;
-    size_t dots = 0;
-    bool excl_q = false, ellipsis = false, has_cjk = false;
-    size_t j = i;
-    while (j < e) {
-      Cp d = decode_at(s, j);
-      if (d.cp == '.') ++dots;
-      else if (d.cp == '!' || d.cp == '?') excl_q = true;
-      else if (d.cp == 0x2026) ellipsis = true;
-      else if (is_cjk_terminator(d.cp)) has_cjk = true;
-      else break;
-      j += d.len;
-    }
-    bool closers = false;
-    while (j < e) {
-      Cp d = decode_at(s, j);
-      if (!is_closer_cp(d.cp)) break;
-      closers = true;
-      j += d.len;
-    }
-    i = j;
-    if (j >= e) break;  // the run ends here anyway
-    bool split = false;
-    if (has_cjk && !closers) {
-      split = true;  // 你好。世界
-    } else if (has_cjk) {
-      // 「こんにちは。」と言った: a closing quote after 。 usually continues the sentence; split
-      // only when whitespace follows.
-      split = is_space_cp(decode_at(s, j).cp);
-    } else {
-      size_t k = j;
-      while (k < e) {
-        Cp d = decode_at(s, k);
-        if (!is_space_cp(d.cp)) break;
-        k += d.len;
-      }
-      if (k == j || k >= e) continue;  // no whitespace after, or only trailing whitespace
-      Cp next = decode_at(s, k);
-      if (is_lower_cp(next.cp) || next.cp == ',' || next.cp == ';' || next.cp == ':' ||
-          next.cp == ')' || next.cp == ']' || next.cp == '}' || next.cp == '-' || next.cp == 0x2013 ||
-          next.cp == 0x2014) {  // "Earth." – Anonymous
-        split = false;
-      } else if (ellipsis || dots >= 2) {
-        split = false;  // ellipsis: keep ("I thought... Then" stays one segment)
-      } else if (dots == 1 && !excl_q && !closers) {
-        // The word before the full stop.
-        size_t t = group_begin;
-        while (t > b) {
-          size_t p = prev_start(s, b, t);
-          if (is_space_cp(decode_at(s, p).cp)) break;
-          t = p;
-        }
-        std::string_view tok = s.substr(t, group_begin - t);
-        while (!tok.empty() && std::strchr("(\"'[*_", tok.front()) != nullptr) tok.remove_prefix(1);
-        if (tok.size() >= 3 && (tok.compare(0, 3, "\xE2\x80\x9C") == 0 || tok.compare(0, 3, "\xE2\x80\x98") == 0))
-          tok.remove_prefix(3);
-        if (tok == "No" || tok == "no" || tok == "Nr" || tok == "nr" || tok == "Art" ||
-            tok == "art" || tok == "p" || tok == "Ch" || tok == "ch") {
-          split = !(next.cp >= '0' && next.cp <= '9');
-        } else if (is_abbreviation(tok)) {
-          split = false;
-        } else if (tok.size() == 1 && is_ascii_alpha(tok[0])) {
-          split = false;  // initial: "J. K. Rowling"
-        } else if (is_dotted_acronym(tok)) {
-          split = false;  // "U.S." "e.g." "a.m." "Ph.D."
-        } else {
-          split = true;
-        }
-      } else {
-        split = true;
-      }
-    }
-    if (split) {
-      out.text(start, j);
-      start = j;
-    }
+  for (size_t p : out.splitter().boundaries(s.substr(b, e - b))) {
+    out.text(start, b + p);
+    start = b + p;
   }
   out.text(start, e);
 }
@@ -1179,7 +1018,12 @@ void segment_plain(std::string_view s, Builder& out) {
 }  // namespace
 
 std::vector<Segment> segment_text(std::string_view text, const SegmentOptions& options) {
-  Builder out(text, options.markdown);
+  // One ICU iterator per thread and language (cloning one per call would cost more than the
+  // segmentation of a short field).
+  thread_local std::map<std::string, SentenceSplitter, std::less<>> splitters;
+  auto it = splitters.find(options.language);
+  if (it == splitters.end()) it = splitters.emplace(options.language, SentenceSplitter(options.language)).first;
+  Builder out(text, options.markdown, it->second);
   if (options.markdown) segment_markdown(text, out);
   else segment_plain(text, out);
   return out.finish();

@@ -3,16 +3,13 @@
 // to a sentence-level MT model, everything else (whitespace, line breaks, Markdown markers, code,
 // URLs, numbers) is copied through, and reassemble() rebuilds the field around the translations.
 //
-// Markdown follows CommonMark 0.31.2 plus GFM tables / task lists (tests run the spec's examples);
-// the sentence rules are loom's own.
-// Rules (hand-written, English first; CJK 。！？ also end sentences):
-//  - A sentence ends after . ! ? (plus closing quotes/brackets/emphasis) when whitespace and a
-//    likely sentence start (not a lower-case letter, not , ; : ) ] } - – —) follow; never after
-//    a known abbreviation (Mr. Dr. St. vs. etc. Inc. Fig. ...; "No." only before a digit), a single
-//    letter (initials: "J. K. Rowling"), a dotted acronym ("U.S.", "e.g.", "a.m.", "Ph.D."), or an
-//    ellipsis ("..." / "…"). "3.14" and "v1.2.3" never split (no whitespace after the dot).
-//    After 。！？｡ a sentence ends without whitespace; after 。」 (closing quote/bracket) only
-//    when whitespace follows (「こんにちは。」と言った stays one sentence).
+// Markdown follows CommonMark 0.31.2 plus GFM tables / task lists (tests run the spec's examples).
+// Sentence boundaries come from ICU's sentence BreakIterator (UAX #29) with loom's corrections
+// (text/sentence_break.h: abbreviations from ICU's per-language lists plus loom's English list,
+// initials, dotted acronyms, ellipses, 「...。」と, ". 3 cars"), in the language given by
+// SegmentOptions::language (English when empty). They apply to each run of text between
+// Markdown structure, code and URLs; "3.14" and "v1.2.3" never split.
+// Rules:
 //  - Translate segments never start or end with whitespace (Unicode spaces, zero-width space,
 //    BOM included); leading , ; : ) ] } and trailing ( [ { are copied too. A run without any
 //    letter (punctuation, symbols, digits; in Markdown mode also HTML entities such as &nbsp;)
@@ -73,6 +70,9 @@ struct Segment {
 /// Options of segment_text.
 struct SegmentOptions {
   bool markdown = true;  ///< recognise Markdown structure (false: plain text, sentences + whitespace only)
+  /// Language of the text, for sentence boundaries (ICU locale and abbreviations; any code
+  /// text::normalize_language accepts, e.g. "de", "deu_Latn"); "" = English rules.
+  std::string language;
 };
 
 /// Splits text into segments; concatenating every segment's text reproduces the input byte for

@@ -2,6 +2,7 @@
 
 #include "loom/core/error.h"
 #include "loom/text/loom_spm_tokenizer.h"
+#include "loom/text/m2m100_tokenizer.h"
 #include "loom/text/marian_tokenizer.h"
 #include "loom/text/nllb_tokenizer.h"
 #include "loom/text/tokenizer_files.h"
@@ -9,7 +10,7 @@
 namespace loom::text {
 namespace {
 
-enum class Kind { kMarian, kNllb, kLoom };
+enum class Kind { kMarian, kNllb, kM2M100, kLoom };
 
 std::optional<std::string> string_field(const std::string& path, const char* key) {
   if (!file_exists(path)) return std::nullopt;
@@ -25,18 +26,17 @@ Kind detect(const std::string& dir) {
   if (auto cls = string_field(tok_cfg, "tokenizer_class")) {
     if (*cls == "MarianTokenizer") return Kind::kMarian;
     if (*cls == "NllbTokenizer" || *cls == "NllbTokenizerFast") return Kind::kNllb;
+    if (*cls == "M2M100Tokenizer") return Kind::kM2M100;
     fail(Where{tok_cfg, 0, "tokenizer_class"},
-         "unsupported tokenizer_class '{}' (supported: MarianTokenizer, NllbTokenizer)", *cls);
+         "unsupported tokenizer_class '{}' (supported: MarianTokenizer, NllbTokenizer, M2M100Tokenizer)", *cls);
   }
   const std::string model_cfg = dir + "/config.json";
   if (auto type = string_field(model_cfg, "model_type")) {
     if (*type == "marian") return Kind::kMarian;
     if (*type == "loom_seq2seq") return Kind::kLoom;
     if (*type == "m2m_100") {
-      if (file_exists(dir + "/vocab.json"))
-        fail(Where{dir}, "M2M100Tokenizer (vocab.json + sentencepiece.bpe.model) is not supported; "
-                         "NLLB checkpoints (sentencepiece.bpe.model only) are");
-      return Kind::kNllb;
+      // M2M100 has vocab.json + sentencepiece.bpe.model; NLLB only sentencepiece.bpe.model.
+      return file_exists(dir + "/vocab.json") ? Kind::kM2M100 : Kind::kNllb;
     }
     fail(Where{model_cfg, 0, "model_type"}, "model_type '{}' is not a supported translation model (marian, m2m_100, loom_seq2seq)",
          *type);
@@ -55,6 +55,8 @@ std::unique_ptr<Seq2SeqTokenizer> load_seq2seq_tokenizer(const std::string& mode
       return std::make_unique<MarianTokenizer>(model_dir);
     case Kind::kNllb:
       return std::make_unique<NllbTokenizer>(model_dir);
+    case Kind::kM2M100:
+      return std::make_unique<M2M100Tokenizer>(model_dir);
     case Kind::kLoom:
       return std::make_unique<LoomSpmTokenizer>(model_dir);
   }

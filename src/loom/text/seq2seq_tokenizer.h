@@ -1,6 +1,6 @@
 // loom::text::Seq2SeqTokenizer — source/target tokenization of encoder-decoder translation
 // models, reproducing Hugging Face transformers 4.46.3 slow tokenizers token for token:
-// MarianTokenizer (opus-mt-*) and NllbTokenizer (NLLB-200). load_seq2seq_tokenizer() picks the
+// MarianTokenizer (opus-mt-*), NllbTokenizer (NLLB-200) and M2M100Tokenizer (facebook/m2m100_*). load_seq2seq_tokenizer() picks the
 // right one from a model directory.
 #pragma once
 
@@ -65,7 +65,8 @@ class Seq2SeqTokenizer {
   virtual int64_t vocab_size() const = 0;
 };
 
-/// Picks MarianTokenizer, NllbTokenizer or LoomSpmTokenizer (config.json "model_type":
+/// Picks MarianTokenizer, NllbTokenizer, M2M100Tokenizer (model_type m2m_100 with vocab.json) or
+/// LoomSpmTokenizer (config.json "model_type":
 /// "loom_seq2seq") from the model directory (tokenizer_config.json "tokenizer_class", else
 /// config.json "model_type", else which files exist) and loads it.
 /// Throws loom::Error naming the directory/file when nothing fits or a file is unreadable.

@@ -139,4 +139,46 @@ std::string config_string(const nlohmann::json& config, const char* key, const s
   return it->get<std::string>();
 }
 
+namespace {
+constexpr int64_t kMaxVocabId = 50'000'000;  // guards the id -> token table against hostile files
+}  // namespace
+
+void load_vocab_json(const std::string& path, std::unordered_map<std::string, int64_t>& encoder,
+                std::vector<std::string>& decoder, std::vector<bool>& has) {
+  // Entries in file order (HF's id -> piece table {v: k} keeps the last piece of a duplicate id),
+  // collected with a parser callback (nlohmann::ordered_json would be quadratic on 65k keys).
+  std::vector<std::pair<std::string, nlohmann::json>> entries;
+  std::string key;
+  auto cb = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    if (depth == 1 && event == nlohmann::json::parse_event_t::key) key = parsed.get<std::string>();
+    if (depth == 1 && event == nlohmann::json::parse_event_t::value) entries.emplace_back(key, parsed);
+    return true;
+  };
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file_bytes(path), cb);
+  } catch (const nlohmann::json::exception& e) {
+    fail(Where{path}, "not valid JSON: {}", e.what());
+  }
+  if (!j.is_object() || entries.empty()) fail(Where{path}, "expected a non-empty JSON object piece -> id");
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (!it.value().is_number_integer()) fail(Where{path, 0, it.key()}, "id is not an integer: {}", it.value().dump());
+  encoder.reserve(entries.size());
+  int64_t max_id = -1;
+  for (const auto& [piece, value] : entries) {
+    if (!value.is_number_integer()) fail(Where{path, 0, piece}, "id is not an integer: {}", value.dump());
+    int64_t id = value.get<int64_t>();
+    if (id < 0 || id > kMaxVocabId) fail(Where{path, 0, piece}, "id {} out of range [0, {}]", id, kMaxVocabId);
+    encoder[piece] = id;
+    max_id = std::max(max_id, id);
+  }
+  decoder.assign(static_cast<size_t>(max_id + 1), std::string());
+  has.assign(static_cast<size_t>(max_id + 1), false);
+  for (const auto& [piece, value] : entries) {
+    int64_t id = value.get<int64_t>();
+    decoder[id] = piece;
+    has[id] = true;
+  }
+}
+
 }  // namespace loom::text

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <string>
+#include <unordered_map>
 #include <string_view>
 #include <vector>
 
@@ -36,6 +37,13 @@ nlohmann::json read_tokenizer_config(const std::string& model_dir);
 /// Throw loom::Error naming file and key for a value of another type.
 bool config_bool(const nlohmann::json& config, const char* key, bool fallback, const std::string& file);
 std::string config_string(const nlohmann::json& config, const char* key, const std::string& file);
+
+/// Reads a vocab.json (piece -> id, as HF MarianTokenizer / M2M100Tokenizer load it) into
+/// encoder (piece -> id) and decoder (id -> piece, the last piece of a duplicate id as HF's
+/// {v: k} keeps; has[id] false for ids no piece names). Throws loom::Error naming the file and
+/// piece for invalid JSON, a non-integer id, or an id outside [0, 50M].
+void load_vocab_json(const std::string& path, std::unordered_map<std::string, int64_t>& encoder,
+                     std::vector<std::string>& decoder, std::vector<bool>& has);
 
 /// clean_up_tokenization_spaces of HF PreTrainedTokenizerBase.clean_up_tokenization: removes
 /// the space before . ? ! , and in front of English contractions (" n't", " 's", ...).
