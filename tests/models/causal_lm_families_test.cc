@@ -291,17 +291,15 @@ std::vector<FamilyCase> family_cases() {
   return out;
 }
 
-class CausalFamilies : public ::testing::TestWithParam<FamilyCase> {};
-
-TEST_P(CausalFamilies, LogitsEqualIndependentDoubleImplementation) {
-  const auto& fc = GetParam();
-  loom_test::TempDir tmp;
-  const fs::path dir = tmp.path() / fc.name;
-  W stored = write_checkpoint(dir, fc.cfg, random_weights(fc.cfg, 7), fc.dtype, fc.shards);
+// Logits of a fixed sequence == the reference within 1e-4 (relative to the logit scale), then
+// KV-cache decode == full recompute, and a left-padded batch row == the row alone.
+void check_model(const fs::path& dir, const Json& cfg, const W& stored, const std::string& name) {
   auto model = loom::models::CausalLM::load(dir.string());
+  const int64_t V = cfg["vocab_size"];
   std::vector<int64_t> ids = {1, 7, 33, 2, 19, 45, 8, 8, 21, 3, 40, 11};
+  for (auto& id : ids) id = id * 13 % V;  // spread over the vocabulary
   auto got = model->logits(ids).to(torch::kDouble);
-  Ref ref{fc.cfg, stored};
+  Ref ref{cfg, stored};
   auto want = ref.forward(ids);
   double max_diff = 0, max_abs = 0;
   for (size_t t = 0; t < ids.size(); ++t)
@@ -310,24 +308,80 @@ TEST_P(CausalFamilies, LogitsEqualIndependentDoubleImplementation) {
       max_abs = std::max(max_abs, std::abs(want[t][i]));
     }
   EXPECT_GT(max_abs, 0.5);  // logits are not trivially small
-  EXPECT_LT(max_diff, 1e-4 * std::max(1.0, max_abs)) << fc.name;
+  EXPECT_LT(max_diff, 1e-4 * std::max(1.0, max_abs)) << name;
 
-  // KV-cache decode == full recompute, and a left-padded batch row == the row alone.
   loom::generate::CausalGenerateOptions o;
   o.max_new_tokens = 8;
   o.sampling.temperature = 0;
-  loom::generate::Sequence seq(model, {1, 7, 33, 2}, o);
+  const std::vector<int64_t> p0 = {ids[0], ids[1], ids[2], ids[3]};
+  loom::generate::Sequence seq(model, p0, o);
   std::vector<torch::Tensor> steps;
   while (seq.step()) steps.push_back(seq.last_logits().clone());
   auto full = model->logits(seq.tokens());
   for (size_t i = 0; i < steps.size(); ++i)
     EXPECT_LT((steps[i] - full[3 + static_cast<int64_t>(i)]).abs().max().item<double>(), 1e-4) << "step " << i;
-  auto rows = loom::generate::generate_batch(*model, {{1, 7, 33, 2}, {5, 6, 7, 8, 9, 10, 11, 12, 13}}, o);
+  auto rows = loom::generate::generate_batch(*model, {p0, {5, 6, 7, 8, 9, 10, 11, 12, 13}}, o);
   EXPECT_EQ(rows[0], seq.generated());
+}
+
+class CausalFamilies : public ::testing::TestWithParam<FamilyCase> {};
+
+TEST_P(CausalFamilies, LogitsEqualIndependentDoubleImplementation) {
+  const auto& fc = GetParam();
+  loom_test::TempDir tmp;
+  const fs::path dir = tmp.path() / fc.name;
+  W stored = write_checkpoint(dir, fc.cfg, random_weights(fc.cfg, 7), fc.dtype, fc.shards);
+  check_model(dir, fc.cfg, stored, fc.name);
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiny, CausalFamilies, ::testing::ValuesIn(family_cases()),
                          [](const auto& info) { return info.param.name; });
+
+// The same checks on the checkpoints `loom init-model --like llama-tiny|qwen2-tiny|gemma3-tiny`
+// writes (through the binary): config.json, tokenizer files and random weights as a user gets
+// them. The reference reads the weights back as float64 from the written safetensors.
+class InitModelFamilies : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(InitModelFamilies, CheckpointLoadsAndEqualsIndependentImplementation) {
+  loom_test::TempDir tmp;
+  const fs::path dir = tmp.path() / GetParam();
+  auto r = loom_test::run_loom({"init-model", "--like", GetParam(), dir.string(), "--seed", "11"}, tmp.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("random weights"), std::string::npos) << r.err;
+  loom::io::HfCheckpoint ckpt(dir.string());
+  W stored;
+  for (const auto& n : ckpt.names()) stored[n] = ckpt.load(n, torch::kFloat64).contiguous();
+  const Json cfg = ckpt.config();
+  check_model(dir, cfg, stored, GetParam());
+  // Same seed -> same bytes; the tokenizer files came along.
+  EXPECT_TRUE(fs::exists(dir / "tokenizer_config.json"));
+  EXPECT_TRUE(fs::exists(dir / "generation_config.json"));
+  const fs::path again = tmp.path() / "again";
+  ASSERT_EQ(loom_test::run_loom({"init-model", "--like", GetParam(), again.string(), "--seed", "11"}, tmp.path()).code, 0);
+  EXPECT_EQ(loom_test::slurp(dir / "model.safetensors"), loom_test::slurp(again / "model.safetensors"));
+  // Refuses to overwrite without --force.
+  auto r2 = loom_test::run_loom({"init-model", "--like", GetParam(), dir.string()}, tmp.path());
+  EXPECT_NE(r2.code, 0);
+  EXPECT_NE(r2.err.find("--force"), std::string::npos) << r2.err;
+}
+
+INSTANTIATE_TEST_SUITE_P(Tiny, InitModelFamilies, ::testing::Values("llama-tiny", "qwen2-tiny", "gemma3-tiny"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (auto& ch : n)
+                             if (ch == '-') ch = '_';
+                           return n;
+                         });
+
+TEST(InitModel, UnknownPresetAndDtypeAreErrors) {
+  loom_test::TempDir tmp;
+  auto r = loom_test::run_loom({"init-model", "--like", "llama-9000", (tmp.path() / "x").string()}, tmp.path());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("llama-3.2-1b"), std::string::npos) << r.err;  // lists the known presets
+  r = loom_test::run_loom({"init-model", "--like", "llama-tiny", "--dtype", "int3", (tmp.path() / "y").string()}, tmp.path());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--dtype"), std::string::npos) << r.err;
+}
 
 TEST(CausalLmConfig, UnknownOrUnsupportedValuesNameTheField) {
   auto err = [](Json c) { return loom_test::error_of([&] { loom::models::parse_causal_lm_config(c, "x/config.json"); }); };

@@ -8,8 +8,8 @@
 
 namespace loom::cli {
 
-CausalModel load_causal_model(const std::string& dir) {
-  auto model = models::CausalLM::load(dir);
+CausalModel load_causal_model(const std::string& dir, nn::WeightType compute) {
+  auto model = models::CausalLM::load(dir, compute);
   return CausalModel{model, text::CausalTokenizer::load(dir)};
 }
 

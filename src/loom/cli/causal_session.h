@@ -22,8 +22,14 @@ struct CausalModel {
   text::CausalTokenizer tokenizer;
 };
 
-/// Loads model and tokenizer of an HF checkpoint directory (throws loom::Error naming the file).
-CausalModel load_causal_model(const std::string& dir);
+/// Loads model and tokenizer of an HF checkpoint directory, the projection weights held as
+/// `compute` (float32, bfloat16 or int8 weight-only; models::CausalLM::load). Throws loom::Error
+/// naming the file.
+CausalModel load_causal_model(const std::string& dir, nn::WeightType compute = nn::WeightType::kFloat32);
+
+/// Help text of `--compute-type` (generate, chat).
+inline constexpr const char* kComputeTypeHelp =
+    "Weights of the projections: float32, bfloat16 or int8 (weight-only, per-channel); HF models";
 
 /// Stop ids for chat-formatted prompts: default_stop_ids(model), the tokenizer's eos and the
 /// end-of-turn tokens of the supported templates that the vocabulary has (<end_of_turn>,

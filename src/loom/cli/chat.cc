@@ -27,6 +27,7 @@ struct ChatOptions {
   std::string model, system;
   int64_t max_new_tokens = 256, threads = 0;
   int delay_ms = 0;
+  std::string compute_type = "float32";
   generate::SamplingOptions sampling;
 };
 
@@ -37,7 +38,7 @@ void run_chat(const ChatOptions& o) {
   const auto config = core::read_json(dir + "/config.json");
   if (!models::is_hf_causal_lm(config))
     fail(Where{dir + "/config.json", 0, "model_type"}, "loom chat needs a Hugging Face chat model (gemma, llama, ...)");
-  auto m = load_causal_model(dir);
+  auto m = load_causal_model(dir, nn::parse_weight_type(o.compute_type, "--compute-type"));
   const int64_t ctx = m.model->config().max_position;
   generate::CausalGenerateOptions go;
   go.max_new_tokens = o.max_new_tokens;
@@ -126,6 +127,7 @@ void add_chat(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--seed", o->sampling.seed, "Sampling seed")->capture_default_str();
   cmd->add_option("--threads", o->threads, "torch intra-op threads (0 = default)");
+  cmd->add_option("--compute-type", o->compute_type, kComputeTypeHelp)->capture_default_str();
   cmd->add_option("--delay-ms", o->delay_ms, "Pause between streamed tokens (demos and interactive tests)");
   cmd->callback([o] { run_chat(*o); });
 }

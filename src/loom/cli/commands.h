@@ -33,8 +33,9 @@ void add_download(CLI::App& app);
 /// bad rows abort or go to a rejects file (--on-error skip). See pipeline::run_translate_job.
 void add_translate(CLI::App& app);
 
-/// `loom init-model --like opus-mt-en-zh|nllb-200-distilled-600M OUT`: writes a random-weight HF
-/// checkpoint with the real architecture and a tokenizer (models::random_seq2seq_weights).
+/// `loom init-model --like opus-mt-en-zh|nllb-200-distilled-600M|gemma-2b|llama-3.2-1b|... OUT`:
+/// writes a random-weight HF checkpoint with the real architecture and a tokenizer
+/// (models::random_seq2seq_weights, models::random_causal_lm_weights).
 void add_init_model(CLI::App& app);
 
 /// `loom model-info DIR|CONFIG.json`: prints a loom model's architecture — per encoder/decoder

@@ -27,12 +27,13 @@ struct GenerateOptions {
   bool has_prompt = false, chat = false;
   std::vector<std::string> stop;
   int64_t max_new_tokens = 100, chunk = 0, threads = 0;
+  std::string compute_type = "float32";
   generate::SamplingOptions sampling;
 };
 
 // HF decoder-only checkpoint: stdin's one trailing newline (echo) is not part of the prompt.
 void run_hf_generate(const GenerateOptions& o, const std::string& dir) {
-  auto m = load_causal_model(dir);
+  auto m = load_causal_model(dir, nn::parse_weight_type(o.compute_type, "--compute-type"));
   std::string prompt = o.prompt;
   if (!o.has_prompt) {
     prompt.assign(std::istreambuf_iterator<char>(std::cin), {});
@@ -68,6 +69,8 @@ void run_generate(const GenerateOptions& o) {
     fail(Where{o.model, 0, "--model"}, "is a '{}' translation model (encoder-decoder); `loom generate` runs "
          "decoder-only language models — use `loom translate --model {}`", type, o.model);
   if (o.chat) fail(Where{dir + "/config.json", 0, "model_type"}, "--chat needs a Hugging Face chat model");
+  if (o.compute_type != "float32")
+    fail(Where{"", 0, "--compute-type"}, "is only supported for Hugging Face models (loom DecoderLM runs float32)");
   if (o.sampling.min_p > 0) fail(Where{"", 0, "--min-p"}, "is only supported for Hugging Face models");
   if (!o.stop.empty()) fail(Where{"", 0, "--stop"}, "is only supported for Hugging Face models");
   auto model = models::load_decoder_lm(dir);
@@ -118,6 +121,7 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--seed", o->sampling.seed, "Sampling seed")->capture_default_str();
   cmd->add_option("--chunk", o->chunk, "Prompt tokens per forward call (0 = the model's segment_len)");
   cmd->add_option("--threads", o->threads, "torch intra-op threads (0 = default)");
+  cmd->add_option("--compute-type", o->compute_type, kComputeTypeHelp)->capture_default_str();
   cmd->callback([o, p] {
     o->has_prompt = p->count() > 0;
     run_generate(*o);

@@ -10,6 +10,7 @@
 #include "loom/core/error.h"
 #include "loom/core/paths.h"
 #include "loom/io/checkpoint.h"
+#include "loom/models/causal_lm.h"
 #include "loom/models/hf_init.h"
 
 namespace loom::cli {
@@ -23,7 +24,8 @@ void write_json(const fs::path& path, const nlohmann::json& j) {
   if (!out) fail(Where{path.string()}, "cannot write");
 }
 
-void run_init_model(const std::string& like, const std::string& out_dir, uint64_t seed, bool force) {
+void run_init_model(const std::string& like, const std::string& out_dir, uint64_t seed, bool force,
+                    const std::string& dtype_name) {
   const models::ModelPreset* preset = nullptr;
   std::string names;
   for (const auto& p : models::model_presets()) {
@@ -46,14 +48,36 @@ void run_init_model(const std::string& like, const std::string& out_dir, uint64_
     }
     fs::copy_file(entry.path(), out / name, fs::copy_options::overwrite_existing);
   }
-  write_json(out / "config.json", preset->config);
-  write_json(out / "generation_config.json", preset->generation_config);
-  std::fprintf(stderr, "init-model: generating random weights for %s ...\n", preset->name.c_str());
-  auto weights = models::random_seq2seq_weights(preset->config, seed);
+  torch::ScalarType dtype = torch::kFloat32;
+  if (dtype_name == "bfloat16") dtype = torch::kBFloat16;
+  else if (dtype_name == "float16") dtype = torch::kFloat16;
+  else if (dtype_name != "float32")
+    fail(Where{"", 0, "--dtype"}, "unknown dtype '{}' (expected float32, bfloat16 or float16)", dtype_name);
+  nlohmann::json config = preset->config;
+  const nlohmann::json meta{{"format", "pt"}, {"loom_random_init_seed", std::to_string(seed)}};
+  const std::string weights_file = (out / "model.safetensors").string();
   int64_t params = 0;
-  for (const auto& [name, t] : weights) params += t.numel();
-  io::write_safetensors((out / "model.safetensors").string(), weights,
-                        nlohmann::json{{"format", "pt"}, {"loom_random_init_seed", std::to_string(seed)}});
+  std::fprintf(stderr, "init-model: generating random weights for %s ...\n", preset->name.c_str());
+  if (models::is_hf_causal_lm(config)) {
+    // Decoder LMs: streamed, one tensor in memory at a time (gemma-2b is 10 GB as float32).
+    config["torch_dtype"] = dtype_name;
+    auto ckpt = models::random_causal_lm_weights(config, seed, dtype);
+    std::vector<io::TensorSpec> specs;
+    for (const auto& [name, shape] : ckpt.specs) {
+      specs.push_back({name, dtype, shape});
+      int64_t n = 1;
+      for (int64_t d : shape) n *= d;
+      params += n;
+    }
+    io::write_safetensors_streamed(weights_file, specs, ckpt.make, meta);
+  } else {
+    if (dtype != torch::kFloat32) fail(Where{"", 0, "--dtype"}, "translation presets are written as float32 only");
+    auto weights = models::random_seq2seq_weights(config, seed);
+    for (const auto& [name, t] : weights) params += t.numel();
+    io::write_safetensors(weights_file, weights, meta);
+  }
+  write_json(out / "config.json", config);
+  write_json(out / "generation_config.json", preset->generation_config);
   std::fprintf(stderr, "init-model: wrote %s (%s architecture, %.1fM parameters, random weights)\n",
                out.string().c_str(), preset->hub_id.c_str(), static_cast<double>(params) / 1e6);
 }
@@ -66,11 +90,16 @@ void add_init_model(CLI::App& app) {
   static std::string like, out;
   static uint64_t seed = 1234;
   static bool force = false;
-  cmd->add_option("--like", like, "Architecture to copy: opus-mt-en-zh or nllb-200-distilled-600M")->required();
+  static std::string dtype = "float32";
+  cmd->add_option("--like", like,
+                  "Architecture to copy: opus-mt-en-zh, nllb-200-distilled-600M, gemma-2b, llama-3.2-1b, "
+                  "llama-tiny, qwen2-tiny, gemma3-tiny")
+      ->required();
+  cmd->add_option("--dtype", dtype, "Weight dtype of decoder LMs: float32, bfloat16 or float16")->capture_default_str();
   cmd->add_option("OUT", out, "Output directory")->required();
   cmd->add_option("--seed", seed, "Random seed")->capture_default_str();
   cmd->add_flag("--force", force, "Overwrite an existing checkpoint");
-  cmd->callback([] { run_init_model(like, out, seed, force); });
+  cmd->callback([] { run_init_model(like, out, seed, force, dtype); });
 }
 
 }  // namespace loom::cli

@@ -125,6 +125,18 @@ torch::Tensor to_tensor(const SafetensorsFile& file, const TensorInfo& info,
 void write_safetensors(const std::string& path,
                        const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                        const nlohmann::json& metadata) {
+  std::vector<TensorSpec> specs;
+  specs.reserve(tensors.size());
+  for (const auto& [name, tensor] : tensors) {
+    if (!tensor.defined()) fail(Where{path, 0, name}, "undefined tensor");
+    specs.push_back({name, tensor.scalar_type(), tensor.sizes().vec()});
+  }
+  write_safetensors_streamed(path, specs, [&](size_t i) { return tensors[i].second; }, metadata);
+}
+
+void write_safetensors_streamed(const std::string& path, const std::vector<TensorSpec>& specs,
+                                const std::function<torch::Tensor(size_t)>& make,
+                                const nlohmann::json& metadata) {
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.is_null() && !(metadata.is_object() && metadata.empty())) {
     if (!metadata.is_object())
@@ -134,22 +146,22 @@ void write_safetensors(const std::string& path,
         fail(Where{path, 0, "__metadata__"}, "metadata value of '{}' must be a string", k);
     header["__metadata__"] = metadata;
   }
-  std::vector<torch::Tensor> data;
-  data.reserve(tensors.size());
   uint64_t offset = 0;
-  for (const auto& [name, tensor] : tensors) {
+  std::vector<uint64_t> sizes;
+  for (const auto& spec : specs) {
+    const std::string& name = spec.name;
     if (name.empty()) fail(Where{path, 0, ""}, "tensor with an empty name");
     if (name == "__metadata__" || header.contains(name))
       fail(Where{path, 0, name}, "duplicate or reserved tensor name");
-    if (!tensor.defined()) fail(Where{path, 0, name}, "undefined tensor");
-    DType dt = to_dtype(tensor.scalar_type(), path, name);
-    torch::Tensor c = tensor.detach().to(torch::kCPU).contiguous();
-    uint64_t nbytes = static_cast<uint64_t>(c.numel()) * dtype_size(dt);
+    DType dt = to_dtype(spec.dtype, path, name);
+    uint64_t numel = 1;
+    for (int64_t d : spec.shape) numel *= static_cast<uint64_t>(d);
+    uint64_t nbytes = numel * dtype_size(dt);
     header[name] = {{"dtype", std::string(dtype_name(dt))},
-                    {"shape", c.sizes().vec()},
+                    {"shape", spec.shape},
                     {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
-    data.push_back(std::move(c));
+    sizes.push_back(nbytes);
   }
   std::string json;
   try {
@@ -165,10 +177,19 @@ void write_safetensors(const std::string& path,
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (f == nullptr) fail(Where{tmp, 0, ""}, "cannot create: {}", std::strerror(errno));
   bool ok = std::fwrite(&n, 8, 1, f) == 1 && std::fwrite(json.data(), 1, n, f) == n;
-  for (const auto& c : data) {
-    if (!ok) break;
-    size_t nbytes = c.numel() * c.element_size();
-    if (nbytes > 0) ok = std::fwrite(c.data_ptr(), 1, nbytes, f) == nbytes;
+  for (size_t i = 0; i < specs.size() && ok; ++i) {
+    torch::Tensor c;
+    try {
+      c = make(i);
+      if (!c.defined() || c.scalar_type() != specs[i].dtype || c.sizes().vec() != specs[i].shape)
+        fail(Where{path, 0, specs[i].name}, "tensor does not match its declared dtype and shape");
+      c = c.detach().to(torch::kCPU).contiguous();
+    } catch (...) {
+      std::fclose(f);
+      std::remove(tmp.c_str());
+      throw;
+    }
+    if (sizes[i] > 0) ok = std::fwrite(c.data_ptr(), 1, sizes[i], f) == sizes[i];
   }
   ok = ok && std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
   int err = errno;
@@ -263,7 +284,7 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
   if (is_file(single)) {
     where_ = single;
     weight_files_ = {"model.safetensors"};
-    st_files_.push_back(std::make_unique<SafetensorsFile>(single));
+    st_files_.push_back(std::make_shared<SafetensorsFile>(single));
     for (const auto& t : st_files_[0]->tensors()) st_index_.emplace(t.name, Loc{0, &t});
   } else if (is_file(index_path)) {
     where_ = index_path;
@@ -271,7 +292,7 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
     for (const auto& [name, f] : wm) {
       if (std::find(weight_files_.begin(), weight_files_.end(), f) != weight_files_.end()) continue;
       weight_files_.push_back(f);
-      st_files_.push_back(std::make_unique<SafetensorsFile>(join(dir, f)));
+      st_files_.push_back(std::make_shared<SafetensorsFile>(join(dir, f)));
     }
     for (size_t i = 0; i < st_files_.size(); ++i)
       for (const auto& t : st_files_[i]->tensors()) {
@@ -347,6 +368,38 @@ torch::Tensor HfCheckpoint::load(const std::string& name, torch::ScalarType out)
     return it->second.to(torch::kCPU, out, /*non_blocking=*/false, /*copy=*/true).contiguous();
   fail(Where{where_, 0, name}, "tensor not found in checkpoint ({} tensors)",
        st_index_.size() + bin_.size());
+}
+
+torch::Tensor HfCheckpoint::view(const std::string& name) const {
+  auto it = st_index_.find(name);
+  if (it == st_index_.end()) return load(name, has(name) ? bin_.at(name).scalar_type() : torch::kFloat32);
+  const TensorInfo& info = *it->second.info;
+  const auto& file = st_files_[it->second.file];
+  std::string_view bytes = file->data(info);
+  const size_t esize = dtype_size(info.dtype);
+  const bool little_endian = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+  if (!little_endian || info.dtype == DType::BOOL || bytes.empty() ||
+      reinterpret_cast<uintptr_t>(bytes.data()) % esize != 0)
+    return to_tensor(*file, info, info.dtype == DType::BOOL ? torch::kBool : torch_dtype(info.dtype));
+  std::shared_ptr<SafetensorsFile> keep = file;  // the deleter keeps the mapping alive
+  return torch::from_blob(const_cast<char*>(bytes.data()), info.shape, [keep](void*) mutable { keep.reset(); },
+                          torch::TensorOptions().dtype(torch_dtype(info.dtype)));
+}
+
+bool HfCheckpoint::is_mapped_view(const torch::Tensor& t) const {
+  if (!t.defined()) return false;
+  const auto* p = static_cast<const char*>(t.data_ptr());
+  for (const auto& f : st_files_) {
+    for (const auto& info : f->tensors()) {
+      std::string_view b = f->data(info);
+      if (!b.empty() && p == b.data()) return true;
+    }
+  }
+  return false;
+}
+
+void HfCheckpoint::drop_pages(const std::string& name) const {
+  if (auto it = st_index_.find(name); it != st_index_.end()) st_files_[it->second.file]->drop_pages(*it->second.info);
 }
 
 }  // namespace loom::io

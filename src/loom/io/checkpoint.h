@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -35,13 +36,29 @@ void write_safetensors(const std::string& path,
                        const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                        const nlohmann::json& metadata = {});
 
+/// One tensor of a streamed safetensors file: its name, dtype and shape, known before its values.
+struct TensorSpec {
+  std::string name;
+  torch::ScalarType dtype;
+  std::vector<int64_t> shape;
+};
+
+/// write_safetensors for files larger than memory: the header comes from `specs` (file order),
+/// and `make(i)` is called once per tensor, in order, just before its bytes are written, so only
+/// one tensor is in memory at a time. `make(i)` must return a tensor of specs[i]'s dtype and
+/// shape (else loom::Error naming the tensor). Same format, atomicity and errors as above.
+void write_safetensors_streamed(const std::string& path, const std::vector<TensorSpec>& specs,
+                                const std::function<torch::Tensor(size_t)>& make,
+                                const nlohmann::json& metadata = {});
+
 /// A Hugging Face model directory: config.json (required), generation_config.json (optional) and
 /// weights, looked up in this order:
 ///   1. model.safetensors
 ///   2. model.safetensors.index.json ({"weight_map": {tensor name: shard file}}, sharded)
 ///   3. pytorch_model.bin (torch.save zip format, read by read_pytorch_bin; eagerly loaded)
 ///   4. pytorch_model.bin.index.json (sharded .bin: {"weight_map": {tensor name: shard file}})
-/// Safetensors files are memory-mapped and validated at open; tensors are copied on load().
+/// Safetensors files are memory-mapped and validated at open; tensors are copied on load() and
+/// aliased in place by view().
 /// Matches transformers' from_pretrained file resolution (safetensors preferred over .bin).
 class HfCheckpoint {
  public:
@@ -71,6 +88,17 @@ class HfCheckpoint {
   /// A fresh contiguous CPU copy of tensor `name` as dtype `out`; throws loom::Error naming the
   /// weights file and the tensor if it is absent.
   torch::Tensor load(const std::string& name, torch::ScalarType out = torch::kFloat32) const;
+  /// Tensor `name` in its stored dtype WITHOUT a copy when possible: a read-only tensor aliasing
+  /// the memory-mapped safetensors bytes (little-endian host, bytes aligned to the element size),
+  /// which keeps the file mapped while any such tensor lives, also after this HfCheckpoint is
+  /// gone. Writing to it crashes (the mapping is read-only). Otherwise (pytorch_model.bin,
+  /// misaligned bytes, BOOL) a copy as load() makes. Throws like load().
+  torch::Tensor view(const std::string& name) const;
+  /// True when view(name) aliases the mapped file (no copy).
+  bool is_mapped_view(const torch::Tensor& t) const;
+  /// Releases the pages of tensor `name` from the resident set (SafetensorsFile::drop_pages);
+  /// a no-op for pytorch_model.bin tensors. Views stay valid (pages are read back on access).
+  void drop_pages(const std::string& name) const;
 
  private:
   struct Loc {
@@ -81,7 +109,7 @@ class HfCheckpoint {
   nlohmann::json config_;
   nlohmann::json generation_config_ = nlohmann::json::object();
   std::vector<std::string> weight_files_;
-  std::vector<std::unique_ptr<SafetensorsFile>> st_files_;  // stable addresses for Loc::info
+  std::vector<std::shared_ptr<SafetensorsFile>> st_files_;  // stable addresses for Loc::info; views share them
   std::map<std::string, Loc> st_index_;
   std::map<std::string, torch::Tensor> bin_;  // pytorch_model.bin tensors
   std::string where_;  // weights path for messages

@@ -301,4 +301,13 @@ void SafetensorsFile::parse() {
   for (size_t i = 0; i < tensors_.size(); ++i) index_.emplace(tensors_[i].name, i);
 }
 
+void SafetensorsFile::drop_pages(const TensorInfo& info) const {
+  if (map_ == nullptr || info.nbytes == 0) return;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(base_) + data_begin_ + info.offset;
+  const uintptr_t end = begin + info.nbytes;
+  const uintptr_t b = (begin + page - 1) / page * page, e = end / page * page;
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
 }  // namespace loom::io

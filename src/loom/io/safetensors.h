@@ -70,6 +70,10 @@ class SafetensorsFile {
   const TensorInfo* find(std::string_view name) const;
   /// The tensor's raw bytes (a view into the mapping; valid while this object lives).
   std::string_view data(const TensorInfo& info) const;
+  /// Hint that the tensor's bytes will not be read again soon: the whole pages inside its range
+  /// are released from this process's resident set (madvise MADV_DONTNEED; the mapping stays
+  /// valid and reads page the bytes back in from the file). No-op for from_bytes files.
+  void drop_pages(const TensorInfo& info) const;
   /// The header's "__metadata__" object, or an empty object when absent.
   const nlohmann::json& metadata() const { return metadata_; }
   /// The path given at open (or the name given to from_bytes).

@@ -7,6 +7,7 @@
 
 #include "loom/core/error.h"
 #include "loom/io/checkpoint.h"
+#include "loom/nn/linear.h"
 
 namespace loom::models {
 namespace {
@@ -81,6 +82,16 @@ RopeScaling parse_rope_scaling(const Json& c, const std::string& file) {
 std::string check_activation(const std::string& act, const std::string& file, const char* key) {
   if (act == "gelu_pytorch_tanh" || act == "gelu_new" || act == "silu" || act == "gelu") return act;
   fail(Where{file, 0, key}, "unsupported activation '{}' (supported: gelu_pytorch_tanh, gelu_new, gelu, silu)", act);
+}
+
+// True when every element is finite; checked in chunks of 4M elements, so the temporaries stay
+// small next to a multi-GB mapped tensor.
+bool all_finite(const torch::Tensor& t) {
+  auto flat = t.reshape({-1});
+  const int64_t n = flat.numel(), chunk = int64_t{1} << 22;
+  for (int64_t i = 0; i < n; i += chunk)
+    if (!torch::isfinite(flat.narrow(0, i, std::min(chunk, n - i))).all().item<bool>()) return false;
+  return true;
 }
 
 torch::Tensor act_fn(const std::string& act, const torch::Tensor& x) {
@@ -279,21 +290,24 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> CausalLM::expected_ten
   return out;
 }
 
-std::shared_ptr<CausalLM> CausalLM::load(const std::string& dir) {
+std::shared_ptr<CausalLM> CausalLM::load(const std::string& dir, nn::WeightType compute) {
   io::HfCheckpoint ckpt(dir);
-  return load(ckpt);
+  return load(ckpt, compute);
 }
 
-std::shared_ptr<CausalLM> CausalLM::load(const io::HfCheckpoint& ckpt) {
+std::shared_ptr<CausalLM> CausalLM::load(const io::HfCheckpoint& ckpt, nn::WeightType compute) {
+  torch::NoGradGuard no_grad;
   const std::string cfg_file = ckpt.dir() + "/config.json";
   auto m = std::make_shared<CausalLM>();
   m->config_ = parse_causal_lm_config(ckpt.config(), cfg_file);
   m->generation_config_ = ckpt.generation_config();
   m->dir_ = ckpt.dir();
+  m->compute_ = compute;
   const auto& c = m->config_;
   const std::string wfile = ckpt.dir() + "/" + (ckpt.weight_files().empty() ? "" : ckpt.weight_files()[0]);
 
   // Checkpoint-name map: every expected tensor present, with its shape; nothing unexpected.
+  // Tensors are memory-mapped views in their stored dtype (no copy) until packed below.
   std::map<std::string, torch::Tensor> w;
   std::set<std::string> expected;
   for (const auto& [name, shape] : expected_tensors(c)) {
@@ -302,49 +316,71 @@ std::shared_ptr<CausalLM> CausalLM::load(const io::HfCheckpoint& ckpt) {
     auto got = ckpt.shape(name);
     if (got != shape)
       fail(Where{wfile, 0, name}, "wrong shape {} (config.json implies {})", fmt::join(got, "x"), fmt::join(shape, "x"));
-    auto t = ckpt.load(name, torch::kFloat32);
-    if (!torch::isfinite(t).all().item<bool>()) fail(Where{wfile, 0, name}, "holds NaN or Inf values");
+    auto t = ckpt.view(name);
+    if (!t.is_floating_point()) fail(Where{wfile, 0, name}, "has an integer dtype; expected F32, F16 or BF16");
+    if (!all_finite(t)) fail(Where{wfile, 0, name}, "holds NaN or Inf values");
+    // Bytes that will be converted (or, for the embedding, looked up row by row) need not stay
+    // resident between this check and their conversion: peak RSS stays near the packed size.
+    const bool kept = (compute == nn::WeightType::kFloat32 && t.scalar_type() == torch::kFloat32) ||
+                      (compute == nn::WeightType::kBFloat16 && t.scalar_type() == torch::kBFloat16);
+    if (!kept) ckpt.drop_pages(name);
     w[name] = t;
   }
   for (const auto& name : ckpt.names()) {
     if (expected.count(name)) continue;
-    if (name.size() > 22 && name.compare(name.size() - 22, 22, "rotary_emb.inv_freq") == 0) continue;
     if (name.find("rotary_emb.inv_freq") != std::string::npos) continue;  // old HF buffers, recomputed
     if (name == "lm_head.weight" && c.tie_word_embeddings) continue;      // HF re-ties it to the embedding
     fail(Where{wfile, 0, name}, "unexpected tensor for a {} checkpoint with this config.json", family_name(c.family));
   }
 
-  m->embed_ = w["model.embed_tokens.weight"];
-  m->final_norm_ = w["model.norm.weight"];
-  m->lm_head_ = c.tie_word_embeddings ? m->embed_ : w["lm_head.weight"];
+  // Small tensors (norms) as float32; projections packed as `compute` (a view stays a view when
+  // its dtype is already the packed one; otherwise the mapped source pages are released).
+  auto f32 = [&](const std::string& n) -> torch::Tensor {
+    auto it = w.find(n);
+    return it == w.end() ? torch::Tensor() : it->second.to(torch::kFloat32).contiguous();
+  };
+  auto packed = [&](const std::string& n, const std::string& bias = "") {
+    nn::PackedLinear p(w.at(n), f32(bias), compute);
+    if (p.weight().data_ptr() != w.at(n).data_ptr()) ckpt.drop_pages(n);
+    else if (ckpt.is_mapped_view(p.weight())) m->mapped_bytes_ += p.weight().numel() * p.weight().element_size();
+    return p;
+  };
+  const std::string embed_name = "model.embed_tokens.weight";
+  const auto& embed = w.at(embed_name);
+  m->embed_ = compute == nn::WeightType::kFloat32 ? embed.to(torch::kFloat32).contiguous() : embed;
+  m->final_norm_ = f32("model.norm.weight");
+  // A tied float32 head shares the embedding's storage (the mapped view, or its one float32 copy).
+  const torch::Tensor& head = c.tie_word_embeddings ? (compute == nn::WeightType::kFloat32 ? m->embed_ : embed)
+                                                    : w.at("lm_head.weight");
+  m->lm_head_ = nn::PackedLinear(head, {}, compute);
+  if (compute != nn::WeightType::kFloat32) ckpt.drop_pages(embed_name);  // rows are paged back in on lookup
+  if (!c.tie_word_embeddings && m->lm_head_.weight().data_ptr() != w.at("lm_head.weight").data_ptr())
+    ckpt.drop_pages("lm_head.weight");
+  auto nbytes = [](const torch::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); };
+  if (ckpt.is_mapped_view(m->embed_)) m->mapped_bytes_ += nbytes(m->embed_);
+  if (m->lm_head_.weight().data_ptr() != m->embed_.data_ptr() && ckpt.is_mapped_view(m->lm_head_.weight()))
+    m->mapped_bytes_ += nbytes(m->lm_head_.weight());
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    auto get = [&](const std::string& n) -> torch::Tensor {
-      auto it = w.find(p + n);
-      return it == w.end() ? torch::Tensor() : it->second;
-    };
     Layer L;
-    L.in_norm = get("input_layernorm.weight");
+    L.in_norm = f32(p + "input_layernorm.weight");
     if (c.sandwich_norms) {
-      L.post_attn_norm = get("post_attention_layernorm.weight");
-      L.pre_ffn_norm = get("pre_feedforward_layernorm.weight");
-      L.post_ffn_norm = get("post_feedforward_layernorm.weight");
+      L.post_attn_norm = f32(p + "post_attention_layernorm.weight");
+      L.pre_ffn_norm = f32(p + "pre_feedforward_layernorm.weight");
+      L.post_ffn_norm = f32(p + "post_feedforward_layernorm.weight");
     } else {
-      L.pre_ffn_norm = get("post_attention_layernorm.weight");  // Llama's name for the pre-FFN norm
+      L.pre_ffn_norm = f32(p + "post_attention_layernorm.weight");  // Llama's name for the pre-FFN norm
     }
-    L.wq = get("self_attn.q_proj.weight");
-    L.wk = get("self_attn.k_proj.weight");
-    L.wv = get("self_attn.v_proj.weight");
-    L.wo = get("self_attn.o_proj.weight");
-    L.bq = get("self_attn.q_proj.bias");
-    L.bk = get("self_attn.k_proj.bias");
-    L.bv = get("self_attn.v_proj.bias");
-    L.bo = get("self_attn.o_proj.bias");
-    L.q_norm = get("self_attn.q_norm.weight");
-    L.k_norm = get("self_attn.k_norm.weight");
-    L.w_gate = get("mlp.gate_proj.weight");
-    L.w_up = get("mlp.up_proj.weight");
-    L.w_down = get("mlp.down_proj.weight");
+    const std::string a = p + "self_attn.";
+    L.q = packed(a + "q_proj.weight", a + "q_proj.bias");
+    L.k = packed(a + "k_proj.weight", a + "k_proj.bias");
+    L.v = packed(a + "v_proj.weight", a + "v_proj.bias");
+    L.o = packed(a + "o_proj.weight", a + "o_proj.bias");
+    L.q_norm = f32(a + "q_norm.weight");
+    L.k_norm = f32(a + "k_norm.weight");
+    L.gate = packed(p + "mlp.gate_proj.weight");
+    L.up = packed(p + "mlp.up_proj.weight");
+    L.down = packed(p + "mlp.down_proj.weight");
     // Gemma3: sliding layers use rope_local_base_freq without scaling; global ones rope_theta + scaling.
     if (c.family == CausalFamily::kGemma3 && c.layer_sliding[l]) {
       L.inv_freq = rope_inv_freq(c.head_dim, c.rope_local_theta, RopeScaling{});
@@ -358,12 +394,27 @@ std::shared_ptr<CausalLM> CausalLM::load(const io::HfCheckpoint& ckpt) {
 
 int64_t CausalLM::num_parameters() const {
   int64_t n = embed_.numel() + final_norm_.numel();
-  if (!config_.tie_word_embeddings) n += lm_head_.numel();
+  if (!config_.tie_word_embeddings) n += lm_head_.out_features() * lm_head_.in_features();
   for (const auto& L : layers_) {
-    for (const auto* t : {&L.in_norm, &L.post_attn_norm, &L.pre_ffn_norm, &L.post_ffn_norm, &L.wq, &L.wk, &L.wv,
-                          &L.wo, &L.bq, &L.bk, &L.bv, &L.bo, &L.q_norm, &L.k_norm, &L.w_gate, &L.w_up, &L.w_down}) {
+    for (const auto* t : {&L.in_norm, &L.post_attn_norm, &L.pre_ffn_norm, &L.post_ffn_norm, &L.q_norm, &L.k_norm})
       if (t->defined()) n += t->numel();
+    for (const auto* p : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
+      n += p->out_features() * p->in_features();
+      if (p == &L.o ? config_.o_bias : (p == &L.q || p == &L.k || p == &L.v) && config_.qkv_bias) n += p->out_features();
     }
+  }
+  return n;
+}
+
+int64_t CausalLM::weight_bytes() const {
+  auto tb = [](const torch::Tensor& t) { return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0; };
+  int64_t n = tb(embed_) + tb(final_norm_);
+  // A tied head in the embedding's own storage is counted once.
+  if (lm_head_.weight().data_ptr() != embed_.data_ptr()) n += lm_head_.bytes();
+  for (const auto& L : layers_) {
+    for (const auto* t : {&L.in_norm, &L.post_attn_norm, &L.pre_ffn_norm, &L.post_ffn_norm, &L.q_norm, &L.k_norm})
+      n += tb(*t);
+    for (const auto* p : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) n += p->bytes();
   }
   return n;
 }
@@ -418,7 +469,7 @@ torch::Tensor CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& p
   const float lowest = std::numeric_limits<float>::lowest();  // HF's min_dtype: finite, pads stay NaN-free
 
   // x [B, T, D]
-  auto x = torch::embedding(embed_, ids_c);
+  auto x = torch::embedding(embed_, ids_c).to(torch::kFloat32);
   if (c.scale_embeddings) x = x * static_cast<float>(std::sqrt(static_cast<double>(c.hidden_size)));
 
   for (int64_t l = 0; l < c.num_layers; ++l) {
@@ -429,9 +480,9 @@ torch::Tensor CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& p
     auto cos = emb.cos(), sin = emb.sin();
 
     auto h = rms_norm(x, L.in_norm);
-    auto q = torch::linear(h, L.wq, L.bq).view({B, T, H, d}).transpose(1, 2);    // [B, H, T, d]
-    auto k = torch::linear(h, L.wk, L.bk).view({B, T, Hkv, d}).transpose(1, 2);  // [B, H_kv, T, d]
-    auto v = torch::linear(h, L.wv, L.bv).view({B, T, Hkv, d}).transpose(1, 2);  // [B, H_kv, T, d]
+    auto q = L.q.forward(h).view({B, T, H, d}).transpose(1, 2);    // [B, H, T, d]
+    auto k = L.k.forward(h).view({B, T, Hkv, d}).transpose(1, 2);  // [B, H_kv, T, d]
+    auto v = L.v.forward(h).view({B, T, Hkv, d}).transpose(1, 2);  // [B, H_kv, T, d]
     if (c.qk_norm) {
       q = rms_norm(q, L.q_norm);
       k = rms_norm(k, L.k_norm);
@@ -444,19 +495,25 @@ torch::Tensor CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& p
     }
     cache.k[l] = k;
     cache.v[l] = v;
-    auto kr = Hkv == H ? k : k.repeat_interleave(H / Hkv, 1);  // [B, H, S, d]
-    auto vr = Hkv == H ? v : v.repeat_interleave(H / Hkv, 1);
-    auto scores = torch::matmul(q, kr.transpose(2, 3)) * static_cast<float>(c.attn_scale);  // [B, H, T, S]
+    // GQA without copying K/V per query head: query head h uses kv head h / G (G = H / H_kv),
+    // so the G query heads of one kv head are stacked as G·T rows of one product.
+    const int64_t G = H / Hkv, S = k.size(2);
+    auto qg = q.reshape({B * Hkv, G * T, d});                                    // [B·H_kv, G·T, d]
+    auto scores = nn::bmm_nt(qg, k.reshape({B * Hkv, S, d})).view({B, H, T, S});  // [B, H, T, S]
+    scores = scores * static_cast<float>(c.attn_scale);
     if (c.attn_softcap > 0) scores = torch::tanh(scores / static_cast<float>(c.attn_softcap)) * static_cast<float>(c.attn_softcap);
     const auto& mask = c.layer_sliding[l] ? allowed_sliding : allowed;
     scores = scores.masked_fill(mask.logical_not(), lowest);
     auto probs = torch::softmax(scores, -1);
-    auto o = torch::matmul(probs, vr).transpose(1, 2).reshape({B, T, H * d});  // [B, T, H·d]
-    o = torch::linear(o, L.wo, L.bo);                                           // [B, T, D]
+    auto o = nn::bmm_nn(probs.reshape({B * Hkv, G * T, S}), v.reshape({B * Hkv, S, d}))  // [B·H_kv, G·T, d]
+                 .view({B, H, T, d})
+                 .transpose(1, 2)
+                 .reshape({B, T, H * d});  // [B, T, H·d]
+    o = L.o.forward(o);                    // [B, T, D]
     if (c.sandwich_norms) o = rms_norm(o, L.post_attn_norm);
     x = x + o;
     h = rms_norm(x, L.pre_ffn_norm);
-    auto f = torch::linear(act_fn(c.activation, torch::linear(h, L.w_gate)) * torch::linear(h, L.w_up), L.w_down);
+    auto f = L.down.forward(act_fn(c.activation, L.gate.forward(h)) * L.up.forward(h));  // [B, T, D]
     if (c.sandwich_norms) f = rms_norm(f, L.post_ffn_norm);
     x = x + f;
   }
@@ -464,7 +521,7 @@ torch::Tensor CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& p
   cache.key_valid = key_valid;
   if (last_only) x = x.narrow(1, T - 1, 1);
   x = rms_norm(x, final_norm_);
-  auto logits = torch::matmul(x, lm_head_.t());  // [B, T, V]
+  auto logits = lm_head_.forward(x);  // [B, T, V]
   if (c.final_softcap > 0)
     logits = torch::tanh(logits / static_cast<float>(c.final_softcap)) * static_cast<float>(c.final_softcap);
   return logits;

@@ -18,6 +18,8 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "loom/nn/packed_linear.h"
+
 namespace loom::io {
 class HfCheckpoint;
 }
@@ -96,18 +98,31 @@ struct KvCache {
   void clear() { k.clear(); v.clear(); key_pos = torch::Tensor(); key_valid = torch::Tensor(); }
 };
 
-/// A decoder-only LM with weights in memory (float32), loaded once and then read-only: forward
-/// is const and may run concurrently on different KvCaches.
+/// A decoder-only LM, loaded once and then read-only: forward is const and may run concurrently
+/// on different KvCaches. Activations are float32; the projection weights (attention, FFN, LM
+/// head) are held as float32, bfloat16 or int8 (nn::PackedLinear, `compute`).
 class CausalLM {
  public:
   /// Loads config.json and the weights of an HF checkpoint directory (model.safetensors or
-  /// sharded, F32/F16/BF16; converted to float32). Checks once at load: every expected tensor
-  /// present with its expected shape, no unexpected tensor (except rotary inv_freq buffers and,
-  /// for a tied head, lm_head.weight, which HF ignores), every weight finite. Throws loom::Error
-  /// naming the directory/file and the tensor or config field at fault.
-  static std::shared_ptr<CausalLM> load(const std::string& dir);
+  /// sharded, F32/F16/BF16). Weights whose stored dtype is the one in use (F32 for float32, BF16
+  /// for bfloat16 projections) are used in place from the memory-mapped file, without a copy;
+  /// others are converted (int8: quantized per output channel), and the mapped source pages are
+  /// released after conversion. The token embedding is looked up from the stored tensor (float32
+  /// for float32 compute). Checks once at load: every expected tensor present with its expected
+  /// shape, no unexpected tensor (except rotary inv_freq buffers and, for a tied head,
+  /// lm_head.weight, which HF ignores), every weight finite. Throws loom::Error naming the
+  /// directory/file and the tensor or config field at fault.
+  static std::shared_ptr<CausalLM> load(const std::string& dir, nn::WeightType compute = nn::WeightType::kFloat32);
   /// Same from an open checkpoint.
-  static std::shared_ptr<CausalLM> load(const io::HfCheckpoint& ckpt);
+  static std::shared_ptr<CausalLM> load(const io::HfCheckpoint& ckpt,
+                                        nn::WeightType compute = nn::WeightType::kFloat32);
+
+  /// Storage type of the projection weights.
+  nn::WeightType compute_type() const { return compute_; }
+  /// Bytes of the weights in use (projections as packed, embedding as held, norms, biases).
+  int64_t weight_bytes() const;
+  /// Bytes of those weights used in place from the memory-mapped checkpoint (no copy).
+  int64_t mapped_weight_bytes() const { return mapped_bytes_; }
 
   const CausalLmConfig& config() const { return config_; }
   /// The checkpoint directory.
@@ -137,17 +152,19 @@ class CausalLM {
  private:
   struct Layer {
     torch::Tensor in_norm, post_attn_norm, pre_ffn_norm, post_ffn_norm;  // [D]
-    torch::Tensor wq, wk, wv, wo;   // [H·d, D], [H_kv·d, D], [H_kv·d, D], [D, H·d]
-    torch::Tensor bq, bk, bv, bo;   // biases or undefined
+    nn::PackedLinear q, k, v, o;    // [H·d, D], [H_kv·d, D], [H_kv·d, D], [D, H·d] (+ biases)
     torch::Tensor q_norm, k_norm;   // [d] (Gemma3)
-    torch::Tensor w_gate, w_up, w_down;  // [F, D], [F, D], [D, F]
+    nn::PackedLinear gate, up, down;  // [F, D], [F, D], [D, F]
     torch::Tensor inv_freq;         // [d/2] float32 (with rope scaling applied)
   };
   torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w) const;
   CausalLmConfig config_;
   nlohmann::json generation_config_;
   std::string dir_;
-  torch::Tensor embed_, final_norm_, lm_head_;  // [V, D], [D], [V, D]
+  nn::WeightType compute_ = nn::WeightType::kFloat32;
+  int64_t mapped_bytes_ = 0;
+  torch::Tensor embed_, final_norm_;  // [V, D] (float32, or the stored dtype), [D]
+  nn::PackedLinear lm_head_;          // [V, D]
   std::vector<Layer> layers_;
 };
 

@@ -2,7 +2,10 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include "loom/core/error.h"
+#include "loom/models/causal_lm.h"
 
 namespace loom::models {
 namespace {
@@ -64,6 +67,27 @@ NamedTensors random_seq2seq_weights(const nlohmann::json& config, uint64_t seed)
   return out;
 }
 
+RandomCheckpoint random_causal_lm_weights(const nlohmann::json& config, uint64_t seed, torch::ScalarType dtype) {
+  const CausalLmConfig c = parse_causal_lm_config(config, "config.json");
+  auto it = config.find("initializer_range");
+  const double std_dev = it != config.end() && it->is_number() ? it->get<double>() : 0.02;
+  if (!(std_dev > 0) || !std::isfinite(std_dev))
+    fail(Where{"config.json", 0, "initializer_range"}, "must be a positive number");
+  RandomCheckpoint out;
+  out.specs = CausalLM::expected_tensors(c);
+  const bool plus_one = c.norm_plus_one;
+  auto specs = out.specs;
+  out.make = [specs, seed, std_dev, plus_one, dtype](size_t i) {
+    const auto& [name, shape] = specs.at(i);
+    torch::Generator gen = at::detail::createCPUGenerator(seed * 1000003ull + i);
+    torch::Tensor t = at::normal(0.0, std_dev, shape, gen);
+    const bool is_norm = name.find("norm.weight") != std::string::npos;
+    if (is_norm && !plus_one) t.add_(1.0);
+    return t.to(dtype);
+  };
+  return out;
+}
+
 const std::vector<ModelPreset>& model_presets() {
   static const std::vector<ModelPreset> presets = [] {
     std::vector<ModelPreset> v;
@@ -106,6 +130,66 @@ const std::vector<ModelPreset>& model_presets() {
   "bos_token_id": 0, "decoder_start_token_id": 2, "eos_token_id": 2, "max_length": 200,
   "pad_token_id": 1})"),
                  "nllb-tiny"});
+    // google/gemma-2b config.json and generation_config.json as published (weights random).
+    v.push_back({"gemma-2b", "google/gemma-2b", nlohmann::json::parse(R"({
+  "architectures": ["GemmaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+  "bos_token_id": 2, "eos_token_id": 1, "head_dim": 256, "hidden_act": "gelu",
+  "hidden_size": 2048, "initializer_range": 0.02, "intermediate_size": 16384,
+  "max_position_embeddings": 8192, "model_type": "gemma", "num_attention_heads": 8,
+  "num_hidden_layers": 18, "num_key_value_heads": 1, "pad_token_id": 0, "rms_norm_eps": 1e-06,
+  "rope_scaling": null, "rope_theta": 10000.0, "torch_dtype": "float32", "use_cache": true,
+  "vocab_size": 256000})"),
+                 nlohmann::json::parse(R"({"bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0})"),
+                 "gemma-tiny"});
+    // meta-llama/Llama-3.2-1B config.json and generation_config.json as published.
+    v.push_back({"llama-3.2-1b", "meta-llama/Llama-3.2-1B", nlohmann::json::parse(R"({
+  "architectures": ["LlamaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+  "bos_token_id": 128000, "eos_token_id": 128001, "head_dim": 64, "hidden_act": "silu",
+  "hidden_size": 2048, "initializer_range": 0.02, "intermediate_size": 8192,
+  "max_position_embeddings": 131072, "mlp_bias": false, "model_type": "llama",
+  "num_attention_heads": 32, "num_hidden_layers": 16, "num_key_value_heads": 8,
+  "pretraining_tp": 1, "rms_norm_eps": 1e-05,
+  "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                   "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+  "rope_theta": 500000.0, "tie_word_embeddings": true, "torch_dtype": "float32",
+  "use_cache": true, "vocab_size": 128256})"),
+                 nlohmann::json::parse(R"({"bos_token_id": 128000, "do_sample": true,
+  "eos_token_id": 128001, "temperature": 0.6, "top_p": 0.9})"),
+                 "llama3-tiny"});
+    // Tiny test architectures (not published models). initializer_range 0.3 keeps logits and
+    // attention scores O(1) at these widths, so every weight moves the outputs measurably.
+    v.push_back({"llama-tiny", "loom/llama-tiny", nlohmann::json::parse(R"({
+  "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 561,
+  "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 3, "num_attention_heads": 4,
+  "num_key_value_heads": 2, "head_dim": 8, "max_position_embeddings": 128, "rms_norm_eps": 1e-05,
+  "rope_theta": 10000.0, "hidden_act": "silu", "initializer_range": 0.3,
+  "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                   "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
+  "tie_word_embeddings": false, "bos_token_id": 556, "eos_token_id": 557,
+  "torch_dtype": "float32"})"),
+                 nlohmann::json::parse(R"({"bos_token_id": 556, "eos_token_id": [557, 560]})"),
+                 "llama3-tiny"});
+    v.push_back({"qwen2-tiny", "loom/qwen2-tiny", nlohmann::json::parse(R"({
+  "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 559,
+  "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 3, "num_attention_heads": 4,
+  "num_key_value_heads": 2, "max_position_embeddings": 128, "rms_norm_eps": 1e-06,
+  "rope_theta": 1000000.0, "hidden_act": "silu", "initializer_range": 0.3,
+  "tie_word_embeddings": true, "use_sliding_window": false, "bos_token_id": null,
+  "eos_token_id": 558, "torch_dtype": "float32"})"),
+                 nlohmann::json::parse(R"({"eos_token_id": [558, 556], "pad_token_id": 556})"),
+                 "qwen2-tiny"});
+    v.push_back({"gemma3-tiny", "loom/gemma3-tiny", nlohmann::json::parse(R"({
+  "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "vocab_size": 800,
+  "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 4, "num_attention_heads": 4,
+  "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 128, "rms_norm_eps": 1e-06,
+  "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+  "rope_scaling": {"rope_type": "linear", "factor": 2.0}, "sliding_window": 3,
+  "sliding_window_pattern": 2, "query_pre_attn_scalar": 20,
+  "final_logit_softcapping": null, "attn_logit_softcapping": null,
+  "hidden_activation": "gelu_pytorch_tanh", "initializer_range": 0.3,
+  "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0, "torch_dtype": "float32"})"),
+                 nlohmann::json::parse(R"({"bos_token_id": 2, "eos_token_id": [1, 6], "pad_token_id": 0})"),
+                 "gemma-tiny"});
     return v;
   }();
   return presets;

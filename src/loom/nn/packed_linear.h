@@ -1,0 +1,79 @@
+// Inference-only linear layers with float32, bfloat16 or int8 weights (weight-only
+// quantization: activations and accumulation stay float32). Used by the decoder-only LMs
+// (models/causal_lm) for `--compute-type`; a translation model can hold its projections as
+// PackedLinear the same way (construct from the float weight, call forward).
+//
+// int8 is symmetric per output channel (row n of W): scale_n = max_k |W[n,k]| / 127,
+// q[n,k] = round(W[n,k] / scale_n) in [-127, 127], W ≈ q · scale_n — the weight format of
+// LLM.int8()'s vector-wise quantization (Dettmers et al. 2022, §3.1) without its outlier part, and
+// of llama.cpp's Q8_0 with one block per row instead of 32-element blocks.
+//
+// Kernels: for few rows (M <= kGemvMaxRows, token-by-token decoding) a fused dequantize-and-dot
+// kernel reads the bf16/int8 weights directly (AVX-512 when the CPU has avx512bw, else a portable
+// C++ loop), so generation moves 2× / 4× fewer weight bytes than float32. For more rows (prompt
+// processing) the weights are dequantized to float32 in row tiles that stay in cache and
+// multiplied with oneDNN's sgemm (nn::linear), so prefill runs at float32 GEMM speed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <torch/torch.h>
+
+namespace loom::nn {
+
+/// Storage precision of PackedLinear weights.
+enum class WeightType { kFloat32, kBFloat16, kInt8 };
+
+/// "float32", "bfloat16" or "int8".
+const char* weight_type_name(WeightType t);
+
+/// Parses "float32" | "bfloat16" | "int8" (also "f32", "bf16"). Throws loom::Error naming
+/// `field` (e.g. "--compute-type") for anything else.
+WeightType parse_weight_type(const std::string& s, const std::string& field);
+
+/// Rows up to which forward() uses the fused gemv kernel instead of tile dequantization + sgemm.
+constexpr int64_t kGemvMaxRows = 8;
+
+/// y = x·Wᵀ + b with W [N, K] stored as float32, bfloat16 or int8 (per-row scale).
+class PackedLinear {
+ public:
+  PackedLinear() = default;
+  /// Packs weight [N, K] (float32/bfloat16/float16) and bias [N] (or undefined) as `type`. A
+  /// contiguous weight that already has the target dtype (float32 or bfloat16) is kept as is,
+  /// without a copy — e.g. a memory-mapped checkpoint tensor. Throws loom::Error for a weight that is not
+  /// 2-D or a bias of the wrong size.
+  PackedLinear(const torch::Tensor& weight, const torch::Tensor& bias, WeightType type);
+
+  /// x [..., K] float32 -> [..., N] float32.
+  torch::Tensor forward(const torch::Tensor& x) const;
+
+  /// The weight as float32 [N, K] (int8: q · scale), a new tensor except for float32 storage.
+  torch::Tensor dequantized() const;
+
+  WeightType type() const { return type_; }
+  bool defined() const { return w_.defined(); }
+  int64_t out_features() const { return w_.size(0); }  ///< N
+  int64_t in_features() const { return w_.size(1); }   ///< K
+  /// Bytes held by the weight, its scales and bias.
+  int64_t bytes() const;
+  /// The stored weight: [N, K] float32, bfloat16 or int8.
+  const torch::Tensor& weight() const { return w_; }
+  /// int8 only: per-row scales [N] float32 (undefined otherwise).
+  const torch::Tensor& scale() const { return scale_; }
+
+ private:
+  WeightType type_ = WeightType::kFloat32;
+  torch::Tensor w_;      // [N, K]
+  torch::Tensor scale_;  // [N] float32 (int8)
+  torch::Tensor bias_;   // [N] float32 or undefined
+};
+
+/// True when the AVX-512 kernels are in use (CPU has avx512f+avx512bw, LOOM_KERNELS is not
+/// "portable" in the environment, and set_portable_kernels(true) was not called).
+bool packed_avx512_enabled();
+
+/// Forces (true) or releases (false) the portable C++ kernels, for tests comparing both paths.
+void set_portable_kernels(bool portable);
+
+}  // namespace loom::nn

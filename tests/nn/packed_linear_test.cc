@@ -1,0 +1,82 @@
+// nn::PackedLinear: float32 / bfloat16 / int8 weight storage. The kernels must compute exactly
+// x·deq(W)ᵀ + b (up to float32 summation order), for the gemv path (M <= kGemvMaxRows), the
+// tile + sgemm path (M > kGemvMaxRows), AVX-512 and portable; int8 rounding must stay within
+// half a quantization step per weight.
+#include <gtest/gtest.h>
+
+#include "loom/nn/packed_linear.h"
+#include "support/support.h"
+
+namespace {
+
+using loom::nn::PackedLinear;
+using loom::nn::WeightType;
+
+// Reference in float64 from the dequantized weight.
+torch::Tensor reference(const PackedLinear& p, const torch::Tensor& x, const torch::Tensor& b) {
+  auto y = torch::matmul(x.to(torch::kDouble), p.dequantized().to(torch::kDouble).t());
+  return b.defined() ? y + b.to(torch::kDouble) : y;
+}
+
+TEST(PackedLinear, EveryPathEqualsTheDequantizedProduct) {
+  torch::manual_seed(3);
+  const int64_t N = 37, K = 83;  // not multiples of 16: kernel tails run
+  auto w = torch::randn({N, K});
+  auto b = torch::randn({N});
+  for (WeightType type : {WeightType::kFloat32, WeightType::kBFloat16, WeightType::kInt8}) {
+    PackedLinear p(w, b, type);
+    for (int64_t M : {1, 2, 3, 5, 8, 9, 40}) {
+      auto x = torch::randn({M, K});
+      auto want = reference(p, x, b);
+      for (bool portable : {false, true}) {
+        loom::nn::set_portable_kernels(portable);
+        auto got = p.forward(x).to(torch::kDouble);
+        EXPECT_LT((got - want).abs().max().item<double>(), 1e-4)
+            << loom::nn::weight_type_name(type) << " M=" << M << " portable=" << portable;
+      }
+      loom::nn::set_portable_kernels(false);
+    }
+    // Leading dims are kept: [2, 3, K] -> [2, 3, N].
+    EXPECT_EQ(p.forward(torch::randn({2, 3, K})).sizes(), (std::vector<int64_t>{2, 3, N}));
+  }
+}
+
+TEST(PackedLinear, Int8IsPerRowSymmetricWithinHalfAStep) {
+  torch::manual_seed(4);
+  auto w = torch::randn({16, 64}) * torch::linspace(0.01, 10, 16).unsqueeze(1);  // rows of very different scale
+  w[5].zero_();                                                                  // an all-zero row
+  PackedLinear p(w, {}, WeightType::kInt8);
+  ASSERT_EQ(p.weight().scalar_type(), torch::kInt8);
+  auto scale = p.scale();
+  auto want_scale = std::get<0>(w.abs().max(1)) / 127.0;
+  for (int64_t n = 0; n < 16; ++n) {
+    if (n == 5) continue;
+    EXPECT_NEAR(scale[n].item<double>(), want_scale[n].item<double>(), 1e-6 * want_scale[n].item<double>());
+    // The largest weight of a row maps to ±127 exactly.
+    EXPECT_EQ(p.weight()[n].abs().max().item<int>(), 127);
+  }
+  auto err = (p.dequantized() - w).abs();
+  EXPECT_TRUE((err <= scale.unsqueeze(1) * 0.5 + 1e-7).all().item<bool>());
+  EXPECT_EQ(p.dequantized()[5].abs().max().item<double>(), 0.0);
+  EXPECT_EQ(p.bytes(), 16 * 64 + 16 * 4);
+}
+
+TEST(PackedLinear, MatchingDtypeIsKeptWithoutCopyAndBadShapesAreErrors) {
+  auto w16 = torch::randn({8, 32}).to(torch::kBFloat16);
+  PackedLinear p(w16, {}, WeightType::kBFloat16);
+  EXPECT_EQ(p.weight().data_ptr(), w16.data_ptr());
+  auto w32 = torch::randn({8, 32});
+  PackedLinear q(w32, {}, WeightType::kFloat32);
+  EXPECT_EQ(q.weight().data_ptr(), w32.data_ptr());
+  EXPECT_NE(loom_test::error_of([] { PackedLinear(torch::randn({8}), {}, WeightType::kInt8); }).find("2-D"),
+            std::string::npos);
+  EXPECT_NE(loom_test::error_of([] { PackedLinear(torch::randn({8, 4}), torch::randn({7}), WeightType::kInt8); })
+                .find("bias"),
+            std::string::npos);
+  EXPECT_NE(loom_test::error_of([&] { q.forward(torch::randn({2, 31})); }).find("31"), std::string::npos);
+  EXPECT_EQ(loom::nn::parse_weight_type("bf16", "--compute-type"), WeightType::kBFloat16);
+  EXPECT_NE(loom_test::error_of([] { loom::nn::parse_weight_type("int4", "--compute-type"); }).find("--compute-type"),
+            std::string::npos);
+}
+
+}  // namespace
