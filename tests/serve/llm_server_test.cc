@@ -174,7 +174,10 @@ TEST(ServeLlm, ChatGreedyEqualsHfAndStreamEqualsNonStreamed) {
     ASSERT_EQ(st.status, 200);
     EXPECT_THAT(st.content_type, HasSubstr("text/event-stream"));
     EXPECT_TRUE(st.done) << "ends with data: [DONE]";
-    EXPECT_GT(st.chunks.size(), 3u);
+    // The role chunk, at least one content chunk, the finish chunk (+ usage). How many tokens
+    // share a content chunk depends on how fast the client reads (a slow reader gets the pending
+    // text in one event), so the count is not asserted beyond that; the text is (below).
+    EXPECT_GE(st.chunks.size(), 3u) << extra.dump();
     EXPECT_EQ(st.role, "assistant");
     EXPECT_EQ(st.text, one["choices"][0]["message"]["content"]) << extra.dump();
     EXPECT_EQ(st.finish_reason, one["choices"][0]["finish_reason"]);
