@@ -13,15 +13,7 @@ CausalModel load_causal_model(const std::string& dir, nn::WeightType compute) {
   return CausalModel{model, text::CausalTokenizer::load(dir)};
 }
 
-std::vector<int64_t> chat_stop_ids(const CausalModel& m) {
-  auto ids = generate::default_stop_ids(*m.model);
-  auto add = [&](std::optional<int64_t> id) {
-    if (id && std::find(ids.begin(), ids.end(), *id) == ids.end()) ids.push_back(*id);
-  };
-  add(m.tokenizer.eos_id());
-  for (const char* t : {"<end_of_turn>", "<|eot_id|>", "<|im_end|>"}) add(m.tokenizer.token_to_id(t));
-  return ids;
-}
+std::vector<int64_t> chat_stop_ids(const CausalModel& m) { return generate::chat_stop_ids(*m.model, m.tokenizer); }
 
 std::vector<int64_t> encode_chat(const CausalModel& m, const nlohmann::json& messages) {
   return m.tokenizer.encode(text::apply_chat_template(m.tokenizer, messages, /*add_generation_prompt=*/true),

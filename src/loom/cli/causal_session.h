@@ -31,9 +31,8 @@ CausalModel load_causal_model(const std::string& dir, nn::WeightType compute = n
 inline constexpr const char* kComputeTypeHelp =
     "Weights of the projections: float32, bfloat16 or int8 (weight-only, per-channel); HF models";
 
-/// Stop ids for chat-formatted prompts: default_stop_ids(model), the tokenizer's eos and the
-/// end-of-turn tokens of the supported templates that the vocabulary has (<end_of_turn>,
-/// <|eot_id|>, <|im_end|>), since instruction-tuned checkpoints end a turn with them.
+/// Stop ids for chat-formatted prompts: generate::chat_stop_ids of the model and tokenizer (the
+/// one definition, shared with `loom serve`'s chat route).
 std::vector<int64_t> chat_stop_ids(const CausalModel& m);
 
 /// Token ids of a conversation rendered with the tokenizer's chat template (generation prompt
