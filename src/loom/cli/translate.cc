@@ -9,6 +9,7 @@
 
 #include "loom/cli/commands.h"
 #include "loom/core/error.h"
+#include "loom/core/files.h"
 #include "loom/core/paths.h"
 #include "loom/generate/translator.h"
 #include "loom/io/checkpoint.h"
@@ -53,8 +54,8 @@ class EngineAdapter : public pipeline::SegmentTranslator {
 // tokenizer_config.json's "target_lang" (Marian single-pair models: "zh", "zho"), or "".
 std::string configured_target_lang(const std::string& model_dir) {
   const std::string path = model_dir + "/tokenizer_config.json";
-  if (!text::file_exists(path)) return {};
-  const nlohmann::json j = text::read_json_file(path);  // already validated by the tokenizer
+  if (!core::file_exists(path)) return {};
+  const nlohmann::json j = core::read_json(path);  // already validated by the tokenizer
   auto it = j.find("target_lang");
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
