@@ -9,7 +9,11 @@ PKGS=(
   libtorch-dev            # tensors, autograd, optimizers (libtorch 1.13, CPU)
   libgloo-dev             # headers of c10d::ProcessGroupGloo (data-parallel training)
   libsentencepiece-dev    # Marian / NLLB tokenizers
-  libfaiss-dev            # approximate kNN search of the Memorizing Transformer memory
+  libfaiss-dev            # approximate kNN search of the Memorizing Transformer memory; rag vectors
+  libicu-dev              # Unicode: BPE regexes and normalization, BERT tokenizer, sentence / word breaks
+  libsqlite3-dev          # rag: document store + FTS5 BM25 index
+  libgumbo-dev            # rag: HTML text extraction
+  libpoppler-cpp-dev      # rag: PDF text extraction
   nlohmann-json3-dev      # config.json, JSONL, safetensors headers
   libcli11-dev            # command line
   libspdlog-dev libfmt-dev

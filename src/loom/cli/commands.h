@@ -99,4 +99,12 @@ void add_eval_passkey(CLI::App& eval);
 /// memory state carried.
 void add_generate(CLI::App& app);
 
+/// `loom rag ingest|search|ask|eval` (src/loom/cli/rag.cc): `ingest --index DIR FILES|DIRS
+/// [--embed DIR] [--max-tokens N] [--overlap N] [--text-field F] [--prune]` (rag::ingest);
+/// `search --index DIR QUESTION [-k N] [--mode bm25|dense|hybrid] [--where FILTER] [--json]`;
+/// `ask` (same options): extractive answer with [n] citations and the numbered sources;
+/// `eval --qa FILE|BEIR_DIR [--docs FILE] [--index DIR] [--mode bm25,dense,hybrid] [--embed DIR]
+/// [--json]`: recall@k, MRR@10, nDCG@10, extractive EM/F1 (rag::evaluate).
+void add_rag(CLI::App& app);
+
 }  // namespace loom::cli

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   loom::cli::add_eval(app);
   loom::cli::add_train(app);
   loom::cli::add_generate(app);
+  loom::cli::add_rag(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
