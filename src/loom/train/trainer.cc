@@ -335,7 +335,8 @@ struct Trainer::Impl {
     if (dirs.empty()) return false;
     const fs::path d = dirs.back();
     const std::string state_file = (d / "state.json").string();
-    st = state_from_json(core::read_json(state_file), state_file);
+    const nlohmann::json j = core::read_json(state_file);
+    st = state_from_json(j, state_file);
     load_model_from_checkpoint(task.model(), d.string());
     torch::serialize::InputArchive ar;
     const std::string opt_file = (d / "optimizer.pt").string();
