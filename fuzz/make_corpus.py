@@ -36,3 +36,32 @@ seeds = {
 for name, data in seeds.items():
     with open(os.path.join(out, name), "wb") as f:
         f.write(data)
+
+
+# ---- tokenizer_json/: small byte-level BPE tokenizer.json files (the three fixture flavours
+# with only their first 12 merges), alone and followed by NUL + a text to encode.
+import shutil
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+tok_out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "tokenizer_json")
+os.makedirs(tok_out, exist_ok=True)
+for flavour in ("llama3", "qwen2", "gpt2"):
+    with open(os.path.join(root, "tests", "data", "tokenizers", "byte-bpe", flavour, "tokenizer.json"), encoding="utf-8") as f:
+        t = json.load(f)
+    merges = t["model"]["merges"][:12]
+    keep = {(m.replace(" ", "", 1) if isinstance(m, str) else m[0] + m[1]) for m in merges}
+    t["model"]["vocab"] = {k: v for k, v in t["model"]["vocab"].items() if v < 256 or k in keep}
+    t["model"]["merges"] = merges
+    s = json.dumps(t, ensure_ascii=False, separators=(",", ":")).encode()
+    with open(os.path.join(tok_out, flavour), "wb") as f:
+        f.write(s)
+    with open(os.path.join(tok_out, flavour + "_with_text"), "wb") as f:
+        f.write(s + b"\0" + "The quick  brown\n\n fox 12345 don't 🙂 <|eot_id|>".encode())
+
+# ---- chat_template/: the templates of tests/data/chat-templates.
+ct_out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "chat_template")
+os.makedirs(ct_out, exist_ok=True)
+ct_src = os.path.join(root, "tests", "data", "chat-templates")
+for name in sorted(os.listdir(ct_src)):
+    if name.endswith(".jinja"):
+        shutil.copyfile(os.path.join(ct_src, name), os.path.join(ct_out, name))

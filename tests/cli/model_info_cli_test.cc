@@ -1,6 +1,7 @@
 // `loom model-info`: prints the DeLighT blocks and parameter totals of a shipped config; a bad
 // config is one "loom: error:" line naming the file and field, exit code 1.
 #include <sys/wait.h>
+#include "support/paths.h"
 #include <unistd.h>
 
 #include <cstdio>

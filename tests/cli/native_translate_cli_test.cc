@@ -3,6 +3,7 @@
 // input line, greedy and beam. The directory borrows the Marian fixture's tokenizer files
 // (tokenizer_config.json names MarianTokenizer) because only the text I/O needs them.
 #include <sys/wait.h>
+#include "support/paths.h"
 #include <unistd.h>
 
 #include <algorithm>

@@ -2,6 +2,7 @@
 // directory's contents, kill -9 at random moments + --resume == an uninterrupted run (bitwise),
 // `--nproc 2`, the exported model translates, and bad input errors.
 #include <gtest/gtest.h>
+#include "support/paths.h"
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>

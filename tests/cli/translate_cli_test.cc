@@ -3,6 +3,7 @@
 // bad input. The fixture has random weights, so the assertions are about structure, counts and
 // invariants (resume == uninterrupted, shards == unsharded), not translation quality.
 #include <gtest/gtest.h>
+#include "support/paths.h"
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>

@@ -9,6 +9,7 @@
 //   BLEU(tokenize=...).corpus_score(hyp, [ref]).score, CHRF().corpus_score(...).score,
 //   CHRF(word_order=2).corpus_score(...).score
 #include <gtest/gtest.h>
+#include "support/paths.h"
 #include <sys/wait.h>
 #include <unistd.h>
 

@@ -1,6 +1,7 @@
 // Translator: batching by length and token budget restores input order and does not change a
 // sentence's output; over-long sentences are split at piece boundaries, never truncated.
 #include "loom/generate/translator.h"
+#include "support/paths.h"
 
 #include <gtest/gtest.h>
 

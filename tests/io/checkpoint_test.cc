@@ -1,4 +1,5 @@
 #include "loom/io/checkpoint.h"
+#include "support/paths.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,5 @@
 #include "loom/io/hub.h"
+#include "support/paths.h"
 
 #include <httplib.h>
 #include <arpa/inet.h>

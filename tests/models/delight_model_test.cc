@@ -3,6 +3,7 @@
 // authors' README (papers.md §1.12) within 1%, with the embedding-free part of the count off by
 // one constant per task (the vocabulary) for every d_m. `loom model-info` output.
 #include "loom/models/model_info.h"
+#include "support/paths.h"
 
 #include <gtest/gtest.h>
 

@@ -2,6 +2,7 @@
 // F16), KV-cache decoding == teacher-forced forward, batch == single with padding, training
 // (gradients, dropout), the EncoderDecoder loader and generation through Translator.
 #include "loom/models/native_seq2seq.h"
+#include "support/paths.h"
 
 #include <unistd.h>
 

@@ -1,6 +1,7 @@
 // Seq2SeqConfig validation and Seq2SeqModel loading errors: every bad checkpoint names the tensor
 // or config field at fault.
 #include <filesystem>
+#include "support/paths.h"
 #include <fstream>
 
 #include <gtest/gtest.h>

@@ -1,6 +1,7 @@
 // Parity of loom's Marian and M2M100/NLLB with transformers 4.46.3 on the hf-tiny fixtures
 // (tests/data/hf-tiny/*/reference.json, see tests/data/hf-tiny/README.md).
 #include <fstream>
+#include "support/paths.h"
 
 #include <gtest/gtest.h>
 

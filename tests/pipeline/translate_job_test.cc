@@ -175,9 +175,10 @@ TEST_F(TranslateJobTest, JsonlInPlaceNullExistingTargetAndCustomSuffix) {
     auto o = options(in, path("suffix.jsonl"));
     o.fields = {"text"};
     o.suffix = "_de";
+    o.overwrite_fields = true;
     ReverseTranslator t;
     run_translate_job(o, t);
-    // null -> target null; an existing target key is overwritten where it stands.
+    // null -> target null; an existing target key is overwritten where it stands (asked for).
     EXPECT_EQ(read(path("suffix.jsonl")), R"({"text":"a b c","n":null,"text_de":"<c b a>"})" "\n"
                                           R"({"text":null,"n":"x y","text_de":null})" "\n"
                                           R"({"text_de":"<two one>","text":"one two"})" "\n");

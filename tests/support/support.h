@@ -4,6 +4,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include "support/paths.h"
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>

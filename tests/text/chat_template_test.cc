@@ -90,8 +90,9 @@ TEST(ChatTemplate, WhatItCannotRenderIsAnErrorNamingIt) {
   EXPECT_THAT(render_error("{{ 1 // 0 }}"), HasSubstr("division by zero"));
   EXPECT_THAT(render_error("{{ raise_exception('custom message') }}"), HasSubstr("chat template raised: custom message"));
   EXPECT_THAT(render_error("{% for i in range(100000000) %}{% endfor %}"), HasSubstr("range() too long"));
-  EXPECT_THAT(render_error("{% set s = 'x' * 1000000 %}{% for i in range(100) %}{{ s }}{% endfor %}"),
-              HasSubstr("over 64 MiB"));
+  EXPECT_THAT(render_error("{% set s = '0123456789' * 3000000 %}{{ s }}{{ s }}{{ s }}"), HasSubstr("over 64 MiB"));
+  EXPECT_THAT(render_error("{% for i in range(2000) %}{% for j in range(2000) %}{% endfor %}{% endfor %}"),
+              HasSubstr("more than 1M steps"));
   EXPECT_THAT(render_error("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}"), HasSubstr("too deep"));
   EXPECT_THAT(render_error("{{ '\xFF' }}"), HasSubstr("UTF-8"));
 }

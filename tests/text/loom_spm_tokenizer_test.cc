@@ -2,6 +2,7 @@
 // model trained on the Tatoeba en-zh sample (tests/data/mt/tatoeba-400.tsv) saved as
 // source.spm and target.spm, and a config.json with model_type "loom_seq2seq".
 #include "loom/text/loom_spm_tokenizer.h"
+#include "support/paths.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

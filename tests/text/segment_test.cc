@@ -1,4 +1,5 @@
 #include "loom/text/segment.h"
+#include "support/paths.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,5 @@
 #include "loom/text/sentencepiece.h"
+#include "support/paths.h"
 
 #include <gtest/gtest.h>
 

@@ -2,6 +2,7 @@
 // sample (tests/data/mt/tatoeba-400.tsv, 416 pairs): determinism, vocabulary size, the fixed
 // special ids, encode -> decode round trips, and errors.
 #include <gtest/gtest.h>
+#include "support/paths.h"
 #include <unistd.h>
 
 #include <filesystem>

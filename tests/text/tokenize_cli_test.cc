@@ -1,6 +1,7 @@
 // `loom tokenize` end to end: runs the built binary (LOOM_BINARY) and compares its output with
 // the Hugging Face reference ids.
 #include <gtest/gtest.h>
+#include "support/paths.h"
 #include <nlohmann/json.hpp>
 #include <sys/wait.h>
 #include <unistd.h>

@@ -1,6 +1,7 @@
 // Seq2SeqTokenizer against Hugging Face transformers 4.46.3 reference token ids: the hf-tiny
 // Marian / NLLB fixtures and the real opus-mt-en-zh tokenizer (200 FLORES sentences + edge cases).
 #include "loom/text/seq2seq_tokenizer.h"
+#include "support/paths.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>

@@ -1,5 +1,6 @@
 // LM data: Gutenberg stripping, document splitting, windows, and the passkey generator.
 #include <gtest/gtest.h>
+#include "support/paths.h"
 
 #include <filesystem>
 #include <fstream>

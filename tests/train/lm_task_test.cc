@@ -3,6 +3,7 @@
 // sit on the answer only; the real `loom train lm` killed with SIGKILL at random moments and
 // resumed ends bitwise identical to an uninterrupted run.
 #include <gtest/gtest.h>
+#include "support/paths.h"
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>

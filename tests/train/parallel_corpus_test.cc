@@ -1,6 +1,7 @@
 // loom::data parallel corpus: reading TSV / aligned files, cleaning with counts, splitting
 // without overlap.
 #include <gtest/gtest.h>
+#include "support/paths.h"
 
 #include <filesystem>
 #include <fstream>

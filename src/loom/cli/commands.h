@@ -98,6 +98,7 @@ void add_eval_passkey(CLI::App& eval);
 /// soon as it is produced (loom::generate::generate_lm); a long prompt is fed in chunks with the
 /// memory state carried.
 void add_generate(CLI::App& app);
+void add_chat(CLI::App& app);
 
 /// `loom rag ingest|search|ask|eval` (src/loom/cli/rag.cc): `ingest --index DIR FILES|DIRS
 /// [--embed DIR] [--max-tokens N] [--overlap N] [--text-field F] [--prune]` (rag::ingest);
@@ -106,5 +107,11 @@ void add_generate(CLI::App& app);
 /// `eval --qa FILE|BEIR_DIR [--docs FILE] [--index DIR] [--mode bm25,dense,hybrid] [--embed DIR]
 /// [--json]`: recall@k, MRR@10, nDCG@10, extractive EM/F1 (rag::evaluate).
 void add_rag(CLI::App& app);
+/// `loom serve --model NAME=DIR|ID ... [--host 127.0.0.1] [--port 8080] [--api-key KEY]
+/// [--max-body-bytes N] [--max-input-tokens N] [--max-queued N] [--timeout S]`: the
+/// OpenAI-compatible HTTP server (loom::serve::Server): /v1/translations, /v1/models, /health,
+/// /metrics and the web page at /. Prints "loom serve: listening on http://HOST:PORT" to stderr
+/// once bound; SIGINT/SIGTERM stop it cleanly.
+void add_serve(CLI::App& app);
 
 }  // namespace loom::cli

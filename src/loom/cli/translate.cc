@@ -1,64 +1,65 @@
 // `loom translate`: translates a TXT or JSONL dataset with an HF Marian / NLLB checkpoint or a
 // loom model directory (models::load_encoder_decoder dispatches on config.json model_type).
-// Wiring only: io::HfCheckpoint + models::EncoderDecoder + text tokenizer -> generate::Translator,
+// Wiring only: pipeline::TranslationEngine (checkpoint + model + tokenizer -> generate::Translator)
 // driven row by row by pipeline::run_translate_job.
 #include <CLI/CLI.hpp>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
 #include "loom/cli/commands.h"
 #include "loom/core/error.h"
-#include "loom/core/files.h"
 #include "loom/core/paths.h"
-#include "loom/generate/translator.h"
-#include "loom/io/checkpoint.h"
 #include "loom/io/hub.h"
-#include "loom/models/encoder_decoder.h"
+#include "loom/io/model_fingerprint.h"
 #include "loom/pipeline/translate_job.h"
+#include "loom/pipeline/translation_engine.h"
 #include "loom/text/seq2seq_tokenizer.h"
-#include "loom/text/tokenizer_files.h"
 
 namespace loom::cli {
 namespace {
 
+// Set by the first SIGINT/SIGTERM (the signal number); the job stops after its current chunk.
+volatile std::sig_atomic_t g_stop = 0;
+
+void on_stop_signal(int sig) {
+  g_stop = sig;
+  static const char kMsg[] =
+      "\nloom translate: stopping after the current batch and checkpointing (press Ctrl-C again to quit "
+      "at once; the last checkpoint is kept)\n";
+  const ssize_t ignored = ::write(2, kMsg, sizeof(kMsg) - 1);
+  (void)ignored;
+}
+
+// SIGINT/SIGTERM: a clean stop; the handler resets itself, so a second signal ends the process.
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART | SA_RESETHAND;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
+
 struct TranslateArgs {
-  std::string model, src, tgt, fields = "prompt,text", shard, on_error = "abort", rejects, format = "auto";
-  std::string suffix, length_cap = "2,10";
-  int beam = 0;
-  int64_t max_new_tokens = 0, batch_tokens = 4096, max_batch_size = 64, checkpoint_rows = 10000;
+  std::string model, fields = "prompt,text", shard, on_error = "abort", rejects, format = "auto";
+  std::string suffix;
+  pipeline::EngineOptions engine;
+  int64_t checkpoint_rows = 10000;
+  std::string segment = "sentence";
+  double checkpoint_seconds = 60;
+  bool overwrite_fields = false, txt_markdown = false;
   int threads = 0;
   bool resume = false, overwrite = false, in_place = false, no_markdown = false, no_progress = false;
-  bool missing_fields_ok = false;
+  bool missing_fields_ok = false, with_scores = false, meta = false;
   std::string input = "-", output = "-";
 };
-
-// The job's view of the engine: sentences in, translations out, with counters for progress.
-class EngineAdapter : public pipeline::SegmentTranslator {
- public:
-  explicit EngineAdapter(generate::Translator& t) : translator_(t) {}
-  std::vector<std::string> translate(const std::vector<std::string>& segments) override {
-    return translator_.translate(segments);
-  }
-  int64_t target_tokens() const override { return translator_.stats().target_tokens; }
-  std::string summary() const override {
-    const auto& s = translator_.stats();
-    return fmt::format("sentences {}, split {}, capped {}, source tokens {}, target tokens {}", s.sentences,
-                       s.split_sentences, s.capped, s.source_tokens, s.target_tokens);
-  }
-
- private:
-  generate::Translator& translator_;
-};
-
-// tokenizer_config.json's "target_lang" (Marian single-pair models: "zh", "zho"), or "".
-std::string configured_target_lang(const std::string& model_dir) {
-  const std::string path = model_dir + "/tokenizer_config.json";
-  if (!core::file_exists(path)) return {};
-  const nlohmann::json j = core::read_json(path);  // already validated by the tokenizer
-  auto it = j.find("target_lang");
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
 
 std::string default_model() {
   auto dir = core::models_dir() / "en-zh";
@@ -72,31 +73,7 @@ void run_translate(const TranslateArgs& a) {
   const std::string model_dir = io::resolve_model(a.model.empty() ? default_model() : a.model);
   if (a.threads > 0) torch::set_num_threads(a.threads);
   torch::InferenceMode guard;
-
-  io::HfCheckpoint checkpoint(model_dir);
-  auto tokenizer = text::load_seq2seq_tokenizer(model_dir);
-  tokenizer->set_languages(a.src, a.tgt);
-  auto model = models::load_encoder_decoder(checkpoint);
-
-  auto gen = generate::GenerationOptions::from_hf(checkpoint.config(), checkpoint.generation_config());
-  if (a.beam > 0) gen.num_beams = a.beam;
-  gen.num_return_sequences = 1;
-  if (auto bos = tokenizer->forced_bos_token_id()) gen.forced_bos_token_id = *bos;
-  if (a.max_new_tokens > 0) {
-    gen.max_new_tokens = a.max_new_tokens;
-  } else {
-    double ca = 0, cb = 0;
-    if (std::sscanf(a.length_cap.c_str(), "%lf,%lf", &ca, &cb) != 2 || ca < 0 || cb < 1) {
-      fail(Where{"", 0, "--length-cap"}, "'{}' is not A,B with A >= 0 and B >= 1", a.length_cap);
-    }
-    gen.max_new_tokens_a = ca;
-    gen.max_new_tokens_b = cb;
-  }
-  generate::TranslatorOptions topts;
-  topts.batch_tokens = a.batch_tokens;
-  topts.max_batch_size = a.max_batch_size;
-  generate::Translator translator(*model, *tokenizer, gen, topts);
-  EngineAdapter adapter(translator);
+  pipeline::TranslationEngine engine(model_dir, a.engine);
 
   pipeline::TranslateJobOptions job;
   job.input = a.input;
@@ -116,8 +93,7 @@ void run_translate(const TranslateArgs& a) {
   }
   if (job.fields.empty()) fail(Where{"", 0, "--fields"}, "no field names given");
   job.missing_fields_ok = a.missing_fields_ok;
-  job.target_lang = a.tgt.empty() ? tokenizer->target_language() : a.tgt;
-  if (job.target_lang.empty()) job.target_lang = configured_target_lang(model_dir);
+  job.target_lang = engine.target_lang();
   job.suffix = a.suffix;
   job.in_place = a.in_place;
   if (!a.shard.empty()) {
@@ -134,18 +110,31 @@ void run_translate(const TranslateArgs& a) {
   job.on_error = pipeline::parse_on_error(a.on_error);
   job.rejects = a.rejects;
   job.checkpoint_rows = a.checkpoint_rows;
+  job.checkpoint_seconds = a.checkpoint_seconds;
+  job.overwrite_fields = a.overwrite_fields;
+  job.segment = pipeline::parse_segment_mode(a.segment);
+  job.txt_markdown = a.txt_markdown && !a.no_markdown;
   job.markdown = !a.no_markdown;
   job.progress = !a.no_progress;
-  job.engine_id = fmt::format("model={} src={} tgt={} beam={} max_new_tokens={} length_cap={}",
-                              std::filesystem::weakly_canonical(model_dir).string(), a.src, a.tgt,
-                              gen.num_beams, a.max_new_tokens, a.max_new_tokens > 0 ? "-" : a.length_cap);
+  job.engine_id = engine.engine_id();
+  job.n_best = a.engine.n_best;
+  job.with_scores = a.with_scores;
+  job.meta = a.meta;
   if (job.output != "-") {  // like `mkdir -p`: the README's main job writes into out/
     const auto parent = std::filesystem::path(job.output).parent_path();
     std::error_code ec;
     if (!parent.empty()) std::filesystem::create_directories(parent, ec);
     if (ec) fail(Where{parent.string()}, "cannot create the output directory: {}", ec.message());
   }
-  pipeline::run_translate_job(job, adapter);
+  job.model_fingerprint = io::model_fingerprint(model_dir);
+  if (engine.tokenizer().name() == "MarianTokenizer") job.language_codes = engine.tokenizer().languages();
+  job.stop = &g_stop;
+  install_stop_handlers();
+  const pipeline::TranslateJobStats st = pipeline::run_translate_job(job, engine);
+  if (st.stopped) {
+    std::fflush(stdout);
+    std::exit(128 + static_cast<int>(g_stop));  // 130 for SIGINT, 143 for SIGTERM, like a shell
+  }
 }
 
 }  // namespace
@@ -157,25 +146,40 @@ void add_translate(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("OUTPUT", a.output, "Output file; - = stdout")->capture_default_str();
   cmd->add_option("--model,-m", a.model, "HF checkpoint directory or hub id in the local HF cache (default: models/en-zh)");
-  cmd->add_option("--src", a.src, "Source language code (NLLB: eng_Latn; Marian: usually implied)");
-  cmd->add_option("--tgt", a.tgt, "Target language code (NLLB: zho_Hans; Marian multi-target: >>cmn_Hans<<)");
+  cmd->add_option("--src", a.engine.src, "Source language code (NLLB: eng_Latn; Marian: usually implied)");
+  cmd->add_option("--tgt", a.engine.tgt, "Target language code (NLLB: zho_Hans; Marian multi-target: >>cmn_Hans<<)");
   cmd->add_option("--fields", a.fields, "JSONL fields to translate, comma-separated")->capture_default_str();
   cmd->add_option("--suffix", a.suffix, "Translation key = field + suffix (default _<tgt>)");
   cmd->add_flag("--in-place", a.in_place, "Write translations over the source fields");
   cmd->add_flag("--missing-fields-ok", a.missing_fields_ok, "Skip a listed field absent from a row instead of failing");
   cmd->add_option("--format", a.format, "auto, jsonl or txt")->capture_default_str();
-  cmd->add_option("--beam", a.beam, "Beam size (default: generation_config.json num_beams; 1 = greedy)")
+  cmd->add_option("--beam", a.engine.beam, "Beam size (default: generation_config.json num_beams; 1 = greedy)")
       ->check(CLI::Range(1, 256));
-  cmd->add_option("--max-new-tokens", a.max_new_tokens, "Fixed cap on generated tokens per sentence (replaces --length-cap)")
+  cmd->add_option("--max-new-tokens", a.engine.max_new_tokens, "Fixed cap on generated tokens per sentence (replaces --length-cap)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  cmd->add_option("--length-cap", a.length_cap, "Stop a sentence at A*|source|+B tokens (counted as capped)")
+  cmd->add_option("--length-cap", a.engine.length_cap, "Stop a sentence at A*|source|+B tokens (counted as capped)")
       ->capture_default_str();
-  cmd->add_option("--batch-tokens", a.batch_tokens, "Padded source tokens per batch")
+  cmd->add_option("--batch-tokens", a.engine.batch_tokens, "Padded source tokens per batch")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
-  cmd->add_option("--max-batch-size", a.max_batch_size, "Sentences per batch")
+  cmd->add_option("--max-batch-size", a.engine.max_batch_size, "Sentences per batch")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--n-best", a.engine.n_best, "JSONL: also write T_nbest, the N best translations (beam >= N)")
+      ->check(CLI::Range(int64_t{1}, int64_t{256}));
+  cmd->add_option("--length-penalty", a.engine.length_penalty, "Beam score = log-prob / length^P (default: the model's)");
+  cmd->add_option("--repetition-penalty", a.engine.repetition_penalty, "CTRL penalty on repeated tokens (> 0; 1 = off)");
+  cmd->add_option("--no-repeat-ngram-size", a.engine.no_repeat_ngram_size, "Never repeat an n-gram of this size (0 = off)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  cmd->add_flag("--sample", a.engine.sample, "Sample translations instead of searching (back-translation data)");
+  cmd->add_option("--temperature", a.engine.temperature, "Sampling temperature (> 0)")->capture_default_str();
+  cmd->add_option("--top-k", a.engine.top_k, "Sample from the K most likely tokens (0 = all)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  cmd->add_option("--top-p", a.engine.top_p, "Nucleus sampling mass in (0, 1]")->capture_default_str();
+  cmd->add_option("--seed", a.engine.seed, "Sampling seed (a sentence's sample depends only on it and the sentence)")
+      ->capture_default_str();
+  cmd->add_flag("--with-scores", a.with_scores, "JSONL: also write T_score (length-normalised log-probability)");
+  cmd->add_flag("--meta", a.meta, "JSONL: add loom_meta per row (line, segments, copied, split, capped, tokens)");
   cmd->add_option("--threads", a.threads, "Intra-op threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->add_option("--shard", a.shard, "Translate shard I of N (0-based; default $RANK/$WORLD_SIZE)");
   cmd->add_flag("--resume", a.resume, "Continue an interrupted job from its last checkpoint");
@@ -183,9 +187,20 @@ void add_translate(CLI::App& app) {
   cmd->add_option("--on-error", a.on_error, "Bad rows: abort (default) or skip (to the rejects file)")
       ->capture_default_str();
   cmd->add_option("--rejects", a.rejects, "Rejects file (default OUTPUT.rejects.jsonl)");
-  cmd->add_option("--checkpoint-rows", a.checkpoint_rows, "Checkpoint every N rows")
+  cmd->add_option("--checkpoint-rows", a.checkpoint_rows, "Checkpoint every N rows (exactly)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  cmd->add_option("--checkpoint-seconds", a.checkpoint_seconds,
+                  "Also checkpoint after the batch that passes S seconds since the last one")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, 1e9));
+  cmd->add_flag("--overwrite-fields", a.overwrite_fields,
+                "Replace a row's existing <field><suffix> key (default: such a row is an error)");
+  cmd->add_option("--segment", a.segment,
+                  "sentence: split fields into sentences (Markdown kept); line: each line is one model input")
+      ->capture_default_str();
+  cmd->add_flag("--txt-markdown", a.txt_markdown,
+                "Read each TXT line as Markdown (headings, lists, inline code); default: plain sentences");
   cmd->add_flag("--no-markdown", a.no_markdown, "Treat fields as plain text (no Markdown structure)");
   cmd->add_flag("--no-progress", a.no_progress, "No live progress line");
   cmd->callback([] { run_translate(a); });

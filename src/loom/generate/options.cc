@@ -116,6 +116,13 @@ void GenerationOptions::validate() const {
   if (max_new_tokens && *max_new_tokens < 1) fail(Where{w.file, 0, "max_new_tokens"}, "must be >= 1, got {}", *max_new_tokens);
   if (!max_new_tokens && max_length < 2) fail(Where{w.file, 0, "max_length"}, "must be >= 2 (start token + 1), got {}", max_length);
   if (repetition_penalty <= 0) fail(Where{w.file, 0, "repetition_penalty"}, "must be > 0, got {}", repetition_penalty);
+  if (no_repeat_ngram_size < 0) fail(Where{w.file, 0, "no_repeat_ngram_size"}, "must be >= 0, got {}", no_repeat_ngram_size);
+  if (do_sample) {
+    if (num_beams != 1) fail(Where{w.file, 0, "num_beams"}, "sampling needs num_beams 1 (no beam sampling), got {}", num_beams);
+    if (!(temperature > 0)) fail(Where{w.file, 0, "temperature"}, "must be > 0, got {}", temperature);
+    if (top_k < 0) fail(Where{w.file, 0, "top_k"}, "must be >= 0, got {}", top_k);
+    if (!(top_p > 0 && top_p <= 1)) fail(Where{w.file, 0, "top_p"}, "must be in (0, 1], got {}", top_p);
+  }
 }
 
 }  // namespace loom::generate

@@ -42,6 +42,16 @@ struct GenerationOptions {
   /// Set max_new_tokens_a < 0 to disable.
   double max_new_tokens_a = 2.0;
   double max_new_tokens_b = 10.0;
+  /// Sampling instead of greedy search (HF do_sample; needs num_beams 1 and num_return_sequences 1).
+  /// Each step draws from softmax(processed scores / temperature) restricted by top_k and top_p
+  /// (HF TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, in that order).
+  bool do_sample = false;
+  double temperature = 1.0;  ///< > 0
+  int64_t top_k = 0;         ///< 0 = off (HF's default 50 is not applied: loom samples only when asked)
+  double top_p = 1.0;        ///< in (0, 1]; 1 = off
+  /// loom extension: a sentence's draws come from std::mt19937_64 seeded with a hash of (seed, its
+  /// source token ids), so its sample does not depend on the batch, the order or a resume.
+  uint64_t seed = 0;
 
   /// New-token limit of a sentence with src_len source tokens (see above).
   int64_t max_new_tokens_per_source(int64_t src_len) const;

@@ -14,6 +14,14 @@ void validate(const SamplingOptions& o) {
   if (!(o.top_p > 0 && o.top_p <= 1)) fail(Where{"", 0, "--top-p"}, "must be in (0, 1], got {}", o.top_p);
   if (!(o.repetition_penalty > 0))
     fail(Where{"", 0, "--repetition-penalty"}, "must be > 0, got {}", o.repetition_penalty);
+  if (!(o.min_p >= 0 && o.min_p <= 1)) fail(Where{"", 0, "--min-p"}, "must be in [0, 1], got {}", o.min_p);
+}
+
+void apply_min_p(torch::Tensor& logits, double min_p) {
+  if (min_p <= 0) return;
+  auto probs = torch::softmax(logits.to(torch::kDouble), 0);
+  auto remove = probs < probs.max() * min_p;
+  logits.masked_fill_(remove, -std::numeric_limits<float>::infinity());
 }
 
 void apply_repetition_penalty(torch::Tensor& logits, const std::vector<int64_t>& context, double penalty) {
@@ -54,6 +62,11 @@ int64_t sample_next(const torch::Tensor& logits_in, const std::vector<int64_t>& 
   logits.div_(o.temperature);
   apply_top_k(logits, o.top_k);
   apply_top_p(logits, o.top_p);
+  apply_min_p(logits, o.min_p);
+  return draw_from_logits(logits, rng);
+}
+
+int64_t draw_from_logits(const torch::Tensor& logits, std::mt19937_64& rng) {
   auto probs = torch::softmax(logits.to(torch::kDouble), 0);
   auto p = probs.accessor<double, 1>();
   const double u = static_cast<double>(rng() >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)

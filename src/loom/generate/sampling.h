@@ -20,10 +20,11 @@ struct SamplingOptions {
   double top_p = 1.0;               ///< nucleus: keep the smallest set with mass >= top_p; 1 = off
   double repetition_penalty = 1.0;  ///< CTRL penalty on tokens already in the context; 1 = off
   uint64_t seed = 0;                ///< seed of the sampler's generator
+  double min_p = 0.0;               ///< drop tokens with prob < min_p · max prob (after top-p); 0 = off
 };
 
-/// Throws loom::Error naming the field for temperature < 0, top_k < 0, top_p outside (0, 1] or
-/// repetition_penalty <= 0.
+/// Throws loom::Error naming the field for temperature < 0, top_k < 0, top_p outside (0, 1],
+/// min_p outside [0, 1] or repetition_penalty <= 0.
 void validate(const SamplingOptions& options);
 
 /// HF RepetitionPenaltyLogitsProcessor on logits [V] (float) in place: for each distinct id in
@@ -39,8 +40,18 @@ void apply_top_k(torch::Tensor& logits, int64_t k);
 /// most likely token is always kept). top_p >= 1 is a no-op.
 void apply_top_p(torch::Tensor& logits, double top_p);
 
+/// HF MinPLogitsWarper on logits [V] in place: tokens whose softmax probability is below
+/// min_p times the largest probability become -inf (the most likely token is always kept).
+/// min_p <= 0 is a no-op.
+void apply_min_p(torch::Tensor& logits, double min_p);
+
+/// Draws a token id from softmax(logits) for filtered logits [V] (-inf = excluded) by inverse
+/// CDF in float64 with exactly one rng() call (53 random bits); tokens of probability 0 are never
+/// drawn. Shared by LM sampling (sample_next) and translation sampling (generate/search).
+int64_t draw_from_logits(const torch::Tensor& logits, std::mt19937_64& rng);
+
 /// Picks the next token from logits [V]: repetition penalty (over `context`), then greedy
-/// argmax (temperature 0) or temperature, top-k, top-p and a draw from softmax with `rng`
+/// argmax (temperature 0) or temperature, top-k, top-p, min-p and a draw from softmax with `rng`
 /// (one rng() call per draw). Does not modify the caller's tensor.
 int64_t sample_next(const torch::Tensor& logits, const std::vector<int64_t>& context, const SamplingOptions& options,
                     std::mt19937_64& rng);

@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "loom/core/error.h"
+#include "loom/generate/sampling.h"
 #include "loom/models/encoder_decoder.h"
 
 namespace loom::generate {
@@ -145,9 +146,38 @@ Hypothesis make_hypothesis(const std::vector<int64_t>& seq, bool eos, int64_t eo
   return h;
 }
 
+// Draws a token from one row of processed scores [V] (float): temperature, top-k, top-p, then
+// inverse-CDF over softmax in float64 with one rng() call.
+int64_t draw_token(const torch::Tensor& row_scores, const GenerationOptions& o, std::mt19937_64& rng) {
+  torch::Tensor logits = row_scores.clone();
+  logits.div_(o.temperature);
+  apply_top_k(logits, o.top_k);
+  apply_top_p(logits, o.top_p);
+  return draw_from_logits(logits, rng);
+}
+
+// Seed of a sentence's sampler: FNV-1a 64 over the seed and the source token ids.
+uint64_t sentence_seed(uint64_t seed, const std::vector<int64_t>& source) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](uint64_t v) {
+    for (int k = 0; k < 8; ++k) {
+      h ^= (v >> (8 * k)) & 0xFF;
+      h *= 1099511628211ull;
+    }
+  };
+  mix(seed);
+  for (int64_t t : source) mix(static_cast<uint64_t>(t));
+  return h;
+}
+
 std::vector<std::vector<Hypothesis>> greedy(models::EncoderDecoder& model, const models::EncoderOutput& enc,
-                                            const std::vector<int64_t>& max_new, const GenerationOptions& o) {
+                                            const std::vector<int64_t>& max_new, const GenerationOptions& o,
+                                            const std::vector<std::vector<int64_t>>& sources) {
   const int64_t b = enc.hidden.size(0);
+  std::vector<std::mt19937_64> rngs;
+  if (o.do_sample) {
+    for (int64_t i = 0; i < b; ++i) rngs.emplace_back(sentence_seed(o.seed, sources[static_cast<size_t>(i)]));
+  }
   std::vector<std::vector<int64_t>> seqs(b, std::vector<int64_t>{o.decoder_start_token_id});
   std::vector<double> sum_logprobs(b, 0.0);
   std::vector<bool> ended_eos(b, false);
@@ -174,6 +204,10 @@ std::vector<std::vector<Hypothesis>> greedy(models::EncoderDecoder& model, const
     // renormalize_logits (log_softmax) changes neither the argmax nor the chosen token's
     // log-probability computed below, so greedy search skips it.
     torch::Tensor next = scores.argmax(-1);                                // [R]
+    if (o.do_sample) {
+      auto next_w = next.accessor<int64_t, 1>();
+      for (int64_t i = 0; i < r; ++i) next_w[i] = draw_token(scores[i], o, rngs[static_cast<size_t>(active[i])]);
+    }
     torch::Tensor chosen = scores.gather(1, next.unsqueeze(1)).squeeze(1) - scores.logsumexp(-1);  // [R] log-probs
     auto next_a = next.accessor<int64_t, 1>();
     auto chosen_a = chosen.accessor<float, 1>();
@@ -411,7 +445,7 @@ std::vector<std::vector<Hypothesis>> generate(models::EncoderDecoder& model, con
     }
   }
   models::EncoderOutput enc = model.encode(batch.input_ids, batch.mask);
-  if (options.num_beams == 1) return greedy(model, enc, max_new, options);
+  if (options.num_beams == 1) return greedy(model, enc, max_new, options, sources);
   return beam_search(model, enc, max_new, options);
 }
 

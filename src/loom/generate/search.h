@@ -36,8 +36,8 @@ struct Hypothesis {
 void apply_logits_processors(torch::Tensor& scores, const std::vector<const std::vector<int64_t>*>& sequences,
                              const std::vector<int64_t>& max_length, const GenerationOptions& options);
 
-/// Translates a batch of sources (token ids, without padding) with greedy search (num_beams 1)
-/// or beam search, as transformers' generate() with the same options does. Sources are
+/// Translates a batch of sources (token ids, without padding) with greedy search (num_beams 1),
+/// sampling (do_sample: each sentence seeded from options.seed and its source ids) or beam search, as transformers' generate() with the same options does. Sources are
 /// right-padded with pad_token_id and masked; finished sentences are dropped from the batch, so
 /// a sentence's result does not depend on the rest of the batch (up to float rounding).
 /// Returns, per source, num_return_sequences hypotheses, best first. Each sentence gets

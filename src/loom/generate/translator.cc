@@ -1,5 +1,6 @@
 #include "loom/generate/translator.h"
 
+#include <algorithm>
 #include <numeric>
 
 #include "loom/core/error.h"
@@ -88,6 +89,15 @@ Translator::Translator(models::EncoderDecoder& model, const text::Seq2SeqTokeniz
 }
 
 std::vector<std::string> Translator::translate(const std::vector<std::string>& sentences) {
+  std::vector<TranslationResult> full = translate_full(sentences);
+  std::vector<std::string> result(full.size());
+  for (size_t i = 0; i < full.size(); ++i) {
+    if (!full[i].hypotheses.empty()) result[i] = std::move(full[i].hypotheses.front());
+  }
+  return result;
+}
+
+std::vector<TranslationResult> Translator::translate_full(const std::vector<std::string>& sentences) {
   if (sentences.empty()) return {};
   // Where the content goes between the special tokens: compare the encodings of "" and "a".
   const std::vector<int64_t> empty_ids = tokenizer_.encode_source("");
@@ -128,13 +138,35 @@ std::vector<std::string> Translator::translate(const std::vector<std::string>& s
   stats_.sentences += static_cast<int64_t>(sentences.size());
 
   std::vector<std::vector<Hypothesis>> outputs = translate_ids(inputs);
-  std::vector<std::string> result(sentences.size());
+  std::vector<TranslationResult> result(sentences.size());
   for (size_t i = 0; i < sentences.size(); ++i) {
-    std::vector<std::string> parts;
+    TranslationResult& r = result[i];
+    r.parts = static_cast<int64_t>(first_part[i + 1] - first_part[i]);
+    r.split = r.parts > 1;
+    size_t n = 0;
     for (size_t p = first_part[i]; p < first_part[i + 1]; ++p) {
-      parts.push_back(outputs[p].empty() ? std::string() : tokenizer_.decode_target(outputs[p][0].tokens));
+      n = std::max(n, outputs[p].size());
+      r.source_tokens += static_cast<int64_t>(inputs[p].size());
+      if (!outputs[p].empty()) {
+        r.target_tokens += static_cast<int64_t>(outputs[p][0].tokens.size());
+        r.capped = r.capped || outputs[p][0].capped;
+      }
     }
-    result[i] = parts.size() == 1 ? std::move(parts[0]) : join_parts(parts);
+    for (size_t k = 0; k < n; ++k) {
+      std::vector<std::string> parts;
+      double score = 0;
+      for (size_t p = first_part[i]; p < first_part[i + 1]; ++p) {
+        if (outputs[p].empty()) {
+          parts.emplace_back();
+          continue;
+        }
+        const Hypothesis& h = outputs[p][std::min(k, outputs[p].size() - 1)];
+        parts.push_back(tokenizer_.decode_target(h.tokens));
+        score += h.score;
+      }
+      r.hypotheses.push_back(parts.size() == 1 ? std::move(parts[0]) : join_parts(parts));
+      r.scores.push_back(static_cast<float>(score / static_cast<double>(std::max<int64_t>(r.parts, 1))));
+    }
   }
   return result;
 }

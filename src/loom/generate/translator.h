@@ -43,6 +43,22 @@ struct TranslatorStats {
   int64_t target_tokens = 0;    ///< generated tokens (decoder start excluded, </s> included)
 };
 
+/// One sentence's result with its n-best list and diagnostics.
+struct TranslationResult {
+  /// Hypotheses, best first (GenerationOptions::num_return_sequences of them). For a sentence
+  /// split into parts, hypothesis k joins the k-th hypothesis of every part (a part with fewer
+  /// hypotheses contributes its last one).
+  std::vector<std::string> hypotheses;
+  /// scores[k] of hypotheses[k]: search.h's Hypothesis::score (length-normalised log-probability);
+  /// for a split sentence, the mean over its parts.
+  std::vector<float> scores;
+  bool split = false;         ///< the sentence was longer than max_source_tokens and split into parts
+  int64_t parts = 1;          ///< model inputs it became
+  bool capped = false;        ///< the best hypothesis of some part was stopped by the length limit
+  int64_t source_tokens = 0;  ///< source tokens fed to the encoder over its parts (specials included)
+  int64_t target_tokens = 0;  ///< tokens of the best hypothesis over its parts (</s> included)
+};
+
 /// Translates sentences with one model and tokenizer. Not thread-safe; libtorch's intra-op
 /// threads parallelise each batch (torch::set_num_threads).
 class Translator {
@@ -54,6 +70,9 @@ class Translator {
   /// result[i] translates sentences[i] (the best hypothesis). Empty input gives an empty output
   /// without running the model. Throws loom::Error on invalid UTF-8 (from the tokenizer).
   std::vector<std::string> translate(const std::vector<std::string>& sentences);
+
+  /// The same with n-best lists, scores and per-sentence diagnostics; result[i] is sentences[i]'s.
+  std::vector<TranslationResult> translate_full(const std::vector<std::string>& sentences);
 
   /// The same on token ids (specials included): batching, splitting aside. Exposed for tests
   /// (batch == single invariants) and benchmarks. Returns the n-best lists per source.

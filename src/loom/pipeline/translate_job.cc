@@ -10,10 +10,13 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 
 #include <nlohmann/json.hpp>
@@ -139,6 +142,20 @@ ResolvedOptions resolve(const TranslateJobOptions& o) {
   if (r.rejects_path.empty() && r.output != "-") r.rejects_path = r.output + ".rejects.jsonl";
   if (o.on_error == OnError::kSkip && r.rejects_path.empty())
     fail(Where{"", 0, "rejects"}, "on_error skip with output on stdout needs an explicit rejects file");
+  if (r.format == RowFormat::kJsonl && !o.in_place) {
+    for (const std::string& f : o.fields) {
+      if (std::find(o.fields.begin(), o.fields.end(), f + r.suffix) != o.fields.end())
+        fail(Where{"", 0, "fields"}, "field '{}' is both translated and the target of '{}' (its translation "
+             "would replace it); choose another suffix or leave it out of the fields", f + r.suffix, f);
+    }
+  }
+  if (o.checkpoint_rows < 1) fail(Where{"", 0, "checkpoint_rows"}, "must be >= 1, got {}", o.checkpoint_rows);
+  if (!(o.checkpoint_seconds > 0) || !std::isfinite(o.checkpoint_seconds))
+    fail(Where{"", 0, "checkpoint_seconds"}, "must be a positive number of seconds, got {}", o.checkpoint_seconds);
+  if ((o.n_best > 1 || o.with_scores || o.meta) && r.format != RowFormat::kJsonl)
+    fail(Where{"", 0, o.n_best > 1 ? "n_best" : o.with_scores ? "with_scores" : "meta"},
+         "n-best lists, scores and row diagnostics are written into JSONL rows; give a JSONL input (--format jsonl)");
+  if (o.n_best < 1) fail(Where{"", 0, "n_best"}, "must be >= 1, got {}", o.n_best);
   if (o.chunk_rows < 1) fail(Where{"", 0, "chunk_rows"}, "chunk_rows must be >= 1, got {}", o.chunk_rows);
   if (o.max_line_bytes < 1) fail(Where{"", 0, "max_line_bytes"}, "max_line_bytes must be >= 1");
   return r;
@@ -153,8 +170,15 @@ nlohmann::ordered_json output_options(const TranslateJobOptions& o, const Resolv
   j["in_place"] = o.in_place;
   j["missing_fields_ok"] = o.missing_fields_ok;
   j["markdown"] = o.markdown;
+  j["txt_markdown"] = o.txt_markdown;
+  j["segment"] = o.segment == SegmentMode::kLine ? "line" : "sentence";
+  j["overwrite_fields"] = o.overwrite_fields;
   j["max_line_bytes"] = o.max_line_bytes;
   j["engine_id"] = o.engine_id;
+  j["model_fingerprint"] = o.model_fingerprint;
+  if (o.n_best > 1) j["n_best"] = o.n_best;  // only when set: older state files stay resumable
+  if (o.with_scores) j["with_scores"] = true;
+  if (o.meta) j["meta"] = true;
   return j;
 }
 
@@ -180,21 +204,146 @@ std::string tail_hash(const std::string& path, int64_t offset) {
   return hash_range(path, start, offset - start);
 }
 
+/// Segments of `--segment line`: each line (without its surrounding spaces/tabs) is one
+/// translate segment; line breaks, surrounding whitespace and lines without letters are copied.
+std::vector<text::Segment> line_segments(std::string_view text) {
+  std::vector<text::Segment> out;
+  const auto copy = [&](std::string_view s) {
+    if (s.empty()) return;
+    if (!out.empty() && !out.back().translate) out.back().text.append(s);
+    else out.push_back({std::string(s), false});
+  };
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t e = pos;
+    while (e < text.size() && text[e] != '\n' && text[e] != '\r') ++e;
+    std::size_t b = pos, t = e;
+    while (b < t && (text[b] == ' ' || text[b] == '\t')) ++b;
+    while (t > b && (text[t - 1] == ' ' || text[t - 1] == '\t')) --t;
+    const std::string_view body = text.substr(b, t - b);
+    if (text::is_copy_through(body)) {
+      copy(text.substr(pos, e - pos));
+    } else {
+      copy(text.substr(pos, b - pos));
+      out.push_back({std::string(body), true});
+      copy(text.substr(t, e - t));
+    }
+    std::size_t next = e;
+    if (next < text.size() && text[next] == '\r') ++next;
+    if (next < text.size() && text[next] == '\n' && (next == e || text[e] == '\r')) ++next;
+    copy(text.substr(e, next - e));
+    pos = next;
+  }
+  return out;
+}
+
+/// A sentence that the segmenter cut at inline code or a URL, joined again so that the model
+/// sees the whole sentence with the span inside it.
+struct InlineUnit {
+  std::size_t ordinal = 0;             ///< index of the joined segment among the translate segments
+  std::vector<text::Segment> parts;    ///< the segments it was joined from (the fallback)
+  std::vector<std::string> spans;      ///< code spans / URLs that must come back verbatim
+};
+
+bool ends_sentence(std::string_view s) {
+  if (s.empty()) return false;
+  const char c = s.back();
+  if (c == '.' || c == '!' || c == '?') return true;
+  static const char* kCjk[] = {"\xE3\x80\x82", "\xEF\xBC\x81", "\xEF\xBC\x9F"};  // 。！？
+  for (const char* e : kCjk) {
+    const std::size_t n = std::strlen(e);
+    if (s.size() >= n && s.substr(s.size() - n) == e) return true;
+  }
+  return false;
+}
+
+/// The inline code span or URL a copy segment holds (between two parts of one sentence), or "".
+std::string inline_span(std::string_view c) {
+  if (c.find_first_of("\r\n") != std::string_view::npos) return {};
+  std::size_t b = 0, e = c.size();
+  while (b < e && (c[b] == ' ' || c[b] == '\t')) ++b;
+  while (e > b && (c[e - 1] == ' ' || c[e - 1] == '\t')) --e;
+  while (b < e && (c[b] == '(' || c[b] == '"' || c[b] == '\'')) ++b;
+  while (e > b && std::strchr(".,;:!?)\"'", c[e - 1]) != nullptr) --e;
+  const std::string_view core = c.substr(b, e - b);
+  if (core.size() >= 3 && core.front() == '`' && core.back() == '`') return std::string(core);
+  if (core.find_first_of(" \t[]<>|`") != std::string_view::npos) return {};
+  for (const char* p : {"http://", "https://", "ftp://", "www."}) {
+    if (core.substr(0, std::strlen(p)) == p && core.size() > std::strlen(p) + 2) return std::string(core);
+  }
+  return {};
+}
+
+/// Joins sentences cut at inline code / URLs (see InlineUnit); returns the units.
+std::vector<InlineUnit> join_inline_spans(std::vector<text::Segment>& segs) {
+  std::vector<text::Segment> out;
+  std::vector<InlineUnit> units;
+  std::size_t ordinal = 0;
+  for (std::size_t i = 0; i < segs.size();) {
+    if (!segs[i].translate) {
+      out.push_back(std::move(segs[i++]));
+      continue;
+    }
+    InlineUnit u;
+    std::string text = segs[i].text;
+    u.parts.push_back(segs[i]);
+    std::string rest;
+    std::size_t j = i + 1;
+    while (j < segs.size() && !segs[j].translate && !ends_sentence(text)) {
+      const std::string span = inline_span(segs[j].text);
+      if (span.empty()) break;
+      const std::string& c = segs[j].text;
+      std::size_t keep = c.size();
+      while (keep > 0 && (c[keep - 1] == ' ' || c[keep - 1] == '\t')) --keep;
+      u.spans.push_back(span);
+      if (ends_sentence(std::string_view(c).substr(0, keep)) || j + 1 >= segs.size() || !segs[j + 1].translate) {
+        text += c.substr(0, keep);
+        u.parts.push_back({c.substr(0, keep), false});
+        rest = c.substr(keep);
+        ++j;
+        break;
+      }
+      text += c + segs[j + 1].text;
+      u.parts.push_back(segs[j]);
+      u.parts.push_back(segs[j + 1]);
+      j += 2;
+    }
+    if (u.spans.empty()) {
+      out.push_back(std::move(segs[i]));
+      ++i;
+    } else {
+      out.push_back({text, true});
+      if (!rest.empty()) out.push_back({rest, false});
+      u.ordinal = ordinal;
+      units.push_back(std::move(u));
+      i = j;
+    }
+    ++ordinal;
+  }
+  segs = std::move(out);
+  return units;
+}
+
 /// Per-row work: a row's fields, their segments and where their translations go.
 struct FieldWork {
   std::string key;     ///< source field
   std::string target;  ///< key receiving the translation
+  const io::RawMember* existing = nullptr;  ///< the target's member when the row has it
   bool is_null = false;
   std::vector<text::Segment> segments;
+  std::vector<InlineUnit> units;  ///< joined sentences with inline code / URLs
+  std::string prefix;             ///< Marian ">>xx<< " sent before each segment
   std::size_t first = 0;  ///< index of its first translate segment in the chunk batch
   std::size_t count = 0;  ///< its translate segments
 };
 
 struct RowWork {
   enum Kind { kBlank, kJsonl, kTxt } kind = kBlank;
-  io::JsonRow row;
+  std::string raw;     ///< JSONL: the input line
+  io::RawObject obj;   ///< JSONL: its members
   std::string terminator;  ///< TXT: the input line's terminator
   std::vector<FieldWork> fields;
+  int64_t line = 0;        ///< input line number (for meta)
 };
 
 class Job {
@@ -221,10 +370,15 @@ class Job {
   void check_state(const nlohmann::json& s) const;
   void checkpoint(bool done);
   bool checkpoint_due() const;
+  int64_t rows_since_checkpoint() const { return st_.rows + st_.rejects - rows_at_checkpoint_; }
   std::optional<BadRow> prepare(const io::RawLine& line, RowWork& work);
   void add_segments(FieldWork& f, std::string_view text);
   void reject(const io::RawLine& line, const BadRow& bad);
   void translate_and_write(std::vector<RowWork>& rows);
+  /// Appends the n-best / score / loom_meta members of row w (as `,"key":value` JSON text) to
+  /// `appended`; `first_member` says whether the row has no member before them.
+  void add_extras(RowWork& w, const std::vector<SegmentResult>& details, std::string& appended,
+                  bool& first_member) const;
   std::string counters_text() const;
 
   const TranslateJobOptions& o_;
@@ -238,7 +392,12 @@ class Job {
   // kill -9). Throws loom::Error when another process holds it.
   void lock_output() {
     if (r_.output == "-") return;
-    const std::string lock_path = r_.output + ".loom-lock";
+    // Every spelling of the output's path (./out, a/../out, a symlinked directory or file)
+    // reaches the same lock file: it is named after the canonical path.
+    std::error_code ec;
+    std::string canonical = std::filesystem::weakly_canonical(r_.output, ec).string();
+    if (ec || canonical.empty()) canonical = r_.output;
+    const std::string lock_path = canonical + ".loom-lock";
     lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (lock_fd_ < 0) fail(Where{lock_path, 0, ""}, "cannot create the lock file: {}", std::strerror(errno));
     if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
@@ -262,6 +421,9 @@ std::string Job::counters_text() const {
   const double secs = std::chrono::duration<double>(Clock::now() - start_).count();
   std::string s = fmt::format("{} rows, {} segments translated, {} copied, {} rejected", st_.rows,
                               st_.segments, st_.copied_segments, st_.rejects);
+  if (st_.inline_kept + st_.inline_split > 0)
+    s += fmt::format(", inline code/URLs: {} kept inside their sentence, {} translated around", st_.inline_kept,
+                     st_.inline_split);
   const int64_t tokens = t_.target_tokens() - tokens_at_start_;
   if (secs > 0 && tokens > 0) s += fmt::format(", {} tok/s", core::format_count(tokens / secs));
   return s;
@@ -315,6 +477,8 @@ bool Job::resume_from_state() {
     st_.segments = c.at("segments");
     st_.copied_segments = c.at("copied_segments");
     st_.translate_calls = c.at("translate_calls");
+    st_.inline_kept = c.value("inline_kept", int64_t{0});
+    st_.inline_split = c.value("inline_split", int64_t{0});
     next_offset_ = s.at("next").at("offset");
     next_line_ = s.at("next").at("line");
     st_.input_bytes = next_offset_ - range_.begin;
@@ -325,7 +489,23 @@ bool Job::resume_from_state() {
     fail(Where{r_.state_path, 0, ""}, "state file is incomplete ({}); delete it and the output to start over",
          e.what());
   }
-  if (st_.already_done) return true;
+  if (st_.already_done) {
+    // The same size check as for an unfinished job: a deleted or cut output is not "complete".
+    struct stat os {};
+    const int64_t have = ::stat(r_.output.c_str(), &os) == 0 ? static_cast<int64_t>(os.st_size) : -1;
+    if (have != st_.output_bytes)
+      fail(Where{r_.output, 0, ""}, "the job completed with {} output bytes, but the output {}; it was changed "
+           "after the job finished — use --overwrite to translate it again", st_.output_bytes,
+           have < 0 ? std::string("is missing") : fmt::format("now has {} bytes", have));
+    if (rejects_bytes_ > 0) {
+      const int64_t rej = ::stat(r_.rejects_path.c_str(), &os) == 0 ? static_cast<int64_t>(os.st_size) : -1;
+      if (rej != rejects_bytes_)
+        fail(Where{r_.rejects_path, 0, ""}, "the job completed with {} bytes of rejects, but the rejects file {}; "
+             "use --overwrite to translate it again", rejects_bytes_,
+             rej < 0 ? std::string("is missing") : fmt::format("now has {} bytes", rej));
+    }
+    return true;
+  }
   const bool output_missing = st_.output_bytes == 0 && !io::path_exists(r_.output);
   out_ = std::make_unique<io::AppendFile>(
       r_.output, output_missing ? io::AppendFile::Mode::kCreateNew : io::AppendFile::Mode::kResume,
@@ -358,6 +538,10 @@ void Job::check_state(const nlohmann::json& s) const {
          sh.at("count").get<int>(), r_.shard_index, r_.shard_count);
   const nlohmann::json now = output_options(o_, r_);
   const auto& was = s.at("options");
+  if (was.value("model_fingerprint", std::string()) != o_.model_fingerprint)
+    fail(at, "the model's files changed since the checkpoint (fingerprint {}, was {}); resuming would mix two "
+         "models in one output — restore the model or use --overwrite to start over", o_.model_fingerprint,
+         was.value("model_fingerprint", std::string("none")));
   for (auto it = now.begin(); it != now.end(); ++it) {
     if (!was.contains(it.key()) || was.at(it.key()) != it.value())
       fail(at, "option '{}' is {} but the checkpoint was made with {}; resume with the same options or use "
@@ -394,22 +578,43 @@ void Job::checkpoint(bool done) {
                    {"rejects", st_.rejects},
                    {"segments", st_.segments},
                    {"copied_segments", st_.copied_segments},
-                   {"translate_calls", st_.translate_calls}};
+                   {"translate_calls", st_.translate_calls},
+                   {"inline_kept", st_.inline_kept},
+                   {"inline_split", st_.inline_split}};
   io::write_file_atomic(r_.state_path, s.dump(2) + "\n");
 }
 
 bool Job::checkpoint_due() const {
-  if (st_.rows + st_.rejects - rows_at_checkpoint_ >= o_.checkpoint_rows) return true;
+  if (rows_since_checkpoint() >= o_.checkpoint_rows) return true;
   return std::chrono::duration<double>(Clock::now() - last_checkpoint_).count() >= o_.checkpoint_seconds;
 }
 
 void Job::add_segments(FieldWork& f, std::string_view text) {
-  text::SegmentOptions opts;
-  opts.markdown = o_.markdown;
-  f.segments = text::segment_text(text, opts);
+  // A leading Marian ">>xx<<" language code goes before every segment, not into the output.
+  std::string prefix;
+  if (!o_.language_codes.empty() && text.substr(0, 2) == ">>") {
+    const std::size_t close = text.find("<<", 2);
+    const std::size_t nl = text.find_first_of("\r\n");
+    if (close != std::string_view::npos && close < nl &&
+        std::find(o_.language_codes.begin(), o_.language_codes.end(), text.substr(2, close - 2)) !=
+            o_.language_codes.end()) {
+      prefix = std::string(text.substr(0, close + 2)) + " ";
+      f.prefix = prefix;
+      text.remove_prefix(close + 2);
+      while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+    }
+  }
+  if (o_.segment == SegmentMode::kLine) {
+    f.segments = line_segments(text);
+  } else {
+    text::SegmentOptions opts;
+    opts.markdown = r_.format == RowFormat::kTxt ? o_.txt_markdown : o_.markdown;
+    f.segments = text::segment_text(text, opts);
+    if (opts.markdown) f.units = join_inline_spans(f.segments);
+  }
   f.first = batch_.size();
   for (const auto& seg : f.segments) {
-    if (seg.translate) batch_.push_back(seg.text);
+    if (seg.translate) batch_.push_back(prefix + seg.text);
   }
   f.count = batch_.size() - f.first;
 }
@@ -437,16 +642,19 @@ std::optional<Job::BadRow> Job::prepare(const io::RawLine& line, RowWork& work) 
     return std::nullopt;
   }
   try {
-    work.row = io::parse_jsonl_object(line.text, where);
+    work.obj = io::scan_jsonl_object(line.text, where);
   } catch (const Error& e) {
     return BadRow{e.message(), e.where()};
   }
+  work.raw = line.text;
+  work.terminator = line.terminator.empty() ? "\n" : line.terminator;
   work.kind = RowWork::kJsonl;
+  work.line = line.line;
   const std::size_t batch_start = batch_.size();
   for (const std::string& key : o_.fields) {
-    const auto it = work.row.find(key);
+    const io::RawMember* m = work.obj.find(key);
     const Where at{where.file, where.line, key};
-    if (it == work.row.end()) {
+    if (m == nullptr) {
       if (o_.missing_fields_ok) continue;
       batch_.resize(batch_start);
       return BadRow{"field is missing", at};
@@ -454,19 +662,31 @@ std::optional<Job::BadRow> Job::prepare(const io::RawLine& line, RowWork& work) 
     FieldWork f;
     f.key = key;
     f.target = o_.in_place ? key : key + r_.suffix;
-    if (it->is_null()) {
+    f.existing = o_.in_place ? m : work.obj.find(f.target);
+    if (f.existing != nullptr && !o_.in_place && !o_.overwrite_fields) {
+      batch_.resize(batch_start);
+      return BadRow{fmt::format("the row already has the target key '{}' (translated before?); use "
+                                "--overwrite-fields to replace it, or another --suffix", f.target), at};
+    }
+    if (m->kind == io::JsonKind::kNull) {
       f.is_null = true;
-    } else if (it->is_string()) {
-      const std::string& value = it->get_ref<const std::string&>();
+    } else if (m->kind == io::JsonKind::kString) {
+      std::string value;
+      try {
+        value = io::decode_json_string(std::string_view(line.text).substr(m->value_begin, m->value_end - m->value_begin), at);
+      } catch (const Error& e) {
+        batch_.resize(batch_start);
+        return BadRow{e.message(), e.where()};
+      }
       if (const auto nul = value.find('\0'); nul != std::string::npos) {
         batch_.resize(batch_start);
         return BadRow{fmt::format("contains a NUL byte at byte {} (not supported by the tokenizers)", nul), at};
       }
       add_segments(f, value);
     } else {
+      static const char* names[] = {"a string", "a number", "an object", "an array", "a boolean", "a boolean", "null"};
       batch_.resize(batch_start);
-      return BadRow{fmt::format("field is {} {}, expected a string (or null)",
-                                it->is_array() || it->is_object() ? "an" : "a", it->type_name()), at};
+      return BadRow{fmt::format("field is {}, expected a string (or null)", names[static_cast<int>(m->kind)]), at};
     }
     work.fields.push_back(std::move(f));
   }
@@ -490,13 +710,105 @@ void Job::reject(const io::RawLine& line, const BadRow& bad) {
   ++st_.rejects;
 }
 
+void Job::add_extras(RowWork& w, const std::vector<SegmentResult>& details, std::string& appended,
+                     bool& first_member) const {
+  const auto add = [&](const std::string& key, const nlohmann::ordered_json& value) {
+    appended += first_member ? "" : ",";
+    appended += io::encode_json_string(key) + ":" + value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    first_member = false;
+  };
+  nlohmann::ordered_json meta = {{"line", w.line}, {"segments", 0}, {"copied", 0}, {"split", 0},
+                                 {"capped", 0}, {"source_tokens", 0}, {"target_tokens", 0}};
+  const auto number = [](double x) { return std::isnan(x) ? nlohmann::ordered_json() : nlohmann::ordered_json(x); };
+  for (const FieldWork& f : w.fields) {
+    const SegmentResult* mine = details.data() + f.first;
+    if (o_.n_best > 1) {
+      nlohmann::ordered_json list = nlohmann::ordered_json::array(), scores = nlohmann::ordered_json::array();
+      for (int64_t k = 0; !f.is_null && k < o_.n_best; ++k) {
+        double score = 0;
+        list.push_back(reassemble_kth(f.segments, mine, f.count, static_cast<std::size_t>(k), &score));
+        scores.push_back(number(score));
+      }
+      add(f.target + "_nbest", f.is_null ? nlohmann::ordered_json() : list);
+      if (o_.with_scores) add(f.target + "_nbest_scores", f.is_null ? nlohmann::ordered_json() : scores);
+    }
+    if (o_.with_scores) {
+      double score = 0;
+      if (!f.is_null) reassemble_kth(f.segments, mine, f.count, 0, &score);
+      add(f.target + "_score", f.is_null ? nlohmann::ordered_json() : number(score));
+    }
+    meta["segments"] = meta["segments"].get<int64_t>() + static_cast<int64_t>(f.count);
+    meta["copied"] = meta["copied"].get<int64_t>() + static_cast<int64_t>(f.segments.size() - f.count);
+    for (std::size_t i = 0; i < f.count; ++i) {
+      meta["split"] = meta["split"].get<int64_t>() + (mine[i].split ? 1 : 0);
+      meta["capped"] = meta["capped"].get<int64_t>() + (mine[i].capped ? 1 : 0);
+      meta["source_tokens"] = meta["source_tokens"].get<int64_t>() + mine[i].source_tokens;
+      meta["target_tokens"] = meta["target_tokens"].get<int64_t>() + mine[i].target_tokens;
+    }
+  }
+  if (o_.meta) add("loom_meta", meta);
+}
+
 void Job::translate_and_write(std::vector<RowWork>& rows) {
   std::vector<std::string> translations;
+  std::vector<SegmentResult> details;
+  const bool detailed = o_.n_best > 1 || o_.with_scores || o_.meta;
   if (!batch_.empty()) {
-    translations = t_.translate(batch_);
+    if (detailed) {
+      details = t_.translate_detailed(batch_);
+      for (SegmentResult& d : details) {
+        if (d.hypotheses.empty()) fail("translator returned a segment without a translation");
+        translations.push_back(d.hypotheses.front());
+      }
+    } else {
+      translations = t_.translate(batch_);
+    }
     ++st_.translate_calls;
     if (translations.size() != batch_.size())
       fail("translator returned {} translations for {} segments", translations.size(), batch_.size());
+  }
+  // A joined sentence whose translation lost one of its code spans / URLs is translated again
+  // in the parts the segmenter cut it into (one more engine call for all of them).
+  struct Redo {
+    FieldWork* field;
+    const InlineUnit* unit;
+    std::size_t first;
+  };
+  std::vector<Redo> redo;
+  std::vector<std::string> batch2;
+  for (RowWork& w : rows) {
+    for (FieldWork& f : w.fields) {
+      for (const InlineUnit& u : f.units) {
+        const std::string& t = translations[f.first + u.ordinal];
+        bool kept = true;
+        for (const std::string& span : u.spans) kept = kept && t.find(span) != std::string::npos;
+        if (kept) {
+          ++st_.inline_kept;
+          continue;
+        }
+        ++st_.inline_split;
+        redo.push_back({&f, &u, batch2.size()});
+        for (const auto& p : u.parts) {
+          if (p.translate) batch2.push_back(f.prefix + p.text);
+        }
+      }
+    }
+  }
+  std::vector<std::string> translations2;
+  if (!batch2.empty()) {
+    translations2 = t_.translate(batch2);
+    ++st_.translate_calls;
+    st_.segments += static_cast<int64_t>(batch2.size());
+    if (translations2.size() != batch2.size())
+      fail("translator returned {} translations for {} segments", translations2.size(), batch2.size());
+    for (const Redo& r : redo) {
+      std::size_t k = r.first;
+      std::vector<std::string> mine;
+      for (const auto& p : r.unit->parts) {
+        if (p.translate) mine.push_back(translations2[k++]);
+      }
+      translations[r.field->first + r.unit->ordinal] = text::reassemble(r.unit->parts, mine);
+    }
   }
   const auto reassembled = [&](const FieldWork& f) {
     std::vector<std::string> mine(translations.begin() + static_cast<std::ptrdiff_t>(f.first),
@@ -521,17 +833,37 @@ void Job::translate_and_write(std::vector<RowWork>& rows) {
         buf += w.terminator;
         break;
       }
-      case RowWork::kJsonl:
+      case RowWork::kJsonl: {
+        // Splice: replaced values where they stand, new keys before the closing '}'; every
+        // other byte of the input line is copied.
+        std::vector<std::pair<const io::RawMember*, std::string>> replace;
+        std::string appended;
+        bool first_member = w.obj.members.empty();
         for (const FieldWork& f : w.fields) {
-          if (f.is_null) {
-            w.row[f.target] = nullptr;
+          std::string value = f.is_null ? std::string("null") : io::encode_json_string(reassembled(f));
+          if (f.existing != nullptr) {
+            replace.emplace_back(f.existing, std::move(value));
           } else {
-            w.row[f.target] = reassembled(f);
+            appended += first_member ? "" : ",";
+            appended += io::encode_json_string(f.target) + ":" + value;
+            first_member = false;
           }
         }
-        buf += io::dump_jsonl(w.row);
-        buf += '\n';
+        if (detailed) add_extras(w, details, appended, first_member);
+        std::sort(replace.begin(), replace.end(),
+                  [](const auto& a, const auto& b) { return a.first->value_begin < b.first->value_begin; });
+        std::size_t pos = 0;
+        for (const auto& [m, value] : replace) {
+          buf.append(w.raw, pos, m->value_begin - pos);
+          buf += value;
+          pos = m->value_end;
+        }
+        buf.append(w.raw, pos, w.obj.close - pos);
+        buf += appended;
+        buf.append(w.raw, w.obj.close, std::string::npos);
+        buf += w.terminator;
         break;
+      }
     }
     ++st_.rows;
   }
@@ -587,11 +919,15 @@ TranslateJobStats Job::run() {
     batch_.clear();
     std::optional<BadRow> abort_row;
     int64_t abort_offset = 0, abort_line = 0;
-    while (static_cast<int64_t>(chunk.size()) < o_.chunk_rows) {
+    // A chunk ends at the next checkpoint_rows boundary, so checkpoints land exactly there.
+    const int64_t chunk_limit = std::min<int64_t>(o_.chunk_rows, std::max<int64_t>(1, o_.checkpoint_rows - rows_since_checkpoint()));
+    int64_t chunk_rows_read = 0;
+    while (chunk_rows_read < chunk_limit) {
       if (!reader_->next(line)) {
         eof = true;
         break;
       }
+      ++chunk_rows_read;
       RowWork work;
       if (auto bad = prepare(line, work)) {
         if (o_.on_error == OnError::kSkip) {
@@ -619,6 +955,17 @@ TranslateJobStats Job::run() {
       checkpoint(false);  // the rows before the bad one are kept; resume starts at the bad row
       throw Error(abort_row->message, abort_row->where);
     }
+    if (!eof && o_.stop != nullptr && *o_.stop != 0) {
+      checkpoint(false);
+      st_.stopped = true;
+      st_.seconds = std::chrono::duration<double>(Clock::now() - start_).count();
+      if (progress) {
+        progress->finish(fmt::format("loom translate: stopped; {} rows of {} are checkpointed (input up to line "
+                                     "{}). To continue, run the same command with --resume", st_.rows,
+                                     r_.output, next_line_ - 1));
+      }
+      return st_;
+    }
     if (!eof && checkpoint_due()) checkpoint(false);
     if (progress) {
       progress->update(reader_->offset() - range_.begin, counters_text());
@@ -639,6 +986,36 @@ TranslateJobStats Job::run() {
 }
 
 }  // namespace
+
+SegmentMode parse_segment_mode(const std::string& s) {
+  const std::string l = lower(s);
+  if (l == "sentence") return SegmentMode::kSentence;
+  if (l == "line") return SegmentMode::kLine;
+  fail(Where{"", 0, "segment"}, "unknown segment mode '{}' (expected sentence or line)", s);
+}
+
+std::string reassemble_kth(const std::vector<text::Segment>& segments, const SegmentResult* r, std::size_t count,
+                           std::size_t k, double* score) {
+  std::vector<std::string> mine;
+  double sum = 0;
+  bool scored = count > 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (r[i].hypotheses.empty()) fail("translator returned a segment without a translation");
+    const std::size_t kk = std::min(k, r[i].hypotheses.size() - 1);
+    mine.push_back(r[i].hypotheses[kk]);
+    if (kk < r[i].scores.size()) sum += r[i].scores[kk];
+    else scored = false;
+  }
+  if (score != nullptr) *score = scored ? sum / static_cast<double>(count) : std::nan("");
+  return text::reassemble(segments, mine);
+}
+
+std::vector<SegmentResult> SegmentTranslator::translate_detailed(const std::vector<std::string>& segments) {
+  std::vector<std::string> t = translate(segments);
+  std::vector<SegmentResult> out(t.size());
+  for (std::size_t i = 0; i < t.size(); ++i) out[i].hypotheses.push_back(std::move(t[i]));
+  return out;
+}
 
 RowFormat parse_row_format(const std::string& s) {
   const std::string l = lower(s);

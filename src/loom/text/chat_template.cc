@@ -23,7 +23,7 @@ namespace {
 using json = nlohmann::json;
 
 constexpr size_t kMaxOutput = 64u << 20;     // bytes of rendered text
-constexpr int64_t kMaxSteps = 5'000'000;      // evaluated nodes: a runaway loop fails instead of hanging
+constexpr int64_t kMaxSteps = 1'000'000;      // evaluated nodes: a runaway loop fails instead of hanging
 constexpr int kMaxDepth = 200;                // nesting of macro calls / expressions
 constexpr int64_t kMaxRange = 10'000'000;     // range() length
 
@@ -1081,7 +1081,7 @@ class Interpreter {
   [[noreturn]] void error(int line, const std::string& msg) const { s_.error(line, msg); }
 
   void step(int line) {
-    if (++steps_ > kMaxSteps) error(line, "template runs too long (more than 5M steps)");
+    if (++steps_ > kMaxSteps) error(line, "template runs too long (more than 1M steps)");
   }
 
   Value lookup(const std::string& name) const {
@@ -1241,16 +1241,31 @@ class Interpreter {
       items = std::move(kept);
     }
     const size_t len = items.size();
+    json loop = {{"index0", 0}, {"index", 1}, {"revindex0", 0}, {"revindex", 0}, {"first", true},
+                 {"last", false}, {"length", len}, {"depth", 1}, {"depth0", 0}};
     try {
       for (size_t i = 0; i < len; ++i) {
         step(n.line);
-        scopes_.back().clear();
+        // Each iteration starts from the enclosing scopes (Jinja: a set inside the body does not
+        // survive into the next iteration); the loop object is reused, not rebuilt.
+        Scope& sc = scopes_.back();
+        Value loop_value;
+        auto old = sc.find("loop");
+        if (old != sc.end()) loop_value = std::move(old->second);
+        sc.clear();
         bind(items[i]);
-        json loop = {{"index0", i}, {"index", i + 1}, {"revindex0", len - 1 - i}, {"revindex", len - i},
-                     {"first", i == 0}, {"last", i + 1 == len}, {"length", len}, {"depth", 1}, {"depth0", 0}};
-        if (i > 0) loop["previtem"] = items[i - 1];
-        if (i + 1 < len) loop["nextitem"] = items[i + 1];
-        scopes_.back()["loop"] = Value(loop);
+        json& l = loop_value.j;
+        if (l.is_null()) l = loop;
+        l["index0"] = i;
+        l["index"] = i + 1;
+        l["revindex0"] = len - 1 - i;
+        l["revindex"] = len - i;
+        l["first"] = i == 0;
+        l["last"] = i + 1 == len;
+        if (i > 0) l["previtem"] = items[i - 1];
+        if (i + 1 < len) l["nextitem"] = items[i + 1];
+        else l.erase("nextitem");
+        sc["loop"] = std::move(loop_value);
         try {
           exec(n.body, out);
         } catch (const ContinueSignal&) {
@@ -1988,26 +2003,22 @@ class Interpreter {
       Value words = method(Value(json(py_str(need_defined(v, e.line, "wordcount")))), "split", e.line, Value());
       return json(static_cast<int64_t>((*words.fn)({}, {}).j.size()));
     }
-    if (f == "indent") {
-      std::string s = py_str(need_defined(v, e.line, "indent"));
+    if (f == "indent") {  // jinja2 do_indent(s, width=4, first=False, blank=False)
+      const std::string s = py_str(need_defined(v, e.line, "indent")) + "\n";
       std::optional<Value> w = !a.empty() ? std::optional<Value>(a[0]) : kwarg("width");
       std::string pad = !w ? "    " : w->j.is_string() ? w->j.get<std::string>()
                                      : std::string(static_cast<size_t>(std::clamp<int64_t>(w->j.get<int64_t>(), 0, 1000)), ' ');
-      bool first = (a.size() > 1 && truthy(a[1])) || (kwarg("first") && truthy(*kwarg("first")));
-      bool blank = (a.size() > 2 && truthy(a[2])) || (kwarg("blank") && truthy(*kwarg("blank")));
-      std::string out;
-      size_t start = 0;
-      bool is_first = true;
-      while (start <= s.size()) {
+      const bool first = (a.size() > 1 && truthy(a[1])) || (kwarg("first") && truthy(*kwarg("first")));
+      const bool blank = (a.size() > 2 && truthy(a[2])) || (kwarg("blank") && truthy(*kwarg("blank")));
+      std::vector<std::string> lines;  // str.splitlines() on "\n"
+      for (size_t start = 0; start < s.size();) {
         size_t nl = s.find('\n', start);
-        std::string lin = s.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
-        if ((is_first ? first : true) && (blank || !lin.empty()) && !(is_first && !first)) out += pad;
-        out += lin;
-        if (nl == std::string::npos) break;
-        out += '\n';
+        lines.push_back(s.substr(start, nl - start));
         start = nl + 1;
-        is_first = false;
       }
+      std::string out = lines.empty() ? "" : lines[0];
+      for (size_t i = 1; i < lines.size(); ++i) out += "\n" + ((blank || !lines[i].empty()) ? pad : "") + lines[i];
+      if (first) out = pad + out;
       return json(out);
     }
     if (f == "map") {

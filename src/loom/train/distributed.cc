@@ -22,6 +22,8 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <limits>
+
 #include "loom/core/error.h"
 
 extern char** environ;
@@ -115,9 +117,86 @@ DistributedEnv distributed_env_from_environment() {
   env.rank = env_int("RANK", "SLURM_PROCID", 0, 0, 1 << 20);
   if (env.rank >= env.world_size)
     fail(Where{"", 0, "RANK"}, "rank {} must be < WORLD_SIZE {}", env.rank, env.world_size);
-  if (const char* a = std::getenv("MASTER_ADDR"); a && *a) env.master_addr = a;
-  env.master_port = env_int("MASTER_PORT", nullptr, 29500, 1, 65535);
+  if (const char* a = std::getenv("MASTER_ADDR"); a && *a) {
+    env.master_addr = a;
+  } else {
+    const char* list = std::getenv("SLURM_JOB_NODELIST");
+    if (!list || !*list) list = std::getenv("SLURM_NODELIST");
+    if (list && *list && env.world_size > 1) env.master_addr = expand_slurm_nodelist(list).front();
+  }
+  int default_port = 29500;
+  if (const char* job = std::getenv("SLURM_JOB_ID"); job && *job && !std::getenv("MASTER_PORT"))
+    default_port = 20000 + env_int("SLURM_JOB_ID", nullptr, 0, 0, std::numeric_limits<int>::max()) % 20000;
+  env.master_port = env_int("MASTER_PORT", nullptr, default_port, 1, 65535);
   return env;
+}
+
+std::vector<std::string> expand_slurm_nodelist(const std::string& list) {
+  const Where at{"", 0, "SLURM_JOB_NODELIST"};
+  constexpr size_t kMaxHosts = 1000000;
+  std::vector<std::string> hosts;
+  // Split at commas outside brackets.
+  std::vector<std::string> names;
+  std::string cur;
+  int depth = 0;
+  for (char c : list) {
+    if (c == '[') ++depth;
+    if (c == ']' && --depth < 0) fail(at, "'{}': ']' without '['", list);
+    if (c == ',' && depth == 0) {
+      names.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (depth != 0) fail(at, "'{}': '[' without ']'", list);
+  names.push_back(cur);
+  for (const std::string& name : names) {
+    if (name.empty()) fail(at, "'{}': empty host name", list);
+    std::vector<std::string> partial = {""};
+    size_t i = 0;
+    while (i < name.size()) {
+      const size_t open = name.find('[', i);
+      const std::string literal = name.substr(i, open == std::string::npos ? std::string::npos : open - i);
+      for (auto& p : partial) p += literal;
+      if (open == std::string::npos) break;
+      const size_t close = name.find(']', open);
+      if (name.find('[', open + 1) < close) fail(at, "'{}': nested '['", list);
+      std::vector<std::string> items;
+      const std::string inside = name.substr(open + 1, close - open - 1);
+      size_t b = 0;
+      while (b <= inside.size()) {
+        size_t e = inside.find(',', b);
+        if (e == std::string::npos) e = inside.size();
+        const std::string r = inside.substr(b, e - b);
+        const size_t dash = r.find('-');
+        const std::string lo_s = r.substr(0, dash), hi_s = dash == std::string::npos ? lo_s : r.substr(dash + 1);
+        const auto digits = [](const std::string& x) {
+          return !x.empty() && x.size() <= 9 && x.find_first_not_of("0123456789") == std::string::npos;
+        };
+        if (!digits(lo_s) || !digits(hi_s)) fail(at, "'{}': '{}' is not N or N-M", list, r);
+        const long lo = std::stol(lo_s), hi = std::stol(hi_s);
+        if (hi < lo) fail(at, "'{}': reversed range '{}'", list, r);
+        if (static_cast<size_t>(hi - lo) >= kMaxHosts) fail(at, "'{}': over {} hosts", list, kMaxHosts);
+        for (long v = lo; v <= hi; ++v) {
+          std::string num = std::to_string(v);
+          if (num.size() < lo_s.size()) num.insert(0, lo_s.size() - num.size(), '0');
+          items.push_back(num);
+        }
+        b = e + 1;
+      }
+      if (partial.size() * items.size() > kMaxHosts) fail(at, "'{}': over {} hosts", list, kMaxHosts);
+      std::vector<std::string> next;
+      for (const auto& p : partial) {
+        for (const auto& it : items) next.push_back(p + it);
+      }
+      partial = std::move(next);
+      i = close + 1;
+    }
+    if (hosts.size() + partial.size() > kMaxHosts) fail(at, "'{}': over {} hosts", list, kMaxHosts);
+    hosts.insert(hosts.end(), partial.begin(), partial.end());
+  }
+  return hosts;
 }
 
 std::unique_ptr<Communicator> make_communicator(const DistributedEnv& env, double timeout_s) {

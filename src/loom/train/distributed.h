@@ -48,10 +48,20 @@ struct DistributedEnv {
 };
 
 /// Reads RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT (falling back to SLURM_PROCID,
-/// SLURM_NTASKS). Unset variables keep the defaults above (a single process). Throws
+/// SLURM_NTASKS). Under Slurm (srun) without MASTER_ADDR, the master is the first host of
+/// SLURM_JOB_NODELIST (or SLURM_NODELIST), expanded by expand_slurm_nodelist, and without
+/// MASTER_PORT the port is 20000 + SLURM_JOB_ID % 20000, the same on every rank of the job.
+/// Unset variables keep the defaults above (a single process). Throws
 /// loom::Error naming the variable when a value is not an integer or out of range
 /// (rank >= world_size, port outside 1..65535).
 DistributedEnv distributed_env_from_environment();
+
+/// Host names of a Slurm node list in order, as `scontrol show hostnames` prints them:
+/// "node[01-03,07],gpu5" -> node01 node02 node03 node07 gpu5 (zero padding kept: width of the
+/// range's first bound); several bracket groups in one name expand as a product
+/// ("r[1-2]n[1-2]" -> r1n1 r1n2 r2n1 r2n2). Throws loom::Error naming SLURM_JOB_NODELIST for
+/// unbalanced brackets, an empty or reversed range, or more than 1,000,000 hosts.
+std::vector<std::string> expand_slurm_nodelist(const std::string& nodelist);
 
 /// Joins the process group described by `env` over TCP: rank 0 hosts a c10d::TCPStore at
 /// master_addr:master_port, every rank connects to it, and a c10d::ProcessGroupGloo is built

@@ -1,0 +1,53 @@
+// loom::serve::Metrics — the server's counters, rendered in the Prometheus text exposition
+// format (version 0.0.4) for GET /metrics. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace loom::serve {
+
+/// Request counts, latency and batch-size histograms, queue length and generated tokens.
+class Metrics {
+ public:
+  Metrics();
+  /// One finished HTTP request: route ("/v1/translations"), status code, wall time (seconds).
+  void record_request(const std::string& route, int status, double seconds);
+  /// One shared forward run of the scheduler: requests and sequences (segments) it batched,
+  /// tokens generated and its wall time (seconds).
+  void record_batch(int64_t requests, int64_t sequences, int64_t generated_tokens, double seconds);
+  /// Current number of requests waiting for the scheduler.
+  void set_queue_length(int64_t n);
+  /// Requests refused with 429 because the queue was full.
+  void record_rejected();
+  /// Prometheus text: loom_requests_total{route,status}, loom_request_duration_seconds
+  /// (histogram per route), loom_queue_length, loom_batch_requests / loom_batch_sequences
+  /// (histograms), loom_generated_tokens_total, loom_tokens_per_second (of the last batch),
+  /// loom_rejected_total.
+  std::string render() const;
+
+ private:
+  struct Histogram {
+    std::vector<double> bounds;    // upper bounds (le), ascending; +Inf implied
+    std::vector<uint64_t> counts;  // per bound (not cumulative); last = +Inf bucket
+    double sum = 0;
+    uint64_t count = 0;
+    void observe(double v);
+  };
+  static void render_histogram(std::string& out, const std::string& name, const std::string& labels,
+                               const Histogram& h);
+
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, int>, uint64_t> requests_;
+  std::map<std::string, Histogram> latency_;
+  Histogram batch_requests_, batch_sequences_;
+  uint64_t generated_tokens_ = 0, rejected_ = 0;
+  double tokens_per_second_ = 0;
+  int64_t queue_length_ = 0;
+};
+
+}  // namespace loom::serve

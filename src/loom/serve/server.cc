@@ -1,0 +1,257 @@
+#include "loom/serve/server.h"
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <set>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <httplib.h>
+
+#include "loom/core/error.h"
+#include "loom/core/files.h"
+
+namespace loom::serve {
+
+using Clock = std::chrono::steady_clock;
+
+ModelKind detect_model_kind(const std::string& model_dir) {
+  const std::string path = model_dir + "/config.json";
+  const nlohmann::json config = core::read_json(path);
+  auto it = config.find("model_type");
+  if (it == config.end() || !it->is_string()) fail(Where{path, 0, "model_type"}, "required string field is missing");
+  const std::string type = it->get<std::string>();
+  static const std::set<std::string> translation = {"marian", "m2m_100", "nllb", "loom_seq2seq"};
+  static const std::set<std::string> embedding = {"bert"};
+  static const std::set<std::string> decoder = {"gemma", "gemma2", "gemma3_text", "llama", "mistral", "qwen2",
+                                                "qwen3", "phi3", "loom_decoder_lm"};
+  if (translation.count(type)) return ModelKind::kTranslation;
+  if (embedding.count(type)) return ModelKind::kEmbedding;
+  if (decoder.count(type)) return ModelKind::kDecoderLm;
+  fail(Where{path, 0, "model_type"}, "unsupported model_type \"{}\" (translation: marian, m2m_100, loom_seq2seq; "
+       "embeddings: bert; decoder LLMs: gemma, gemma2, llama, ...)", type);
+}
+
+Server::Server(ServerOptions options) : options_(std::move(options)), created_(unix_time()) {
+  if (options_.models.empty()) fail(Where{"", 0, "--model"}, "no model given; pass --model NAME=DIR");
+  for (const auto& [name, dir] : options_.models) {
+    if (name.empty()) fail(Where{"", 0, "--model"}, "empty model name in NAME=DIR");
+    if (translation_.count(name)) fail(Where{"", 0, "--model"}, "model name '{}' is given twice", name);
+    switch (detect_model_kind(dir)) {
+      case ModelKind::kTranslation:
+        translation_[name] = std::make_unique<TranslationService>(name, dir, metrics_, options_.service_limits);
+        break;
+      case ModelKind::kEmbedding:
+        fail(Where{dir + "/config.json", 0, "model_type"},
+             "model '{}' is an embedding model; /v1/embeddings is not available in this build yet", name);
+      case ModelKind::kDecoderLm:
+        fail(Where{dir + "/config.json", 0, "model_type"},
+             "model '{}' is a decoder LLM; /v1/chat/completions and /v1/completions are not available in this build yet",
+             name);
+    }
+  }
+  http_ = std::make_unique<httplib::Server>();
+  const int threads = std::max(1, options_.http_threads);
+  http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  http_->set_payload_max_length(options_.max_body_bytes);
+  http_->set_read_timeout(30, 0);
+  http_->set_write_timeout(30, 0);
+  register_routes();
+}
+
+Server::~Server() { stop(); }
+
+void Server::bind() {
+  if (options_.port == 0) {
+    port_ = http_->bind_to_any_port(options_.host);
+    if (port_ < 0) fail(Where{"", 0, "--host"}, "cannot bind {} (any port)", options_.host);
+  } else {
+    if (!http_->bind_to_port(options_.host, options_.port))
+      fail(Where{"", 0, "--port"}, "cannot bind {}:{} (address in use or not permitted)", options_.host, options_.port);
+    port_ = options_.port;
+  }
+}
+
+void Server::listen() { http_->listen_after_bind(); }
+
+void Server::stop() {
+  if (http_) http_->stop();
+}
+
+bool Server::authorized(const std::string& authorization) const {
+  if (options_.api_key.empty()) return true;
+  const std::string expected = "Bearer " + options_.api_key;
+  if (authorization.size() != expected.size()) return false;
+  unsigned char diff = 0;  // constant-time compare
+  for (size_t i = 0; i < expected.size(); ++i)
+    diff |= static_cast<unsigned char>(authorization[i] ^ expected[i]);
+  return diff == 0;
+}
+
+namespace {
+
+// The accepted socket of req: httplib 0.11 does not expose it, so find the descriptor of this
+// process whose peer is req's remote address and port and whose local port is the server's.
+// -1 when not found. The socket stays open (and ours) while the handler runs.
+int request_socket(const httplib::Request& req, int server_port) {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (!dir) return -1;
+  int found = -1;
+  while (dirent* e = ::readdir(dir)) {
+    char* end = nullptr;
+    const long fd = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != 0 || fd < 0) continue;
+    sockaddr_storage peer{}, local{};
+    socklen_t plen = sizeof(peer), llen = sizeof(local);
+    if (::getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &plen) != 0) continue;
+    if (::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&local), &llen) != 0) continue;
+    char host[INET6_ADDRSTRLEN] = {0};
+    int peer_port = -1, local_port = -1;
+    if (peer.ss_family == AF_INET) {
+      const auto* a = reinterpret_cast<const sockaddr_in*>(&peer);
+      ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+      peer_port = ntohs(a->sin_port);
+      local_port = ntohs(reinterpret_cast<const sockaddr_in*>(&local)->sin_port);
+    } else if (peer.ss_family == AF_INET6) {
+      const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
+      ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+      peer_port = ntohs(a->sin6_port);
+      local_port = ntohs(reinterpret_cast<const sockaddr_in6*>(&local)->sin6_port);
+    } else {
+      continue;
+    }
+    if (peer_port == req.remote_port && local_port == server_port && req.remote_addr == host) {
+      found = static_cast<int>(fd);
+      break;
+    }
+  }
+  ::closedir(dir);
+  return found;
+}
+
+// True once the client has closed (or reset) the connection of socket fd: a non-blocking peek
+// reads end-of-stream or fails with a connection error. A pipelined next request (data
+// waiting) is not a close.
+bool peer_closed(int fd) {
+  char c = 0;
+  const ssize_t n = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return true;
+  if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+  return false;
+}
+
+void send_json(httplib::Response& res, int status, const nlohmann::json& j) {
+  res.status = status;
+  res.set_content(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
+}
+
+void send_error(httplib::Response& res, const ApiError& e, int retry_after) {
+  if (e.status() == 429) res.set_header("Retry-After", std::to_string(retry_after));
+  send_json(res, e.status(), e.to_json());
+}
+
+}  // namespace
+
+void Server::register_routes() {
+  using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+  // Every route: authentication for /v1/, ApiError and unexpected exceptions -> error objects,
+  // metrics by route and status.
+  auto wrap = [this](std::string route, bool needs_auth, Handler handler) {
+    return [this, route, needs_auth, handler](const httplib::Request& req, httplib::Response& res) {
+      const auto start = Clock::now();
+      try {
+        if (needs_auth && !authorized(req.get_header_value("Authorization")))
+          throw ApiError(401, "authentication_error", "missing or wrong API key (send 'Authorization: Bearer KEY')", "",
+                         "invalid_api_key");
+        handler(req, res);
+      } catch (const ApiError& e) {
+        send_error(res, e, options_.retry_after_seconds);
+      } catch (const std::exception& e) {
+        send_error(res, ApiError(500, "server_error", std::string("internal error: ") + e.what(), "", "internal_error"),
+                   options_.retry_after_seconds);
+      }
+      metrics_.record_request(route, res.status, std::chrono::duration<double>(Clock::now() - start).count());
+    };
+  };
+
+  http_->Get("/", wrap("/", false, [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(web_page(), "text/html; charset=utf-8");
+  }));
+  http_->Get("/health", wrap("/health", false, [](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, {{"status", "ok"}});
+  }));
+  http_->Get("/metrics", wrap("/metrics", false, [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics_.render(), "text/plain; version=0.0.4");
+  }));
+  http_->Get("/v1/models", wrap("/v1/models", true, [this](const httplib::Request&, httplib::Response& res) {
+    nlohmann::json data = nlohmann::json::array();
+    for (const auto& [name, service] : translation_) {
+      data.push_back({{"id", name},
+                      {"object", "model"},
+                      {"created", created_},
+                      {"owned_by", "loom"},
+                      {"kind", "translation"},
+                      {"languages", service->languages()},
+                      {"default_source_lang", service->default_source_lang()},
+                      {"default_target_lang", service->default_target_lang()}});
+    }
+    send_json(res, 200, {{"object", "list"}, {"data", data}});
+  }));
+  http_->Post("/v1/translations",
+              wrap("/v1/translations", true, [this](const httplib::Request& req, httplib::Response& res) {
+                const TranslationRequest r = parse_translation_request(req.body, options_.request_limits);
+                auto it = translation_.find(r.model);
+                if (it == translation_.end())
+                  throw ApiError(404, "not_found_error", fmt::format("the model '{}' does not exist", r.model), "model",
+                                 "model_not_found");
+                const int fd = request_socket(req, port_);
+                std::function<bool()> gone;
+                if (fd >= 0) gone = [fd] { return peer_closed(fd); };
+                send_json(res, 200, it->second->translate(r, gone));
+              }));
+  // Known routes with the wrong method, and routes of other kinds of models.
+  for (const char* path : {"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}) {
+    http_->Post(path, wrap(path, true, [path](const httplib::Request& req, httplib::Response&) {
+      // Parse first so malformed bodies still get a precise 400.
+      const nlohmann::json j = parse_json_object(req.body);
+      throw ApiError(404, "not_found_error",
+                     fmt::format("{} is not available in this build yet (no model of that kind can be loaded)", path),
+                     "model", "model_not_found");
+    }));
+  }
+  // httplib's own errors (unknown route 404, 413 body too large, 400 bad request line) as
+  // OpenAI-style objects.
+  http_->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    std::string message;
+    std::string code;
+    switch (res.status) {
+      case 404:
+        message = fmt::format("no route {} {}", req.method, req.path);
+        code = "unknown_route";
+        break;
+      case 413:
+        message = fmt::format("the request body is over the limit of {} bytes", options_.max_body_bytes);
+        code = "body_too_large";
+        break;
+      case 405:
+        message = fmt::format("method {} is not allowed on {}", req.method, req.path);
+        code = "method_not_allowed";
+        break;
+      default:
+        message = fmt::format("bad request ({})", res.status);
+        code = "bad_request";
+    }
+    const std::string type = res.status == 404 ? "not_found_error" : "invalid_request_error";
+    send_json(res, res.status, ApiError(res.status, type, message, "", code).to_json());
+    metrics_.record_request("other", res.status, 0);
+  });
+}
+
+}  // namespace loom::serve

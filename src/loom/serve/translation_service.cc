@@ -1,0 +1,276 @@
+#include "loom/serve/translation_service.h"
+
+#include <chrono>
+
+#include <fmt/format.h>
+
+#include "loom/core/error.h"
+#include "loom/core/files.h"
+#include "loom/generate/options.h"
+#include "loom/generate/translator.h"
+#include "loom/io/checkpoint.h"
+#include "loom/models/encoder_decoder.h"
+#include "loom/serve/metrics.h"
+#include "loom/text/segment.h"
+#include "loom/text/seq2seq_tokenizer.h"
+
+namespace loom::serve {
+
+using Clock = std::chrono::steady_clock;
+
+struct TranslationService::Job {
+  enum State { kQueued, kRunning, kDone, kFailed, kCancelled };
+  // Inputs (set by the HTTP thread before enqueueing, then read-only).
+  std::string src, tgt;
+  int64_t beam = 0;
+  std::vector<std::vector<text::Segment>> segments;  // per input
+  std::vector<std::string> texts;                    // translate=true segments, all inputs in order
+  // Results (written by the scheduler under mu_ before state changes to kDone/kFailed).
+  State state = kQueued;
+  std::vector<std::string> translations;
+  int64_t completion_tokens = 0;
+  std::string error;
+};
+
+namespace {
+
+std::string config_string(const std::string& model_dir, std::initializer_list<const char*> keys) {
+  const std::string path = model_dir + "/tokenizer_config.json";
+  if (!core::file_exists(path)) return {};
+  const nlohmann::json j = core::read_json(path);
+  for (const char* k : keys) {
+    auto it = j.find(k);
+    if (it != j.end() && it->is_string()) return it->get<std::string>();
+  }
+  return {};
+}
+
+}  // namespace
+
+TranslationService::TranslationService(std::string name, const std::string& model_dir, Metrics& metrics,
+                                       ServiceLimits limits)
+    : name_(std::move(name)), model_dir_(model_dir), metrics_(metrics), limits_(limits) {
+  io::HfCheckpoint checkpoint(model_dir);
+  tokenizer_ = text::load_seq2seq_tokenizer(model_dir);
+  validator_ = text::load_seq2seq_tokenizer(model_dir);
+  model_ = models::load_encoder_decoder(checkpoint);
+  generation_ = std::make_unique<generate::GenerationOptions>(
+      generate::GenerationOptions::from_hf(checkpoint.config(), checkpoint.generation_config()));
+  generation_->num_return_sequences = 1;  // as `loom translate` (its default --length-cap 2,10 is the options' default)
+  default_src_ = config_string(model_dir, {"source_lang", "src_lang"});
+  default_tgt_ = config_string(model_dir, {"target_lang", "tgt_lang"});
+  scheduler_ = std::thread([this] { scheduler_loop(); });
+}
+
+TranslationService::~TranslationService() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  queue_cv_.notify_all();
+  done_cv_.notify_all();
+  if (scheduler_.joinable()) scheduler_.join();
+}
+
+std::vector<std::string> TranslationService::languages() const { return validator_->languages(); }
+
+size_t TranslationService::queue_length() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queue_.size();
+}
+
+nlohmann::json TranslationService::translate(const TranslationRequest& request,
+                                             const std::function<bool()>& cancelled) {
+  auto job = std::make_shared<Job>();
+  job->src = request.source_lang;
+  job->tgt = request.target_lang;
+  job->beam = request.beam_size;
+  text::SegmentOptions seg_options;
+  seg_options.markdown = request.markdown;
+  for (const std::string& input : request.inputs) {
+    job->segments.push_back(text::segment_text(input, seg_options));
+    for (const auto& s : job->segments.back())
+      if (s.translate) job->texts.push_back(s.text);
+  }
+
+  // Validate the languages and count source tokens with the HTTP threads' own tokenizer (the
+  // scheduler's tokenizer switches language pairs between groups).
+  int64_t prompt_tokens = 0;
+  {
+    std::lock_guard<std::mutex> lock(validator_mu_);
+    try {
+      validator_->set_languages(request.source_lang, request.target_lang);
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      const bool src_bad = !request.source_lang.empty() && msg.find(request.source_lang) != std::string::npos &&
+                           (request.target_lang.empty() || msg.find(request.target_lang) == std::string::npos);
+      throw ApiError(400, "invalid_request_error", msg, src_bad ? "source_lang" : "target_lang",
+                     "unknown_language");
+    }
+    for (const std::string& t : job->texts) {
+      prompt_tokens += static_cast<int64_t>(validator_->encode_source(t).size());
+      if (prompt_tokens > limits_.max_input_tokens)
+        throw ApiError(400, "invalid_request_error",
+                       fmt::format("the input has more than {} source tokens (max input tokens)", limits_.max_input_tokens),
+                       "input", "context_length_exceeded");
+    }
+  }
+
+  const auto start = Clock::now();
+  if (!job->texts.empty()) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (stop_) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
+    if (queue_.size() >= limits_.max_queued) {
+      metrics_.record_rejected();
+      throw ApiError(429, "rate_limit_error",
+                     fmt::format("{} requests are queued for model '{}'; retry later", queue_.size(), name_), "",
+                     "queue_full");
+    }
+    queue_.push_back(job);
+    metrics_.set_queue_length(static_cast<int64_t>(queue_.size()));
+    queue_cv_.notify_one();
+    const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(limits_.timeout_seconds));
+    while (job->state == Job::kQueued || job->state == Job::kRunning) {
+      if (stop_) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
+      const auto now = Clock::now();
+      if (now >= deadline || (cancelled && cancelled())) {
+        const bool timed_out = now >= deadline;
+        job->state = Job::kCancelled;  // the scheduler drops it (or discards its result)
+        for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+          if (*it == job) {
+            queue_.erase(it);
+            break;
+          }
+        }
+        metrics_.set_queue_length(static_cast<int64_t>(queue_.size()));
+        if (timed_out)
+          throw ApiError(504, "timeout_error",
+                         fmt::format("the request took longer than {} s and was cancelled", limits_.timeout_seconds), "",
+                         "timeout");
+        throw ApiError(499, "invalid_request_error", "the client closed the connection", "", "cancelled");
+      }
+      done_cv_.wait_until(lock, std::min(deadline, now + std::chrono::milliseconds(20)));
+    }
+    if (job->state == Job::kFailed)
+      throw ApiError(500, "server_error", "translation failed: " + job->error, "", "engine_error");
+  }
+
+  nlohmann::json data = nlohmann::json::array();
+  size_t next = 0;
+  for (size_t i = 0; i < job->segments.size(); ++i) {
+    const auto& segs = job->segments[i];
+    std::vector<std::string> mine;
+    nlohmann::json seg_json = nlohmann::json::array();
+    for (const auto& s : segs) {
+      if (s.translate) {
+        mine.push_back(job->translations.at(next++));
+        seg_json.push_back({{"source", s.text}, {"translation", mine.back()}, {"translate", true}});
+      } else {
+        seg_json.push_back({{"source", s.text}, {"translation", s.text}, {"translate", false}});
+      }
+    }
+    data.push_back({{"object", "translation"},
+                    {"index", i},
+                    {"translation", text::reassemble(segs, mine)},
+                    {"segments", std::move(seg_json)},
+                    {"truncated", false}});
+  }
+  return {{"id", new_id("tr-")},
+          {"object", "translation.list"},
+          {"created", unix_time()},
+          {"model", name_},
+          {"data", std::move(data)},
+          {"usage",
+           {{"prompt_tokens", prompt_tokens},
+            {"completion_tokens", job->completion_tokens},
+            {"total_tokens", prompt_tokens + job->completion_tokens}}}};
+}
+
+void TranslationService::scheduler_loop() {
+  torch::InferenceMode guard;
+  for (;;) {
+    std::vector<std::shared_ptr<Job>> round;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      queue_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      int64_t segments = 0;
+      while (!queue_.empty() &&
+             (round.empty() || segments + static_cast<int64_t>(queue_.front()->texts.size()) <= limits_.max_batch_segments)) {
+        segments += static_cast<int64_t>(queue_.front()->texts.size());
+        queue_.front()->state = Job::kRunning;
+        round.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      metrics_.set_queue_length(static_cast<int64_t>(queue_.size()));
+    }
+    // Group by what fixes the decoding: language pair and beam size (stable: arrival order).
+    while (!round.empty()) {
+      std::vector<std::shared_ptr<Job>> group, rest;
+      for (auto& j : round) {
+        if (group.empty() || (j->src == group[0]->src && j->tgt == group[0]->tgt && j->beam == group[0]->beam))
+          group.push_back(std::move(j));
+        else
+          rest.push_back(std::move(j));
+      }
+      run_group(group);
+      round = std::move(rest);
+    }
+  }
+}
+
+void TranslationService::run_group(std::vector<std::shared_ptr<Job>>& group) {
+  const auto start = Clock::now();
+  std::vector<std::string> texts;
+  std::vector<std::shared_ptr<Job>> live;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& j : group) {
+      if (j->state != Job::kRunning) continue;  // cancelled while queued
+      texts.insert(texts.end(), j->texts.begin(), j->texts.end());
+      live.push_back(j);
+    }
+  }
+  if (live.empty()) return;
+  std::vector<std::string> translations;
+  std::vector<int64_t> completion;
+  std::string error;
+  int64_t generated = 0;
+  try {
+    tokenizer_->set_languages(live[0]->src, live[0]->tgt);
+    generate::GenerationOptions gen = *generation_;
+    if (live[0]->beam > 0) gen.num_beams = live[0]->beam;
+    if (auto bos = tokenizer_->forced_bos_token_id()) gen.forced_bos_token_id = *bos;  // as `loom translate`
+    generate::Translator translator(*model_, *tokenizer_, gen, generate::TranslatorOptions{});
+    translations = translator.translate(texts);
+    generated = translator.stats().target_tokens;
+    for (const auto& t : translations) completion.push_back(static_cast<int64_t>(tokenizer_->encode_target(t).size()));
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  metrics_.record_batch(static_cast<int64_t>(live.size()), static_cast<int64_t>(texts.size()), generated, seconds);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t next = 0;
+    for (auto& j : live) {
+      const size_t n = j->texts.size();
+      if (j->state == Job::kRunning) {
+        if (!error.empty()) {
+          j->error = error;
+          j->state = Job::kFailed;
+        } else {
+          j->translations.assign(translations.begin() + static_cast<std::ptrdiff_t>(next),
+                                 translations.begin() + static_cast<std::ptrdiff_t>(next + n));
+          for (size_t k = next; k < next + n; ++k) j->completion_tokens += completion[k];
+          j->state = Job::kDone;
+        }
+      }
+      next += n;
+    }
+  }
+  done_cv_.notify_all();
+}
+
+}  // namespace loom::serve
