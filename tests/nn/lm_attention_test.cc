@@ -7,6 +7,7 @@
 
 #include "loom/nn/lm_attention.h"
 #include "loom/nn/lm_blocks.h"
+#include "support/gradcheck.h"
 
 namespace loom::nn {
 namespace {
@@ -254,23 +255,7 @@ TEST(InfiniAttention, FirstSegmentChoices) {
   EXPECT_TRUE(torch::allclose(zero->forward(x, 0, zs, s2), 0.5 * ref, 1e-5, 1e-5));
 }
 
-// Central finite differences of f at the entries of t (double precision).
-void expect_gradients_match(const std::function<torch::Tensor()>& loss, torch::Tensor t, double tol) {
-  torch::Tensor l = loss();
-  torch::Tensor g = torch::autograd::grad({l}, {t})[0];
-  torch::NoGradGuard no_grad;
-  torch::Tensor flat = t.view({-1});
-  const double eps = 1e-6;
-  for (int64_t i = 0; i < flat.numel(); ++i) {
-    const double old = flat[i].item<double>();
-    flat[i].fill_(old + eps);
-    const double lp = loss().item<double>();
-    flat[i].fill_(old - eps);
-    const double lm = loss().item<double>();
-    flat[i].fill_(old);
-    EXPECT_NEAR(g.reshape({-1})[i].item<double>(), (lp - lm) / (2 * eps), tol) << "entry " << i;
-  }
-}
+using loom_test::expect_gradients_match;
 
 TEST(InfiniAttention, FiniteDifferenceGradientThroughMemoryAcrossSegments) {
   torch::manual_seed(6);

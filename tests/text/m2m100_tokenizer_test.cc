@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "loom/core/files.h"
 #include "loom/core/error.h"
 #include "loom/text/m2m100_tokenizer.h"
 #include "loom/text/tokenizer_files.h"
@@ -23,7 +24,7 @@ const std::string kDir = std::string(LOOM_TEST_DATA) + "/hf-tiny/m2m100";
 TEST(M2M100Tokenizer, LoadsThroughTheSeq2SeqFactory) {
   auto tok = load_seq2seq_tokenizer(kDir);
   EXPECT_EQ(tok->name(), "M2M100Tokenizer");
-  const nlohmann::json ref = read_json_file(kDir + "/reference.json");
+  const nlohmann::json ref = core::read_json(kDir + "/reference.json");
   EXPECT_EQ(tok->vocab_size(), ref["vocab_size"].get<int64_t>());
   EXPECT_EQ(tok->languages().size(), 100u);
   EXPECT_EQ(tok->source_language(), "en");  // transformers' default src_lang
@@ -35,7 +36,7 @@ TEST(M2M100Tokenizer, LoadsThroughTheSeq2SeqFactory) {
 
 TEST(M2M100Tokenizer, IdsMatchTheIndependentReference) {
   M2M100Tokenizer tok(kDir);
-  const nlohmann::json ref = read_json_file(kDir + "/reference.json");
+  const nlohmann::json ref = core::read_json(kDir + "/reference.json");
   for (const auto& [code, id] : ref["language_code_ids"].items()) {
     EXPECT_EQ(tok.language_id(code), id.get<int64_t>()) << code;
     EXPECT_EQ(tok.language_id("__" + code + "__"), id.get<int64_t>()) << code;

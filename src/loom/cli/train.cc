@@ -16,6 +16,7 @@
 
 #include "loom/cli/commands.h"
 #include "loom/core/error.h"
+#include "loom/core/files.h"
 #include "loom/data/parallel_corpus.h"
 #include "loom/eval/bleu.h"
 #include "loom/eval/chrf.h"
@@ -156,42 +157,13 @@ MtTrainSection take_mt_train_keys(nlohmann::json& train, const std::string& file
   return s;
 }
 
-nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail(Where{path, 0, ""}, "cannot open config file");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail(Where{path, 0, ""}, "invalid JSON: {}", e.what());
-  }
-}
-
-void write_file(const fs::path& path, const std::string& text) {
-  fs::path tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out) fail(Where{tmp.string(), 0, ""}, "cannot write");
-  }
-  fs::rename(tmp, path);
-}
 
 void write_lines(const fs::path& path, const std::vector<data::SentencePair>& pairs, bool source) {
   std::string text;
   for (auto& p : pairs) text += (source ? p.src : p.tgt) + "\n";
-  write_file(path, text);
+  core::write_file_atomic(path.string(), text);
 }
 
-bool read_text_equal(const fs::path& a, const fs::path& b) {
-  auto slurp = [](const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
-  return slurp(a) == slurp(b);
-}
 
 
 // Rank 0: read, clean, split, write RUN/data/*, train SentencePiece into RUN/spm.
@@ -222,7 +194,7 @@ void prepare_data(const MtFlags& f, const DataSection& ds, const fs::path& run, 
                         {"duplicate", report.duplicate}, {"examples", report.examples},
                         {"train", split.train.size()}, {"valid", split.valid.size()},
                         {"test", split.test.size()}, {"removed_overlap", split.removed_overlap}};
-  write_file(dd / "report.json", rep.dump(2) + "\n");
+  core::write_file_atomic((dd / "report.json").string(), rep.dump(2) + "\n");
   if (log) {
     std::fprintf(stderr, "loom train: %s\n", report.summary().c_str());
     for (auto& e : report.examples) std::fprintf(stderr, "loom train:   dropped %s\n", e.c_str());
@@ -285,7 +257,7 @@ int run_train_mt(const MtFlags& f) {
   if (!f.spm_tgt.empty() && f.spm_src.empty()) fail(Where{"", 0, "--tgt-spm"}, "needs --src-spm");
 
   // ---- configuration: model keys at the top level, "train" and "data" sections ----
-  nlohmann::json cfg = read_json(f.config);
+  nlohmann::json cfg = core::read_json(f.config);
   if (!cfg.is_object()) fail(Where{f.config, 0, ""}, "config must be a JSON object");
   nlohmann::json train_json = cfg.value("train", nlohmann::json::object());
   if (!train_json.is_object()) fail(Where{f.config, 0, "train"}, "must be an object");
@@ -353,7 +325,8 @@ int run_train_mt(const MtFlags& f) {
   model_json.erase("train");
   model_json.erase("data");
   model_json["model_type"] = models::NativeSeq2SeqConfig::kModelType;
-  const bool joint = read_text_equal(run / "spm" / "source.spm", run / "spm" / "target.spm");
+  const bool joint = core::read_file((run / "spm" / "source.spm").string()) ==
+                     core::read_file((run / "spm" / "target.spm").string());
   model_json["shared_vocab"] = joint;
   model_json["vocab_size"] = src_spm.size();
   model_json["target_vocab_size"] = tgt_spm.size();
@@ -363,11 +336,11 @@ int run_train_mt(const MtFlags& f) {
   models::NativeSeq2SeqConfig mcfg = models::NativeSeq2SeqConfig::from_json(model_json, f.config);
   if (main_rank) {
     // The tokenizer directory: the SentencePiece models + this config (LoomSpmTokenizer reads it).
-    write_file(run / "spm" / "config.json", mcfg.to_json().dump(2) + "\n");
+    core::write_file_atomic((run / "spm" / "config.json").string(), mcfg.to_json().dump(2) + "\n");
     nlohmann::json resolved = model_json;
     resolved["data"] = cfg.value("data", nlohmann::json::object());
     resolved["train"] = cfg.value("train", nlohmann::json::object());
-    write_file(run / "config.json", resolved.dump(2) + "\n");
+    core::write_file_atomic((run / "config.json").string(), resolved.dump(2) + "\n");
   }
   comm->barrier();
   text::LoomSpmTokenizer tokenizer((run / "spm").string());
@@ -475,7 +448,7 @@ int run_train_mt(const MtFlags& f) {
       nlohmann::json j = {{"model", note}, {"sentences", src.size()}, {"beam", mts.beam},
                           {"bleu_tokenize", ds.bleu_tokenize}};
       for (auto& [k, v] : s) j[k] = v;
-      write_file(run / "test_scores.json", j.dump(2) + "\n");
+      core::write_file_atomic((run / "test_scores.json").string(), j.dump(2) + "\n");
       if (!f.quiet)
         std::fprintf(stderr, "loom train: test set (%zu pairs): BLEU %.2f chrF %.2f\n", src.size(), s["bleu"], s["chrf"]);
     }

@@ -14,6 +14,7 @@
 
 #include "loom/cli/commands.h"
 #include "loom/core/error.h"
+#include "loom/core/files.h"
 #include "loom/core/plot.h"
 #include "loom/data/shuffle.h"
 #include "loom/models/decoder_lm.h"
@@ -72,28 +73,6 @@ void reject_rest(const nlohmann::json& j, const std::string& file, const std::st
   for (auto& [k, v] : j.items()) fail(Where{file, 0, where + "." + k}, "unknown option");
 }
 
-nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail(Where{path, 0, ""}, "cannot open config file");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail(Where{path, 0, ""}, "invalid JSON: {}", e.what());
-  }
-}
-
-void write_file(const fs::path& path, const std::string& text) {
-  fs::path tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out) fail(Where{tmp.string(), 0, ""}, "cannot write");
-  }
-  fs::rename(tmp, path);
-}
-
-
 // Passkey accuracy / extra metrics plot from metrics.jsonl (valid records).
 void write_lm_plots(const fs::path& run) {
   auto records = train::read_metrics(run.string());
@@ -120,7 +99,7 @@ int run_train_lm(const LmFlags& f) {
   if (f.nproc > 1 && !std::getenv("WORLD_SIZE")) return train::run_local_workers(train::worker_command_line(), f.nproc);
 
   // ---- configuration ----
-  nlohmann::json cfg = read_json(f.config);
+  nlohmann::json cfg = core::read_json(f.config);
   if (!cfg.is_object()) fail(Where{f.config, 0, ""}, "config must be a JSON object");
   nlohmann::json model_json = cfg;
   nlohmann::json data_json = model_json.value("data", nlohmann::json::object());
@@ -232,7 +211,7 @@ int run_train_lm(const LmFlags& f) {
     resolved["data"] = cfg.value("data", nlohmann::json::object());
     resolved["train"] = cfg.value("train", nlohmann::json::object());
     resolved["passkey"] = cfg.value("passkey", nlohmann::json::object());
-    write_file(run / "config.json", resolved.dump(2) + "\n");
+    core::write_file_atomic((run / "config.json").string(), resolved.dump(2) + "\n");
   }
   models::DecoderLM model(mcfg, topt.seed);
   if (main_rank && !f.quiet)

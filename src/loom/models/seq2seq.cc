@@ -3,6 +3,7 @@
 #include <cmath>
 #include <set>
 
+#include "loom/core/config_fields.h"
 #include "loom/core/error.h"
 #include "loom/io/checkpoint.h"
 #include "loom/nn/positions.h"
@@ -12,35 +13,9 @@ namespace {
 
 using nlohmann::json;
 
-int64_t get_int(const json& j, const std::string& path, const char* key, std::optional<int64_t> def,
-                int64_t min_value) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) {
-    if (!def) fail(Where{path, 0, key}, "required field is missing");
-    return *def;
-  }
-  if (!it->is_number_integer()) fail(Where{path, 0, key}, "expected an integer, got {}", it->dump());
-  const int64_t v = it->get<int64_t>();
-  if (v < min_value) fail(Where{path, 0, key}, "must be >= {}, got {}", min_value, v);
-  return v;
-}
-
-bool get_bool(const json& j, const std::string& path, const char* key, bool def) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return def;
-  if (!it->is_boolean()) fail(Where{path, 0, key}, "expected true or false, got {}", it->dump());
-  return it->get<bool>();
-}
-
-std::string get_string(const json& j, const std::string& path, const char* key, std::optional<std::string> def) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) {
-    if (!def) fail(Where{path, 0, key}, "required field is missing");
-    return *def;
-  }
-  if (!it->is_string()) fail(Where{path, 0, key}, "expected a string, got {}", it->dump());
-  return it->get<std::string>();
-}
+using core::get_bool;
+using core::get_int;
+using core::get_string;
 
 // eos_token_id may be an int or a list of ints (the first one is the model's </s>).
 int64_t get_token(const json& j, const std::string& path, const char* key, int64_t def) {

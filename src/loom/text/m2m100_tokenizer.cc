@@ -3,7 +3,8 @@
 #include <algorithm>
 
 #include "loom/core/error.h"
-#include "loom/text/utf8.h"
+#include "loom/core/files.h"
+#include "loom/core/utf8.h"
 
 namespace loom::text {
 namespace {
@@ -36,7 +37,7 @@ M2M100Tokenizer::M2M100Tokenizer(const std::string& model_dir) : dir_(model_dir)
   const std::string vocab_path = dir_ + "/vocab.json";
   const std::string spm_path = dir_ + "/sentencepiece.bpe.model";
   for (const std::string& f : {vocab_path, spm_path})
-    if (!file_exists(f)) fail(Where{f}, "M2M100Tokenizer file missing (it needs vocab.json and sentencepiece.bpe.model)");
+    if (!core::file_exists(f)) fail(Where{f}, "M2M100Tokenizer file missing (it needs vocab.json and sentencepiece.bpe.model)");
   load_vocab_json(vocab_path, encoder_, decoder_, decoder_has_);
   sp_ = std::make_unique<SentencePiece>(spm_path);
   encoder_size_ = static_cast<int64_t>(encoder_.size());
@@ -123,7 +124,7 @@ void M2M100Tokenizer::set_languages(const std::string& src, const std::string& t
 }
 
 std::vector<std::string> M2M100Tokenizer::tokenize(std::string_view text, std::vector<int64_t>* ids) const {
-  check_tokenizer_text(text);
+  core::check_tokenizer_text(text);
   std::vector<std::string> tokens;
   for (const TextChunk& chunk : splitter_.split(text)) {
     if (chunk.token >= 0) {
@@ -196,7 +197,7 @@ std::string M2M100Tokenizer::decode_target(const std::vector<int64_t>& ids) cons
     }
   }
   out += sp_->decode_pieces(run);
-  std::string stripped(strip_unicode_space(out));
+  std::string stripped(core::strip_unicode_space(out));
   return clean_up_ ? clean_up_tokenization(std::move(stripped)) : stripped;
 }
 

@@ -3,8 +3,9 @@
 #include <algorithm>
 
 #include "loom/core/error.h"
+#include "loom/core/files.h"
+#include "loom/core/utf8.h"
 #include "loom/text/language_codes.h"
-#include "loom/text/utf8.h"
 
 namespace loom::text {
 namespace {
@@ -35,7 +36,7 @@ NllbTokenizer::NllbTokenizer(const std::string& model_dir) : dir_(model_dir) {
   clean_up_ = config_bool(cfg, "clean_up_tokenization_spaces", false, cfg_path);
 
   const std::string spm_path = dir_ + "/sentencepiece.bpe.model";
-  if (!file_exists(spm_path))
+  if (!core::file_exists(spm_path))
     fail(Where{spm_path}, "NllbTokenizer file missing (the slow NLLB tokenizer needs sentencepiece.bpe.model)");
   sp_ = std::make_unique<SentencePiece>(spm_path);
   sp_size_ = sp_->size();
@@ -77,9 +78,9 @@ NllbTokenizer::NllbTokenizer(const std::string& model_dir) : dir_(model_dir) {
       t.rstrip = flag("rstrip");
       extra.push_back(std::move(t));
     }
-  } else if (file_exists(dir_ + "/added_tokens.json")) {
+  } else if (core::file_exists(dir_ + "/added_tokens.json")) {
     extra_source = dir_ + "/added_tokens.json";
-    nlohmann::json j = read_json_file(extra_source);
+    nlohmann::json j = core::read_json(extra_source);
     if (!j.is_object()) fail(Where{extra_source}, "expected a JSON object token -> id");
     for (auto it = j.begin(); it != j.end(); ++it) {
       if (!it.value().is_number_integer()) fail(Where{extra_source, 0, it.key()}, "id is not an integer");
@@ -91,8 +92,8 @@ NllbTokenizer::NllbTokenizer(const std::string& model_dir) : dir_(model_dir) {
   } else {
     nlohmann::json list;
     for (const std::string& f : {dir_ + "/special_tokens_map.json", cfg_path}) {
-      if (!file_exists(f)) continue;
-      nlohmann::json j = f == cfg_path ? cfg : read_json_file(f);
+      if (!core::file_exists(f)) continue;
+      nlohmann::json j = f == cfg_path ? cfg : core::read_json(f);
       if (j.is_object() && j.contains("additional_special_tokens")) {
         list = j["additional_special_tokens"];
         extra_source = f;
@@ -173,7 +174,7 @@ void NllbTokenizer::set_languages(const std::string& src, const std::string& tgt
 }
 
 std::vector<std::string> NllbTokenizer::tokenize(std::string_view text, std::vector<int64_t>* ids) const {
-  check_tokenizer_text(text);
+  core::check_tokenizer_text(text);
   std::vector<std::string> tokens;
   for (const TextChunk& chunk : splitter_.split(text)) {
     if (chunk.token >= 0) {
@@ -245,7 +246,7 @@ std::string NllbTokenizer::decode_target(const std::vector<int64_t>& ids) const 
     joined += token;
   }
   // HF NllbTokenizer.convert_tokens_to_string: join, "▁" -> " ", strip.
-  std::string out(strip_unicode_space(replace_spiece_underline(joined)));
+  std::string out(core::strip_unicode_space(replace_spiece_underline(joined)));
   return clean_up_ ? clean_up_tokenization(std::move(out)) : out;
 }
 
