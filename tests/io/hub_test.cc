@@ -366,10 +366,10 @@ TEST(Hub, LoomWritesHuggingfaceHubLayoutReadLikeACommittedHubTree) {
   FakeHub hub("org/name", marian_repo());
   DownloadOptions opts;
   opts.endpoint = hub.endpoint();
-  opts.cache_dir = cache.str();
+  opts.cache_dir = cache.path().string();
   const std::string snap = download_model("org/name", opts);
-  expect_hub_layout(cache.path / "models--org--name", kSha);
-  EXPECT_EQ(resolve_model("org/name", "main", cache.str()), snap);
+  expect_hub_layout(cache.path() / "models--org--name", kSha);
+  EXPECT_EQ(resolve_model("org/name", "main", cache.path().string()), snap);
   EXPECT_TRUE(torch::equal(HfCheckpoint(snap).load("model.shared.weight"),
                            HfCheckpoint(kMarianDir).load("model.shared.weight")));
 }
@@ -379,26 +379,26 @@ TEST(Hub, ResumesAPartialFileWithARangeRequest) {
   FakeHub hub("org/name", marian_repo());
   DownloadOptions opts;
   opts.endpoint = hub.endpoint();
-  opts.cache_dir = cache.str();
+  opts.cache_dir = cache.path().string();
   hub.cut_once("model.safetensors");
   EXPECT_THAT(error_of([&] { download_model("org/name", opts); }),
               AllOf(HasSubstr("model.safetensors"), HasSubstr("download failed")));
   const std::string full = slurp(kMarianDir + "/model.safetensors");
   const std::string etag = sha_hex(full, EVP_sha256());
-  const fs::path part = cache.path / "models--org--name" / "blobs" / (etag + ".incomplete");
+  const fs::path part = cache.path() / "models--org--name" / "blobs" / (etag + ".incomplete");
   ASSERT_TRUE(fs::is_regular_file(part));
   EXPECT_EQ(fs::file_size(part), full.size() / 2);
-  EXPECT_FALSE(fs::exists(cache.path / "models--org--name" / "refs" / "main"));
+  EXPECT_FALSE(fs::exists(cache.path() / "models--org--name" / "refs" / "main"));
 
   const std::string snap = download_model("org/name", opts);
   EXPECT_EQ(hub.ranges(), std::vector<std::string>{"model.safetensors bytes=" + std::to_string(full.size() / 2) + "-"});
   EXPECT_EQ(slurp(snap + "/model.safetensors"), full);
   EXPECT_FALSE(fs::exists(part));
-  expect_hub_layout(cache.path / "models--org--name", kSha);
+  expect_hub_layout(cache.path() / "models--org--name", kSha);
 
   // Killed after the last byte but before the rename: the complete .incomplete file is checked
   // and renamed without asking for bytes past its end.
-  const fs::path blob = cache.path / "models--org--name" / "blobs" / etag;
+  const fs::path blob = cache.path() / "models--org--name" / "blobs" / etag;
   fs::rename(blob, part);
   fs::remove(fs::path(snap) / "model.safetensors");
   hub.clear();
@@ -413,12 +413,12 @@ TEST(Hub, Sha256MismatchIsRefusedAndNothingIsKept) {
   FakeHub hub("org/name", marian_repo());
   DownloadOptions opts;
   opts.endpoint = hub.endpoint();
-  opts.cache_dir = cache.str();
+  opts.cache_dir = cache.path().string();
   hub.corrupt("model.safetensors");
   const std::string etag = sha_hex(slurp(kMarianDir + "/model.safetensors"), EVP_sha256());
   EXPECT_THAT(error_of([&] { download_model("org/name", opts); }),
               AllOf(HasSubstr("model.safetensors"), HasSubstr("sha256 mismatch"), HasSubstr(etag)));
-  const fs::path repo = cache.path / "models--org--name";
+  const fs::path repo = cache.path() / "models--org--name";
   EXPECT_FALSE(fs::exists(repo / "blobs" / etag));
   EXPECT_FALSE(fs::exists(repo / "blobs" / (etag + ".incomplete")));
   EXPECT_FALSE(fs::exists(repo / "snapshots" / kSha / "model.safetensors"));
@@ -430,7 +430,7 @@ TEST(Hub, OfflineModeMakesNoRequests) {
   FakeHub hub("org/name", marian_repo());
   DownloadOptions opts;
   opts.endpoint = hub.endpoint();
-  opts.cache_dir = cache.str();
+  opts.cache_dir = cache.path().string();
   {
     ScopedEnv offline("HF_HUB_OFFLINE", "1");
     EXPECT_THAT(error_of([&] { download_model("org/name", opts); }),
