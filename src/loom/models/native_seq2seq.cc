@@ -15,6 +15,7 @@
 #include "loom/nn/delight.h"
 #include "loom/nn/linear.h"
 #include "loom/nn/positions.h"
+#include "loom/nn/residual.h"
 
 namespace loom::models {
 namespace {
@@ -108,16 +109,10 @@ struct TransformerEncoderBlock : EncoderBlock {
   }
   torch::Tensor ffn(const torch::Tensor& x) { return feed_forward(fc1, fc2, x, c_, is_training()); }  // [B, S, d]
   torch::Tensor run(const torch::Tensor& x0, const torch::Tensor& mask) override {
-    const bool tr = is_training();
-    torch::Tensor x = x0;
-    if (c_.normalize_before) {
-      torch::Tensor h = self_attn_layer_norm->forward(x);                 // [B, S, d]
-      x = x + drop(self_attn->forward(h, h, mask), c_.dropout, tr);       // [B, S, d]
-      h = final_layer_norm->forward(x);                                   // [B, S, d]
-      return x + drop(ffn(h), c_.dropout, tr);                            // [B, S, d]
-    }
-    x = self_attn_layer_norm->forward(x + drop(self_attn->forward(x, x, mask), c_.dropout, tr));  // [B, S, d]
-    return final_layer_norm->forward(x + drop(ffn(x), c_.dropout, tr));                           // [B, S, d]
+    const bool tr = is_training(), pre = c_.normalize_before;
+    torch::Tensor x = nn::residual(x0, self_attn_layer_norm, pre, c_.dropout, tr,
+                                   [&](const torch::Tensor& h) { return self_attn->forward(h, h, mask); });  // [B, S, d]
+    return nn::residual(x, final_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) { return ffn(h); });
   }
   const NativeSeq2SeqConfig& c_;
   nn::MultiHeadAttention self_attn{nullptr};
@@ -148,19 +143,14 @@ struct TransformerDecoderBlock : DecoderBlock {
   }
   torch::Tensor run(const torch::Tensor& x0, const torch::Tensor& self_mask, nn::KVCache* cache, int64_t capacity,
                     const torch::Tensor& ck, const torch::Tensor& cv, const torch::Tensor& cross_mask) override {
-    const bool tr = is_training();
-    torch::Tensor x = x0;
-    if (c_.normalize_before) {
-      torch::Tensor h = self_attn_layer_norm->forward(x);                                               // [B, T, d]
-      x = x + drop(self_attn->self_attention(h, self_mask, cache, capacity), c_.dropout, tr);          // [B, T, d]
-      h = encoder_attn_layer_norm->forward(x);                                                          // [B, T, d]
-      x = x + drop(encoder_attn->cross_attention(h, ck, cv, cross_mask), c_.dropout, tr);              // [B, T, d]
-      h = final_layer_norm->forward(x);                                                                 // [B, T, d]
-      return x + drop(ffn(h), c_.dropout, tr);                                                          // [B, T, d]
-    }
-    x = self_attn_layer_norm->forward(x + drop(self_attn->self_attention(x, self_mask, cache, capacity), c_.dropout, tr));  // [B, T, d]
-    x = encoder_attn_layer_norm->forward(x + drop(encoder_attn->cross_attention(x, ck, cv, cross_mask), c_.dropout, tr));  // [B, T, d]
-    return final_layer_norm->forward(x + drop(ffn(x), c_.dropout, tr));                                                     // [B, T, d]
+    const bool tr = is_training(), pre = c_.normalize_before;
+    torch::Tensor x = nn::residual(x0, self_attn_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) {
+      return self_attn->self_attention(h, self_mask, cache, capacity);
+    });  // [B, T, d]
+    x = nn::residual(x, encoder_attn_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) {
+      return encoder_attn->cross_attention(h, ck, cv, cross_mask);
+    });  // [B, T, d]
+    return nn::residual(x, final_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) { return ffn(h); });
   }
   const NativeSeq2SeqConfig& c_;
   nn::MultiHeadAttention self_attn{nullptr}, encoder_attn{nullptr};
@@ -185,17 +175,12 @@ struct DelightEncoderBlock : EncoderBlock {
   }
   torch::Tensor ffn(const torch::Tensor& x) { return feed_forward(fc1, fc2, x, c_, is_training()); }  // [B, S, d]
   torch::Tensor run(const torch::Tensor& x0, const torch::Tensor& mask) override {
-    const bool tr = is_training();
-    torch::Tensor x = x0;
-    if (c_.normalize_before) {
-      torch::Tensor h = self_attn_layer_norm->forward(x);                                         // [B, S, d_m]
-      x = x + drop(self_attn->forward(dextra_layer->forward(h), mask), c_.dropout, tr);          // [B, S, d_m]
-      h = final_layer_norm->forward(x);                                                           // [B, S, d_m]
-      return x + drop(ffn(h), c_.delight.ffn_dropout, tr);                                        // [B, S, d_m]
-    }
-    torch::Tensor a = self_attn->forward(dextra_layer->forward(x), mask);                         // [B, S, d_m]
-    x = self_attn_layer_norm->forward(x + drop(a, c_.dropout, tr));                               // [B, S, d_m]
-    return final_layer_norm->forward(x + drop(ffn(x), c_.delight.ffn_dropout, tr));               // [B, S, d_m]
+    const bool tr = is_training(), pre = c_.normalize_before;
+    torch::Tensor x = nn::residual(x0, self_attn_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) {
+      return self_attn->forward(dextra_layer->forward(h), mask);
+    });  // [B, S, d_m]
+    return nn::residual(x, final_layer_norm, pre, c_.delight.ffn_dropout, tr,
+                        [&](const torch::Tensor& h) { return ffn(h); });  // [B, S, d_m]
   }
   const NativeSeq2SeqConfig& c_;
   nn::DExTraUnit dextra_layer{nullptr};
@@ -227,21 +212,15 @@ struct DelightDecoderBlock : DecoderBlock {
   }
   torch::Tensor run(const torch::Tensor& x0, const torch::Tensor& self_mask, nn::KVCache* cache, int64_t capacity,
                     const torch::Tensor& ck, const torch::Tensor& cv, const torch::Tensor& cross_mask) override {
-    const bool tr = is_training();
-    torch::Tensor x = x0;
-    if (c_.normalize_before) {
-      torch::Tensor h = self_attn_layer_norm->forward(x);                                                    // [B, T, d_m]
-      x = x + drop(self_attn->forward(dextra_layer->forward(h), self_mask, cache, capacity), c_.dropout, tr);  // [B, T, d_m]
-      h = encoder_attn_layer_norm->forward(x);                                                               // [B, T, d_m]
-      x = x + drop(encoder_attn->forward(h, ck, cv, cross_mask), c_.dropout, tr);                           // [B, T, d_m]
-      h = final_layer_norm->forward(x);                                                                      // [B, T, d_m]
-      return x + drop(ffn(h), c_.delight.ffn_dropout, tr);                                                   // [B, T, d_m]
-    }
-    torch::Tensor a = self_attn->forward(dextra_layer->forward(x), self_mask, cache, capacity);  // [B, T, d_m]
-    x = self_attn_layer_norm->forward(x + drop(a, c_.dropout, tr));                              // [B, T, d_m]
-    a = encoder_attn->forward(x, ck, cv, cross_mask);                                            // [B, T, d_m]
-    x = encoder_attn_layer_norm->forward(x + drop(a, c_.dropout, tr));                           // [B, T, d_m]
-    return final_layer_norm->forward(x + drop(ffn(x), c_.delight.ffn_dropout, tr));              // [B, T, d_m]
+    const bool tr = is_training(), pre = c_.normalize_before;
+    torch::Tensor x = nn::residual(x0, self_attn_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) {
+      return self_attn->forward(dextra_layer->forward(h), self_mask, cache, capacity);
+    });  // [B, T, d_m]
+    x = nn::residual(x, encoder_attn_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) {
+      return encoder_attn->forward(h, ck, cv, cross_mask);
+    });  // [B, T, d_m]
+    return nn::residual(x, final_layer_norm, pre, c_.delight.ffn_dropout, tr,
+                        [&](const torch::Tensor& h) { return ffn(h); });  // [B, T, d_m]
   }
   const NativeSeq2SeqConfig& c_;
   nn::DExTraUnit dextra_layer{nullptr};
