@@ -75,8 +75,16 @@ TEST(M2M100Tokenizer, DecodingDropsSpecialsAndWritesMadeupWordsAsUnk) {
 
 TEST(M2M100Tokenizer, BadLanguagesAndFilesAreClearErrors) {
   M2M100Tokenizer tok(kDir);
-  EXPECT_THAT(error_of([&] { tok.set_languages("en", "eng_Latn"); }),
-              AllOf(HasSubstr("unknown M2M100 tgt language 'eng_Latn'"), HasSubstr("af, am")));
+  EXPECT_THAT(error_of([&] { tok.set_languages("en", "tlh"); }),
+              AllOf(HasSubstr("unknown M2M100 tgt language 'tlh'"), HasSubstr("af, am")));
+  // Other spellings of the model's codes select them (text/language_codes, as for NLLB/Marian).
+  tok.set_languages("eng_Latn", "zh-CN");
+  EXPECT_EQ(tok.source_language(), "en");
+  EXPECT_EQ(tok.target_language(), "zh");
+  tok.set_languages("__de__", "zho_Hans");
+  EXPECT_EQ(tok.source_language(), "de");
+  EXPECT_EQ(tok.target_language(), "zh");
+  EXPECT_EQ(tok.language_id("__zh__"), tok.language_id("zh"));
   EXPECT_THAT(error_of([&] { tok.set_languages("", "de"); }), HasSubstr("--src en --tgt zh"));
   EXPECT_THAT(error_of([&] { tok.encode_target("x"); }), HasSubstr("no M2M100 target language"));
   loom_test::TempDir dir;
