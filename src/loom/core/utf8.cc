@@ -103,6 +103,12 @@ CodePoint utf8_decode_at(std::string_view s, std::size_t i) {
   return {cp, n};
 }
 
+std::size_t utf8_start_before(std::string_view s, std::size_t lo, std::size_t e) {
+  std::size_t i = e - 1;
+  for (int steps = 0; i > lo && steps < 3 && (static_cast<uint8_t>(s[i]) & 0xC0) == 0x80; ++steps) --i;
+  return utf8_decode_at(s, i).len == e - i ? i : e - 1;
+}
+
 void check_utf8(std::string_view s, const Where& where) {
   const std::size_t bad = utf8_error_offset(s);
   if (bad != std::string_view::npos)

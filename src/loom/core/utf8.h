@@ -38,6 +38,11 @@ struct CodePoint {
 /// unvalidated text never throws and always advances.
 CodePoint utf8_decode_at(std::string_view s, std::size_t i);
 
+/// Start of the code point that ends right before byte e, not before lo (lo < e <= s.size()):
+/// the lead byte when utf8_decode_at there covers exactly [start, e), else e - 1 (the same
+/// replace policy: a stray byte is a code point of its own). Lets a scan step backwards.
+std::size_t utf8_start_before(std::string_view s, std::size_t lo, std::size_t e);
+
 /// Code points of s. Invalid-byte policy: reject — throws loom::Error ("text is not valid UTF-8
 /// (bad byte 0xNN at byte offset N)") at `where` unless s is well-formed.
 std::u32string utf8_to_code_points(std::string_view s, const Where& where = {});
@@ -56,6 +61,13 @@ void check_tokenizer_text(std::string_view s, const Where& where = {});
 /// loom's whitespace set: Python's str.isspace() (Unicode White_Space plus the ASCII separators
 /// 0x1C..0x1F), which Hugging Face tokenizers and sacreBLEU apply when they strip or split text.
 bool is_unicode_space(char32_t cp);
+
+/// Space for the sentence segmenters (text/segment, text/sentence_break): is_unicode_space plus
+/// the invisible separators U+200B ZERO WIDTH SPACE, U+2060 WORD JOINER and U+FEFF (BOM), which
+/// may sit between sentences but never start or end one.
+inline bool is_separator_space(char32_t cp) {
+  return is_unicode_space(cp) || cp == 0x200B || cp == 0x2060 || cp == 0xFEFF;
+}
 
 /// Length in bytes of the whitespace code point (is_unicode_space) starting at s[pos], or 0 when
 /// s[pos] does not start one (or pos >= s.size()). Invalid bytes count as non-space.
