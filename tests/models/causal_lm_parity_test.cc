@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "loom/core/error.h"
 #include "loom/core/files.h"
 #include "loom/generate/causal_generate.h"
 #include "loom/models/causal_lm.h"
@@ -86,6 +87,41 @@ TEST_P(CausalParity, KvCacheEqualsFullRecompute) {
     const double diff = (step_logits[i] - full[P - 1 + static_cast<int64_t>(i)]).abs().max().item<double>();
     EXPECT_LT(diff, 1e-4) << "step " << i;
   }
+}
+
+// truncate() + extend() (a chat's next turn on the cached prefix) == a new Sequence over the same
+// tokens: same greedy ids, logits within 1e-4; keeping every token re-runs only the last one.
+TEST_P(CausalParity, TruncateAndExtendEqualsFreshSequence) {
+  const auto prompt = ids_of(ref["cases"][1]["input_ids"]);
+  CausalGenerateOptions o;
+  o.max_new_tokens = 6;
+  o.sampling.temperature = 0;
+  Sequence seq(model, prompt, o);
+  while (seq.step()) {
+  }
+  const std::vector<int64_t> turn = {prompt[1], prompt[0], prompt[2]};  // the next "turn": any ids
+  for (std::size_t keep : {prompt.size() + 2, prompt.size() - 1, std::size_t{1}}) {
+    std::vector<int64_t> all(seq.tokens().begin(), seq.tokens().begin() + static_cast<std::ptrdiff_t>(keep));
+    seq.truncate(keep);
+    EXPECT_LE(seq.cache().length(), static_cast<int64_t>(keep) - 1);
+    EXPECT_EQ(seq.cache().length() > 0, keep > 1);
+    seq.extend(turn);
+    all.insert(all.end(), turn.begin(), turn.end());
+    Sequence fresh(model, all, o);
+    for (int i = 0; i < 4; ++i) {
+      auto a = seq.step(), b = fresh.step();
+      ASSERT_EQ(a, b) << "keep " << keep << " step " << i;
+      EXPECT_LT((seq.last_logits() - fresh.last_logits()).abs().max().item<double>(), 1e-4);
+    }
+    EXPECT_EQ(seq.tokens(), fresh.tokens());
+  }
+  // Keeping all tokens: the last one is run again and gives the same next token.
+  std::vector<int64_t> all = seq.tokens();
+  seq.truncate(all.size());
+  Sequence fresh(model, all, o);
+  EXPECT_EQ(seq.step(), fresh.step());
+  EXPECT_THROW(seq.truncate(0), loom::Error);
+  EXPECT_THROW(seq.truncate(seq.tokens().size() + 1), loom::Error);
 }
 
 // HF's left-padded batch (same padding as reference.json) gives HF's sequences, and each row

@@ -24,6 +24,11 @@ std::string stream_answer(const CausalModel& m, const std::vector<int64_t>& prom
                           const generate::CausalGenerateOptions& options, const std::vector<std::string>& stop_strings,
                           std::FILE* out, const std::atomic<bool>* interrupted, int delay_ms) {
   generate::Sequence seq(m.model, prompt, options);
+  return stream_answer(m, seq, stop_strings, out, interrupted, delay_ms);
+}
+
+std::string stream_answer(const CausalModel& m, generate::Sequence& seq, const std::vector<std::string>& stop_strings,
+                          std::FILE* out, const std::atomic<bool>* interrupted, int delay_ms) {
   text::StreamDecoder dec(m.tokenizer, /*skip_special_tokens=*/true);
   generate::StopStrings stops(stop_strings);
   std::string shown;
@@ -44,6 +49,23 @@ std::string stream_answer(const CausalModel& m, const std::vector<int64_t>& prom
   show(stops.push(dec.finish()));
   show(stops.finish());
   return shown;
+}
+
+std::size_t continue_conversation(const CausalModel& m, std::unique_ptr<generate::Sequence>& seq,
+                                  const std::vector<int64_t>& ids, const generate::CausalGenerateOptions& options) {
+  std::size_t p = 0;
+  if (seq) {
+    const auto& have = seq->tokens();
+    while (p < have.size() && p < ids.size() && have[p] == ids[p]) ++p;
+  }
+  if (p == 0) {
+    seq = std::make_unique<generate::Sequence>(m.model, ids, options);
+    return 0;
+  }
+  const std::size_t cached = std::min<std::size_t>(static_cast<std::size_t>(seq->cache().length()), p - 1);
+  seq->truncate(p);
+  if (p < ids.size()) seq->extend(std::vector<int64_t>(ids.begin() + static_cast<std::ptrdiff_t>(p), ids.end()));
+  return cached;
 }
 
 }  // namespace loom::cli

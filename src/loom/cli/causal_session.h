@@ -46,5 +46,15 @@ std::vector<int64_t> encode_chat(const CausalModel& m, const nlohmann::json& mes
 std::string stream_answer(const CausalModel& m, const std::vector<int64_t>& prompt,
                           const generate::CausalGenerateOptions& options, const std::vector<std::string>& stop_strings,
                           std::FILE* out, const std::atomic<bool>* interrupted = nullptr, int delay_ms = 0);
+/// The same for a sequence the caller owns and has prepared (loom chat keeps one Sequence for the
+/// whole conversation, so each turn only prefills what the cache does not hold yet).
+std::string stream_answer(const CausalModel& m, generate::Sequence& seq, const std::vector<std::string>& stop_strings,
+                          std::FILE* out, const std::atomic<bool>* interrupted = nullptr, int delay_ms = 0);
+
+/// Prepares `seq` for the conversation `ids` (a new turn): keeps the cached common prefix of
+/// seq->tokens() and ids and appends the rest, or starts a new Sequence when nothing is shared or
+/// seq is null. Returns how many of ids' tokens did not need a prefill.
+std::size_t continue_conversation(const CausalModel& m, std::unique_ptr<generate::Sequence>& seq,
+                                  const std::vector<int64_t>& ids, const generate::CausalGenerateOptions& options);
 
 }  // namespace loom::cli

@@ -1,6 +1,7 @@
 // `loom chat --model DIR|ID [--system TEXT]`: interactive multi-turn chat with an HF decoder-only
 // checkpoint in the terminal. Each turn renders the whole conversation with the model's chat
-// template and streams the answer. When the rendered conversation plus the answer budget does
+// template and streams the answer; only what follows the KV-cached prefix it shares with the
+// previous turns is prefilled. When the rendered conversation plus the answer budget does
 // not fit the context window, the oldest turns are dropped (and the user is told). /reset
 // forgets the conversation, /exit (or end of input) leaves, Ctrl-C stops the current answer
 // and returns to the prompt.
@@ -60,6 +61,9 @@ void run_chat(const ChatOptions& o) {
   std::printf("loom chat: %s (%s, context window %lld tokens). /reset forgets, /exit leaves, Ctrl-C stops an answer.\n",
               dir.c_str(), models::family_name(m.model->config().family), static_cast<long long>(ctx));
   std::string line;
+  // The whole conversation with its KV cache: a turn prefills only what follows the cached
+  // common prefix of the newly rendered conversation (the template may re-tokenize an answer).
+  std::unique_ptr<generate::Sequence> conversation;
   for (;;) {
     std::printf("> ");
     std::fflush(stdout);
@@ -69,6 +73,7 @@ void run_chat(const ChatOptions& o) {
     if (line == "/reset") {
       history = nlohmann::json::array();
       if (!o.system.empty()) history.push_back({{"role", "system"}, {"content", o.system}});
+      conversation.reset();
       std::printf("(conversation reset)\n");
       continue;
     }
@@ -99,9 +104,9 @@ void run_chat(const ChatOptions& o) {
       history.erase(history.end() - 1);
       continue;
     }
-    generate::CausalGenerateOptions turn = go;
-    turn.max_new_tokens = std::min<int64_t>(go.max_new_tokens, ctx - static_cast<int64_t>(ids.size()));
-    std::string answer = stream_answer(m, ids, turn, {}, stdout, &g_interrupted, o.delay_ms);
+    // The answer is bounded by --max-new-tokens and by the context window (Sequence stops there).
+    continue_conversation(m, conversation, ids, go);
+    std::string answer = stream_answer(m, *conversation, {}, stdout, &g_interrupted, o.delay_ms);
     if (g_interrupted.load()) std::printf(" [stopped]");
     std::printf("\n");
     history.push_back({{"role", "assistant"}, {"content", answer}});

@@ -70,6 +70,25 @@ void Sequence::extend(const std::vector<int64_t>& ids) {
   reason_ = FinishReason::kNone;
 }
 
+void Sequence::truncate(std::size_t n) {
+  if (n == 0 || n > tokens_.size())
+    fail(Where{"", 0, "prompt"}, "cannot keep {} of the sequence's {} tokens", n, tokens_.size());
+  tokens_.resize(n);
+  const int64_t keep = std::min<int64_t>(cache_.length(), static_cast<int64_t>(n) - 1);
+  if (keep == 0) {
+    cache_.clear();
+  } else if (keep < cache_.length()) {
+    for (auto* layers : {&cache_.k, &cache_.v})
+      for (torch::Tensor& t : *layers)
+        if (t.defined()) t = t.narrow(2, 0, keep);  // [B, H_kv, S, d] -> [B, H_kv, keep, d]
+    cache_.key_pos = cache_.key_pos.narrow(1, 0, keep);      // [B, keep]
+    cache_.key_valid = cache_.key_valid.narrow(1, 0, keep);  // [B, keep]
+  }
+  generated_.clear();
+  reason_ = FinishReason::kNone;
+  rng_.seed(options_.sampling.seed);
+}
+
 void Sequence::stop() {
   if (!finished()) reason_ = FinishReason::kStopped;
 }

@@ -63,6 +63,13 @@ class Sequence {
   /// the new-token count and makes the sequence live again; the next step() prefills them on
   /// top of the cache. Throws loom::Error when the total exceeds the context window.
   void extend(const std::vector<int64_t>& ids);
+  /// Keeps the first n tokens (inputs and generated ones) and drops the rest with their KV-cache
+  /// entries; the n-th token stays pending, so the next step() has input to run. The sequence is
+  /// live again and its sampler restarts from the seed, exactly as a new Sequence over those n
+  /// tokens would, but the kept prefix is not prefilled again: a chat's next turn reuses the
+  /// cache of the conversation so far (truncate to the common prefix, then extend()). Throws
+  /// loom::Error unless 0 < n <= tokens().size().
+  void truncate(std::size_t n);
   /// Forgets everything (cache and tokens) and starts over from `prompt`.
   void reset(std::vector<int64_t> prompt);
 
