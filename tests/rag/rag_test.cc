@@ -199,6 +199,10 @@ TEST(RagCli, AskOnSampleDocumentsCitesOnlyRetrievedChunks) {
   // The tides answer comes from moon.md's "Tides" section and says so in the text form.
   r = loom_test::run_loom({"rag", "ask", "--index", index, "What causes the tides?"}, tmp.path());
   EXPECT_THAT(r.out, HasSubstr("high tides"));
+  // moon.md wraps that sentence over three lines: the answer quotes it whole, not from a line start.
+  EXPECT_THAT(r.out, HasSubstr("This pull raises two bulges of water, one on the side facing the Moon and one on the "
+                               "opposite side, and Earth's rotation carries coastlines through them, which causes two "
+                               "high tides a day in most places. ["));
   EXPECT_THAT(r.out, HasSubstr("Sources:"));
   EXPECT_THAT(r.out, HasSubstr("moon.md > The Moon > Tides"));
   // Nothing relevant: says so.

@@ -94,6 +94,17 @@ TEST(LanguageCodes, TokenizersAcceptOtherSpellingsOrListTheValidCodes) {
   err = loom_test::error_of([&] { nllb->set_languages("en", "tlh"); });
   EXPECT_NE(err.find("unknown NLLB tgt language 'tlh'"), std::string::npos) << err;
   EXPECT_NE(err.find("valid codes (202)"), std::string::npos) << err;
+
+  // loom's own models (the shipped default models/en-zh: config.json en -> zh) too.
+  auto native = load_seq2seq_tokenizer(std::string(LOOM_SOURCE_DIR) + "/models/en-zh");
+  for (const char* tgt : {"zh", "zho_Hans", "cmn_Hans", "zh-CN", "zh-Hans"}) {
+    native->set_languages("eng_Latn", tgt);
+    EXPECT_EQ(native->source_language(), "en") << tgt;
+    EXPECT_EQ(native->target_language(), "zh") << tgt;
+  }
+  err = loom_test::error_of([&] { native->set_languages("en", "de"); });
+  EXPECT_NE(err.find("this loom model translates en->zh only; target language 'de' is not supported (valid: 'zh'"),
+            std::string::npos) << err;
 }
 
 }  // namespace

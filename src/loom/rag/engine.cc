@@ -295,6 +295,33 @@ Answer extractive_answer(Retriever& r, const std::string& query, int64_t k, Mode
   return answer_from_hits(r.search(query, k, mode, filter), query, max_sentences);
 }
 
+namespace {
+
+// A chunk's text with its soft line breaks turned into spaces, byte for byte: a '\n' inside a
+// hard-wrapped paragraph, i.e. not next to another line break and not before a line that starts
+// a Markdown block (heading, list item, quote, table row, fence). ICU's sentence rules end a
+// sentence at every line break (UAX #29 rule SB4), which cut wrapped sentences in two.
+std::string unwrap_soft_line_breaks(std::string t) {
+  auto starts_block = [&](size_t i) {  // i: first byte of a line
+    while (i < t.size() && (t[i] == ' ' || t[i] == '\t')) ++i;
+    if (i >= t.size() || t[i] == '\n' || t[i] == '\r') return true;
+    const char c = t[i];
+    if (c == '#' || c == '>' || c == '|' || c == '`' || c == '~') return true;
+    if ((c == '-' || c == '*' || c == '+') && (i + 1 >= t.size() || t[i + 1] == ' ')) return true;
+    size_t j = i;
+    while (j < t.size() && std::isdigit(static_cast<unsigned char>(t[j]))) ++j;
+    return j > i && j < t.size() && (t[j] == '.' || t[j] == ')');
+  };
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (t[i] != '\n') continue;
+    const bool after_break = i > 0 && (t[i - 1] == '\n' || t[i - 1] == '\r');
+    if (!after_break && !starts_block(i + 1)) t[i] = ' ';
+  }
+  return t;
+}
+
+}  // namespace
+
 Answer answer_from_hits(std::vector<Hit> hits, const std::string& query, int64_t max_sentences) {
   Answer a;
   a.sources = std::move(hits);
@@ -309,7 +336,7 @@ Answer answer_from_hits(std::vector<Hit> hits, const std::string& query, int64_t
   };
   std::vector<Sent> sents;
   for (size_t i = 0; i < a.sources.size(); ++i) {
-    const std::string& t = a.sources[i].chunk.text;
+    const std::string t = unwrap_soft_line_breaks(a.sources[i].chunk.text);
     for (const auto& [b, e] : sentence_spans(t)) {
       std::string s = t.substr(b, e - b);
       while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();

@@ -1,5 +1,7 @@
 #include "loom/text/loom_spm_tokenizer.h"
 
+#include "loom/text/language_codes.h"
+
 #include "loom/core/error.h"
 #include "loom/core/files.h"
 #include "loom/core/utf8.h"
@@ -62,14 +64,17 @@ LoomSpmTokenizer::LoomSpmTokenizer(const std::string& model_dir) : dir_(model_di
 void LoomSpmTokenizer::set_languages(const std::string& src, const std::string& tgt) {
   const std::string pair = fmt::format("{}->{}", source_lang_cfg_.empty() ? "?" : source_lang_cfg_,
                                        target_lang_cfg_.empty() ? "?" : target_lang_cfg_);
-  if (!src.empty() && !source_lang_cfg_.empty() && src != source_lang_cfg_)
-    fail(Where{dir_ + "/config.json", 0, "source_lang"},
-         "this loom model translates {} only; source language '{}' is not supported", pair, src);
-  if (!tgt.empty() && !target_lang_cfg_.empty() && tgt != target_lang_cfg_)
-    fail(Where{dir_ + "/config.json", 0, "target_lang"},
-         "this loom model translates {} only; target language '{}' is not supported", pair, tgt);
-  src_ = src;
-  tgt_ = tgt;
+  // Any spelling of the model's language and script is accepted ("zh", "zho_Hans", "zh-CN" for
+  // a model whose config says "zh"), as for Marian/NLLB/M2M100 (text/language_codes).
+  auto check = [&](const std::string& code, const std::string& model_code, const char* field, const char* side) {
+    if (code.empty() || model_code.empty()) return code;
+    if (code == model_code || same_language(code, model_code)) return model_code;
+    fail(Where{dir_ + "/config.json", 0, field},
+         "this loom model translates {} only; {} language '{}' is not supported (valid: '{}'; {})", pair, side, code,
+         model_code, kLanguageSpellings);
+  };
+  src_ = check(src, source_lang_cfg_, "source_lang", "source");
+  tgt_ = check(tgt, target_lang_cfg_, "target_lang", "target");
 }
 
 std::vector<std::string> LoomSpmTokenizer::languages() const {
