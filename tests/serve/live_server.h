@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <thread>
@@ -76,6 +78,30 @@ inline void expect_error(const LiveServer& s, const std::string& path, const std
     EXPECT_EQ(e["param"], param);
   }
   EXPECT_EQ(e["code"], code);
+}
+
+// The value of the sample `series` (name with its labels as rendered, e.g.
+// "loom_running{model=\"lm\"}") in the server's GET /metrics; -1 when absent. Matches whole
+// sample lines only (never the # HELP text).
+inline double metric(const LiveServer& s, const std::string& series) {
+  auto r = s.client().Get("/metrics");
+  if (!r) return -1;
+  const std::string m = "\n" + r->body;
+  const std::string key = "\n" + series + " ";
+  const auto at = m.find(key);
+  return at == std::string::npos ? -1 : std::atof(m.c_str() + at + key.size());
+}
+
+// metric(s, series) once it has not changed for 200 ms (the scheduler settled; at most ~10 s).
+inline double settled_metric(const LiveServer& s, const std::string& series) {
+  double last = metric(s, series);
+  for (int i = 0; i < 50; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const double now = metric(s, series);
+    if (now == last) break;
+    last = now;
+  }
+  return last;
 }
 
 }  // namespace loom_test::serve

@@ -23,6 +23,7 @@ using loom_test::TempDir;
 using loom_test::serve::expect_error;
 using loom_test::serve::kMarian;
 using loom_test::serve::LiveServer;
+using loom_test::serve::metric;
 using loom_test::serve::post;
 using nlohmann::json;
 using ::testing::HasSubstr;
@@ -65,7 +66,7 @@ TEST(ServeServer, ModelsHealthMetricsAndPage) {
   EXPECT_THAT(metrics->body, HasSubstr("loom_requests_total{route=\"/v1/translations\",status=\"404\"} 1\n"));
   EXPECT_THAT(metrics->body, HasSubstr("loom_request_duration_seconds_count{route=\"/v1/translations\"} 2\n"));
   EXPECT_THAT(metrics->body, HasSubstr("loom_batch_requests_count 1\n"));
-  EXPECT_THAT(metrics->body, HasSubstr("loom_queue_length 0\n"));
+  EXPECT_THAT(metrics->body, HasSubstr("loom_queue_length{model=\"mt\"} 0\n"));
   EXPECT_THAT(metrics->body, HasSubstr("# TYPE loom_tokens_per_second gauge\n"));
 }
 
@@ -232,10 +233,13 @@ TEST(ServeServer, QueueFullAndTimeout) {
 }
 
 // A client that gives up (closes its connection) while its request waits cancels it: the job
-// leaves the queue and the request is counted with status 499.
+// leaves the queue, its segments are never translated (one scheduler round ran, the busy
+// request's) and the request is counted with status 499. Rounds are followed by a 1.5 s pause
+// so the impatient request is still queued when its client leaves.
 TEST(ServeServer, ClientDisconnectCancelsTheRequest) {
   loom::serve::ServerOptions o;
   o.service_limits.max_batch_segments = 1;
+  o.service_limits.step_delay_ms = 1500;
   LiveServer s(o);
   std::string text;
   for (int i = 0; i < 16; ++i) text += "The quick brown fox jumps over the lazy dog number " + std::to_string(i) + ". ";
@@ -253,14 +257,14 @@ TEST(ServeServer, ClientDisconnectCancelsTheRequest) {
     EXPECT_FALSE(r);
   }
   EXPECT_EQ(busy.get(), 200);
-  std::string metrics;
-  for (int i = 0; i < 100; ++i) {
-    metrics = s.client().Get("/metrics")->body;
-    if (metrics.find("status=\"499\"") != std::string::npos) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_THAT(metrics, HasSubstr("loom_requests_total{route=\"/v1/translations\",status=\"499\"} 1\n"));
-  EXPECT_THAT(metrics, HasSubstr("loom_queue_length 0\n"));
+  const double generated = metric(s, "loom_generated_tokens_total");
+  EXPECT_GT(generated, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));  // past the pause: a round would run now
+  EXPECT_EQ(metric(s, "loom_requests_total{route=\"/v1/translations\",status=\"499\"}"), 1);
+  EXPECT_EQ(metric(s, "loom_batch_requests_count"), 1);
+  EXPECT_EQ(metric(s, "loom_generated_tokens_total"), generated);
+  EXPECT_EQ(metric(s, "loom_queue_length{model=\"mt\"}"), 0);
+  EXPECT_EQ(metric(s, "loom_running{model=\"mt\"}"), 0);
 }
 
 // Parity with `loom translate` through both binaries: the server's translation of each line

@@ -47,6 +47,8 @@ LlmService::LlmService(std::string name, const std::string& model_dir, Metrics& 
   }
   completion_stops_ = generate::default_stop_ids(*model_);
   chat_stops_ = generate::chat_stop_ids(*model_, *tokenizer_);
+  metrics_.set_queue_length(name_, 0);
+  metrics_.set_running(name_, 0);
   scheduler_ = std::thread([this] { scheduler_loop(); });
 }
 
@@ -135,7 +137,7 @@ std::shared_ptr<Generation> LlmService::start(const GenerationRequest& request, 
                    "queue_full");
   }
   queue_.push_back(g);
-  metrics_.set_queue_length(static_cast<int64_t>(queue_.size()));
+  metrics_.set_queue_length(name_, static_cast<int64_t>(queue_.size()));
   queue_cv_.notify_one();
   return g;
 }
@@ -206,9 +208,7 @@ void LlmService::scheduler_loop() {
       queue_cv_.wait(lock, [&] { return stop_ || !queue_.empty() || !running.empty(); });
       if (stop_) return;
       // Retire what was cancelled (client gone, timeout) since the last step: frees its cache.
-      running.erase(std::remove_if(running.begin(), running.end(),
-                                   [](const auto& g) { return g->state != Generation::kRunning; }),
-                    running.end());
+      retire(running);
       // Admit queued generations into the running batch.
       while (!queue_.empty() && running.size() + admitted.size() < static_cast<size_t>(limits_.max_running)) {
         auto g = std::move(queue_.front());
@@ -217,7 +217,8 @@ void LlmService::scheduler_loop() {
         g->state = Generation::kRunning;
         admitted.push_back(std::move(g));
       }
-      metrics_.set_queue_length(static_cast<int64_t>(queue_.size()));
+      metrics_.set_queue_length(name_, static_cast<int64_t>(queue_.size()));
+      metrics_.set_running(name_, static_cast<int64_t>(running.size() + admitted.size()));
     }
     for (auto& g : admitted) {
       try {
@@ -238,10 +239,26 @@ void LlmService::scheduler_loop() {
     running.insert(running.end(), admitted.begin(), admitted.end());
     news_cv_.notify_all();
     if (limits_.step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(limits_.step_delay_ms));
-    running.erase(std::remove_if(running.begin(), running.end(),
-                                 [](const auto& g) { return g->seq->finished() || g->state != Generation::kRunning; }),
-                  running.end());
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      retire(running);
+    }
   }
+}
+
+void LlmService::retire(std::vector<std::shared_ptr<Generation>>& running) {
+  auto done = [](const std::shared_ptr<Generation>& g) {
+    return g->state != Generation::kRunning || !g->seq || g->seq->finished();
+  };
+  for (auto& g : running) {
+    if (!done(g)) continue;
+    // The HTTP thread may still hold g (to read its text): free the KV cache and decoder now.
+    g->seq.reset();
+    g->decoder.reset();
+    g->stops.reset();
+  }
+  running.erase(std::remove_if(running.begin(), running.end(), [](const auto& g) { return !g->seq; }), running.end());
+  metrics_.set_running(name_, static_cast<int64_t>(running.size()));
 }
 
 void LlmService::step_group(const std::vector<std::shared_ptr<Generation>>& group) {

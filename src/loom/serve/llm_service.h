@@ -99,6 +99,10 @@ class LlmService {
   std::shared_ptr<Generation> start(const GenerationRequest& request, std::vector<int64_t> prompt,
                                     std::vector<int64_t> stop_ids, int64_t default_max_tokens);
   void scheduler_loop();
+  // Drops from `running` the generations that finished, failed or were cancelled (client gone,
+  // timeout), freeing their KV cache, decoder and stop-string state; updates the running gauge.
+  // Scheduler thread, under mu_.
+  void retire(std::vector<std::shared_ptr<Generation>>& running);
   // One forward over `group` (all prefilling or all decoding), then their text and retirement.
   void step_group(const std::vector<std::shared_ptr<Generation>>& group);
 

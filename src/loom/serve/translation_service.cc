@@ -59,6 +59,8 @@ TranslationService::TranslationService(std::string name, const std::string& mode
   generation_->num_return_sequences = 1;  // as `loom translate` (its default --length-cap 2,10 is the options' default)
   default_src_ = config_string(model_dir, {"source_lang", "src_lang"});
   default_tgt_ = config_string(model_dir, {"target_lang", "tgt_lang"});
+  metrics_.set_queue_length(name_, 0);
+  metrics_.set_running(name_, 0);
   scheduler_ = std::thread([this] { scheduler_loop(); });
 }
 
@@ -127,7 +129,7 @@ nlohmann::json TranslationService::translate(const TranslationRequest& request,
                      "queue_full");
     }
     queue_.push_back(job);
-    metrics_.set_queue_length(static_cast<int64_t>(queue_.size()));
+    metrics_.set_queue_length(name_, static_cast<int64_t>(queue_.size()));
     queue_cv_.notify_one();
     const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
                                       std::chrono::duration<double>(limits_.timeout_seconds));
@@ -143,7 +145,7 @@ nlohmann::json TranslationService::translate(const TranslationRequest& request,
             break;
           }
         }
-        metrics_.set_queue_length(static_cast<int64_t>(queue_.size()));
+        metrics_.set_queue_length(name_, static_cast<int64_t>(queue_.size()));
         if (timed_out)
           throw ApiError(504, "timeout_error",
                          fmt::format("the request took longer than {} s and was cancelled", limits_.timeout_seconds), "",
@@ -203,7 +205,7 @@ void TranslationService::scheduler_loop() {
         round.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
-      metrics_.set_queue_length(static_cast<int64_t>(queue_.size()));
+      metrics_.set_queue_length(name_, static_cast<int64_t>(queue_.size()));
     }
     // Group by what fixes the decoding: language pair and beam size (stable: arrival order).
     while (!round.empty()) {
@@ -217,6 +219,8 @@ void TranslationService::scheduler_loop() {
       run_group(group);
       round = std::move(rest);
     }
+    metrics_.set_running(name_, 0);
+    if (limits_.step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(limits_.step_delay_ms));
   }
 }
 
@@ -233,6 +237,7 @@ void TranslationService::run_group(std::vector<std::shared_ptr<Job>>& group) {
     }
   }
   if (live.empty()) return;
+  metrics_.set_running(name_, static_cast<int64_t>(live.size()));
   std::vector<std::string> translations;
   std::vector<int64_t> completion;
   std::string error;
