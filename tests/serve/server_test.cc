@@ -269,8 +269,8 @@ TEST(ServeServer, ClientDisconnectCancelsTheRequest) {
 
 // Parity with `loom translate` through both binaries: the server's translation of each line
 // ("format": "text") equals the line `loom translate` writes for it from a TXT file, which is
-// plain text by default (default beam and with beam 1). Markdown-format parity (the job's
-// re-joining of sentences cut at inline code / URLs) is not yet shared with the server.
+// plain text by default (default beam and with beam 1). Markdown and long inputs: see
+// MarkdownAndLongInputsMatchLoomTranslate.
 TEST(ServeServer, BinaryMatchesLoomTranslate) {
   TempDir dir;
   const std::vector<std::string> lines = {"Hello world.", "The weather is nice today. Let us go for a walk!",
@@ -312,6 +312,76 @@ TEST(ServeServer, BinaryMatchesLoomTranslate) {
   ::kill(pid, SIGTERM);
   EXPECT_EQ(loom_test::wait_exit_code(pid), 0) << loom_test::slurp(err_path);
   EXPECT_THAT(loom_test::slurp(err_path), HasSubstr("loom serve: stopped"));
+}
+
+// /v1/translations returns byte-identical text to `loom translate` (a JSONL field, which is
+// Markdown by default; "format": "text" against --no-markdown) for Markdown documents and long
+// multi-sentence paragraphs with inline code spans and URLs in mid-sentence, on Marian and on
+// NLLB with an explicit source language (German sentence rules) and a non-default target.
+// Both go through pipeline::segment_for_translation / retranslate_lost_spans; the joined
+// sentences (a translate segment holding a `code` span) are checked to be there.
+TEST(ServeServer, MarkdownAndLongInputsMatchLoomTranslate) {
+  const std::string kNllb = std::string(LOOM_TEST_DATA) + "/hf-tiny/nllb-m2m100";
+  loom::serve::ServerOptions o;
+  o.models = {{"mt", kMarian}, {"nllb", kNllb}};
+  LiveServer s(o);
+  std::string long_paragraph;
+  for (int i = 0; i < 14; ++i)
+    long_paragraph += "Sentence number " + std::to_string(i) + " says that the weather is fine. ";
+  long_paragraph += "Run `make test` before you push, then open https://example.com/docs for more.";
+  const std::vector<std::string> english = {
+      "# Getting started\n\nInstall the package with `pip install loom` and then run it. "
+      "It reads the file from https://example.com/data.txt every hour. Dr. Smith wrote it in 2021.\n\n"
+      "- First item with `code` inside it.\n- Second item, see [the guide](http://example.com/guide).\n\n"
+      "```\nint main() { return 0; }\n```\n\nThe end. Thanks for reading!\n",
+      long_paragraph,
+      "Call `translate()` and check the result.",
+  };
+  const std::vector<std::string> german = {
+      "# Anleitung\n\nDas ist z. B. ein Test mit `make` im Satz. Wir trafen Prof. Müller am 3. Mai. "
+      "Er wohnt in der Hauptstr. 5 in Berlin.\n\n- Punkt eins mit `code` darin.\n",
+      "Rufen Sie `run()` auf und lesen Sie dann https://example.com/info bitte genau. Danach ist alles gut.",
+  };
+  struct Case {
+    std::string model, dir, src, tgt;
+    const std::vector<std::string>* inputs;
+  };
+  const std::vector<Case> cases = {{"mt", kMarian, "", "", &english}, {"nllb", kNllb, "deu_Latn", "fra_Latn", &german}};
+  for (const Case& c : cases) {
+    for (const bool markdown : {true, false}) {
+      SCOPED_TRACE(c.model + (markdown ? " markdown" : " text"));
+      TempDir dir;
+      std::string jsonl;
+      for (const auto& t : *c.inputs) jsonl += json{{"text", t}}.dump() + "\n";
+      loom_test::write_file(dir.path() / "in.jsonl", jsonl);
+      std::vector<std::string> args = {"translate", "--model", c.dir, "--no-progress", "--fields", "text",
+                                        "--suffix", "_out"};
+      if (!c.src.empty()) args.insert(args.end(), {"--src", c.src, "--tgt", c.tgt});
+      if (!markdown) args.push_back("--no-markdown");
+      args.insert(args.end(), {(dir.path() / "in.jsonl").string(), (dir.path() / "out.jsonl").string()});
+      const auto r = loom_test::run_loom(args, dir.path());
+      ASSERT_EQ(r.code, 0) << r.err;
+      const auto rows = loom_test::lines_of(loom_test::slurp(dir.path() / "out.jsonl"));
+      ASSERT_EQ(rows.size(), c.inputs->size());
+
+      json req = {{"model", c.model}, {"input", *c.inputs}, {"format", markdown ? "markdown" : "text"}};
+      if (!c.src.empty()) {
+        req["source_lang"] = c.src;
+        req["target_lang"] = c.tgt;
+      }
+      int status = 0;
+      const json res = post(s, "/v1/translations", req.dump(), &status);
+      ASSERT_EQ(status, 200) << res.dump();
+      bool joined = false;
+      for (size_t i = 0; i < rows.size(); ++i) {
+        const std::string expected = json::parse(rows[i])["text_out"];
+        EXPECT_EQ(res["data"][i]["translation"].get<std::string>(), expected) << (*c.inputs)[i];
+        for (const auto& seg : res["data"][i]["segments"])
+          joined = joined || (seg["translate"] == true && seg["source"].get<std::string>().find('`') != std::string::npos);
+      }
+      if (markdown) EXPECT_TRUE(joined);  // sentences re-joined around their code spans
+    }
+  }
 }
 
 TEST(ServeServer, StartupErrorsNameTheProblem) {

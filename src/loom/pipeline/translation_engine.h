@@ -44,6 +44,16 @@ struct EngineOptions {
   int64_t batch_tokens = 4096, max_batch_size = 64;
 };
 
+/// The source language for sentence boundaries: src when given, else the tokenizer's, else
+/// model_dir/tokenizer_config.json's "source_lang" (Marian single-pair models); "" when unknown.
+/// Throws loom::Error for an unreadable tokenizer_config.json.
+std::string resolve_source_lang(const text::Seq2SeqTokenizer& tokenizer, const std::string& model_dir,
+                                const std::string& src);
+
+/// The Marian ">>xx<<" target codes a text may start with (SegmentingOptions::language_codes):
+/// the tokenizer's languages() for a MarianTokenizer, {} for every other tokenizer.
+std::vector<std::string> leading_language_codes(const text::Seq2SeqTokenizer& tokenizer);
+
 /// A loaded model + tokenizer + Translator. Not thread-safe (one translation at a time).
 class TranslationEngine : public SegmentTranslator {
  public:

@@ -9,9 +9,10 @@
 #include "loom/generate/options.h"
 #include "loom/generate/translator.h"
 #include "loom/io/checkpoint.h"
+#include "loom/pipeline/text_segments.h"
+#include "loom/pipeline/translation_engine.h"
 #include "loom/models/encoder_decoder.h"
 #include "loom/serve/metrics.h"
-#include "loom/text/segment.h"
 #include "loom/text/seq2seq_tokenizer.h"
 
 namespace loom::serve {
@@ -23,11 +24,11 @@ struct TranslationService::Job {
   // Inputs (set by the HTTP thread before enqueueing, then read-only).
   std::string src, tgt;
   int64_t beam = 0;
-  std::vector<std::vector<text::Segment>> segments;  // per input
-  std::vector<std::string> texts;                    // translate=true segments, all inputs in order
+  std::vector<pipeline::SegmentedText> segmented;  // per input, as `loom translate` cuts it
+  std::vector<std::string> texts;                  // engine inputs, all inputs in order
   // Results (written by the scheduler under mu_ before state changes to kDone/kFailed).
   State state = kQueued;
-  std::vector<std::string> translations;
+  std::vector<std::string> translations;  // per translate segment (inline spans re-joined)
   int64_t completion_tokens = 0;
   std::string error;
 };
@@ -87,14 +88,6 @@ nlohmann::json TranslationService::translate(const TranslationRequest& request,
   job->src = request.source_lang;
   job->tgt = request.target_lang;
   job->beam = request.beam_size;
-  text::SegmentOptions seg_options;
-  seg_options.markdown = request.markdown;
-  for (const std::string& input : request.inputs) {
-    job->segments.push_back(text::segment_text(input, seg_options));
-    for (const auto& s : job->segments.back())
-      if (s.translate) job->texts.push_back(s.text);
-  }
-
   // Validate the languages and count source tokens with the HTTP threads' own tokenizer (the
   // scheduler's tokenizer switches language pairs between groups).
   int64_t prompt_tokens = 0;
@@ -108,6 +101,16 @@ nlohmann::json TranslationService::translate(const TranslationRequest& request,
                            (request.target_lang.empty() || msg.find(request.target_lang) == std::string::npos);
       throw ApiError(400, "invalid_request_error", msg, src_bad ? "source_lang" : "target_lang",
                      "unknown_language");
+    }
+    // Cut the inputs exactly as `loom translate` does (pipeline/text_segments.h), in the
+    // request's source language (or the model's).
+    pipeline::SegmentingOptions seg_options;
+    seg_options.markdown = request.markdown;
+    seg_options.source_lang = pipeline::resolve_source_lang(*validator_, model_dir_, request.source_lang);
+    seg_options.language_codes = pipeline::leading_language_codes(*validator_);
+    for (const std::string& input : request.inputs) {
+      job->segmented.push_back(pipeline::segment_for_translation(input, seg_options));
+      job->segmented.back().append_inputs(job->texts);
     }
     for (const std::string& t : job->texts) {
       prompt_tokens += static_cast<int64_t>(validator_->encode_source(t).size());
@@ -159,24 +162,23 @@ nlohmann::json TranslationService::translate(const TranslationRequest& request,
   }
 
   nlohmann::json data = nlohmann::json::array();
-  size_t next = 0;
-  for (size_t i = 0; i < job->segments.size(); ++i) {
-    const auto& segs = job->segments[i];
-    std::vector<std::string> mine;
+  size_t first = 0;
+  for (size_t i = 0; i < job->segmented.size(); ++i) {
+    const pipeline::SegmentedText& st = job->segmented[i];
     nlohmann::json seg_json = nlohmann::json::array();
-    for (const auto& s : segs) {
-      if (s.translate) {
-        mine.push_back(job->translations.at(next++));
-        seg_json.push_back({{"source", s.text}, {"translation", mine.back()}, {"translate", true}});
-      } else {
+    size_t next = first;
+    for (const auto& s : st.segments) {
+      if (s.translate)
+        seg_json.push_back({{"source", s.text}, {"translation", job->translations.at(next++)}, {"translate", true}});
+      else
         seg_json.push_back({{"source", s.text}, {"translation", s.text}, {"translate", false}});
-      }
     }
     data.push_back({{"object", "translation"},
                     {"index", i},
-                    {"translation", text::reassemble(segs, mine)},
+                    {"translation", pipeline::reassemble_text(st, job->translations, first)},
                     {"segments", std::move(seg_json)},
                     {"truncated", false}});
+    first += st.count;
   }
   return {{"id", new_id("tr-")},
           {"object", "translation.list"},
@@ -249,6 +251,18 @@ void TranslationService::run_group(std::vector<std::shared_ptr<Job>>& group) {
     if (auto bos = tokenizer_->forced_bos_token_id()) gen.forced_bos_token_id = *bos;  // as `loom translate`
     generate::Translator translator(*model_, *tokenizer_, gen, generate::TranslatorOptions{});
     translations = translator.translate(texts);
+    // Sentences joined around inline code / URLs that lost a span: translated again in parts,
+    // as `loom translate` does (one more call for the whole group).
+    std::vector<pipeline::PlacedText> placed;
+    size_t first = 0;
+    for (auto& j : live) {
+      for (const auto& st : j->segmented) {
+        placed.push_back({&st, first});
+        first += st.count;
+      }
+    }
+    pipeline::retranslate_lost_spans(placed, translations,
+                                     [&](const std::vector<std::string>& b) { return translator.translate(b); });
     generated = translator.stats().target_tokens;
     for (const auto& t : translations) completion.push_back(static_cast<int64_t>(tokenizer_->encode_target(t).size()));
   } catch (const std::exception& e) {

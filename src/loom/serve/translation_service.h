@@ -1,7 +1,9 @@
 // loom::serve::TranslationService — one translation model behind the server: the same
-// segmentation (text::segment_text / reassemble) and engine (generate::Translator, generation
-// options from the checkpoint as `loom translate` builds them) as `loom translate`, so a text
-// sent to /v1/translations comes back exactly as `loom translate` writes it.
+// segmentation and reassembly (pipeline/text_segments.h: source-language sentence rules, Marian
+// ">>xx<<" prefixes, the inline code / URL re-join and its fallback) and engine
+// (generate::Translator, generation options from the checkpoint as `loom translate` builds them)
+// as `loom translate`, so a text sent to /v1/translations comes back exactly as `loom translate`
+// writes it for a JSONL field ("format": "markdown") or with --no-markdown ("format": "text").
 //
 // Scheduling: HTTP threads validate and enqueue requests into a bounded queue; one scheduler
 // thread owns the model and, each round, takes every queued request (up to max_batch_segments
