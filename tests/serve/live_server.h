@@ -1,5 +1,6 @@
-// Shared by the tests/serve suites: an in-process `loom serve` on a free loopback port, a JSON
-// POST helper and the check of an OpenAI-style error object.
+// The test support of the tests/serve suites: an in-process `loom serve` on a free loopback
+// port, a JSON POST helper, the check of an OpenAI-style error object, metric readers, the
+// queue-full check and a long test text.
 #pragma once
 
 #include <httplib.h>
@@ -8,6 +9,9 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <future>
+#include <utility>
+#include <vector>
 #include <memory>
 #include <string>
 #include <thread>
@@ -21,7 +25,11 @@ namespace loom_test::serve {
 
 using nlohmann::json;
 
+// The tiny test models (tests/data/hf-tiny).
 inline const std::string kMarian = std::string(LOOM_TEST_DATA) + "/hf-tiny/marian-en-zh";
+inline const std::string kNllb = std::string(LOOM_TEST_DATA) + "/hf-tiny/nllb-m2m100";
+inline const std::string kGemma = std::string(LOOM_TEST_DATA) + "/hf-tiny/gemma";
+inline const std::string kBert = std::string(LOOM_TEST_DATA) + "/hf-tiny/bert-minilm";
 
 // An in-process server on a free loopback port, serving until destroyed.
 class LiveServer {
@@ -102,6 +110,40 @@ inline double settled_metric(const LiveServer& s, const std::string& series) {
     last = now;
   }
   return last;
+}
+
+// n numbered English sentences ("The quick brown fox jumps over the lazy dog number 0. ...").
+inline std::string numbered_sentences(int n) {
+  std::string text;
+  for (int i = 0; i < n; ++i) text += "The quick brown fox jumps over the lazy dog number " + std::to_string(i) + ". ";
+  return text;
+}
+
+// Sends `clients` copies of body to path at once, each on its own connection: every answer
+// must be 200 or 429 with "Retry-After: 1", and both must occur (the queue filled up).
+inline void expect_some_refused_with_429(const LiveServer& s, const std::string& path, const std::string& body,
+                                         int clients = 8) {
+  std::vector<std::future<std::pair<int, std::string>>> futures;
+  for (int i = 0; i < clients; ++i) {
+    futures.push_back(std::async(std::launch::async, [&] {
+      auto c = s.client();
+      auto r = c.Post(path.c_str(), body, "application/json");
+      if (!r) return std::make_pair(-1, std::string());
+      return std::make_pair(r->status, r->get_header_value("Retry-After"));
+    }));
+  }
+  int ok = 0, limited = 0;
+  for (auto& f : futures) {
+    auto [status, retry] = f.get();
+    if (status == 200) ++ok;
+    if (status == 429) {
+      ++limited;
+      EXPECT_EQ(retry, "1");
+    }
+    EXPECT_TRUE(status == 200 || status == 429) << status;
+  }
+  EXPECT_GE(ok, 1);
+  EXPECT_GE(limited, 1);
 }
 
 }  // namespace loom_test::serve

@@ -26,7 +26,7 @@ struct TranslationService::Job {
   int64_t beam = 0;
   std::vector<pipeline::SegmentedText> segmented;  // per input, as `loom translate` cuts it
   std::vector<std::string> texts;                  // engine inputs, all inputs in order
-  // Results (written by the scheduler under mu_ before state changes to kDone/kFailed).
+  // Results (written by the scheduler under queue_.mutex() before state changes to kDone/kFailed).
   State state = kQueued;
   std::vector<std::string> translations;  // per translate segment (inline spans re-joined)
   int64_t completion_tokens = 0;
@@ -50,7 +50,11 @@ std::string config_string(const std::string& model_dir, std::initializer_list<co
 
 TranslationService::TranslationService(std::string name, const std::string& model_dir, Metrics& metrics,
                                        ServiceLimits limits)
-    : name_(std::move(name)), model_dir_(model_dir), metrics_(metrics), limits_(limits) {
+    : name_(std::move(name)),
+      model_dir_(model_dir),
+      metrics_(metrics),
+      limits_(limits),
+      queue_(name_, metrics, limits.max_queued) {
   io::HfCheckpoint checkpoint(model_dir);
   tokenizer_ = text::load_seq2seq_tokenizer(model_dir);
   validator_ = text::load_seq2seq_tokenizer(model_dir);
@@ -60,27 +64,16 @@ TranslationService::TranslationService(std::string name, const std::string& mode
   generation_->num_return_sequences = 1;  // as `loom translate` (its default --length-cap 2,10 is the options' default)
   default_src_ = config_string(model_dir, {"source_lang", "src_lang"});
   default_tgt_ = config_string(model_dir, {"target_lang", "tgt_lang"});
-  metrics_.set_queue_length(name_, 0);
-  metrics_.set_running(name_, 0);
-  scheduler_ = std::thread([this] { scheduler_loop(); });
+  queue_.start([this] { scheduler_loop(); });
 }
 
 TranslationService::~TranslationService() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  queue_cv_.notify_all();
-  done_cv_.notify_all();
-  if (scheduler_.joinable()) scheduler_.join();
+  queue_.stop();
 }
 
 std::vector<std::string> TranslationService::languages() const { return validator_->languages(); }
 
-size_t TranslationService::queue_length() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return queue_.size();
-}
+size_t TranslationService::queue_length() const { return queue_.size(); }
 
 nlohmann::json TranslationService::translate(const TranslationRequest& request,
                                              const std::function<bool()>& cancelled) {
@@ -123,39 +116,21 @@ nlohmann::json TranslationService::translate(const TranslationRequest& request,
 
   const auto start = Clock::now();
   if (!job->texts.empty()) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (stop_) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
-    if (queue_.size() >= limits_.max_queued) {
-      metrics_.record_rejected();
-      throw ApiError(429, "rate_limit_error",
-                     fmt::format("{} requests are queued for model '{}'; retry later", queue_.size(), name_), "",
-                     "queue_full");
-    }
-    queue_.push_back(job);
-    metrics_.set_queue_length(name_, static_cast<int64_t>(queue_.size()));
-    queue_cv_.notify_one();
+    queue_.push(job);
+    std::unique_lock<std::mutex> lock(queue_.mutex());
     const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
                                       std::chrono::duration<double>(limits_.timeout_seconds));
     while (job->state == Job::kQueued || job->state == Job::kRunning) {
-      if (stop_) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
+      if (queue_.stopping()) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
       const auto now = Clock::now();
       if (now >= deadline || (cancelled && cancelled())) {
         const bool timed_out = now >= deadline;
         job->state = Job::kCancelled;  // the scheduler drops it (or discards its result)
-        for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-          if (*it == job) {
-            queue_.erase(it);
-            break;
-          }
-        }
-        metrics_.set_queue_length(name_, static_cast<int64_t>(queue_.size()));
-        if (timed_out)
-          throw ApiError(504, "timeout_error",
-                         fmt::format("the request took longer than {} s and was cancelled", limits_.timeout_seconds), "",
-                         "timeout");
-        throw ApiError(499, "invalid_request_error", "the client closed the connection", "", "cancelled");
+        queue_.remove(job);
+        if (timed_out) throw timeout_error(limits_.timeout_seconds);
+        throw client_gone_error();
       }
-      done_cv_.wait_until(lock, std::min(deadline, now + std::chrono::milliseconds(20)));
+      queue_.news().wait_until(lock, std::min(deadline, now + std::chrono::milliseconds(20)));
     }
     if (job->state == Job::kFailed)
       throw ApiError(500, "server_error", "translation failed: " + job->error, "", "engine_error");
@@ -196,18 +171,19 @@ void TranslationService::scheduler_loop() {
   for (;;) {
     std::vector<std::shared_ptr<Job>> round;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      queue_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-      if (stop_) return;
+      std::unique_lock<std::mutex> lock(queue_.mutex());
+      auto& queue = queue_.items();
+      queue_.work().wait(lock, [&] { return queue_.stopping() || !queue.empty(); });
+      if (queue_.stopping()) return;
       int64_t segments = 0;
-      while (!queue_.empty() &&
-             (round.empty() || segments + static_cast<int64_t>(queue_.front()->texts.size()) <= limits_.max_batch_segments)) {
-        segments += static_cast<int64_t>(queue_.front()->texts.size());
-        queue_.front()->state = Job::kRunning;
-        round.push_back(std::move(queue_.front()));
-        queue_.pop_front();
+      while (!queue.empty() &&
+             (round.empty() || segments + static_cast<int64_t>(queue.front()->texts.size()) <= limits_.max_batch_segments)) {
+        segments += static_cast<int64_t>(queue.front()->texts.size());
+        queue.front()->state = Job::kRunning;
+        round.push_back(std::move(queue.front()));
+        queue.pop_front();
       }
-      metrics_.set_queue_length(name_, static_cast<int64_t>(queue_.size()));
+      queue_.queue_changed();
     }
     // Group by what fixes the decoding: language pair and beam size (stable: arrival order).
     while (!round.empty()) {
@@ -221,7 +197,7 @@ void TranslationService::scheduler_loop() {
       run_group(group);
       round = std::move(rest);
     }
-    metrics_.set_running(name_, 0);
+    queue_.set_running(0);
     if (limits_.step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(limits_.step_delay_ms));
   }
 }
@@ -231,7 +207,7 @@ void TranslationService::run_group(std::vector<std::shared_ptr<Job>>& group) {
   std::vector<std::string> texts;
   std::vector<std::shared_ptr<Job>> live;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(queue_.mutex());
     for (auto& j : group) {
       if (j->state != Job::kRunning) continue;  // cancelled while queued
       texts.insert(texts.end(), j->texts.begin(), j->texts.end());
@@ -239,7 +215,7 @@ void TranslationService::run_group(std::vector<std::shared_ptr<Job>>& group) {
     }
   }
   if (live.empty()) return;
-  metrics_.set_running(name_, static_cast<int64_t>(live.size()));
+  queue_.set_running(static_cast<int64_t>(live.size()));
   std::vector<std::string> translations;
   std::vector<int64_t> completion;
   std::string error;
@@ -271,7 +247,7 @@ void TranslationService::run_group(std::vector<std::shared_ptr<Job>>& group) {
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   metrics_.record_batch(static_cast<int64_t>(live.size()), static_cast<int64_t>(texts.size()), generated, seconds);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(queue_.mutex());
     size_t next = 0;
     for (auto& j : live) {
       const size_t n = j->texts.size();
@@ -289,7 +265,7 @@ void TranslationService::run_group(std::vector<std::shared_ptr<Job>>& group) {
       next += n;
     }
   }
-  done_cv_.notify_all();
+  queue_.news().notify_all();
 }
 
 }  // namespace loom::serve

@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "loom/serve/api.h"
+#include "loom/serve/request_queue.h"
 
 namespace loom::models {
 class EncoderDecoder;
@@ -89,12 +90,9 @@ class TranslationService {
   std::unique_ptr<generate::GenerationOptions> generation_;
   std::mutex validator_mu_;
 
-  mutable std::mutex mu_;
-  std::condition_variable queue_cv_;  // scheduler waits for work
-  std::condition_variable done_cv_;   // HTTP threads wait for their job
-  std::deque<std::shared_ptr<Job>> queue_;
-  bool stop_ = false;
-  std::thread scheduler_;
+  // Last: destroyed first, so the scheduler stops before the model goes. Its mutex guards
+  // every Job's state and results.
+  RequestQueue<Job> queue_;
 };
 
 }  // namespace loom::serve
