@@ -392,5 +392,37 @@ TEST(TranslateFidelity, InlineCodeAndUrlsStayInsideTheirSentence) {
   EXPECT_EQ(row2["text_zh"], "T www.example.com T T `print` T\n\nT https://x.org/a.");
 }
 
+// The shared function the server and the job use (pipeline/text_segments.h) gives the job's
+// bytes, with the same engine calls, for a faithful and a span-losing engine; a Marian
+// ">>xx<<" code goes before every engine input and not into the text.
+TEST(TranslateFidelity, TranslateSegmentedEqualsTheJob) {
+  const std::string text = "Visit www.example.com today. The `print` function writes text.\n\nSee https://x.org/a.";
+  SegmentingOptions so;
+  const std::vector<SegmentedText> texts = {segment_for_translation(text, so)};
+  BracketTranslator bracket;
+  InlineRejoinStats st;
+  EXPECT_EQ(translate_segmented(texts, [&](const auto& b) { return bracket.translate(b); }, &st),
+            (std::vector<std::string>{"<Visit www.example.com today.> <The `print` function writes text.>\n\n"
+                                      "<See https://x.org/a.>"}));
+  EXPECT_EQ(st.kept, 3);
+  EXPECT_EQ(st.calls, 1);
+  LossyTranslator lossy;
+  std::vector<std::string> per_segment;
+  EXPECT_EQ(translate_segmented(texts, [&](const auto& b) { return lossy.translate(b); }, &st, &per_segment),
+            (std::vector<std::string>{"T www.example.com T T `print` T\n\nT https://x.org/a."}));
+  ASSERT_EQ(lossy.calls.size(), 2u);
+  EXPECT_EQ(lossy.calls[1], (std::vector<std::string>{"Visit", "today.", "The", "function writes text.", "See"}));
+  EXPECT_EQ(st.split, 3);
+  EXPECT_EQ(per_segment, (std::vector<std::string>{"T www.example.com T", "T `print` T", "T https://x.org/a."}));
+
+  so.language_codes = {"cmn_Hans"};
+  const SegmentedText marian = segment_for_translation(">>cmn_Hans<< One. Two.", so);
+  EXPECT_EQ(marian.prefix, ">>cmn_Hans<< ");
+  std::vector<std::string> inputs;
+  marian.append_inputs(inputs);
+  EXPECT_EQ(inputs, (std::vector<std::string>{">>cmn_Hans<< One.", ">>cmn_Hans<< Two."}));
+  EXPECT_EQ(reassemble_text(marian, {"A", "B"}, 0), "A B");
+}
+
 }  // namespace
 }  // namespace loom::pipeline

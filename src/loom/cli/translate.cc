@@ -118,7 +118,7 @@ void run_translate(const TranslateArgs& a) {
     if (ec) fail(Where{parent.string()}, "cannot create the output directory: {}", ec.message());
   }
   job.model_fingerprint = io::model_fingerprint(model_dir);
-  if (engine.tokenizer().name() == "MarianTokenizer") job.language_codes = engine.tokenizer().languages();
+  job.language_codes = pipeline::leading_language_codes(engine.tokenizer());
   job.stop = &g_stop;
   install_stop_handlers();
   const pipeline::TranslateJobStats st = pipeline::run_translate_job(job, engine);

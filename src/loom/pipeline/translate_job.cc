@@ -206,137 +206,14 @@ std::string tail_hash(const std::string& path, int64_t offset) {
   return hash_range(path, start, offset - start);
 }
 
-/// Segments of `--segment line`: each line (without its surrounding spaces/tabs) is one
-/// translate segment; line breaks, surrounding whitespace and lines without letters are copied.
-std::vector<text::Segment> line_segments(std::string_view text) {
-  std::vector<text::Segment> out;
-  const auto copy = [&](std::string_view s) {
-    if (s.empty()) return;
-    if (!out.empty() && !out.back().translate) out.back().text.append(s);
-    else out.push_back({std::string(s), false});
-  };
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    std::size_t e = pos;
-    while (e < text.size() && text[e] != '\n' && text[e] != '\r') ++e;
-    std::size_t b = pos, t = e;
-    while (b < t && (text[b] == ' ' || text[b] == '\t')) ++b;
-    while (t > b && (text[t - 1] == ' ' || text[t - 1] == '\t')) --t;
-    const std::string_view body = text.substr(b, t - b);
-    if (text::is_copy_through(body)) {
-      copy(text.substr(pos, e - pos));
-    } else {
-      copy(text.substr(pos, b - pos));
-      out.push_back({std::string(body), true});
-      copy(text.substr(t, e - t));
-    }
-    std::size_t next = e;
-    if (next < text.size() && text[next] == '\r') ++next;
-    if (next < text.size() && text[next] == '\n' && (next == e || text[e] == '\r')) ++next;
-    copy(text.substr(e, next - e));
-    pos = next;
-  }
-  return out;
-}
-
-/// A sentence that the segmenter cut at inline code or a URL, joined again so that the model
-/// sees the whole sentence with the span inside it.
-struct InlineUnit {
-  std::size_t ordinal = 0;             ///< index of the joined segment among the translate segments
-  std::vector<text::Segment> parts;    ///< the segments it was joined from (the fallback)
-  std::vector<std::string> spans;      ///< code spans / URLs that must come back verbatim
-};
-
-bool ends_sentence(std::string_view s) {
-  if (s.empty()) return false;
-  const char c = s.back();
-  if (c == '.' || c == '!' || c == '?') return true;
-  static const char* kCjk[] = {"\xE3\x80\x82", "\xEF\xBC\x81", "\xEF\xBC\x9F"};  // 。！？
-  for (const char* e : kCjk) {
-    const std::size_t n = std::strlen(e);
-    if (s.size() >= n && s.substr(s.size() - n) == e) return true;
-  }
-  return false;
-}
-
-/// The inline code span or URL a copy segment holds (between two parts of one sentence), or "".
-std::string inline_span(std::string_view c) {
-  if (c.find_first_of("\r\n") != std::string_view::npos) return {};
-  std::size_t b = 0, e = c.size();
-  while (b < e && (c[b] == ' ' || c[b] == '\t')) ++b;
-  while (e > b && (c[e - 1] == ' ' || c[e - 1] == '\t')) --e;
-  while (b < e && (c[b] == '(' || c[b] == '"' || c[b] == '\'')) ++b;
-  while (e > b && std::strchr(".,;:!?)\"'", c[e - 1]) != nullptr) --e;
-  const std::string_view core = c.substr(b, e - b);
-  if (core.size() >= 3 && core.front() == '`' && core.back() == '`') return std::string(core);
-  if (core.find_first_of(" \t[]<>|`") != std::string_view::npos) return {};
-  for (const char* p : {"http://", "https://", "ftp://", "www."}) {
-    if (core.substr(0, std::strlen(p)) == p && core.size() > std::strlen(p) + 2) return std::string(core);
-  }
-  return {};
-}
-
-/// Joins sentences cut at inline code / URLs (see InlineUnit); returns the units.
-std::vector<InlineUnit> join_inline_spans(std::vector<text::Segment>& segs) {
-  std::vector<text::Segment> out;
-  std::vector<InlineUnit> units;
-  std::size_t ordinal = 0;
-  for (std::size_t i = 0; i < segs.size();) {
-    if (!segs[i].translate) {
-      out.push_back(std::move(segs[i++]));
-      continue;
-    }
-    InlineUnit u;
-    std::string text = segs[i].text;
-    u.parts.push_back(segs[i]);
-    std::string rest;
-    std::size_t j = i + 1;
-    while (j < segs.size() && !segs[j].translate && !ends_sentence(text)) {
-      const std::string span = inline_span(segs[j].text);
-      if (span.empty()) break;
-      const std::string& c = segs[j].text;
-      std::size_t keep = c.size();
-      while (keep > 0 && (c[keep - 1] == ' ' || c[keep - 1] == '\t')) --keep;
-      u.spans.push_back(span);
-      if (ends_sentence(std::string_view(c).substr(0, keep)) || j + 1 >= segs.size() || !segs[j + 1].translate) {
-        text += c.substr(0, keep);
-        u.parts.push_back({c.substr(0, keep), false});
-        rest = c.substr(keep);
-        ++j;
-        break;
-      }
-      text += c + segs[j + 1].text;
-      u.parts.push_back(segs[j]);
-      u.parts.push_back(segs[j + 1]);
-      j += 2;
-    }
-    if (u.spans.empty()) {
-      out.push_back(std::move(segs[i]));
-      ++i;
-    } else {
-      out.push_back({text, true});
-      if (!rest.empty()) out.push_back({rest, false});
-      u.ordinal = ordinal;
-      units.push_back(std::move(u));
-      i = j;
-    }
-    ++ordinal;
-  }
-  segs = std::move(out);
-  return units;
-}
-
 /// Per-row work: a row's fields, their segments and where their translations go.
 struct FieldWork {
   std::string key;     ///< source field
   std::string target;  ///< key receiving the translation
   const io::RawMember* existing = nullptr;  ///< the target's member when the row has it
   bool is_null = false;
-  std::vector<text::Segment> segments;
-  std::vector<InlineUnit> units;  ///< joined sentences with inline code / URLs
-  std::string prefix;             ///< Marian ">>xx<< " sent before each segment
+  SegmentedText seg;      ///< its segments (pipeline/text_segments.h)
   std::size_t first = 0;  ///< index of its first translate segment in the chunk batch
-  std::size_t count = 0;  ///< its translate segments
 };
 
 struct RowWork {
@@ -592,34 +469,14 @@ bool Job::checkpoint_due() const {
 }
 
 void Job::add_segments(FieldWork& f, std::string_view text) {
-  // A leading Marian ">>xx<<" language code goes before every segment, not into the output.
-  std::string prefix;
-  if (!o_.language_codes.empty() && text.substr(0, 2) == ">>") {
-    const std::size_t close = text.find("<<", 2);
-    const std::size_t nl = text.find_first_of("\r\n");
-    if (close != std::string_view::npos && close < nl &&
-        std::find(o_.language_codes.begin(), o_.language_codes.end(), text.substr(2, close - 2)) !=
-            o_.language_codes.end()) {
-      prefix = std::string(text.substr(0, close + 2)) + " ";
-      f.prefix = prefix;
-      text.remove_prefix(close + 2);
-      while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-    }
-  }
-  if (o_.segment == SegmentMode::kLine) {
-    f.segments = line_segments(text);
-  } else {
-    text::SegmentOptions opts;
-    opts.markdown = r_.format == RowFormat::kTxt ? o_.txt_markdown : o_.markdown;
-    opts.language = o_.source_lang;
-    f.segments = text::segment_text(text, opts);
-    if (opts.markdown) f.units = join_inline_spans(f.segments);
-  }
+  SegmentingOptions opts;
+  opts.mode = o_.segment;
+  opts.markdown = r_.format == RowFormat::kTxt ? o_.txt_markdown : o_.markdown;
+  opts.source_lang = o_.source_lang;
+  opts.language_codes = o_.language_codes;
+  f.seg = segment_for_translation(text, opts);
   f.first = batch_.size();
-  for (const auto& seg : f.segments) {
-    if (seg.translate) batch_.push_back(prefix + seg.text);
-  }
-  f.count = batch_.size() - f.first;
+  f.seg.append_inputs(batch_);
 }
 
 std::optional<Job::BadRow> Job::prepare(const io::RawLine& line, RowWork& work) {
@@ -748,7 +605,7 @@ void Job::add_extras(RowWork& w, const std::vector<SegmentResult>& details, std:
       nlohmann::ordered_json list = nlohmann::ordered_json::array(), scores = nlohmann::ordered_json::array();
       for (int64_t k = 0; !f.is_null && k < o_.n_best; ++k) {
         double score = 0;
-        list.push_back(reassemble_kth(f.segments, mine, f.count, static_cast<std::size_t>(k), &score));
+        list.push_back(reassemble_kth(f.seg.segments, mine, f.seg.count, static_cast<std::size_t>(k), &score));
         scores.push_back(number(score));
       }
       add(f.target + "_nbest", f.is_null ? nlohmann::ordered_json() : list);
@@ -756,12 +613,12 @@ void Job::add_extras(RowWork& w, const std::vector<SegmentResult>& details, std:
     }
     if (o_.with_scores) {
       double score = 0;
-      if (!f.is_null) reassemble_kth(f.segments, mine, f.count, 0, &score);
+      if (!f.is_null) reassemble_kth(f.seg.segments, mine, f.seg.count, 0, &score);
       add(f.target + "_score", f.is_null ? nlohmann::ordered_json() : number(score));
     }
-    meta["segments"] = meta["segments"].get<int64_t>() + static_cast<int64_t>(f.count);
-    meta["copied"] = meta["copied"].get<int64_t>() + static_cast<int64_t>(f.segments.size() - f.count);
-    for (std::size_t i = 0; i < f.count; ++i) {
+    meta["segments"] = meta["segments"].get<int64_t>() + static_cast<int64_t>(f.seg.count);
+    meta["copied"] = meta["copied"].get<int64_t>() + static_cast<int64_t>(f.seg.segments.size() - f.seg.count);
+    for (std::size_t i = 0; i < f.seg.count; ++i) {
       meta["split"] = meta["split"].get<int64_t>() + (mine[i].split ? 1 : 0);
       meta["capped"] = meta["capped"].get<int64_t>() + (mine[i].capped ? 1 : 0);
       meta["source_tokens"] = meta["source_tokens"].get<int64_t>() + mine[i].source_tokens;
@@ -791,53 +648,20 @@ void Job::translate_and_write(std::vector<RowWork>& rows) {
   }
   // A joined sentence whose translation lost one of its code spans / URLs is translated again
   // in the parts the segmenter cut it into (one more engine call for all of them).
-  struct Redo {
-    FieldWork* field;
-    const InlineUnit* unit;
-    std::size_t first;
-  };
-  std::vector<Redo> redo;
-  std::vector<std::string> batch2;
+  std::vector<PlacedText> placed;
   for (RowWork& w : rows) {
-    for (FieldWork& f : w.fields) {
-      for (const InlineUnit& u : f.units) {
-        const std::string& t = translations[f.first + u.ordinal];
-        bool kept = true;
-        for (const std::string& span : u.spans) kept = kept && t.find(span) != std::string::npos;
-        if (kept) {
-          ++st_.inline_kept;
-          continue;
-        }
-        ++st_.inline_split;
-        redo.push_back({&f, &u, batch2.size()});
-        for (const auto& p : u.parts) {
-          if (p.translate) batch2.push_back(f.prefix + p.text);
-        }
-      }
-    }
+    for (FieldWork& f : w.fields) placed.push_back({&f.seg, f.first});
   }
-  std::vector<std::string> translations2;
-  if (!batch2.empty()) {
-    translations2 = t_.translate(batch2);
-    ++st_.translate_calls;
-    st_.segments += static_cast<int64_t>(batch2.size());
-    if (translations2.size() != batch2.size())
-      fail("translator returned {} translations for {} segments", translations2.size(), batch2.size());
-    for (const Redo& r : redo) {
-      std::size_t k = r.first;
-      std::vector<std::string> mine;
-      for (const auto& p : r.unit->parts) {
-        if (p.translate) mine.push_back(translations2[k++]);
-      }
-      translations[r.field->first + r.unit->ordinal] = text::reassemble(r.unit->parts, mine);
-    }
-  }
+  const InlineRejoinStats inline_stats =
+      retranslate_lost_spans(placed, translations, [this](const std::vector<std::string>& b) { return t_.translate(b); });
+  st_.inline_kept += inline_stats.kept;
+  st_.inline_split += inline_stats.split;
+  st_.translate_calls += inline_stats.calls;
+  st_.segments += inline_stats.segments;
   const auto reassembled = [&](const FieldWork& f) {
-    std::vector<std::string> mine(translations.begin() + static_cast<std::ptrdiff_t>(f.first),
-                                  translations.begin() + static_cast<std::ptrdiff_t>(f.first + f.count));
-    st_.segments += static_cast<int64_t>(f.count);
-    st_.copied_segments += static_cast<int64_t>(f.segments.size() - f.count);
-    return text::reassemble(f.segments, mine);
+    st_.segments += static_cast<int64_t>(f.seg.count);
+    st_.copied_segments += static_cast<int64_t>(f.seg.segments.size() - f.seg.count);
+    return reassemble_text(f.seg, translations, f.first);
   };
   std::string buf;
   for (RowWork& w : rows) {
@@ -1008,13 +832,6 @@ TranslateJobStats Job::run() {
 }
 
 }  // namespace
-
-SegmentMode parse_segment_mode(const std::string& s) {
-  const std::string l = lower(s);
-  if (l == "sentence") return SegmentMode::kSentence;
-  if (l == "line") return SegmentMode::kLine;
-  fail(Where{"", 0, "segment"}, "unknown segment mode '{}' (expected sentence or line)", s);
-}
 
 std::string reassemble_kth(const std::vector<text::Segment>& segments, const SegmentResult* r, std::size_t count,
                            std::size_t k, double* score) {

@@ -39,6 +39,7 @@
 #include <utility>
 #include <vector>
 
+#include "loom/pipeline/text_segments.h"
 #include "loom/text/segment.h"
 
 namespace loom::pipeline {
@@ -87,15 +88,6 @@ enum class OnError {
 /// Parses "jsonl"/"txt"/"auto" and "abort"/"skip" (CLI helpers); throws loom::Error otherwise.
 RowFormat parse_row_format(const std::string& s);
 OnError parse_on_error(const std::string& s);
-
-/// What one engine input is.
-enum class SegmentMode {
-  kSentence,  ///< sentences found by text::segment_text (Markdown structure kept)
-  kLine,      ///< each line of a field / TXT row as one input (surrounding whitespace copied)
-};
-
-/// Parses "sentence"/"line"; throws loom::Error otherwise.
-SegmentMode parse_segment_mode(const std::string& s);
 
 /// Parses --fields "a,b" into {"a", "b"} (empty items skipped); throws loom::Error (field
 /// --fields) for a name listed twice or no name at all.

@@ -159,11 +159,19 @@ std::string TranslationEngine::target_lang() const {
   return config_lang(model_dir_, "target_lang");
 }
 
-std::string TranslationEngine::source_lang() const {
-  if (!options_.src.empty()) return options_.src;
-  std::string s = tokenizer_->source_language();
+std::string resolve_source_lang(const text::Seq2SeqTokenizer& tokenizer, const std::string& model_dir,
+                                const std::string& src) {
+  if (!src.empty()) return src;
+  std::string s = tokenizer.source_language();
   if (!s.empty()) return s;
-  return config_lang(model_dir_, "source_lang");
+  return config_lang(model_dir, "source_lang");
 }
+
+std::vector<std::string> leading_language_codes(const text::Seq2SeqTokenizer& tokenizer) {
+  if (tokenizer.name() == "MarianTokenizer") return tokenizer.languages();
+  return {};
+}
+
+std::string TranslationEngine::source_lang() const { return resolve_source_lang(*tokenizer_, model_dir_, options_.src); }
 
 }  // namespace loom::pipeline

@@ -45,6 +45,16 @@ struct EngineOptions {
   int64_t max_sentences = 64;    ///< sentences per batch (--max-batch-size)
 };
 
+/// The source language for sentence boundaries: src when given, else the tokenizer's, else
+/// model_dir/tokenizer_config.json's "source_lang" (Marian single-pair models); "" when unknown.
+/// Throws loom::Error for an unreadable tokenizer_config.json.
+std::string resolve_source_lang(const text::Seq2SeqTokenizer& tokenizer, const std::string& model_dir,
+                                const std::string& src);
+
+/// The Marian ">>xx<<" target codes a text may start with (SegmentingOptions::language_codes):
+/// the tokenizer's languages() for a MarianTokenizer, {} for every other tokenizer.
+std::vector<std::string> leading_language_codes(const text::Seq2SeqTokenizer& tokenizer);
+
 /// A loaded model + tokenizer + Translator. Not thread-safe (one translation at a time).
 class TranslationEngine : public SegmentTranslator {
  public:

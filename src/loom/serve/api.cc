@@ -40,16 +40,22 @@ nlohmann::json parse_json_object(std::string_view body) {
 
 namespace {
 
-std::string optional_string(const nlohmann::json& j, const char* key) {
+// j[key], or nullptr when the field is absent or null (OpenAI treats both as "not given").
+const nlohmann::json* present(const nlohmann::json& j, const char* key) {
   auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return {};
+  return it == j.end() || it->is_null() ? nullptr : &*it;
+}
+
+std::string optional_string(const nlohmann::json& j, const char* key) {
+  const nlohmann::json* it = present(j, key);
+  if (!it) return {};
   if (!it->is_string()) bad_request(key, fmt::format("'{}' must be a string", key), "invalid_type");
   return it->get<std::string>();
 }
 
 std::string required_model(const nlohmann::json& j) {
-  auto model = j.find("model");
-  if (model == j.end() || model->is_null()) bad_request("model", "'model' is required", "missing_field");
+  const nlohmann::json* model = present(j, "model");
+  if (!model) bad_request("model", "'model' is required", "missing_field");
   if (!model->is_string()) bad_request("model", "'model' must be a string", "invalid_type");
   return model->get<std::string>();
 }
@@ -57,8 +63,8 @@ std::string required_model(const nlohmann::json& j) {
 // "stream": absent/null/false -> false; a non-boolean -> 400; true on a route that does not
 // stream -> 400 stream_not_supported naming the route.
 bool stream_flag(const nlohmann::json& j, const char* route_without_stream) {
-  auto stream = j.find("stream");
-  if (stream == j.end() || stream->is_null()) return false;
+  const nlohmann::json* stream = present(j, "stream");
+  if (!stream) return false;
   if (!stream->is_boolean()) bad_request("stream", "'stream' must be a boolean", "invalid_type");
   const bool on = stream->get<bool>();
   if (on && route_without_stream)
@@ -70,8 +76,8 @@ bool stream_flag(const nlohmann::json& j, const char* route_without_stream) {
 // "input": a non-empty string or a non-empty array of non-empty strings within the limits.
 std::vector<std::string> input_texts(const nlohmann::json& j, const RequestLimits& limits) {
   std::vector<std::string> inputs;
-  auto input = j.find("input");
-  if (input == j.end() || input->is_null()) bad_request("input", "'input' is required", "missing_field");
+  const nlohmann::json* input = present(j, "input");
+  if (!input) bad_request("input", "'input' is required", "missing_field");
   if (input->is_string()) {
     inputs.push_back(input->get<std::string>());
   } else if (input->is_array()) {
@@ -100,10 +106,27 @@ std::vector<std::string> input_texts(const nlohmann::json& j, const RequestLimit
   return inputs;
 }
 
+// The head of the "input" routes (/v1/embeddings, /v1/translations): the body as a JSON
+// object, its "model", no "stream" (the 400 names route) and its "input" texts.
+struct InputHead {
+  nlohmann::json j;
+  std::string model;
+  std::vector<std::string> inputs;
+};
+
+InputHead input_head(std::string_view body, const char* route, const RequestLimits& limits) {
+  InputHead h;
+  h.j = parse_json_object(body);
+  h.model = required_model(h.j);
+  stream_flag(h.j, route);
+  h.inputs = input_texts(h.j, limits);
+  return h;
+}
+
 // A number field within [lo, hi] (lo excluded when lo_open); absent/null keeps `value`.
 void number_field(const nlohmann::json& j, const char* key, double lo, bool lo_open, double hi, double& value) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return;
+  const nlohmann::json* it = present(j, key);
+  if (!it) return;
   if (!it->is_number()) bad_request(key, fmt::format("'{}' must be a number", key), "invalid_type");
   const double v = it->get<double>();
   if (!(lo_open ? v > lo : v >= lo) || !(v <= hi))
@@ -118,15 +141,14 @@ GenerationRequest generation_fields(const nlohmann::json& j) {
   number_field(j, "temperature", 0.0, false, 2.0, g.temperature);
   number_field(j, "top_p", 0.0, true, 1.0, g.top_p);
   for (const char* key : {"max_tokens", "max_completion_tokens"}) {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) continue;
+    const nlohmann::json* it = present(j, key);
+    if (!it) continue;
     if (!it->is_number_integer()) bad_request(key, fmt::format("'{}' must be an integer", key), "invalid_type");
     const int64_t v = it->get<int64_t>();
     if (v < 1) bad_request(key, fmt::format("'{}' must be at least 1, got {}", key, v));
     g.max_tokens = v;
   }
-  auto stop = j.find("stop");
-  if (stop != j.end() && !stop->is_null()) {
+  if (const nlohmann::json* stop = present(j, "stop")) {
     if (stop->is_string()) {
       g.stop.push_back(stop->get<std::string>());
     } else if (stop->is_array()) {
@@ -141,18 +163,15 @@ GenerationRequest generation_fields(const nlohmann::json& j) {
     for (const auto& s : g.stop)
       if (s.empty()) bad_request("stop", "'stop' strings must not be empty");
   }
-  auto seed = j.find("seed");
-  if (seed != j.end() && !seed->is_null()) {
+  if (const nlohmann::json* seed = present(j, "seed")) {
     if (!seed->is_number_integer()) bad_request("seed", "'seed' must be an integer", "invalid_type");
     g.seed = seed->is_number_unsigned() ? seed->get<uint64_t>() : static_cast<uint64_t>(seed->get<int64_t>());
   }
-  auto n = j.find("n");
-  if (n != j.end() && !n->is_null()) {
+  if (const nlohmann::json* n = present(j, "n")) {
     if (!n->is_number_integer()) bad_request("n", "'n' must be an integer", "invalid_type");
     if (n->get<int64_t>() != 1) bad_request("n", "only n = 1 is supported", "unsupported_value");
   }
-  auto options = j.find("stream_options");
-  if (options != j.end() && !options->is_null()) {
+  if (const nlohmann::json* options = present(j, "stream_options")) {
     if (!options->is_object()) bad_request("stream_options", "'stream_options' must be an object", "invalid_type");
     auto usage = options->find("include_usage");
     if (usage != options->end() && !usage->is_null()) {
@@ -170,8 +189,8 @@ ChatRequest parse_chat_request(std::string_view body, const RequestLimits& limit
   const nlohmann::json j = parse_json_object(body);
   ChatRequest r;
   r.gen = generation_fields(j);
-  auto messages = j.find("messages");
-  if (messages == j.end() || messages->is_null()) bad_request("messages", "'messages' is required", "missing_field");
+  const nlohmann::json* messages = present(j, "messages");
+  if (!messages) bad_request("messages", "'messages' is required", "missing_field");
   if (!messages->is_array()) bad_request("messages", "'messages' must be an array", "invalid_type");
   if (messages->empty()) bad_request("messages", "'messages' is empty", "empty_input");
   if (messages->size() > limits.max_inputs)
@@ -223,8 +242,8 @@ CompletionRequest parse_completion_request(std::string_view body, const RequestL
   const nlohmann::json j = parse_json_object(body);
   CompletionRequest r;
   r.gen = generation_fields(j);
-  auto prompt = j.find("prompt");
-  if (prompt == j.end() || prompt->is_null()) bad_request("prompt", "'prompt' is required", "missing_field");
+  const nlohmann::json* prompt = present(j, "prompt");
+  if (!prompt) bad_request("prompt", "'prompt' is required", "missing_field");
   if (prompt->is_array()) {
     if (prompt->size() != 1 || !(*prompt)[0].is_string()) {
       if (!prompt->empty() && (*prompt)[0].is_number_integer())
@@ -246,34 +265,31 @@ CompletionRequest parse_completion_request(std::string_view body, const RequestL
 }
 
 EmbeddingRequest parse_embedding_request(std::string_view body, const RequestLimits& limits) {
-  const nlohmann::json j = parse_json_object(body);
+  InputHead h = input_head(body, "/v1/embeddings", limits);
+  const nlohmann::json& j = h.j;
   EmbeddingRequest r;
-  r.model = required_model(j);
-  stream_flag(j, "/v1/embeddings");
-  r.inputs = input_texts(j, limits);
+  r.model = std::move(h.model);
+  r.inputs = std::move(h.inputs);
   const std::string format = optional_string(j, "encoding_format");
   if (format == "base64") {
     r.base64 = true;
   } else if (!format.empty() && format != "float") {
     bad_request("encoding_format", fmt::format("'encoding_format' must be \"float\" or \"base64\", got \"{}\"", format));
   }
-  auto dims = j.find("dimensions");
-  if (dims != j.end() && !dims->is_null())
+  if (present(j, "dimensions"))
     bad_request("dimensions", "'dimensions' is not supported (the model's own size is returned)", "unsupported_value");
   return r;
 }
 
 TranslationRequest parse_translation_request(std::string_view body, const RequestLimits& limits) {
-  const nlohmann::json j = parse_json_object(body);
+  InputHead h = input_head(body, "/v1/translations", limits);
+  const nlohmann::json& j = h.j;
   TranslationRequest r;
-  r.model = required_model(j);
-  stream_flag(j, "/v1/translations");
-  r.inputs = input_texts(j, limits);
-
+  r.model = std::move(h.model);
+  r.inputs = std::move(h.inputs);
   r.source_lang = optional_string(j, "source_lang");
   r.target_lang = optional_string(j, "target_lang");
-  auto beam = j.find("beam_size");
-  if (beam != j.end() && !beam->is_null()) {
+  if (const nlohmann::json* beam = present(j, "beam_size")) {
     if (!beam->is_number_integer()) bad_request("beam_size", "'beam_size' must be an integer", "invalid_type");
     const int64_t b = beam->get<int64_t>();
     if (b < 1 || b > limits.max_beam_size)

@@ -132,7 +132,8 @@ struct ServiceLimits {
   int64_t max_batch_segments = 1024;  ///< translation: segments one scheduler round takes (>= one request)
   int64_t max_tokens = 2048;          ///< LLM: largest "max_tokens" a request may ask for (400 above)
   int64_t max_running = 32;           ///< LLM: sequences in the running decode batch (the rest wait)
-  int step_delay_ms = 0;              ///< LLM: pause after each decode step (demos, the browser test's stop button)
+  int step_delay_ms = 0;              ///< pause after each LLM decode step / translation round (demos, the
+                                      ///< browser test's stop button, the disconnect tests)
 };
 
 /// A unique id with a prefix ("tr-" + 24 hex digits), as OpenAI's "chatcmpl-..." ids.

@@ -27,7 +27,7 @@ struct Generation {
   std::unique_ptr<generate::Sequence> seq;
   std::unique_ptr<text::StreamDecoder> decoder;
   std::unique_ptr<generate::StopStrings> stops;
-  // Shared, under LlmService::mu_.
+  // Shared, under the service queue's mutex.
   State state = kQueued;
   std::string text;       // shown text so far
   size_t taken = 0;       // bytes of text next() has handed out
@@ -36,7 +36,7 @@ struct Generation {
 };
 
 LlmService::LlmService(std::string name, const std::string& model_dir, Metrics& metrics, ServiceLimits limits)
-    : name_(std::move(name)), metrics_(metrics), limits_(limits) {
+    : name_(std::move(name)), metrics_(metrics), limits_(limits), queue_(name_, metrics, limits.max_queued) {
   model_ = models::CausalLM::load(model_dir);
   tokenizer_ = std::make_unique<text::CausalTokenizer>(text::CausalTokenizer::load(model_dir));
   try {
@@ -47,25 +47,14 @@ LlmService::LlmService(std::string name, const std::string& model_dir, Metrics& 
   }
   completion_stops_ = generate::default_stop_ids(*model_);
   chat_stops_ = generate::chat_stop_ids(*model_, *tokenizer_);
-  scheduler_ = std::thread([this] { scheduler_loop(); });
+  queue_.start([this] { scheduler_loop(); });
 }
 
-LlmService::~LlmService() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  queue_cv_.notify_all();
-  news_cv_.notify_all();
-  if (scheduler_.joinable()) scheduler_.join();
-}
+LlmService::~LlmService() { queue_.stop(); }
 
 int64_t LlmService::context_length() const { return model_->config().max_position; }
 
-size_t LlmService::queue_length() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return queue_.size();
-}
+size_t LlmService::queue_length() const { return queue_.size(); }
 
 std::shared_ptr<Generation> LlmService::start_chat(const ChatRequest& request) {
   if (!has_chat_template_)
@@ -126,47 +115,35 @@ std::shared_ptr<Generation> LlmService::start(const GenerationRequest& request, 
   g->stop_strings = request.stop;
   g->deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                    std::chrono::duration<double>(limits_.timeout_seconds));
-  std::lock_guard<std::mutex> lock(mu_);
-  if (stop_) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
-  if (queue_.size() >= limits_.max_queued) {
-    metrics_.record_rejected();
-    throw ApiError(429, "rate_limit_error",
-                   fmt::format("{} requests are queued for model '{}'; retry later", queue_.size(), name_), "",
-                   "queue_full");
-  }
-  queue_.push_back(g);
-  metrics_.set_queue_length(static_cast<int64_t>(queue_.size()));
-  queue_cv_.notify_one();
+  queue_.push(g);
   return g;
 }
 
 void LlmService::cancel(Generation& g) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(queue_.mutex());
   if (g.state == Generation::kQueued || g.state == Generation::kRunning) g.state = Generation::kCancelled;
-  queue_cv_.notify_one();
+  queue_.work().notify_one();
 }
 
 GenerationUpdate LlmService::next(Generation& g, std::chrono::milliseconds wait) {
-  std::unique_lock<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(queue_.mutex());
   auto news = [&] {
-    return stop_ || g.taken < g.text.size() || g.state == Generation::kDone || g.state == Generation::kFailed ||
+    return queue_.stopping() || g.taken < g.text.size() || g.state == Generation::kDone || g.state == Generation::kFailed ||
            g.state == Generation::kCancelled;
   };
-  news_cv_.wait_for(lock, std::min<Clock::duration>(wait, std::max<Clock::duration>(g.deadline - Clock::now(),
+  queue_.news().wait_for(lock, std::min<Clock::duration>(wait, std::max<Clock::duration>(g.deadline - Clock::now(),
                                                                                      Clock::duration::zero())),
                     news);
   if (g.state == Generation::kFailed)
     throw ApiError(500, "server_error", "generation failed: " + g.error, "", "engine_error");
   if (g.state != Generation::kDone) {
-    if (stop_) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
+    if (queue_.stopping()) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
     if (g.state == Generation::kCancelled)
       throw ApiError(499, "invalid_request_error", "the request was cancelled", "", "cancelled");
     if (Clock::now() >= g.deadline) {
       g.state = Generation::kCancelled;
-      queue_cv_.notify_one();
-      throw ApiError(504, "timeout_error",
-                     fmt::format("the request took longer than {} s and was cancelled", limits_.timeout_seconds), "",
-                     "timeout");
+      queue_.work().notify_one();
+      throw timeout_error(limits_.timeout_seconds);
     }
   }
   GenerationUpdate u;
@@ -191,7 +168,7 @@ GenerationUpdate LlmService::wait(Generation& g, const std::function<bool()>& ca
     if (u.finished) return all;
     if (cancelled && cancelled()) {
       cancel(g);
-      throw ApiError(499, "invalid_request_error", "the client closed the connection", "", "cancelled");
+      throw client_gone_error();
     }
   }
 }
@@ -202,22 +179,22 @@ void LlmService::scheduler_loop() {
   for (;;) {
     std::vector<std::shared_ptr<Generation>> admitted;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      queue_cv_.wait(lock, [&] { return stop_ || !queue_.empty() || !running.empty(); });
-      if (stop_) return;
+      std::unique_lock<std::mutex> lock(queue_.mutex());
+      auto& queue = queue_.items();
+      queue_.work().wait(lock, [&] { return queue_.stopping() || !queue.empty() || !running.empty(); });
+      if (queue_.stopping()) return;
       // Retire what was cancelled (client gone, timeout) since the last step: frees its cache.
-      running.erase(std::remove_if(running.begin(), running.end(),
-                                   [](const auto& g) { return g->state != Generation::kRunning; }),
-                    running.end());
+      retire(running);
       // Admit queued generations into the running batch.
-      while (!queue_.empty() && running.size() + admitted.size() < static_cast<size_t>(limits_.max_running)) {
-        auto g = std::move(queue_.front());
-        queue_.pop_front();
+      while (!queue.empty() && running.size() + admitted.size() < static_cast<size_t>(limits_.max_running)) {
+        auto g = std::move(queue.front());
+        queue.pop_front();
         if (g->state != Generation::kQueued) continue;
         g->state = Generation::kRunning;
         admitted.push_back(std::move(g));
       }
-      metrics_.set_queue_length(static_cast<int64_t>(queue_.size()));
+      queue_.queue_changed();
+      queue_.set_running(static_cast<int64_t>(running.size() + admitted.size()));
     }
     for (auto& g : admitted) {
       try {
@@ -225,7 +202,7 @@ void LlmService::scheduler_loop() {
         g->decoder = std::make_unique<text::StreamDecoder>(*tokenizer_, /*skip_special_tokens=*/true);
         g->stops = std::make_unique<generate::StopStrings>(g->stop_strings);
       } catch (const std::exception& e) {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<std::mutex> lock(queue_.mutex());
         g->error = e.what();
         g->state = Generation::kFailed;
       }
@@ -236,12 +213,28 @@ void LlmService::scheduler_loop() {
     if (!admitted.empty()) step_group(admitted);
     if (!running.empty()) step_group(running);
     running.insert(running.end(), admitted.begin(), admitted.end());
-    news_cv_.notify_all();
+    queue_.news().notify_all();
     if (limits_.step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(limits_.step_delay_ms));
-    running.erase(std::remove_if(running.begin(), running.end(),
-                                 [](const auto& g) { return g->seq->finished() || g->state != Generation::kRunning; }),
-                  running.end());
+    {
+      std::lock_guard<std::mutex> lock(queue_.mutex());
+      retire(running);
+    }
   }
+}
+
+void LlmService::retire(std::vector<std::shared_ptr<Generation>>& running) {
+  auto done = [](const std::shared_ptr<Generation>& g) {
+    return g->state != Generation::kRunning || !g->seq || g->seq->finished();
+  };
+  for (auto& g : running) {
+    if (!done(g)) continue;
+    // The HTTP thread may still hold g (to read its text): free the KV cache and decoder now.
+    g->seq.reset();
+    g->decoder.reset();
+    g->stops.reset();
+  }
+  running.erase(std::remove_if(running.begin(), running.end(), [](const auto& g) { return !g->seq; }), running.end());
+  queue_.set_running(static_cast<int64_t>(running.size()));
 }
 
 void LlmService::step_group(const std::vector<std::shared_ptr<Generation>>& group) {
@@ -256,7 +249,7 @@ void LlmService::step_group(const std::vector<std::shared_ptr<Generation>>& grou
     error = e.what();
   }
   int64_t generated = 0;
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(queue_.mutex());
   for (size_t i = 0; i < group.size(); ++i) {
     Generation& g = *group[i];
     generate::Sequence& seq = *g.seq;

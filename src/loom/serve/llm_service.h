@@ -30,6 +30,7 @@
 #include <nlohmann/json.hpp>
 
 #include "loom/serve/api.h"
+#include "loom/serve/request_queue.h"
 
 namespace loom::models {
 class CausalLM;
@@ -99,6 +100,10 @@ class LlmService {
   std::shared_ptr<Generation> start(const GenerationRequest& request, std::vector<int64_t> prompt,
                                     std::vector<int64_t> stop_ids, int64_t default_max_tokens);
   void scheduler_loop();
+  // Drops from `running` the generations that finished, failed or were cancelled (client gone,
+  // timeout), freeing their KV cache, decoder and stop-string state; updates the running gauge.
+  // Scheduler thread, under queue_.mutex().
+  void retire(std::vector<std::shared_ptr<Generation>>& running);
   // One forward over `group` (all prefilling or all decoding), then their text and retirement.
   void step_group(const std::vector<std::shared_ptr<Generation>>& group);
 
@@ -110,12 +115,9 @@ class LlmService {
   bool has_chat_template_ = false;
   std::vector<int64_t> completion_stops_, chat_stops_;
 
-  mutable std::mutex mu_;
-  std::condition_variable queue_cv_;  // the scheduler waits for work
-  std::condition_variable news_cv_;   // HTTP threads wait for text
-  std::deque<std::shared_ptr<Generation>> queue_;
-  bool stop_ = false;
-  std::thread scheduler_;
+  // Last: destroyed first, so the scheduler stops before the model goes. Its mutex guards
+  // the shared fields of every Generation.
+  RequestQueue<Generation> queue_;
 };
 
 }  // namespace loom::serve

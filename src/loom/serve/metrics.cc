@@ -40,9 +40,14 @@ void Metrics::record_batch(int64_t requests, int64_t sequences, int64_t generate
   if (seconds > 0) tokens_per_second_ = static_cast<double>(generated_tokens) / seconds;
 }
 
-void Metrics::set_queue_length(int64_t n) {
+void Metrics::set_queue_length(const std::string& model, int64_t n) {
   std::lock_guard<std::mutex> lock(mu_);
-  queue_length_ = n;
+  queue_length_[model] = n;
+}
+
+void Metrics::set_running(const std::string& model, int64_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  running_[model] = n;
 }
 
 void Metrics::record_rejected() {
@@ -73,8 +78,10 @@ std::string Metrics::render() const {
          "# TYPE loom_request_duration_seconds histogram\n";
   for (const auto& [route, h] : latency_)
     render_histogram(out, "loom_request_duration_seconds", fmt::format("route=\"{}\"", route), h);
-  out += fmt::format("# HELP loom_queue_length Requests waiting for the scheduler.\n# TYPE loom_queue_length gauge\n"
-                     "loom_queue_length {}\n", queue_length_);
+  out += "# HELP loom_queue_length Requests waiting for the model's scheduler.\n# TYPE loom_queue_length gauge\n";
+  for (const auto& [model, n] : queue_length_) out += fmt::format("loom_queue_length{{model=\"{}\"}} {}\n", model, n);
+  out += "# HELP loom_running Sequences holding a slot in the model's running batch.\n# TYPE loom_running gauge\n";
+  for (const auto& [model, n] : running_) out += fmt::format("loom_running{{model=\"{}\"}} {}\n", model, n);
   out += fmt::format("# HELP loom_rejected_total Requests refused with 429 (queue full).\n"
                      "# TYPE loom_rejected_total counter\nloom_rejected_total {}\n", rejected_);
   out += "# HELP loom_batch_requests Requests sharing one scheduler batch.\n# TYPE loom_batch_requests histogram\n";

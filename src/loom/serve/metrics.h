@@ -20,12 +20,15 @@ class Metrics {
   /// One shared forward run of the scheduler: requests and sequences (segments) it batched,
   /// tokens generated and its wall time (seconds).
   void record_batch(int64_t requests, int64_t sequences, int64_t generated_tokens, double seconds);
-  /// Current number of requests waiting for the scheduler.
-  void set_queue_length(int64_t n);
+  /// Current number of requests of model `model` waiting for its scheduler.
+  void set_queue_length(const std::string& model, int64_t n);
+  /// Current number of sequences (LLM generations; translation: requests of the running round)
+  /// that hold a slot in model `model`'s running batch.
+  void set_running(const std::string& model, int64_t n);
   /// Requests refused with 429 because the queue was full.
   void record_rejected();
   /// Prometheus text: loom_requests_total{route,status}, loom_request_duration_seconds
-  /// (histogram per route), loom_queue_length, loom_batch_requests / loom_batch_sequences
+  /// (histogram per route), loom_queue_length{model}, loom_running{model}, loom_batch_requests / loom_batch_sequences
   /// (histograms), loom_generated_tokens_total, loom_tokens_per_second (of the last batch),
   /// loom_rejected_total.
   std::string render() const;
@@ -47,7 +50,7 @@ class Metrics {
   Histogram batch_requests_, batch_sequences_;
   uint64_t generated_tokens_ = 0, rejected_ = 0;
   double tokens_per_second_ = 0;
-  int64_t queue_length_ = 0;
+  std::map<std::string, int64_t> queue_length_, running_;  // by model
 };
 
 }  // namespace loom::serve

@@ -269,32 +269,20 @@ void Server::register_routes() {
   }));
   http_->Get("/v1/models", wrap("/v1/models", true, [this](const httplib::Request&, httplib::Response& res) {
     nlohmann::json data = nlohmann::json::array();
-    for (const auto& [name, service] : translation_) {
-      data.push_back({{"id", name},
-                      {"object", "model"},
-                      {"created", created_},
-                      {"owned_by", "loom"},
-                      {"kind", "translation"},
-                      {"languages", service->languages()},
-                      {"default_source_lang", service->default_source_lang()},
-                      {"default_target_lang", service->default_target_lang()}});
-    }
-    for (const auto& [name, service] : llm_) {
-      data.push_back({{"id", name},
-                      {"object", "model"},
-                      {"created", created_},
-                      {"owned_by", "loom"},
-                      {"kind", service->has_chat_template() ? "chat" : "completion"},
-                      {"context_length", service->context_length()}});
-    }
-    for (const auto& [name, service] : embedding_) {
-      data.push_back({{"id", name},
-                      {"object", "model"},
-                      {"created", created_},
-                      {"owned_by", "loom"},
-                      {"kind", "embedding"},
-                      {"dimensions", service->dim()}});
-    }
+    // OpenAI's model object plus loom's "kind" and the kind's own fields.
+    auto add = [&](const std::string& name, const char* kind, nlohmann::json fields) {
+      nlohmann::json m = {{"id", name}, {"object", "model"}, {"created", created_}, {"owned_by", "loom"}, {"kind", kind}};
+      m.update(fields);
+      data.push_back(std::move(m));
+    };
+    for (const auto& [name, service] : translation_)
+      add(name, "translation",
+          {{"languages", service->languages()},
+           {"default_source_lang", service->default_source_lang()},
+           {"default_target_lang", service->default_target_lang()}});
+    for (const auto& [name, service] : llm_)
+      add(name, service->has_chat_template() ? "chat" : "completion", {{"context_length", service->context_length()}});
+    for (const auto& [name, service] : embedding_) add(name, "embedding", {{"dimensions", service->dim()}});
     send_json(res, 200, {{"object", "list"}, {"data", data}});
   }));
   http_->Post("/v1/translations",

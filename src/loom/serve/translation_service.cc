@@ -9,9 +9,10 @@
 #include "loom/generate/options.h"
 #include "loom/generate/translator.h"
 #include "loom/io/checkpoint.h"
+#include "loom/pipeline/text_segments.h"
+#include "loom/pipeline/translation_engine.h"
 #include "loom/models/encoder_decoder.h"
 #include "loom/serve/metrics.h"
-#include "loom/text/segment.h"
 #include "loom/text/seq2seq_tokenizer.h"
 
 namespace loom::serve {
@@ -23,11 +24,11 @@ struct TranslationService::Job {
   // Inputs (set by the HTTP thread before enqueueing, then read-only).
   std::string src, tgt;
   int64_t beam = 0;
-  std::vector<std::vector<text::Segment>> segments;  // per input
-  std::vector<std::string> texts;                    // translate=true segments, all inputs in order
-  // Results (written by the scheduler under mu_ before state changes to kDone/kFailed).
+  std::vector<pipeline::SegmentedText> segmented;  // per input, as `loom translate` cuts it
+  std::vector<std::string> texts;                  // engine inputs, all inputs in order
+  // Results (written by the scheduler under queue_.mutex() before state changes to kDone/kFailed).
   State state = kQueued;
-  std::vector<std::string> translations;
+  std::vector<std::string> translations;  // per translate segment (inline spans re-joined)
   int64_t completion_tokens = 0;
   std::string error;
 };
@@ -49,7 +50,11 @@ std::string config_string(const std::string& model_dir, std::initializer_list<co
 
 TranslationService::TranslationService(std::string name, const std::string& model_dir, Metrics& metrics,
                                        ServiceLimits limits)
-    : name_(std::move(name)), model_dir_(model_dir), metrics_(metrics), limits_(limits) {
+    : name_(std::move(name)),
+      model_dir_(model_dir),
+      metrics_(metrics),
+      limits_(limits),
+      queue_(name_, metrics, limits.max_queued) {
   io::HfCheckpoint checkpoint(model_dir);
   tokenizer_ = text::load_seq2seq_tokenizer(model_dir);
   validator_ = text::load_seq2seq_tokenizer(model_dir);
@@ -59,25 +64,16 @@ TranslationService::TranslationService(std::string name, const std::string& mode
   generation_->num_return_sequences = 1;  // as `loom translate` (its default --length-cap 2,10 is the options' default)
   default_src_ = config_string(model_dir, {"source_lang", "src_lang"});
   default_tgt_ = config_string(model_dir, {"target_lang", "tgt_lang"});
-  scheduler_ = std::thread([this] { scheduler_loop(); });
+  queue_.start([this] { scheduler_loop(); });
 }
 
 TranslationService::~TranslationService() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  queue_cv_.notify_all();
-  done_cv_.notify_all();
-  if (scheduler_.joinable()) scheduler_.join();
+  queue_.stop();
 }
 
 std::vector<std::string> TranslationService::languages() const { return validator_->languages(); }
 
-size_t TranslationService::queue_length() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return queue_.size();
-}
+size_t TranslationService::queue_length() const { return queue_.size(); }
 
 nlohmann::json TranslationService::translate(const TranslationRequest& request,
                                              const std::function<bool()>& cancelled) {
@@ -85,14 +81,6 @@ nlohmann::json TranslationService::translate(const TranslationRequest& request,
   job->src = request.source_lang;
   job->tgt = request.target_lang;
   job->beam = request.beam_size;
-  text::SegmentOptions seg_options;
-  seg_options.markdown = request.markdown;
-  for (const std::string& input : request.inputs) {
-    job->segments.push_back(text::segment_text(input, seg_options));
-    for (const auto& s : job->segments.back())
-      if (s.translate) job->texts.push_back(s.text);
-  }
-
   // Validate the languages and count source tokens with the HTTP threads' own tokenizer (the
   // scheduler's tokenizer switches language pairs between groups).
   int64_t prompt_tokens = 0;
@@ -107,6 +95,16 @@ nlohmann::json TranslationService::translate(const TranslationRequest& request,
       throw ApiError(400, "invalid_request_error", msg, src_bad ? "source_lang" : "target_lang",
                      "unknown_language");
     }
+    // Cut the inputs exactly as `loom translate` does (pipeline/text_segments.h), in the
+    // request's source language (or the model's).
+    pipeline::SegmentingOptions seg_options;
+    seg_options.markdown = request.markdown;
+    seg_options.source_lang = pipeline::resolve_source_lang(*validator_, model_dir_, request.source_lang);
+    seg_options.language_codes = pipeline::leading_language_codes(*validator_);
+    for (const std::string& input : request.inputs) {
+      job->segmented.push_back(pipeline::segment_for_translation(input, seg_options));
+      job->segmented.back().append_inputs(job->texts);
+    }
     for (const std::string& t : job->texts) {
       prompt_tokens += static_cast<int64_t>(validator_->encode_source(t).size());
       if (prompt_tokens > limits_.max_input_tokens)
@@ -118,63 +116,44 @@ nlohmann::json TranslationService::translate(const TranslationRequest& request,
 
   const auto start = Clock::now();
   if (!job->texts.empty()) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (stop_) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
-    if (queue_.size() >= limits_.max_queued) {
-      metrics_.record_rejected();
-      throw ApiError(429, "rate_limit_error",
-                     fmt::format("{} requests are queued for model '{}'; retry later", queue_.size(), name_), "",
-                     "queue_full");
-    }
-    queue_.push_back(job);
-    metrics_.set_queue_length(static_cast<int64_t>(queue_.size()));
-    queue_cv_.notify_one();
+    queue_.push(job);
+    std::unique_lock<std::mutex> lock(queue_.mutex());
     const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
                                       std::chrono::duration<double>(limits_.timeout_seconds));
     while (job->state == Job::kQueued || job->state == Job::kRunning) {
-      if (stop_) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
+      if (queue_.stopping()) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
       const auto now = Clock::now();
       if (now >= deadline || (cancelled && cancelled())) {
         const bool timed_out = now >= deadline;
         job->state = Job::kCancelled;  // the scheduler drops it (or discards its result)
-        for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-          if (*it == job) {
-            queue_.erase(it);
-            break;
-          }
-        }
-        metrics_.set_queue_length(static_cast<int64_t>(queue_.size()));
-        if (timed_out)
-          throw ApiError(504, "timeout_error",
-                         fmt::format("the request took longer than {} s and was cancelled", limits_.timeout_seconds), "",
-                         "timeout");
-        throw ApiError(499, "invalid_request_error", "the client closed the connection", "", "cancelled");
+        queue_.remove(job);
+        if (timed_out) throw timeout_error(limits_.timeout_seconds);
+        throw client_gone_error();
       }
-      done_cv_.wait_until(lock, std::min(deadline, now + std::chrono::milliseconds(20)));
+      queue_.news().wait_until(lock, std::min(deadline, now + std::chrono::milliseconds(20)));
     }
     if (job->state == Job::kFailed)
       throw ApiError(500, "server_error", "translation failed: " + job->error, "", "engine_error");
   }
 
   nlohmann::json data = nlohmann::json::array();
-  size_t next = 0;
-  for (size_t i = 0; i < job->segments.size(); ++i) {
-    const auto& segs = job->segments[i];
-    std::vector<std::string> mine;
+  size_t first = 0;
+  for (size_t i = 0; i < job->segmented.size(); ++i) {
+    const pipeline::SegmentedText& st = job->segmented[i];
     nlohmann::json seg_json = nlohmann::json::array();
-    for (const auto& s : segs) {
-      if (s.translate) {
-        mine.push_back(job->translations.at(next++));
-        seg_json.push_back({{"source", s.text}, {"translation", mine.back()}, {"translate", true}});
-      } else {
+    size_t next = first;
+    for (const auto& s : st.segments) {
+      if (s.translate)
+        seg_json.push_back({{"source", s.text}, {"translation", job->translations.at(next++)}, {"translate", true}});
+      else
         seg_json.push_back({{"source", s.text}, {"translation", s.text}, {"translate", false}});
-      }
     }
     data.push_back({{"object", "translation"},
                     {"index", i},
-                    {"translation", text::reassemble(segs, mine)},
+                    {"translation", pipeline::reassemble_text(st, job->translations, first)},
                     {"segments", std::move(seg_json)},
                     {"truncated", false}});
+    first += st.count;
   }
   return {{"id", new_id("tr-")},
           {"object", "translation.list"},
@@ -192,18 +171,19 @@ void TranslationService::scheduler_loop() {
   for (;;) {
     std::vector<std::shared_ptr<Job>> round;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      queue_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-      if (stop_) return;
+      std::unique_lock<std::mutex> lock(queue_.mutex());
+      auto& queue = queue_.items();
+      queue_.work().wait(lock, [&] { return queue_.stopping() || !queue.empty(); });
+      if (queue_.stopping()) return;
       int64_t segments = 0;
-      while (!queue_.empty() &&
-             (round.empty() || segments + static_cast<int64_t>(queue_.front()->texts.size()) <= limits_.max_batch_segments)) {
-        segments += static_cast<int64_t>(queue_.front()->texts.size());
-        queue_.front()->state = Job::kRunning;
-        round.push_back(std::move(queue_.front()));
-        queue_.pop_front();
+      while (!queue.empty() &&
+             (round.empty() || segments + static_cast<int64_t>(queue.front()->texts.size()) <= limits_.max_batch_segments)) {
+        segments += static_cast<int64_t>(queue.front()->texts.size());
+        queue.front()->state = Job::kRunning;
+        round.push_back(std::move(queue.front()));
+        queue.pop_front();
       }
-      metrics_.set_queue_length(static_cast<int64_t>(queue_.size()));
+      queue_.queue_changed();
     }
     // Group by what fixes the decoding: language pair and beam size (stable: arrival order).
     while (!round.empty()) {
@@ -217,6 +197,8 @@ void TranslationService::scheduler_loop() {
       run_group(group);
       round = std::move(rest);
     }
+    queue_.set_running(0);
+    if (limits_.step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(limits_.step_delay_ms));
   }
 }
 
@@ -225,7 +207,7 @@ void TranslationService::run_group(std::vector<std::shared_ptr<Job>>& group) {
   std::vector<std::string> texts;
   std::vector<std::shared_ptr<Job>> live;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(queue_.mutex());
     for (auto& j : group) {
       if (j->state != Job::kRunning) continue;  // cancelled while queued
       texts.insert(texts.end(), j->texts.begin(), j->texts.end());
@@ -233,6 +215,7 @@ void TranslationService::run_group(std::vector<std::shared_ptr<Job>>& group) {
     }
   }
   if (live.empty()) return;
+  queue_.set_running(static_cast<int64_t>(live.size()));
   std::vector<std::string> translations;
   std::vector<int64_t> completion;
   std::string error;
@@ -244,6 +227,18 @@ void TranslationService::run_group(std::vector<std::shared_ptr<Job>>& group) {
     if (auto bos = tokenizer_->forced_bos_token_id()) gen.forced_bos_token_id = *bos;  // as `loom translate`
     generate::Translator translator(*model_, *tokenizer_, gen, generate::TranslatorOptions{});
     translations = translator.translate(texts);
+    // Sentences joined around inline code / URLs that lost a span: translated again in parts,
+    // as `loom translate` does (one more call for the whole group).
+    std::vector<pipeline::PlacedText> placed;
+    size_t first = 0;
+    for (auto& j : live) {
+      for (const auto& st : j->segmented) {
+        placed.push_back({&st, first});
+        first += st.count;
+      }
+    }
+    pipeline::retranslate_lost_spans(placed, translations,
+                                     [&](const std::vector<std::string>& b) { return translator.translate(b); });
     generated = translator.stats().target_tokens;
     for (const auto& t : translations) completion.push_back(static_cast<int64_t>(tokenizer_->encode_target(t).size()));
   } catch (const std::exception& e) {
@@ -252,7 +247,7 @@ void TranslationService::run_group(std::vector<std::shared_ptr<Job>>& group) {
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   metrics_.record_batch(static_cast<int64_t>(live.size()), static_cast<int64_t>(texts.size()), generated, seconds);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(queue_.mutex());
     size_t next = 0;
     for (auto& j : live) {
       const size_t n = j->texts.size();
@@ -270,7 +265,7 @@ void TranslationService::run_group(std::vector<std::shared_ptr<Job>>& group) {
       next += n;
     }
   }
-  done_cv_.notify_all();
+  queue_.news().notify_all();
 }
 
 }  // namespace loom::serve

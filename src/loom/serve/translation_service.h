@@ -1,7 +1,9 @@
 // loom::serve::TranslationService — one translation model behind the server: the same
-// segmentation (text::segment_text / reassemble) and engine (generate::Translator, generation
-// options from the checkpoint as `loom translate` builds them) as `loom translate`, so a text
-// sent to /v1/translations comes back exactly as `loom translate` writes it.
+// segmentation and reassembly (pipeline/text_segments.h: source-language sentence rules, Marian
+// ">>xx<<" prefixes, the inline code / URL re-join and its fallback) and engine
+// (generate::Translator, generation options from the checkpoint as `loom translate` builds them)
+// as `loom translate`, so a text sent to /v1/translations comes back exactly as `loom translate`
+// writes it for a JSONL field ("format": "markdown") or with --no-markdown ("format": "text").
 //
 // Scheduling: HTTP threads validate and enqueue requests into a bounded queue; one scheduler
 // thread owns the model and, each round, takes every queued request (up to max_batch_segments
@@ -24,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "loom/serve/api.h"
+#include "loom/serve/request_queue.h"
 
 namespace loom::models {
 class EncoderDecoder;
@@ -87,12 +90,9 @@ class TranslationService {
   std::unique_ptr<generate::GenerationOptions> generation_;
   std::mutex validator_mu_;
 
-  mutable std::mutex mu_;
-  std::condition_variable queue_cv_;  // scheduler waits for work
-  std::condition_variable done_cv_;   // HTTP threads wait for their job
-  std::deque<std::shared_ptr<Job>> queue_;
-  bool stop_ = false;
-  std::thread scheduler_;
+  // Last: destroyed first, so the scheduler stops before the model goes. Its mutex guards
+  // every Job's state and results.
+  RequestQueue<Job> queue_;
 };
 
 }  // namespace loom::serve
