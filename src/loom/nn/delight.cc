@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cmath>
 #include <mutex>
-#include <vector>
 
 #include "loom/core/error.h"
 
@@ -29,291 +28,50 @@ std::vector<double> linspace(double start, double stop, int64_t num) {
   return y;
 }
 
+torch::Tensor drop(const torch::Tensor& x, double p, bool training) {
+  return p > 0.0 && training ? delight_dropout(x, p) : x;
+}
+
 void init_linear(Linear& l) {
   torch::NoGradGuard ng;
   torch::nn::init::xavier_uniform_(l->weight);
   if (l->bias.defined()) l->bias.zero_();
 }
 
+}  // namespace
 
-// ---- fused DExTra layer epilogue (delight_layer_epilogue) -----------------------------------
-
+namespace {
 uint64_t splitmix64(uint64_t z) {
   z += 0x9e3779b97f4a7c15ULL;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
 }
+}  // namespace
 
-template <typename T, Activation A>
-inline T act_f(T a) {
-  if constexpr (A == Activation::kRelu) return a > T(0) ? a : T(0);
-  else if constexpr (A == Activation::kSilu) return a / (T(1) + std::exp(-a));
-  else if constexpr (A == Activation::kGelu) return T(0.5) * a * (T(1) + std::erf(a * T(0.70710678118654752440)));
-  else if constexpr (A == Activation::kGeluTanh) {
-    return T(0.5) * a * (T(1) + std::tanh(T(0.79788456080286535588) * (a + T(0.044715) * a * a * a)));
-  } else if constexpr (A == Activation::kTanh) return std::tanh(a);
-  else return T(1) / (T(1) + std::exp(-a));
-}
-
-// d act / d a, as torch's *_backward kernels define it (relu: 0 at a = 0)
-template <typename T, Activation A>
-inline T act_df(T a) {
-  if constexpr (A == Activation::kRelu) return a > T(0) ? T(1) : T(0);
-  else if constexpr (A == Activation::kSilu) {
-    const T s = T(1) / (T(1) + std::exp(-a));
-    return s * (T(1) + a * (T(1) - s));
-  } else if constexpr (A == Activation::kGelu) {
-    const T cdf = T(0.5) * (T(1) + std::erf(a * T(0.70710678118654752440)));
-    const T pdf = std::exp(T(-0.5) * a * a) * T(0.39894228040143267794);
-    return cdf + a * pdf;
-  } else if constexpr (A == Activation::kGeluTanh) {
-    const T k = T(0.79788456080286535588), c = T(0.044715);
-    const T t = std::tanh(k * (a + c * a * a * a));
-    return T(0.5) * (T(1) + t) + T(0.5) * a * (T(1) - t * t) * k * (T(1) + T(3) * c * a * a);
-  } else if constexpr (A == Activation::kTanh) {
-    const T t = std::tanh(a);
-    return T(1) - t * t;
-  } else {
-    const T s = T(1) / (T(1) + std::exp(-a));
-    return s * (T(1) - s);
-  }
-}
-
-struct EpilogueShape {
-  int64_t groups, rows, width;  // G, M, C
-  bool shuffle;                 // channel j of group k sits at j·G + k of the output row (else k·C + j)
-};
-
-// y [M, G·C]; xhat [M, G·C] and rstd [M, G] saved for backward when non-null; keep [M, G·C]
-// (1 = kept) when dropout is on.
-template <typename T, Activation A>
-void epilogue_forward(const EpilogueShape& sh, const T* h, const T* bias, const T* gw, const T* gb, T eps, double p,
-                      uint64_t seed, T* y, T* xhat, T* rstd, uint8_t* keep) {
-  const int64_t g = sh.groups, m_rows = sh.rows, c = sh.width, out = g * c;
-  const uint32_t threshold = static_cast<uint32_t>(std::min(p * 4294967296.0, 4294967295.0));
-  const T scale = p < 1.0 ? static_cast<T>(1.0 / (1.0 - p)) : T(0);
-  at::parallel_for(0, m_rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(out, 1)), [&](int64_t begin, int64_t end) {
-    std::vector<T> u(static_cast<size_t>(out));
-    for (int64_t m = begin; m < end; ++m) {
-      for (int64_t k = 0; k < g; ++k) {  // gather (+ bias), shuffled: channel j of group k -> j·G + k
-        const T* hk = h + (k * m_rows + m) * c;
-        const T* bk = bias + k * c;
-        if (sh.shuffle) {
-          for (int64_t j = 0; j < c; ++j) u[j * g + k] = hk[j] + bk[j];
-        } else {
-          for (int64_t j = 0; j < c; ++j) u[k * c + j] = hk[j] + bk[j];
-        }
-      }
-      T* yr = y + m * out;
-      for (int64_t ch = 0; ch < g; ++ch) {  // LayerNorm per chunk of C, shared affine, activation
-        const T* uc = u.data() + ch * c;
-        T mean = 0, var = 0;
-        for (int64_t e = 0; e < c; ++e) mean += uc[e];
-        mean /= static_cast<T>(c);
-        for (int64_t e = 0; e < c; ++e) var += (uc[e] - mean) * (uc[e] - mean);
-        const T rs = T(1) / std::sqrt(var / static_cast<T>(c) + eps);
-        if (rstd != nullptr) rstd[m * g + ch] = rs;
-        T* yc = yr + ch * c;
-        T* xc = xhat != nullptr ? xhat + m * out + ch * c : nullptr;
-        for (int64_t e = 0; e < c; ++e) {
-          const T xh = (uc[e] - mean) * rs;
-          if (xc != nullptr) xc[e] = xh;
-          yc[e] = act_f<T, A>(xh * gw[e] + gb[e]);
-        }
-      }
-      if (keep != nullptr) {  // dropout: two 32-bit uniforms per counter value
-        uint8_t* kr = keep + m * out;
-        const uint64_t base = seed + static_cast<uint64_t>(m) * static_cast<uint64_t>((out + 1) / 2);
-        for (int64_t i = 0; i < out; i += 2) {
-          const uint64_t r = splitmix64(base + static_cast<uint64_t>(i / 2));
-          kr[i] = static_cast<uint32_t>(r) >= threshold;
-          if (i + 1 < out) kr[i + 1] = static_cast<uint32_t>(r >> 32) >= threshold;
-        }
-        for (int64_t i = 0; i < out; ++i) yr[i] = kr[i] ? yr[i] * scale : T(0);
-      }
-    }
-  });
-}
-
-// dy [M, G·C] -> dh [G, M, C], dbias [G·C], dgw, dgb [C]
-template <typename T, Activation A>
-void epilogue_backward(const EpilogueShape& sh, const T* dy, const T* xhat, const T* rstd, const uint8_t* keep, T scale,
-                       const T* gw, const T* gb, T* dh, T* dbias, T* dgw, T* dgb) {
-  const int64_t g = sh.groups, m_rows = sh.rows, c = sh.width, out = g * c;
-  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(m_rows, at::get_num_threads()));
-  const int64_t stride = out + 2 * c;
-  std::vector<T> acc(static_cast<size_t>(blocks * stride), T(0));  // per block: dbias [G·C], dgw [C], dgb [C]
-  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<T> dxh(static_cast<size_t>(c)), dxrow(static_cast<size_t>(out));
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      T* db = acc.data() + blk * stride;
-      T* dw = db + out;
-      T* dbeta = dw + c;
-      for (int64_t m = blk * m_rows / blocks; m < (blk + 1) * m_rows / blocks; ++m) {
-        for (int64_t ch = 0; ch < g; ++ch) {
-          const int64_t off = m * out + ch * c;
-          const T* xr = xhat + off;
-          const T* dyr = dy + off;
-          const uint8_t* kr = keep != nullptr ? keep + off : nullptr;
-          T s1 = 0, s2 = 0;
-          for (int64_t e = 0; e < c; ++e) {
-            T gr = dyr[e];
-            if (kr != nullptr) gr = kr[e] ? gr * scale : T(0);
-            const T xh = xr[e];
-            const T da = gr * act_df<T, A>(xh * gw[e] + gb[e]);
-            dw[e] += da * xh;
-            dbeta[e] += da;
-            const T d = da * gw[e];
-            dxh[e] = d;
-            s1 += d;
-            s2 += d * xh;
-          }
-          s1 /= static_cast<T>(c);
-          s2 /= static_cast<T>(c);
-          const T rs = rstd[m * g + ch];
-          T* dxc = dxrow.data() + ch * c;
-          for (int64_t e = 0; e < c; ++e) dxc[e] = rs * (dxh[e] - s1 - xr[e] * s2);
-        }
-        for (int64_t k = 0; k < g; ++k) {  // scatter back to the groups (undo the shuffle)
-          T* dhk = dh + (k * m_rows + m) * c;
-          T* dbk = db + k * c;
-          if (sh.shuffle) {
-            for (int64_t j = 0; j < c; ++j) dhk[j] = dxrow[j * g + k];
-          } else {
-            for (int64_t j = 0; j < c; ++j) dhk[j] = dxrow[k * c + j];
-          }
-          for (int64_t j = 0; j < c; ++j) dbk[j] += dhk[j];
-        }
-      }
-    }
-  });
-  std::fill(dbias, dbias + out, T(0));
-  std::fill(dgw, dgw + c, T(0));
-  std::fill(dgb, dgb + c, T(0));
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const T* db = acc.data() + blk * stride;
-    for (int64_t i = 0; i < out; ++i) dbias[i] += db[i];
-    for (int64_t e = 0; e < c; ++e) {
-      dgw[e] += db[out + e];
-      dgb[e] += db[out + c + e];
-    }
-  }
-}
-
-template <typename T, typename F>
-void with_activation(Activation act, F&& f) {
-  switch (act) {
-    case Activation::kRelu: f(std::integral_constant<Activation, Activation::kRelu>{}); return;
-    case Activation::kGelu: f(std::integral_constant<Activation, Activation::kGelu>{}); return;
-    case Activation::kGeluTanh: f(std::integral_constant<Activation, Activation::kGeluTanh>{}); return;
-    case Activation::kSilu: f(std::integral_constant<Activation, Activation::kSilu>{}); return;
-    case Activation::kTanh: f(std::integral_constant<Activation, Activation::kTanh>{}); return;
-    case Activation::kSigmoid: f(std::integral_constant<Activation, Activation::kSigmoid>{}); return;
-  }
-}
-
-struct EpilogueOut {
-  torch::Tensor y, xhat, rstd, keep;
-};
-
-EpilogueOut run_epilogue_forward(const torch::Tensor& h_in, const torch::Tensor& bias_in, const torch::Tensor& gw_in,
-                                 const torch::Tensor& gb_in, double eps, bool shuffle, Activation act, double p,
-                                 bool training, bool save) {
-  const torch::Tensor h = h_in.contiguous(), bias = bias_in.contiguous(), gw = gw_in.contiguous(), gb = gb_in.contiguous();
-  const EpilogueShape sh{h.size(0), h.size(1), h.size(2), shuffle && h.size(0) > 1};
-  const int64_t out = sh.groups * sh.width;
-  EpilogueOut r;
-  r.y = torch::empty({sh.rows, out}, h.options());  // [M, G·C]
-  if (save) {
-    r.xhat = torch::empty({sh.rows, out}, h.options());       // [M, G·C]
-    r.rstd = torch::empty({sh.rows, sh.groups}, h.options());  // [M, G]
-  }
-  const bool dropout = training && p > 0.0;
+torch::Tensor delight_dropout(const torch::Tensor& x, double p) {
+  if (p <= 0.0) return x;
+  if (!(p < 1.0) || x.scalar_type() != torch::kFloat32 || !x.device().is_cpu()) return torch::dropout(x, p, true);
   uint64_t seed = 0;
-  if (dropout) {
-    r.keep = torch::empty({sh.rows, out}, h.options().dtype(torch::kUInt8));  // [M, G·C]
+  {
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
     seed = at::check_generator<at::CPUGeneratorImpl>(gen)->random64();
   }
-  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "delight_layer_epilogue", [&] {
-    with_activation<scalar_t>(act, [&](auto a) {
-      epilogue_forward<scalar_t, decltype(a)::value>(
-          sh, h.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), gb.data_ptr<scalar_t>(),
-          static_cast<scalar_t>(eps), p, seed, r.y.data_ptr<scalar_t>(), save ? r.xhat.data_ptr<scalar_t>() : nullptr,
-          save ? r.rstd.data_ptr<scalar_t>() : nullptr, dropout ? r.keep.data_ptr<uint8_t>() : nullptr);
-    });
+  torch::Tensor mask = torch::empty(x.sizes(), x.options().requires_grad(false));  // [...] 0 or 1/(1-p)
+  float* m = mask.data_ptr<float>();
+  const int64_t n = mask.numel();
+  const uint32_t threshold = static_cast<uint32_t>(std::min(p * 4294967296.0, 4294967295.0));
+  const float scale = static_cast<float>(1.0 / (1.0 - p));
+  at::parallel_for(0, (n + 1) / 2, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {  // counter i gives the uniforms of elements 2i and 2i+1
+      const uint64_t r = splitmix64(seed + static_cast<uint64_t>(i));
+      m[2 * i] = static_cast<uint32_t>(r) >= threshold ? scale : 0.0f;
+      if (2 * i + 1 < n) m[2 * i + 1] = static_cast<uint32_t>(r >> 32) >= threshold ? scale : 0.0f;
+    }
   });
-  return r;
+  return x * mask;  // [...]
 }
-
-struct EpilogueFn : public torch::autograd::Function<EpilogueFn> {
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& h, const torch::Tensor& bias,
-                               const torch::Tensor& gw, const torch::Tensor& gb, double eps, bool shuffle, int64_t act,
-                               double p, bool training) {
-    EpilogueOut r = run_epilogue_forward(h, bias, gw, gb, eps, shuffle, static_cast<Activation>(act), p, training, true);
-    ctx->save_for_backward({r.xhat, r.rstd, r.keep, gw, gb});
-    ctx->saved_data["shuffle"] = shuffle && h.size(0) > 1;
-    ctx->saved_data["act"] = act;
-    ctx->saved_data["scale"] = training && p > 0.0 && p < 1.0 ? 1.0 / (1.0 - p) : 0.0;
-    ctx->saved_data["groups"] = h.size(0);
-    ctx->saved_data["width"] = h.size(2);
-    ctx->saved_data["bias_sizes"] = bias.sizes().vec();
-    return r.y;
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    auto saved = ctx->get_saved_variables();
-    const torch::Tensor& xhat = saved[0];
-    const torch::Tensor& rstd = saved[1];
-    const torch::Tensor& keep = saved[2];
-    const torch::Tensor gw = saved[3].contiguous(), gb = saved[4].contiguous();
-    const torch::Tensor dy = grads[0].contiguous();
-    const EpilogueShape sh{ctx->saved_data["groups"].toInt(), xhat.size(0), ctx->saved_data["width"].toInt(),
-                           ctx->saved_data["shuffle"].toBool()};
-    const auto act = static_cast<Activation>(ctx->saved_data["act"].toInt());
-    torch::Tensor dh = torch::empty({sh.groups, sh.rows, sh.width}, xhat.options());  // [G, M, C]
-    torch::Tensor dbias = torch::empty({sh.groups * sh.width}, xhat.options());        // [G·C]
-    torch::Tensor dgw = torch::empty({sh.width}, xhat.options());                      // [C]
-    torch::Tensor dgb = torch::empty({sh.width}, xhat.options());                      // [C]
-    AT_DISPATCH_FLOATING_TYPES(xhat.scalar_type(), "delight_layer_epilogue_backward", [&] {
-      with_activation<scalar_t>(act, [&](auto a) {
-        epilogue_backward<scalar_t, decltype(a)::value>(
-            sh, dy.data_ptr<scalar_t>(), xhat.data_ptr<scalar_t>(), rstd.data_ptr<scalar_t>(),
-            keep.defined() ? keep.data_ptr<uint8_t>() : nullptr, static_cast<scalar_t>(ctx->saved_data["scale"].toDouble()),
-            gw.data_ptr<scalar_t>(), gb.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(), dbias.data_ptr<scalar_t>(),
-            dgw.data_ptr<scalar_t>(), dgb.data_ptr<scalar_t>());
-      });
-    });
-    return {dh, dbias.view(ctx->saved_data["bias_sizes"].toIntVector()), dgw, dgb,
-            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
-  }
-};
-
-}  // namespace
-
-torch::Tensor delight_layer_epilogue(const torch::Tensor& h, const torch::Tensor& bias, const torch::Tensor& ln_weight,
-                                     const torch::Tensor& ln_bias, double eps, bool shuffle, Activation act, double p,
-                                     bool training) {
-  TORCH_CHECK(h.dim() == 3, "delight_layer_epilogue: h must be [G, M, C], got ", h.sizes());
-  const int64_t g = h.size(0), c = h.size(2);
-  TORCH_CHECK(bias.numel() == g * c && ln_weight.numel() == c && ln_bias.numel() == c,
-              "delight_layer_epilogue: bias must hold G·C values and the LayerNorm affine C");
-  const auto type = h.scalar_type();
-  TORCH_CHECK((type == torch::kFloat32 || type == torch::kFloat64) && h.device().is_cpu() &&
-                  bias.scalar_type() == type && ln_weight.scalar_type() == type && ln_bias.scalar_type() == type,
-              "delight_layer_epilogue: float32 or float64 CPU tensors of one dtype expected");
-  TORCH_CHECK(p >= 0.0 && p < 1.0, "delight_layer_epilogue: dropout probability must be in [0, 1), got ", p);
-  const bool grad = torch::GradMode::is_enabled() &&
-                    (h.requires_grad() || bias.requires_grad() || ln_weight.requires_grad() || ln_bias.requires_grad());
-  if (grad) return EpilogueFn::apply(h, bias, ln_weight, ln_bias, eps, shuffle, static_cast<int64_t>(act), p, training);
-  return run_epilogue_forward(h, bias, ln_weight, ln_bias, eps, shuffle, act, p, training, false).y;  // [M, G·C]
-}
-
-namespace {
-}  // namespace
 
 int64_t delight_max_groups(int64_t d_m) {
   const int64_t r = d_m / 32;
@@ -410,12 +168,17 @@ torch::Tensor GroupLinearImpl::forward(const torch::Tensor& x) {
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   const int64_t m = x.numel() / in;
   torch::Tensor h = x.reshape({m, groups, in / groups}).transpose(0, 1);  // [g, M, in/g]
-  h = bmm_nn(h, weight);                                                   // [g, M, out/g] (oneDNN sgemm)
-  // + bias, shuffle, per-group LN (shared affine), activation, dropout in one pass
-  h = delight_layer_epilogue(h, bias, layer_norm->weight, layer_norm->bias, layer_norm->eps, shuffle, act, dropout,
-                             is_training());  // [M, out]
+  h = bmm_nn(h, weight) + bias;                                            // [g, M, out/g] (oneDNN sgemm)
+  if (shuffle && groups > 1) {
+    h = h.permute({1, 2, 0}).contiguous().view({m, groups, out / groups});  // [M, out/g, g] -> [M, g, out/g]
+  } else {
+    h = h.transpose(0, 1);                                                   // [M, g, out/g]
+  }
+  h = layer_norm->forward(h);                     // [M, g, out/g] per-group LN, shared affine
+  h = activate(std::move(h), act);                // [M, g, out/g]
+  h = drop(h, dropout, is_training());            // [M, g, out/g]
   shape.back() = out;
-  return h.reshape(shape);                    // [..., out]
+  return h.reshape(shape);                        // [..., out]
 }
 
 DenseNormActImpl::DenseNormActImpl(int64_t in, int64_t out, Activation act_, double dropout_, double eps)
@@ -426,14 +189,9 @@ DenseNormActImpl::DenseNormActImpl(int64_t in, int64_t out, Activation act_, dou
 }
 
 torch::Tensor DenseNormActImpl::forward(const torch::Tensor& x) {
-  const int64_t out = linear->weight.size(0);
-  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
-  shape.back() = out;
-  torch::Tensor h = dense(x, linear->weight).reshape({1, -1, out});  // [1, M, out]
-  // + bias, LN, activation, dropout in one pass (one group, no shuffle)
-  h = delight_layer_epilogue(h, linear->bias, layer_norm->weight, layer_norm->bias, layer_norm->eps, false, act,
-                             dropout, is_training());  // [M, out]
-  return h.reshape(shape);                             // [..., out]
+  torch::Tensor h = layer_norm->forward(linear->forward(x));  // [..., out]
+  h = activate(std::move(h), act);                            // [..., out]
+  return drop(h, dropout, is_training());                     // [..., out]
 }
 
 DExTraUnitImpl::DExTraUnitImpl(DExTraSpec spec, Activation act, double dropout, double eps) : spec_(std::move(spec)) {

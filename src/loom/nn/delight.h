@@ -70,28 +70,19 @@ DExTraSpec dextra_spec(int64_t in_features, int64_t in_proj, int64_t out_feature
 /// x [B, T, C] -> x · mask[B, 1, C] / (1 - p) in training; identity otherwise (papers.md §1.9).
 torch::Tensor recurrent_dropout(const torch::Tensor& x, double p, bool training);
 
-/// Fused epilogue of one DExTra layer (a GLT or the dense input/output layer), one pass per row
-/// forward and backward instead of ~8 tensor ops: h [G, M, C] (the GEMM output of G groups of
-/// C features; dense layers: G = 1) + bias [G, 1, C], feature shuffle (shuffle && G > 1: channel
-/// j of group k moves to j·G + k), LayerNorm over each consecutive chunk of C features with one
-/// shared affine (ln_weight, ln_bias [C]; biased variance, eps inside the square root, as
-/// torch.nn.LayerNorm), activation, dropout (training && p > 0: each element kept with
-/// probability 1 - p and scaled by 1/(1 - p); masks come from a counter-based generator seeded
-/// by one draw of torch's default CPU generator, so torch::manual_seed makes them reproducible)
-/// -> [M, G·C]. Differentiable (first order) in h, bias, ln_weight, ln_bias; float32 and
-/// float64 CPU tensors. The same function as the unfused sequence in nn_functions.py
-/// GroupLinear (bmm + bias, shuffle, LayerNorm, activation, dropout); tests/nn/delight_test.cc
-/// checks it against a per-group reference and by finite differences.
-torch::Tensor delight_layer_epilogue(const torch::Tensor& h, const torch::Tensor& bias, const torch::Tensor& ln_weight,
-                                     const torch::Tensor& ln_bias, double eps, bool shuffle, Activation act, double p,
-                                     bool training);
+/// Training-mode dropout x [...] -> x · mask / (1 - p), each element kept with probability
+/// 1 - p, for the DExTra layers (papers.md §1.9, delight_dropout). The same distribution as
+/// torch::dropout, but the mask comes from a counter-based generator (splitmix64 of one seed
+/// drawn from torch's default CPU generator, so torch::manual_seed makes it reproducible)
+/// instead of one Bernoulli draw of libtorch's mt19937 per element, which was ~20% of a DeLighT
+/// training step on CPU. float32 CPU only; other tensors use torch::dropout. p in [0, 1).
+torch::Tensor delight_dropout(const torch::Tensor& x, double p);
 
 /// Group linear transformation (papers.md §1.2–1.3, nn_functions.py GroupLinear): the input
 /// [..., in] is split into g contiguous chunks, chunk i is multiplied by weight[i]
 /// [in/g, out/g] (+ bias[i]) in one batched bmm, then — as the code does, not the paper's
 /// equation — feature shuffle (g > 1: output channel j of group k moves to j·g + k), LayerNorm
-/// per group over out/g features with one shared affine, activation, dropout; everything after
-/// the bmm runs as one fused pass (delight_layer_epilogue).
+/// per group over out/g features with one shared affine, activation, dropout.
 /// Parameters: weight [g, in/g, out/g] (xavier_uniform_ on the 3-D tensor as the code: fan_in =
 /// (in/g)(out/g), fan_out = out), bias [g, 1, out/g] (zero), layer_norm.{weight,bias} [out/g].
 class GroupLinearImpl : public torch::nn::Module {
