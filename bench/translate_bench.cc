@@ -51,8 +51,8 @@ int main(int argc, char** argv) {
     options.max_new_tokens = new_tokens;
     options.min_new_tokens = new_tokens;
     loom::generate::TranslatorOptions topts;
-    topts.max_batch_size = batch;
-    topts.batch_tokens = int64_t{1} << 40;
+    topts.max_sentences = batch;
+    topts.max_tokens = int64_t{1} << 40;
     double best = 1e30;
     int64_t tgt_tokens = 0;
     for (int r = 0; r <= repeat; ++r) {  // r == 0 is the warm-up

@@ -41,7 +41,8 @@ struct EngineOptions {
   double temperature = 1.0, top_p = 1.0;
   int64_t top_k = 0;
   uint64_t seed = 0;
-  int64_t batch_tokens = 4096, max_batch_size = 64;
+  int64_t max_tokens = 4096;     ///< padded source tokens per batch (--batch-tokens)
+  int64_t max_sentences = 64;    ///< sentences per batch (--max-batch-size)
 };
 
 /// A loaded model + tokenizer + Translator. Not thread-safe (one translation at a time).
