@@ -1,15 +1,15 @@
 // DeLighT building blocks against papers.md §1: block-wise scaling (§1.8), DExTra widths and
 // groups (the worked example table of §1.6, every entry), g_max rounding, the GLT with feature
 // shuffle and per-group LayerNorm (§1.2–1.3), the input mixer order (§1.4), recurrent dropout;
-// the fused GLT / dense-layer epilogue against the unfused per-group formulation it replaced
-// (forward, gradients, finite differences, dropout).
+// the batched GLT against the per-group formulation (forward, gradients, finite differences),
+// the DExTra dropout.
 #include "loom/nn/delight.h"
 
 #include <gtest/gtest.h>
 
-#include <functional>
 
 #include "loom/core/error.h"
+#include "support/gradcheck.h"
 
 namespace loom::nn {
 namespace {
@@ -151,7 +151,7 @@ TEST(RecurrentDropout, OneMaskPerSequenceAndChannel) {
   EXPECT_TRUE(torch::equal(recurrent_dropout(x, 0.5, false), x));
 }
 
-// ---- the fused epilogue against the formulation it replaced ---------------------------------
+// ---- the batched GLT against the per-group formulation ---------------------------------
 
 torch::Tensor reference_act(const torch::Tensor& a, Activation act) {
   switch (act) {
@@ -165,8 +165,8 @@ torch::Tensor reference_act(const torch::Tensor& a, Activation act) {
   return a;
 }
 
-// The GLT as loom computed it before the fused epilogue (and as nn_functions.py GroupLinear
-// writes it, with one matmul per group instead of a bmm): y_k = x_k·W_k + b_k per group,
+// The GLT as nn_functions.py GroupLinear computes it, written with one matmul per group instead
+// of loom's single bmm: y_k = x_k·W_k + b_k per group,
 // feature shuffle, LayerNorm per chunk of out/g with the shared affine, activation. No dropout.
 torch::Tensor reference_glt(GroupLinear& glt, const torch::Tensor& x) {
   const int64_t g = glt->groups, ci = glt->in / g, co = glt->out / g;
@@ -194,7 +194,7 @@ void randomize(GroupLinear& glt) {
   for (auto& p : glt->parameters()) p.set_requires_grad(true);
 }
 
-TEST(GroupLinearFused, EqualsThePerGroupFormulationForwardAndBackward) {
+TEST(GroupLinearBatched, EqualsThePerGroupFormulationForwardAndBackward) {
   torch::manual_seed(11);
   struct Case {
     int64_t in, out, g;
@@ -229,24 +229,7 @@ TEST(GroupLinearFused, EqualsThePerGroupFormulationForwardAndBackward) {
   }
 }
 
-// Central finite differences of f at the entries of t (double precision).
-void expect_fd_gradients(const std::function<torch::Tensor()>& loss, torch::Tensor t, double tol) {
-  torch::Tensor g = torch::autograd::grad({loss()}, {t})[0];
-  torch::NoGradGuard no_grad;
-  torch::Tensor flat = t.view({-1});
-  const double eps = 1e-6;
-  for (int64_t i = 0; i < flat.numel(); ++i) {
-    const double old = flat[i].item<double>();
-    flat[i].fill_(old + eps);
-    const double lp = loss().item<double>();
-    flat[i].fill_(old - eps);
-    const double lm = loss().item<double>();
-    flat[i].fill_(old);
-    EXPECT_NEAR(g.reshape({-1})[i].item<double>(), (lp - lm) / (2 * eps), tol) << "entry " << i;
-  }
-}
-
-TEST(GroupLinearFused, FiniteDifferenceGradientsInDoublePrecision) {
+TEST(GroupLinearBatched, FiniteDifferenceGradientsInDoublePrecision) {
   torch::manual_seed(12);
   for (Activation act : {Activation::kSilu, Activation::kGelu, Activation::kGeluTanh, Activation::kTanh, Activation::kSigmoid}) {
     GroupLinear glt(8, 12, 2, /*shuffle=*/true, act, 0.0);
@@ -255,15 +238,15 @@ TEST(GroupLinearFused, FiniteDifferenceGradientsInDoublePrecision) {
     torch::Tensor x = torch::randn({5, 8}, torch::kFloat64).requires_grad_(true);
     torch::Tensor w = torch::randn({5, 12}, torch::kFloat64);
     auto loss = [&]() { return (glt->forward(x) * w).sum(); };
-    expect_fd_gradients(loss, x, 1e-6);
-    expect_fd_gradients(loss, glt->weight, 1e-6);
-    expect_fd_gradients(loss, glt->bias, 1e-6);
-    expect_fd_gradients(loss, glt->layer_norm->weight, 1e-6);
-    expect_fd_gradients(loss, glt->layer_norm->bias, 1e-6);
+    loom_test::expect_gradients_match(loss, x, 1e-6);
+    loom_test::expect_gradients_match(loss, glt->weight, 1e-6);
+    loom_test::expect_gradients_match(loss, glt->bias, 1e-6);
+    loom_test::expect_gradients_match(loss, glt->layer_norm->weight, 1e-6);
+    loom_test::expect_gradients_match(loss, glt->layer_norm->bias, 1e-6);
   }
 }
 
-TEST(GroupLinearFused, DropoutZeroesAndScalesAndItsGradientFollowsTheMask) {
+TEST(GroupLinearBatched, DropoutZeroesAndScalesAndItsGradientFollowsTheMask) {
   torch::manual_seed(13);
   GroupLinear glt(64, 128, 4, true, Activation::kSilu, /*dropout=*/0.25);
   randomize(glt);
@@ -291,7 +274,7 @@ TEST(GroupLinearFused, DropoutZeroesAndScalesAndItsGradientFollowsTheMask) {
   EXPECT_LT((glt->forward(x) - plain).abs().max().item<double>(), 1e-5);
 }
 
-TEST(DenseNormActFused, EqualsLinearLayerNormActivation) {
+TEST(DenseNormActLayer, EqualsLinearLayerNormActivation) {
   torch::manual_seed(14);
   DenseNormAct d(24, 40, Activation::kSilu, 0.0);
   {
@@ -323,8 +306,8 @@ TEST(DExTraUnit, FiniteDifferenceGradientOfTheWholeUnit) {
   torch::Tensor x = torch::randn({2, 3, 16}, torch::kFloat64).requires_grad_(true);
   torch::Tensor w = torch::randn({2, 3, 8}, torch::kFloat64);
   auto loss = [&]() { return (unit->forward(x) * w).sum(); };
-  expect_fd_gradients(loss, x, 1e-6);
-  expect_fd_gradients(loss, unit->glt[1]->weight, 1e-6);
+  loom_test::expect_gradients_match(loss, x, 1e-6);
+  loom_test::expect_gradients_match(loss, unit->glt[1]->weight, 1e-6);
 }
 
 }  // namespace
