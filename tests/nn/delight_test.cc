@@ -1,11 +1,15 @@
 // DeLighT building blocks against papers.md §1: block-wise scaling (§1.8), DExTra widths and
 // groups (the worked example table of §1.6, every entry), g_max rounding, the GLT with feature
-// shuffle and per-group LayerNorm (§1.2–1.3), the input mixer order (§1.4), recurrent dropout.
+// shuffle and per-group LayerNorm (§1.2–1.3), the input mixer order (§1.4), recurrent dropout;
+// the batched GLT against the per-group formulation (forward, gradients, finite differences),
+// the DExTra dropout.
 #include "loom/nn/delight.h"
 
 #include <gtest/gtest.h>
 
+
 #include "loom/core/error.h"
+#include "support/gradcheck.h"
 
 namespace loom::nn {
 namespace {
@@ -145,6 +149,165 @@ TEST(RecurrentDropout, OneMaskPerSequenceAndChannel) {
   EXPECT_TRUE(((y == 0) | (y == 2)).all().item<bool>());
   EXPECT_GT((y == 0).sum().item<int64_t>(), 0);
   EXPECT_TRUE(torch::equal(recurrent_dropout(x, 0.5, false), x));
+}
+
+// ---- the batched GLT against the per-group formulation ---------------------------------
+
+torch::Tensor reference_act(const torch::Tensor& a, Activation act) {
+  switch (act) {
+    case Activation::kRelu: return torch::relu(a);
+    case Activation::kGelu: return at::gelu(a, "none");
+    case Activation::kGeluTanh: return at::gelu(a, "tanh");
+    case Activation::kSilu: return at::silu(a);
+    case Activation::kTanh: return torch::tanh(a);
+    case Activation::kSigmoid: return torch::sigmoid(a);
+  }
+  return a;
+}
+
+// The GLT as nn_functions.py GroupLinear computes it, written with one matmul per group instead
+// of loom's single bmm: y_k = x_k·W_k + b_k per group,
+// feature shuffle, LayerNorm per chunk of out/g with the shared affine, activation. No dropout.
+torch::Tensor reference_glt(GroupLinear& glt, const torch::Tensor& x) {
+  const int64_t g = glt->groups, ci = glt->in / g, co = glt->out / g;
+  std::vector<int64_t> shape = x.sizes().vec();
+  torch::Tensor xm = x.reshape({-1, glt->in});  // [M, in]
+  std::vector<torch::Tensor> ys;
+  for (int64_t k = 0; k < g; ++k) ys.push_back(torch::matmul(xm.narrow(1, k * ci, ci), glt->weight[k]) + glt->bias[k]);
+  torch::Tensor h = torch::stack(ys, 0);  // [g, M, co]
+  if (glt->shuffle && g > 1) {
+    h = h.permute({1, 2, 0}).reshape({-1, g, co});  // [M, co, g] -> [M, g, co]
+  } else {
+    h = h.transpose(0, 1);  // [M, g, co]
+  }
+  h = torch::layer_norm(h, {co}, glt->layer_norm->weight, glt->layer_norm->bias, glt->layer_norm->eps);
+  shape.back() = glt->out;
+  return reference_act(h, glt->act).reshape(shape);  // [..., out]
+}
+
+// Random LayerNorm affine and bias, so that every parameter matters.
+void randomize(GroupLinear& glt) {
+  torch::NoGradGuard ng;
+  glt->bias.copy_(torch::randn_like(glt->bias));
+  glt->layer_norm->weight.copy_(torch::randn_like(glt->layer_norm->weight));
+  glt->layer_norm->bias.copy_(torch::randn_like(glt->layer_norm->bias));
+  for (auto& p : glt->parameters()) p.set_requires_grad(true);
+}
+
+TEST(GroupLinearBatched, EqualsThePerGroupFormulationForwardAndBackward) {
+  torch::manual_seed(11);
+  struct Case {
+    int64_t in, out, g;
+    bool shuffle;
+    Activation act;
+  };
+  for (const Case& c : {Case{96, 160, 4, true, Activation::kSilu}, Case{64, 64, 2, true, Activation::kGelu},
+                        Case{48, 24, 4, false, Activation::kRelu}, Case{40, 56, 1, true, Activation::kGeluTanh},
+                        Case{32, 48, 8, true, Activation::kTanh}, Case{16, 32, 2, true, Activation::kSigmoid}}) {
+    SCOPED_TRACE(testing::Message() << c.in << " -> " << c.out << " g " << c.g << " shuffle " << c.shuffle);
+    GroupLinear glt(c.in, c.out, c.g, c.shuffle, c.act, /*dropout=*/0.2);
+    randomize(glt);
+    glt->train();  // dropout on: must not change anything when p is 0 below
+    glt->dropout = 0.0;
+    torch::Tensor x = torch::randn({3, 7, c.in}).requires_grad_(true);  // [B, T, in]
+    torch::Tensor w = torch::randn({3, 7, c.out});                     // weights of the scalar loss
+    torch::Tensor y = glt->forward(x);
+    torch::Tensor want = reference_glt(glt, x);
+    ASSERT_EQ(y.sizes(), want.sizes());
+    EXPECT_LT((y - want).abs().max().item<double>(), 1e-5);
+    std::vector<torch::Tensor> wrt = {x, glt->weight, glt->bias, glt->layer_norm->weight, glt->layer_norm->bias};
+    auto got = torch::autograd::grad({(y * w).sum()}, wrt);
+    auto ref = torch::autograd::grad({(want * w).sum()}, wrt);
+    for (size_t i = 0; i < wrt.size(); ++i) {
+      const double scale = std::max(1.0, ref[i].abs().max().item<double>());
+      EXPECT_LT((got[i] - ref[i]).abs().max().item<double>(), 1e-5 * scale) << "gradient " << i;
+    }
+    // inference (no autograd) takes the path without saved tensors: same values
+    torch::NoGradGuard ng;
+    glt->eval();
+    EXPECT_LT((glt->forward(x) - want).abs().max().item<double>(), 1e-5);
+  }
+}
+
+TEST(GroupLinearBatched, FiniteDifferenceGradientsInDoublePrecision) {
+  torch::manual_seed(12);
+  for (Activation act : {Activation::kSilu, Activation::kGelu, Activation::kGeluTanh, Activation::kTanh, Activation::kSigmoid}) {
+    GroupLinear glt(8, 12, 2, /*shuffle=*/true, act, 0.0);
+    glt->to(torch::kFloat64);
+    randomize(glt);
+    torch::Tensor x = torch::randn({5, 8}, torch::kFloat64).requires_grad_(true);
+    torch::Tensor w = torch::randn({5, 12}, torch::kFloat64);
+    auto loss = [&]() { return (glt->forward(x) * w).sum(); };
+    loom_test::expect_gradients_match(loss, x, 1e-6);
+    loom_test::expect_gradients_match(loss, glt->weight, 1e-6);
+    loom_test::expect_gradients_match(loss, glt->bias, 1e-6);
+    loom_test::expect_gradients_match(loss, glt->layer_norm->weight, 1e-6);
+    loom_test::expect_gradients_match(loss, glt->layer_norm->bias, 1e-6);
+  }
+}
+
+TEST(GroupLinearBatched, DropoutZeroesAndScalesAndItsGradientFollowsTheMask) {
+  torch::manual_seed(13);
+  GroupLinear glt(64, 128, 4, true, Activation::kSilu, /*dropout=*/0.25);
+  randomize(glt);
+  glt->train();
+  torch::Tensor x = torch::randn({50, 64}).requires_grad_(true);
+  torch::Tensor y = glt->forward(x);             // [50, 128]
+  torch::Tensor plain = reference_glt(glt, x);   // no dropout
+  torch::Tensor kept = y.ne(0);                  // silu output is never exactly 0 here
+  const double frac = 1.0 - kept.to(torch::kFloat64).mean().item<double>();
+  EXPECT_NEAR(frac, 0.25, 0.02);  // 6400 draws: 4 standard deviations ~ 0.022
+  EXPECT_LT((y - plain * kept / 0.75).abs().max().item<double>(), 1e-5);
+  torch::Tensor w = torch::randn_like(y);
+  torch::Tensor gx = torch::autograd::grad({(y * w).sum()}, {x})[0];
+  torch::Tensor want = torch::autograd::grad({(plain * kept / 0.75 * w).sum()}, {x})[0];
+  EXPECT_LT((gx - want).abs().max().item<double>(), 1e-5);
+  // the masks follow torch::manual_seed; a fresh draw differs
+  torch::manual_seed(5);
+  torch::Tensor a = glt->forward(x).ne(0);
+  torch::Tensor b = glt->forward(x).ne(0);
+  torch::manual_seed(5);
+  EXPECT_TRUE(torch::equal(glt->forward(x).ne(0), a));
+  EXPECT_FALSE(torch::equal(a, b));
+  // eval mode: no dropout
+  glt->eval();
+  EXPECT_LT((glt->forward(x) - plain).abs().max().item<double>(), 1e-5);
+}
+
+TEST(DenseNormActLayer, EqualsLinearLayerNormActivation) {
+  torch::manual_seed(14);
+  DenseNormAct d(24, 40, Activation::kSilu, 0.0);
+  {
+    torch::NoGradGuard ng;
+    d->linear->bias.copy_(torch::randn({40}));
+    d->layer_norm->weight.copy_(torch::randn({40}));
+    d->layer_norm->bias.copy_(torch::randn({40}));
+  }
+  for (auto& p : d->parameters()) p.set_requires_grad(true);
+  torch::Tensor x = torch::randn({2, 9, 24}).requires_grad_(true);
+  torch::Tensor y = d->forward(x);
+  torch::Tensor want = at::silu(torch::layer_norm(torch::matmul(x, d->linear->weight.t()) + d->linear->bias, {40},
+                                                  d->layer_norm->weight, d->layer_norm->bias, 1e-5));
+  EXPECT_LT((y - want).abs().max().item<double>(), 1e-5);
+  torch::Tensor w = torch::randn_like(y);
+  std::vector<torch::Tensor> wrt = {x, d->linear->weight, d->linear->bias, d->layer_norm->weight, d->layer_norm->bias};
+  auto got = torch::autograd::grad({(y * w).sum()}, wrt);
+  auto ref = torch::autograd::grad({(want * w).sum()}, wrt);
+  for (size_t i = 0; i < wrt.size(); ++i) {
+    const double scale = std::max(1.0, ref[i].abs().max().item<double>());
+    EXPECT_LT((got[i] - ref[i]).abs().max().item<double>(), 1e-5 * scale) << "gradient " << i;
+  }
+}
+
+TEST(DExTraUnit, FiniteDifferenceGradientOfTheWholeUnit) {
+  torch::manual_seed(15);
+  DExTraUnit unit(dextra_spec(16, 8, 8, 2.0, 3, 2), Activation::kSilu, 0.0);
+  unit->to(torch::kFloat64);
+  torch::Tensor x = torch::randn({2, 3, 16}, torch::kFloat64).requires_grad_(true);
+  torch::Tensor w = torch::randn({2, 3, 8}, torch::kFloat64);
+  auto loss = [&]() { return (unit->forward(x) * w).sum(); };
+  loom_test::expect_gradients_match(loss, x, 1e-6);
+  loom_test::expect_gradients_match(loss, unit->glt[1]->weight, 1e-6);
 }
 
 }  // namespace

@@ -1,8 +1,12 @@
 #include "loom/nn/delight.h"
 #include "loom/nn/linear.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 
 #include "loom/core/error.h"
 
@@ -25,7 +29,7 @@ std::vector<double> linspace(double start, double stop, int64_t num) {
 }
 
 torch::Tensor drop(const torch::Tensor& x, double p, bool training) {
-  return p > 0.0 && training ? torch::dropout(x, p, true) : x;
+  return p > 0.0 && training ? delight_dropout(x, p) : x;
 }
 
 void init_linear(Linear& l) {
@@ -35,6 +39,39 @@ void init_linear(Linear& l) {
 }
 
 }  // namespace
+
+namespace {
+uint64_t splitmix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
+torch::Tensor delight_dropout(const torch::Tensor& x, double p) {
+  if (p <= 0.0) return x;
+  if (!(p < 1.0) || x.scalar_type() != torch::kFloat32 || !x.device().is_cpu()) return torch::dropout(x, p, true);
+  uint64_t seed = 0;
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    seed = at::check_generator<at::CPUGeneratorImpl>(gen)->random64();
+  }
+  torch::Tensor mask = torch::empty(x.sizes(), x.options().requires_grad(false));  // [...] 0 or 1/(1-p)
+  float* m = mask.data_ptr<float>();
+  const int64_t n = mask.numel();
+  const uint32_t threshold = static_cast<uint32_t>(std::min(p * 4294967296.0, 4294967295.0));
+  const float scale = static_cast<float>(1.0 / (1.0 - p));
+  at::parallel_for(0, (n + 1) / 2, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {  // counter i gives the uniforms of elements 2i and 2i+1
+      const uint64_t r = splitmix64(seed + static_cast<uint64_t>(i));
+      m[2 * i] = static_cast<uint32_t>(r) >= threshold ? scale : 0.0f;
+      if (2 * i + 1 < n) m[2 * i + 1] = static_cast<uint32_t>(r >> 32) >= threshold ? scale : 0.0f;
+    }
+  });
+  return x * mask;  // [...]
+}
 
 int64_t delight_max_groups(int64_t d_m) {
   const int64_t r = d_m / 32;

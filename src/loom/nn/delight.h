@@ -70,6 +70,14 @@ DExTraSpec dextra_spec(int64_t in_features, int64_t in_proj, int64_t out_feature
 /// x [B, T, C] -> x · mask[B, 1, C] / (1 - p) in training; identity otherwise (papers.md §1.9).
 torch::Tensor recurrent_dropout(const torch::Tensor& x, double p, bool training);
 
+/// Training-mode dropout x [...] -> x · mask / (1 - p), each element kept with probability
+/// 1 - p, for the DExTra layers (papers.md §1.9, delight_dropout). The same distribution as
+/// torch::dropout, but the mask comes from a counter-based generator (splitmix64 of one seed
+/// drawn from torch's default CPU generator, so torch::manual_seed makes it reproducible)
+/// instead of one Bernoulli draw of libtorch's mt19937 per element, which was ~20% of a DeLighT
+/// training step on CPU. float32 CPU only; other tensors use torch::dropout. p in [0, 1).
+torch::Tensor delight_dropout(const torch::Tensor& x, double p);
+
 /// Group linear transformation (papers.md §1.2–1.3, nn_functions.py GroupLinear): the input
 /// [..., in] is split into g contiguous chunks, chunk i is multiplied by weight[i]
 /// [in/g, out/g] (+ bias[i]) in one batched bmm, then — as the code does, not the paper's
