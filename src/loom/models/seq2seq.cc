@@ -5,6 +5,7 @@
 
 #include "loom/core/error.h"
 #include "loom/io/checkpoint.h"
+#include "loom/nn/packed_modules.h"
 #include "loom/nn/positions.h"
 
 namespace loom::models {
@@ -131,16 +132,19 @@ struct Seq2SeqModel::EncoderLayer : torch::nn::Module {
       torch::Tensor h = self_attn_layer_norm->forward(x);         // [B, S, d]
       x = x + self_attn->self_attention(h, mask, nullptr);        // [B, S, d]
       h = final_layer_norm->forward(x);                           // [B, S, d]
-      return x + ffn_impl.forward(h);                             // [B, S, d]
+      return x + ffn(h);                             // [B, S, d]
     }
     torch::Tensor h = self_attn->self_attention(x, mask, nullptr);  // [B, S, d]
     x = self_attn_layer_norm->forward(x + h);                       // [B, S, d]
-    h = ffn_impl.forward(x);                                        // [B, S, d]
+    h = ffn(x);                                        // [B, S, d]
     return final_layer_norm->forward(x + h);                        // [B, S, d]
   }
   nn::MultiHeadAttention self_attn{nullptr};
   nn::LayerNorm self_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
   nn::FeedForwardImpl ffn_impl;
+  nn::PackedFfn packed_ffn;  // set_compute_type(): fc1/fc2 in int8 / bf16
+  // [..., d] -> [..., d]
+  torch::Tensor ffn(const torch::Tensor& x) { return packed_ffn.defined() ? packed_ffn.forward(x, ffn_impl.act) : ffn_impl.forward(x); }
 };
 
 struct Seq2SeqModel::DecoderLayer : torch::nn::Module {
@@ -164,18 +168,21 @@ struct Seq2SeqModel::DecoderLayer : torch::nn::Module {
       h = encoder_attn_layer_norm->forward(x);                                   // [B, T, d]
       x = x + encoder_attn->cross_attention(h, ck, cv, cross_mask);              // [B, T, d]
       h = final_layer_norm->forward(x);                                          // [B, T, d]
-      return x + ffn_impl.forward(h);                                            // [B, T, d]
+      return x + ffn(h);                                            // [B, T, d]
     }
     torch::Tensor h = self_attn->self_attention(x, self_mask, cache, capacity);  // [B, T, d]
     x = self_attn_layer_norm->forward(x + h);                                    // [B, T, d]
     h = encoder_attn->cross_attention(x, ck, cv, cross_mask);                    // [B, T, d]
     x = encoder_attn_layer_norm->forward(x + h);                                 // [B, T, d]
-    h = ffn_impl.forward(x);                                                     // [B, T, d]
+    h = ffn(x);                                                     // [B, T, d]
     return final_layer_norm->forward(x + h);                                     // [B, T, d]
   }
   nn::MultiHeadAttention self_attn{nullptr}, encoder_attn{nullptr};
   nn::LayerNorm self_attn_layer_norm{nullptr}, encoder_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
   nn::FeedForwardImpl ffn_impl;
+  nn::PackedFfn packed_ffn;  // set_compute_type(): fc1/fc2 in int8 / bf16
+  // [..., d] -> [..., d]
+  torch::Tensor ffn(const torch::Tensor& x) { return packed_ffn.defined() ? packed_ffn.forward(x, ffn_impl.act) : ffn_impl.forward(x); }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -338,7 +345,20 @@ void Seq2SeqModel::init_state(DecoderState& state, const EncoderOutput& encoder,
   state.reset(std::move(kv), encoder.mask, repeat);
 }
 
+void Seq2SeqModel::set_compute_type(nn::WeightType type) {
+  torch::NoGradGuard no_grad;
+  nn::pack_attention(*this, type);
+  for (auto& l : enc_layers_) static_cast<EncoderLayer&>(*l).packed_ffn.pack(*l, type);
+  for (auto& l : dec_layers_) static_cast<DecoderLayer&>(*l).packed_ffn.pack(*l, type);
+  lm_head_packed_ = type == nn::WeightType::kFloat32
+                        ? nn::PackedLinear()
+                        : nn::PackedLinear(lm_head_, final_logits_bias_.defined() ? final_logits_bias_.view({-1}) : torch::Tensor(),
+                                           type, nn::Activations::kLowPrecision);
+  compute_ = type;
+}
+
 torch::Tensor Seq2SeqModel::lm_logits(const torch::Tensor& hidden) const {
+  if (lm_head_packed_.defined()) return lm_head_packed_.forward(hidden);  // [B, T, V]
   return nn::linear(hidden, lm_head_, final_logits_bias_.defined() ? final_logits_bias_.view({-1}) : torch::Tensor());  // [B, T, V]
 }
 

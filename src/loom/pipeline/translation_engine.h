@@ -42,6 +42,10 @@ struct EngineOptions {
   int64_t top_k = 0;
   uint64_t seed = 0;
   int64_t batch_tokens = 4096, max_batch_size = 64;
+  /// Precision of the model's linear layers: "float32", "int8", "bf16" ("bfloat16") or "auto"
+  /// (nn::auto_weight_type: int8 on CPUs with VNNI, else bf16 with AVX512-BF16, else float32).
+  /// See models::EncoderDecoder::set_compute_type.
+  std::string compute_type = "float32";
 };
 
 /// A loaded model + tokenizer + Translator. Not thread-safe (one translation at a time).
