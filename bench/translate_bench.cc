@@ -56,8 +56,8 @@ int main(int argc, char** argv) {
     options.max_new_tokens = new_tokens;
     options.min_new_tokens = new_tokens;
     loom::generate::TranslatorOptions topts;
-    topts.max_batch_size = batch;
-    topts.batch_tokens = int64_t{1} << 40;
+    topts.max_sentences = batch;
+    topts.max_tokens = int64_t{1} << 40;
     double best = 1e30;
     int64_t tgt_tokens = 0;
     uint32_t hash = 2166136261u;  // FNV-1a over the last run's output ids

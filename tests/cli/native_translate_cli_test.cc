@@ -16,6 +16,7 @@
 
 #include "loom/models/native_seq2seq.h"
 #include "loom/text/sentencepiece.h"
+#include "support/support.h"
 
 namespace loom::models {
 namespace {
@@ -24,17 +25,12 @@ namespace fs = std::filesystem;
 
 const std::string kMarian = std::string(LOOM_TEST_DATA) + "/hf-tiny/marian-en-zh";
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using loom_test::run_loom;
+using loom_test::slurp;
 
 TEST(NativeTranslateCli, LoomModelDirectoryTranslatesLikeAnHfCheckpoint) {
-  const fs::path dir = fs::temp_directory_path() / ("loom-native-cli-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  loom_test::TempDir tmp;
+  const fs::path& dir = tmp.path();
   const fs::path input = dir / "in.txt";
   std::ofstream(input) << "All human beings are born free.\n\nEveryone has the right to life.\n";
   for (const char* arch : {"transformer", "delight"}) {
@@ -67,23 +63,20 @@ TEST(NativeTranslateCli, LoomModelDirectoryTranslatesLikeAnHfCheckpoint) {
     }
     for (const char* beam : {"1", "3"}) {
       const fs::path out = dir / (std::string(arch) + "-" + beam + ".txt");
-      const std::string cmd = std::string("'") + LOOM_BINARY + "' translate --model '" + mdir.string() + "' --beam " + beam +
-                              " --no-progress '" + input.string() + "' '" + out.string() + "' 2>'" + (dir / "err.txt").string() + "'";
-      const int status = std::system(cmd.c_str());
-      ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(dir / "err.txt");
+      const auto r = run_loom({"translate", "--model", mdir.string(), "--beam", beam, "--no-progress",
+                               input.string(), out.string()}, dir);
+      ASSERT_EQ(r.code, 0) << r.err;
       const std::string text = slurp(out);
       EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 3) << text;  // line-aligned, empty line kept
     }
   }
-  fs::remove_all(dir);
 }
 
 // A loom model with its own SentencePiece models (LoomSpmTokenizer, chosen from config.json
 // model_type) and the language pair kept in config.json: the layout `loom train` exports.
 TEST(NativeTranslateCli, OwnSentencePieceModelsAndLanguagePair) {
-  const fs::path dir = fs::temp_directory_path() / ("loom-native-cli-spm-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  loom_test::TempDir tmp;
+  const fs::path& dir = tmp.path();
   {
     std::ifstream in(std::string(LOOM_TEST_DATA) + "/mt/tatoeba-400.tsv");
     std::ofstream both(dir / "both.txt");
@@ -114,21 +107,16 @@ TEST(NativeTranslateCli, OwnSentencePieceModelsAndLanguagePair) {
   EXPECT_EQ(slurp(dir / "model" / "source.spm"), slurp(dir / "model" / "target.spm"));
   const fs::path input = dir / "in.txt", out = dir / "out.txt";
   std::ofstream(input) << "Tom is here.\nI like tea.\n";
-  const std::string cmd = std::string("'") + LOOM_BINARY + "' translate --model '" + (dir / "model").string() +
-                          "' --src en --tgt zh --no-progress '" + input.string() + "' '" + out.string() + "' 2>'" +
-                          (dir / "err.txt").string() + "'";
-  const int status = std::system(cmd.c_str());
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(dir / "err.txt");
+  const auto r = run_loom({"translate", "--model", (dir / "model").string(), "--src", "en", "--tgt", "zh",
+                           "--no-progress", input.string(), out.string()}, dir);
+  ASSERT_EQ(r.code, 0) << r.err;
   const std::string text = slurp(out);
   EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2) << text;
   // a pair the model was not trained for is refused, naming the model's pair
-  const std::string bad = std::string("'") + LOOM_BINARY + "' translate --model '" + (dir / "model").string() +
-                          "' --src en --tgt de --no-progress '" + input.string() + "' '" + (dir / "de.txt").string() +
-                          "' 2>'" + (dir / "err.txt").string() + "'";
-  const int bad_status = std::system(bad.c_str());
-  EXPECT_TRUE(WIFEXITED(bad_status) && WEXITSTATUS(bad_status) == 1);
-  EXPECT_NE(slurp(dir / "err.txt").find("en->zh"), std::string::npos) << slurp(dir / "err.txt");
-  fs::remove_all(dir);
+  const auto bad = run_loom({"translate", "--model", (dir / "model").string(), "--src", "en", "--tgt", "de",
+                             "--no-progress", input.string(), (dir / "de.txt").string()}, dir);
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("en->zh"), std::string::npos) << bad.err;
 }
 
 }  // namespace

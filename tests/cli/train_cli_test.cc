@@ -16,57 +16,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/support.h"
+
 namespace {
 namespace fs = std::filesystem;
+using namespace loom_test;
 
-const std::string kLoom = LOOM_BINARY;
 const std::string kData = std::string(LOOM_TEST_DATA) + "/mt/tatoeba-400.tsv";
 const std::string kConfig = std::string(LOOM_TEST_DATA) + "/mt/train-tiny.json";
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct Result {
-  int code;
-  std::string err;
-};
-
-Result run_loom(const std::vector<std::string>& args, const fs::path& log) {
-  std::string cmd = kLoom;
-  for (const auto& a : args) cmd += " '" + a + "'";
-  cmd += " 2>'" + log.string() + "'";
-  int status = std::system(cmd.c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(log)};
-}
-
-// Starts `loom args...` and SIGKILLs it after `delay`; returns true if it was killed (false if
-// it had already finished).
-bool run_and_kill(const std::vector<std::string>& args, std::chrono::milliseconds delay, const fs::path& log) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    FILE* f = std::freopen(log.c_str(), "a", stderr);
-    (void)f;
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(kLoom.c_str()));
-    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(kLoom.c_str(), argv.data());
-    ::_exit(127);
-  }
-  auto until = std::chrono::steady_clock::now() + delay;
-  int status = 0;
-  while (std::chrono::steady_clock::now() < until) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, &status, 0);
-  return true;
-}
 
 std::vector<std::string> train_args(const fs::path& out) {
   return {"train", "mt", "--config", kConfig, "--data", kData, "--out", out.string(), "--quiet",
@@ -75,23 +32,14 @@ std::vector<std::string> train_args(const fs::path& out) {
 
 class TrainCli : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("loom-train-cli-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
-  fs::path dir_;
+  loom_test::TempDir tmp_;
+  fs::path dir_ = tmp_.path();
 };
 
 TEST_F(TrainCli, KillNineAndResumeEqualsUninterruptedRun) {
   const fs::path a = dir_ / "a", b = dir_ / "b";
   auto t0 = std::chrono::steady_clock::now();
-  auto r = run_loom(train_args(a), dir_ / "a.log");
+  auto r = run_loom(train_args(a), dir_);
   ASSERT_EQ(r.code, 0) << r.err;
   const auto full_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
 
@@ -127,12 +75,12 @@ TEST_F(TrainCli, KillNineAndResumeEqualsUninterruptedRun) {
     if (attempt > 0) args.push_back("--resume");
     auto delay = std::chrono::milliseconds(
         static_cast<int64_t>(full_ms.count() * std::uniform_real_distribution<double>(0.3, 0.9)(rng)));
-    if (!run_and_kill(args, delay, dir_ / "b.log")) break;
+    if (run_loom_killed_after(args, dir_, static_cast<int>(delay.count())) != 128 + SIGKILL) break;
     ++kills;
   }
   auto args = train_args(b);
   args.push_back("--resume");
-  r = run_loom(args, dir_ / "b2.log");
+  r = run_loom(args, dir_);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_GE(kills, 1);
   const std::string ck = "checkpoints/step-00000040/model.safetensors";
@@ -142,8 +90,7 @@ TEST_F(TrainCli, KillNineAndResumeEqualsUninterruptedRun) {
   // The exported model translates.
   std::ofstream(dir_ / "in.txt") << "I like tea.\nIt's me.\n";
   r = run_loom({"translate", "--model", (a / "model").string(), "--beam", "1", "--no-progress",
-                (dir_ / "in.txt").string(), (dir_ / "out.txt").string()},
-               dir_ / "t.log");
+                (dir_ / "in.txt").string(), (dir_ / "out.txt").string()}, dir_);
   ASSERT_EQ(r.code, 0) << r.err;
   std::string out = slurp(dir_ / "out.txt");
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 2) << out;
@@ -153,7 +100,7 @@ TEST_F(TrainCli, TwoLocalWorkersTrainAndExport) {
   const fs::path run = dir_ / "ddp";
   auto args = train_args(run);
   args.insert(args.end(), {"--nproc", "2", "--steps", "10", "--valid-every", "10", "--save-every", "10"});
-  auto r = run_loom(args, dir_ / "ddp.log");
+  auto r = run_loom(args, dir_);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(fs::exists(run / "checkpoints" / "step-00000010" / "model.safetensors"));
   EXPECT_TRUE(fs::exists(run / "model" / "model.safetensors"));
@@ -164,16 +111,14 @@ TEST_F(TrainCli, TwoLocalWorkersTrainAndExport) {
 TEST_F(TrainCli, BadInputIsNamed) {
   std::ofstream(dir_ / "bad.tsv") << "Hello.\t你好。\nno tab on this line\n";
   auto r = run_loom({"train", "mt", "--config", kConfig, "--data", (dir_ / "bad.tsv").string(), "--out",
-                     (dir_ / "r1").string(), "--quiet"},
-                    dir_ / "e1.log");
+                     (dir_ / "r1").string(), "--quiet"}, dir_);
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("bad.tsv:2"), std::string::npos) << r.err;
 
   std::ofstream(dir_ / "s.txt") << "a\nb\nc\n";
   std::ofstream(dir_ / "t.txt") << "x\ny\n";
   r = run_loom({"train", "mt", "--config", kConfig, "--src-file", (dir_ / "s.txt").string(), "--tgt-file",
-                (dir_ / "t.txt").string(), "--out", (dir_ / "r2").string(), "--quiet"},
-               dir_ / "e2.log");
+                (dir_ / "t.txt").string(), "--out", (dir_ / "r2").string(), "--quiet"}, dir_);
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("s.txt has 3 lines"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("t.txt has 2 lines"), std::string::npos) << r.err;
@@ -182,16 +127,14 @@ TEST_F(TrainCli, BadInputIsNamed) {
   cfg["train"]["warmup_steps"] = -5;
   std::ofstream(dir_ / "bad.json") << cfg.dump();
   r = run_loom({"train", "mt", "--config", (dir_ / "bad.json").string(), "--data", kData, "--out",
-                (dir_ / "r3").string(), "--quiet"},
-               dir_ / "e3.log");
+                (dir_ / "r3").string(), "--quiet"}, dir_);
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("train.warmup_steps"), std::string::npos) << r.err;
   cfg = nlohmann::json::parse(slurp(kConfig));
   cfg["data"]["spm_model_type"] = "wordpiece";
   std::ofstream(dir_ / "bad2.json") << cfg.dump();
   r = run_loom({"train", "mt", "--config", (dir_ / "bad2.json").string(), "--data", kData, "--out",
-                (dir_ / "r4").string(), "--quiet"},
-               dir_ / "e4.log");
+                (dir_ / "r4").string(), "--quiet"}, dir_);
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("data.spm_model_type"), std::string::npos) << r.err;
 }

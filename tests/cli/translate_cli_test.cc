@@ -17,55 +17,19 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/support.h"
+
 namespace {
 namespace fs = std::filesystem;
+using namespace loom_test;
 
-const std::string kLoom = LOOM_BINARY;
 const std::string kModel = std::string(LOOM_TEST_DATA) + "/hf-tiny/marian-en-zh";
 const std::string kData = std::string(LOOM_SOURCE_DIR) + "/data";
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::vector<std::string> lines_of(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string line;
-  while (std::getline(ss, line)) out.push_back(line);
-  return out;
-}
-
-struct Result {
-  int code;
-  std::string err;
-};
-
-// Runs `loom args...` with stderr captured; returns the exit code.
-Result run_loom(const std::vector<std::string>& args, const fs::path& dir) {
-  std::string cmd = kLoom;
-  for (const auto& a : args) cmd += " '" + a + "'";
-  cmd += " 2>'" + (dir / "stderr.txt").string() + "'";
-  int status = std::system(cmd.c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(dir / "stderr.txt")};
-}
-
 class TranslateCli : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("loom-cli-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
-  fs::path dir_;
+  loom_test::TempDir tmp_;
+  fs::path dir_ = tmp_.path();
 };
 
 TEST_F(TranslateCli, FloresDevtestGivesOneLinePerInputLine) {
@@ -117,22 +81,6 @@ TEST_F(TranslateCli, JsonlDocumentsKeepFieldsAndMarkdownStructure) {
   }
 }
 
-// Starts `loom translate ...` as a child process (stdout/stderr to files).
-pid_t spawn_loom(const std::vector<std::string>& args, const fs::path& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    FILE* f = std::freopen(log.c_str(), "a", stderr);
-    (void)f;
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(kLoom.c_str()));
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(kLoom.c_str(), argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
 TEST_F(TranslateCli, KilledAtRandomPointsAndResumedEqualsUninterrupted) {
   const fs::path in = dir_ / "docs.jsonl";
   {
@@ -155,15 +103,11 @@ TEST_F(TranslateCli, KilledAtRandomPointsAndResumedEqualsUninterrupted) {
   for (int attempt = 0; attempt < 12; ++attempt) {
     auto args = common(out);
     args.push_back("--resume");
-    pid_t pid = spawn_loom(args, dir_ / "child.log");
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
+    const int code = run_loom_killed_after(args, dir_, delay_ms(rng));
+    if (code == 128 + SIGKILL) {
       ++kills;
     } else {
-      ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(dir_ / "child.log");
+      ASSERT_EQ(code, 0) << slurp(dir_ / "killed.stderr");
       break;  // finished before we killed it
     }
   }

@@ -19,30 +19,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "loom/core/utf8.h"
 #include "loom/eval/mt_tokenize.h"
+#include "support/support.h"
 
 namespace {
 namespace fs = std::filesystem;
 
-const std::string kLoom = LOOM_BINARY;
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 class EvalCli : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("loom-eval-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   std::string write(const std::string& name, const std::string& text) {
     std::ofstream(dir_ / name, std::ios::binary) << text;
     return (dir_ / name).string();
@@ -50,16 +35,14 @@ class EvalCli : public ::testing::Test {
 
   // Runs `loom args...`; returns the exit code, stdout in out_, stderr in err_.
   int run(const std::vector<std::string>& args) {
-    std::string cmd = kLoom;
-    for (const auto& a : args) cmd += " '" + a + "'";
-    cmd += " >'" + (dir_ / "stdout.txt").string() + "' 2>'" + (dir_ / "stderr.txt").string() + "'";
-    int status = std::system(cmd.c_str());
-    out_ = slurp(dir_ / "stdout.txt");
-    err_ = slurp(dir_ / "stderr.txt");
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    const auto r = loom_test::run_loom(args, dir_);
+    out_ = r.out;
+    err_ = r.err;
+    return r.code;
   }
 
-  fs::path dir_;
+  loom_test::TempDir tmp_;
+  fs::path dir_ = tmp_.path();
   std::string out_, err_;
 };
 
@@ -119,12 +102,12 @@ Corpus tatoeba_side(int column) {
   while (std::getline(in, line)) {
     std::string field = line.substr(column == 0 ? 0 : line.find('\t') + 1);
     if (column == 0) field = field.substr(0, field.find('\t'));
-    auto cps = loom::eval::utf8_to_code_points(field);
+    auto cps = loom::core::utf8_to_code_points(field);
     std::u32string h = cps;
     if (i % 3 == 1 && !cps.empty()) h = cps.substr(0, cps.size() - 1);
     if (i % 3 == 2 && !cps.empty()) h = cps.substr(1) + cps.substr(0, 1);
     c.ref += field + "\n";
-    c.hyp += loom::eval::code_points_to_utf8(h) + "\n";
+    c.hyp += loom::core::code_points_to_utf8(h) + "\n";
     ++i;
   }
   EXPECT_EQ(i, 416);

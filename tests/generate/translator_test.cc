@@ -62,8 +62,8 @@ TEST_F(TranslatorTest, BatchedEqualsOneByOneAndKeepsOrder) {
       "Hello.",
       "Everyone has the right to freedom of thought, conscience and religion."};
   TranslatorOptions batched;
-  batched.batch_tokens = 64;  // forces several length-sorted batches
-  batched.max_batch_size = 3;
+  batched.max_tokens = 64;  // forces several length-sorted batches
+  batched.max_sentences = 3;
   Translator many(*model_, *tokenizer_, options_, batched);
   auto together = many.translate(sentences);
   ASSERT_EQ(together.size(), sentences.size());

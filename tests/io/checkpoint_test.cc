@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "loom/core/error.h"
+#include "support/support.h"
 
 namespace loom::io {
 namespace {
@@ -18,25 +19,8 @@ using ::testing::HasSubstr;
 
 const std::string kMarianDir = std::string(LOOM_TEST_DATA) + "/hf-tiny/marian-en-zh";
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "loom-ckpt-test-XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using loom_test::error_of;
+using loom_test::TempDir;
 
 TEST(HfCheckpoint, LoadsMarianDirectory) {
   HfCheckpoint ck(kMarianDir);
@@ -78,18 +62,18 @@ TEST(HfCheckpoint, DirectoryErrors) {
   TempDir dir;
   EXPECT_THAT(error_of([&] { HfCheckpoint(dir / "absent"); }),
               AllOf(HasSubstr("absent"), HasSubstr("not found")));
-  EXPECT_THAT(error_of([&] { HfCheckpoint(dir.path.string()); }), HasSubstr("config.json"));
+  EXPECT_THAT(error_of([&] { HfCheckpoint(dir.path().string()); }), HasSubstr("config.json"));
   std::ofstream(dir / "config.json") << "{not json";
-  EXPECT_THAT(error_of([&] { HfCheckpoint(dir.path.string()); }),
+  EXPECT_THAT(error_of([&] { HfCheckpoint(dir.path().string()); }),
               AllOf(HasSubstr("config.json"), HasSubstr("invalid JSON")));
   std::ofstream(dir / "config.json") << R"({"model_type": "marian"})";
-  EXPECT_THAT(error_of([&] { HfCheckpoint(dir.path.string()); }), HasSubstr("no weights"));
+  EXPECT_THAT(error_of([&] { HfCheckpoint(dir.path().string()); }), HasSubstr("no weights"));
   std::ofstream(dir / "model.safetensors") << "garbage!garbage!";
-  EXPECT_THAT(error_of([&] { HfCheckpoint(dir.path.string()); }),
+  EXPECT_THAT(error_of([&] { HfCheckpoint(dir.path().string()); }),
               HasSubstr("model.safetensors"));
   fs::remove(dir / "model.safetensors");
   write_safetensors(dir / "model.safetensors", {{"w", torch::ones({2})}});
-  HfCheckpoint ok(dir.path.string());
+  HfCheckpoint ok(dir.path().string());
   EXPECT_TRUE(ok.generation_config().is_object() && ok.generation_config().empty());
   EXPECT_EQ(ok.names(), std::vector<std::string>{"w"});
 }
@@ -116,8 +100,8 @@ void write_sharded_marian(const std::string& dir, int shards) {
 
 TEST(HfCheckpoint, LoadsShardedCheckpoint) {
   TempDir dir;
-  write_sharded_marian(dir.path.string(), 3);
-  HfCheckpoint sharded(dir.path.string());
+  write_sharded_marian(dir.path().string(), 3);
+  HfCheckpoint sharded(dir.path().string());
   HfCheckpoint single(kMarianDir);
   EXPECT_EQ(sharded.weight_files().size(), 3u);
   EXPECT_TRUE(sharded.generation_config().empty());
@@ -132,7 +116,7 @@ TEST(HfCheckpoint, LoadsShardedCheckpoint) {
 
 TEST(HfCheckpoint, RejectsBadShardIndex) {
   TempDir dir;
-  const std::string d = dir.path.string();
+  const std::string d = dir.path().string();
   write_sharded_marian(d, 2);
   const std::string index = dir / "model.safetensors.index.json";
   nlohmann::json good = nlohmann::json::parse(std::ifstream(index));
@@ -172,7 +156,7 @@ TEST(HfCheckpoint, ReadsPytorchBinWrittenByPickleSave) {
   sd.insert("layer.b", b);
   std::vector<char> bytes = torch::pickle_save(sd);
   std::ofstream(dir / "pytorch_model.bin", std::ios::binary).write(bytes.data(), bytes.size());
-  HfCheckpoint ck(dir.path.string());
+  HfCheckpoint ck(dir.path().string());
   EXPECT_EQ(ck.weight_files(), std::vector<std::string>{"pytorch_model.bin"});
   EXPECT_EQ(ck.names(), (std::vector<std::string>{"layer.a", "layer.b"}));
   EXPECT_EQ(ck.shape("layer.a"), (std::vector<int64_t>{2, 3}));
@@ -200,7 +184,7 @@ TEST(HfCheckpoint, ReadsPythonTorchSaveOrderedDict) {
   fs::copy_file(kMarianDir + "/config.json", dir / "config.json");
   fs::copy_file(std::string(LOOM_TEST_DATA) + "/io/torch_save_state_dict.bin",
                 dir / "pytorch_model.bin");
-  HfCheckpoint ck(dir.path.string());
+  HfCheckpoint ck(dir.path().string());
   EXPECT_EQ(ck.names(), (std::vector<std::string>{"layer.a", "layer.b", "layer.h", "layer.tied"}));
   EXPECT_EQ(ck.shape("layer.h"), (std::vector<int64_t>{2, 2}));
   torch::Tensor h = ck.load("layer.h");
@@ -213,17 +197,17 @@ TEST(HfCheckpoint, UnreadablePytorchBinSuggestsSafetensors) {
   TempDir dir;
   fs::copy_file(kMarianDir + "/config.json", dir / "config.json");
   std::ofstream(dir / "pytorch_model.bin", std::ios::binary) << std::string("\x80\x02}q\x00.", 6);
-  EXPECT_THAT(error_of([&] { HfCheckpoint c(dir.path.string()); }),
+  EXPECT_THAT(error_of([&] { HfCheckpoint c(dir.path().string()); }),
               AllOf(HasSubstr("pytorch_model.bin"), HasSubstr("legacy"),
                     HasSubstr("safetensors")));
   std::ofstream(dir / "pytorch_model.bin", std::ios::binary) << "PK\x03\x04 not really a zip";
-  EXPECT_THAT(error_of([&] { HfCheckpoint c(dir.path.string()); }),
+  EXPECT_THAT(error_of([&] { HfCheckpoint c(dir.path().string()); }),
               AllOf(HasSubstr("pytorch_model.bin"), HasSubstr("cannot read"),
                     HasSubstr("safetensors")));
   // A pickle of something other than a dict.
   std::vector<char> bytes = torch::pickle_save(torch::IValue(int64_t{3}));
   std::ofstream(dir / "pytorch_model.bin", std::ios::binary).write(bytes.data(), bytes.size());
-  EXPECT_THAT(error_of([&] { HfCheckpoint c(dir.path.string()); }),
+  EXPECT_THAT(error_of([&] { HfCheckpoint c(dir.path().string()); }),
               AllOf(HasSubstr("pytorch_model.bin"), HasSubstr("state dict")));
 }
 

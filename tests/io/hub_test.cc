@@ -25,6 +25,7 @@
 
 #include "loom/core/error.h"
 #include "loom/io/checkpoint.h"
+#include "support/support.h"
 
 namespace loom::io {
 namespace {
@@ -37,22 +38,9 @@ using ::testing::UnorderedElementsAre;
 const std::string kMarianDir = std::string(LOOM_TEST_DATA) + "/hf-tiny/marian-en-zh";
 const std::string kSha = "0123456789abcdef0123456789abcdef01234567";
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "loom-hub-test-XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string str() const { return path.string(); }
-};
+using loom_test::error_of;
+using loom_test::slurp;
+using loom_test::TempDir;
 
 // Sets an environment variable for the life of the object, then restores it.
 struct ScopedEnv {
@@ -80,16 +68,6 @@ std::string sha_hex(const std::string& bytes, const EVP_MD* md) {
   std::string hex;
   for (unsigned i = 0; i < len; ++i) hex += fmt::format("{:02x}", out[i]);
   return hex;
-}
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 // A local stand-in for huggingface.co serving one model the way the Hub does: the revision API,
@@ -287,37 +265,37 @@ TEST(Hub, ResolveModel) {
   // An existing directory is returned unchanged, even if it looks like an id.
   EXPECT_EQ(resolve_model(kMarianDir), kMarianDir);
 
-  std::string msg = error_of([&] { resolve_model("org/name", "main", cache.str()); });
+  std::string msg = error_of([&] { resolve_model("org/name", "main", cache.path().string()); });
   EXPECT_THAT(msg, AllOf(HasSubstr("org/name"), HasSubstr("model not found"),
-                         HasSubstr(cache.str() + "/models--org--name/refs/main"),
+                         HasSubstr(cache.path().string() + "/models--org--name/refs/main"),
                          HasSubstr("loom download org/name")));
-  EXPECT_THAT(error_of([&] { resolve_model("./no/such/dir/", "main", cache.str()); }),
+  EXPECT_THAT(error_of([&] { resolve_model("./no/such/dir/", "main", cache.path().string()); }),
               HasSubstr("not a valid Hugging Face model id"));
-  EXPECT_THAT(error_of([&] { resolve_model("org/name", "../../etc", cache.str()); }),
+  EXPECT_THAT(error_of([&] { resolve_model("org/name", "../../etc", cache.path().string()); }),
               HasSubstr("invalid revision"));
 
-  const fs::path repo = cache.path / "models--org--name";
+  const fs::path repo = cache.path() / "models--org--name";
   fs::create_directories(repo / "refs");
   fs::create_directories(repo / "snapshots" / kSha);
   std::ofstream(repo / "refs" / "main") << kSha;  // huggingface_hub writes no newline
-  EXPECT_EQ(resolve_model("org/name", "main", cache.str()), (repo / "snapshots" / kSha).string());
-  EXPECT_EQ(resolve_model("org/name", kSha, cache.str()), (repo / "snapshots" / kSha).string());
+  EXPECT_EQ(resolve_model("org/name", "main", cache.path().string()), (repo / "snapshots" / kSha).string());
+  EXPECT_EQ(resolve_model("org/name", kSha, cache.path().string()), (repo / "snapshots" / kSha).string());
   // A ref pointing at a snapshot that is not there.
   std::ofstream(repo / "refs" / "v2") << std::string(40, 'e') << "\n";
-  EXPECT_THAT(error_of([&] { resolve_model("org/name", "v2", cache.str()); }),
+  EXPECT_THAT(error_of([&] { resolve_model("org/name", "v2", cache.path().string()); }),
               AllOf(HasSubstr("snapshots/" + std::string(40, 'e')),
                     HasSubstr("loom download org/name --revision v2")));
 }
 
 TEST(Hub, DownloadsFromLocalHubIntoCacheThenResolvesAndLoads) {
   TempDir cache;
-  ScopedEnv env_cache("HF_HUB_CACHE", cache.str().c_str());
+  ScopedEnv env_cache("HF_HUB_CACHE", cache.path().string().c_str());
   ScopedEnv env_token("HF_TOKEN", "secret-token");
   FakeHub hub("Helsinki-NLP/opus-mt-en-zh", marian_repo(), "secret-token");
   DownloadOptions opts;
   opts.endpoint = hub.endpoint() + "/";
   std::string snap = download_model("Helsinki-NLP/opus-mt-en-zh", opts);
-  const fs::path repo = cache.path / "models--Helsinki-NLP--opus-mt-en-zh";
+  const fs::path repo = cache.path() / "models--Helsinki-NLP--opus-mt-en-zh";
   EXPECT_EQ(snap, (repo / "snapshots" / kSha).string());
   EXPECT_EQ(slurp((repo / "refs" / "main").string()), kSha);
 
@@ -388,10 +366,10 @@ TEST(Hub, LoomWritesHuggingfaceHubLayoutReadLikeACommittedHubTree) {
   FakeHub hub("org/name", marian_repo());
   DownloadOptions opts;
   opts.endpoint = hub.endpoint();
-  opts.cache_dir = cache.str();
+  opts.cache_dir = cache.path().string();
   const std::string snap = download_model("org/name", opts);
-  expect_hub_layout(cache.path / "models--org--name", kSha);
-  EXPECT_EQ(resolve_model("org/name", "main", cache.str()), snap);
+  expect_hub_layout(cache.path() / "models--org--name", kSha);
+  EXPECT_EQ(resolve_model("org/name", "main", cache.path().string()), snap);
   EXPECT_TRUE(torch::equal(HfCheckpoint(snap).load("model.shared.weight"),
                            HfCheckpoint(kMarianDir).load("model.shared.weight")));
 }
@@ -401,26 +379,26 @@ TEST(Hub, ResumesAPartialFileWithARangeRequest) {
   FakeHub hub("org/name", marian_repo());
   DownloadOptions opts;
   opts.endpoint = hub.endpoint();
-  opts.cache_dir = cache.str();
+  opts.cache_dir = cache.path().string();
   hub.cut_once("model.safetensors");
   EXPECT_THAT(error_of([&] { download_model("org/name", opts); }),
               AllOf(HasSubstr("model.safetensors"), HasSubstr("download failed")));
   const std::string full = slurp(kMarianDir + "/model.safetensors");
   const std::string etag = sha_hex(full, EVP_sha256());
-  const fs::path part = cache.path / "models--org--name" / "blobs" / (etag + ".incomplete");
+  const fs::path part = cache.path() / "models--org--name" / "blobs" / (etag + ".incomplete");
   ASSERT_TRUE(fs::is_regular_file(part));
   EXPECT_EQ(fs::file_size(part), full.size() / 2);
-  EXPECT_FALSE(fs::exists(cache.path / "models--org--name" / "refs" / "main"));
+  EXPECT_FALSE(fs::exists(cache.path() / "models--org--name" / "refs" / "main"));
 
   const std::string snap = download_model("org/name", opts);
   EXPECT_EQ(hub.ranges(), std::vector<std::string>{"model.safetensors bytes=" + std::to_string(full.size() / 2) + "-"});
   EXPECT_EQ(slurp(snap + "/model.safetensors"), full);
   EXPECT_FALSE(fs::exists(part));
-  expect_hub_layout(cache.path / "models--org--name", kSha);
+  expect_hub_layout(cache.path() / "models--org--name", kSha);
 
   // Killed after the last byte but before the rename: the complete .incomplete file is checked
   // and renamed without asking for bytes past its end.
-  const fs::path blob = cache.path / "models--org--name" / "blobs" / etag;
+  const fs::path blob = cache.path() / "models--org--name" / "blobs" / etag;
   fs::rename(blob, part);
   fs::remove(fs::path(snap) / "model.safetensors");
   hub.clear();
@@ -435,12 +413,12 @@ TEST(Hub, Sha256MismatchIsRefusedAndNothingIsKept) {
   FakeHub hub("org/name", marian_repo());
   DownloadOptions opts;
   opts.endpoint = hub.endpoint();
-  opts.cache_dir = cache.str();
+  opts.cache_dir = cache.path().string();
   hub.corrupt("model.safetensors");
   const std::string etag = sha_hex(slurp(kMarianDir + "/model.safetensors"), EVP_sha256());
   EXPECT_THAT(error_of([&] { download_model("org/name", opts); }),
               AllOf(HasSubstr("model.safetensors"), HasSubstr("sha256 mismatch"), HasSubstr(etag)));
-  const fs::path repo = cache.path / "models--org--name";
+  const fs::path repo = cache.path() / "models--org--name";
   EXPECT_FALSE(fs::exists(repo / "blobs" / etag));
   EXPECT_FALSE(fs::exists(repo / "blobs" / (etag + ".incomplete")));
   EXPECT_FALSE(fs::exists(repo / "snapshots" / kSha / "model.safetensors"));
@@ -452,7 +430,7 @@ TEST(Hub, OfflineModeMakesNoRequests) {
   FakeHub hub("org/name", marian_repo());
   DownloadOptions opts;
   opts.endpoint = hub.endpoint();
-  opts.cache_dir = cache.str();
+  opts.cache_dir = cache.path().string();
   {
     ScopedEnv offline("HF_HUB_OFFLINE", "1");
     EXPECT_THAT(error_of([&] { download_model("org/name", opts); }),
@@ -478,7 +456,7 @@ TEST(Hub, DownloadErrorsNameUrlAndStatus) {
   FakeHub hub("org/name", files, "secret-token");
   DownloadOptions opts;
   opts.endpoint = hub.endpoint();
-  opts.cache_dir = cache.str();
+  opts.cache_dir = cache.path().string();
   opts.token = "wrong";
   EXPECT_THAT(error_of([&] { download_model("org/name", opts); }),
               AllOf(HasSubstr(hub.endpoint() + "/api/models/org/name/revision/main"),
@@ -492,7 +470,7 @@ TEST(Hub, DownloadErrorsNameUrlAndStatus) {
   EXPECT_THAT(msg, AllOf(HasSubstr(hub.endpoint() + "/org/name/resolve/" + kSha + "/target.spm"),
                          HasSubstr("HTTP 404")));
   // Nothing half-written is left behind, and no ref points at the incomplete snapshot.
-  const fs::path repo = cache.path / "models--org--name";
+  const fs::path repo = cache.path() / "models--org--name";
   for (const auto& e : fs::recursive_directory_iterator(repo))
     EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path();
   EXPECT_FALSE(fs::exists(repo / "refs" / "main"));
@@ -519,20 +497,20 @@ TEST(Hub, DownloadCommandPrintsSnapshotDirectory) {
   TempDir cache;
   FakeHub hub("org/name", marian_repo());
   std::string cmd = std::string(LOOM_BINARY) + " download org/name --endpoint " + hub.endpoint() +
-                    " --cache-dir " + cache.str() + " 2>&1";
+                    " --cache-dir " + cache.path().string() + " 2>&1";
   std::FILE* p = ::popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);
   std::string out;
   char buf[4096];
   while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
   EXPECT_EQ(::pclose(p), 0) << out;
-  const std::string snap = (cache.path / "models--org--name" / "snapshots" / kSha).string();
+  const std::string snap = (cache.path() / "models--org--name" / "snapshots" / kSha).string();
   EXPECT_EQ(out, snap + "\n");
   EXPECT_TRUE(fs::is_regular_file(snap + "/model.safetensors"));
 
   // The endpoint from $HF_ENDPOINT, and an HTTP error becomes "loom: error: ..." + exit 1.
   ScopedEnv endpoint("HF_ENDPOINT", hub.endpoint().c_str());
-  cmd = std::string(LOOM_BINARY) + " download org/missing --cache-dir " + cache.str() + " 2>&1";
+  cmd = std::string(LOOM_BINARY) + " download org/missing --cache-dir " + cache.path().string() + " 2>&1";
   p = ::popen(cmd.c_str(), "r");
   out.clear();
   while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);

@@ -12,6 +12,7 @@
 
 #include "loom/core/error.h"
 #include "loom/io/checkpoint.h"
+#include "support/support.h"
 
 namespace loom::io {
 namespace {
@@ -22,12 +23,8 @@ using ::testing::HasSubstr;
 
 const std::string kMarian = std::string(LOOM_TEST_DATA) + "/hf-tiny/marian-en-zh/model.safetensors";
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using loom_test::slurp;
+using loom_test::TempDir;
 
 // A safetensors file: 8-byte little-endian header length, header text, data bytes.
 std::string make(const std::string& header, const std::string& data = "",
@@ -40,23 +37,8 @@ std::string make(const std::string& header, const std::string& data = "",
 
 // The message of the loom::Error that from_bytes(bytes, "bad.safetensors") throws ("" if none).
 std::string error_of(const std::string& bytes) {
-  try {
-    SafetensorsFile::from_bytes(bytes, "bad.safetensors");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
+  return loom_test::error_of([&] { SafetensorsFile::from_bytes(bytes, "bad.safetensors"); });
 }
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "loom-io-test-XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
 TEST(Safetensors, DTypeSizesAndNames) {
   EXPECT_EQ(dtype_size(DType::F64), 8u);
@@ -169,7 +151,7 @@ TEST(Safetensors, RejectsTruncatedFileOnDisk) {
     EXPECT_THAT(e.what(), HasSubstr("run past the data section"));
   }
   EXPECT_THROW(SafetensorsFile(dir / "missing.safetensors"), Error);
-  EXPECT_THROW(SafetensorsFile(dir.path.string()), Error);  // a directory
+  EXPECT_THROW(SafetensorsFile(dir.path().string()), Error);  // a directory
   std::ofstream(dir / "empty.safetensors", std::ios::binary);
   EXPECT_THAT([&] { try { SafetensorsFile g(dir / "empty.safetensors"); } catch (const Error& e) { return std::string(e.what()); } return std::string(); }(),
               AllOf(HasSubstr("empty.safetensors"), HasSubstr("0 bytes")));

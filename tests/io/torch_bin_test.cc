@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "loom/core/files.h"
 #include "loom/core/error.h"
 #include "loom/io/checkpoint.h"
 #include "loom/io/torch_pickle.h"
@@ -27,7 +28,7 @@ const std::string kM2M100 = std::string(LOOM_TEST_DATA) + "/hf-tiny/m2m100";
 
 TEST(TorchBin, DtypesViewsAndSharedStoragesMatchTorch) {
   const auto sd = read_pytorch_bin(kBin + "/views.bin");
-  const nlohmann::json want = text::read_json_file(kBin + "/views.json");
+  const nlohmann::json want = core::read_json(kBin + "/views.json");
   ASSERT_EQ(sd.size(), want.size());
   const std::map<std::string, torch::ScalarType> dtypes = {
       {"float32", torch::kFloat32}, {"float16", torch::kHalf},  {"bfloat16", torch::kBFloat16},
@@ -74,12 +75,12 @@ TEST(TorchBin, TorchSaveAndShardedBinLoadLikeSafetensors) {
   EXPECT_TRUE(torch::equal(bin.load("lm_head.weight"), st.load("model.shared.weight")));
 
   // A shard index naming a missing shard, or a tensor in the wrong shard.
-  nlohmann::json index = text::read_json_file(kBin + "/m2m100-sharded/pytorch_model.bin.index.json");
+  nlohmann::json index = core::read_json(kBin + "/m2m100-sharded/pytorch_model.bin.index.json");
   index["weight_map"]["model.shared.weight"] = "pytorch_model-00003-of-00002.bin";
   loom_test::write_file(sharded.path() / "pytorch_model.bin.index.json", index.dump());
   EXPECT_THAT(error_of([&] { HfCheckpoint c(sharded.path().string()); }),
               AllOf(HasSubstr("pytorch_model.bin.index.json"), HasSubstr("not found")));
-  index = text::read_json_file(kBin + "/m2m100-sharded/pytorch_model.bin.index.json");
+  index = core::read_json(kBin + "/m2m100-sharded/pytorch_model.bin.index.json");
   const std::string owner = index["weight_map"]["model.shared.weight"];
   index["weight_map"]["model.shared.weight"] = owner == "pytorch_model-00001-of-00002.bin"
                                                    ? "pytorch_model-00002-of-00002.bin"

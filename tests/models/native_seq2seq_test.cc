@@ -18,6 +18,7 @@
 #include "loom/io/safetensors.h"
 #include "loom/models/seq2seq.h"
 #include "loom/text/seq2seq_tokenizer.h"
+#include "support/support.h"
 
 namespace loom::models {
 namespace {
@@ -25,14 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "loom-native-test-XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using loom_test::TempDir;
 
 const std::string kMarian = std::string(LOOM_TEST_DATA) + "/hf-tiny/marian-en-zh";
 
@@ -244,7 +238,7 @@ TEST(NativeSeq2Seq, SaveLoadGivesIdenticalLogitsAndF16HalvesTheFile) {
     SCOPED_TRACE(arch + (shared ? " shared" : " separate"));
     NativeSeq2Seq model(tiny(arch, !shared, shared, shared));
     model.eval();
-    const std::string dir = tmp.path + "/" + arch + (shared ? "-shared" : "-separate");
+    const std::string dir = tmp.path().string() + "/" + arch + (shared ? "-shared" : "-separate");
     save_native_model(model, dir);
     for (const char* f : {"config.json", "generation_config.json", "model.safetensors", "README.md"}) {
       EXPECT_TRUE(fs::exists(dir + "/" + f)) << f;
@@ -294,13 +288,13 @@ TEST(NativeSeq2Seq, LoadErrorsNameTheTensor) {
   torch::manual_seed(5);
   TempDir tmp;
   NativeSeq2Seq model(tiny_transformer());
-  save_native_model(model, tmp.path);
+  save_native_model(model, tmp.path().string());
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (const auto& p : model.named_parameters()) tensors.emplace_back(p.key(), p.value().detach());
   auto error_with = [&](std::vector<std::pair<std::string, torch::Tensor>> t) {
-    io::write_safetensors(tmp.path + "/model.safetensors", t);
+    io::write_safetensors(tmp.path().string() + "/model.safetensors", t);
     try {
-      NativeSeq2Seq::load(tmp.path);
+      NativeSeq2Seq::load(tmp.path().string());
     } catch (const Error& e) {
       return std::string(e.what());
     }
@@ -338,13 +332,13 @@ TEST(EncoderDecoderLoader, DispatchesOnModelType) {
   EXPECT_EQ(marian->max_decoder_positions(), 128);
   EXPECT_EQ(marian->max_source_positions(), 128);
   TempDir tmp;
-  fs::copy_file(kMarian + "/model.safetensors", tmp.path + "/model.safetensors");
+  fs::copy_file(kMarian + "/model.safetensors", tmp.path().string() + "/model.safetensors");
   std::ifstream in(kMarian + "/config.json");
   json config = json::parse(in);
   config["model_type"] = "t5";
-  std::ofstream(tmp.path + "/config.json") << config.dump();
+  std::ofstream(tmp.path().string() + "/config.json") << config.dump();
   try {
-    load_encoder_decoder(tmp.path);
+    load_encoder_decoder(tmp.path().string());
     FAIL() << "t5 accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("model_type"), std::string::npos) << e.what();

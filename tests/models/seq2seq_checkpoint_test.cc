@@ -9,6 +9,7 @@
 #include "loom/core/error.h"
 #include "loom/io/checkpoint.h"
 #include "loom/models/seq2seq.h"
+#include "support/support.h"
 
 namespace loom::models {
 namespace {
@@ -16,14 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "loom-seq2seq-test-XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using loom_test::TempDir;
 
 const std::string kMarian = std::string(LOOM_TEST_DATA) + "/hf-tiny/marian-en-zh";
 
@@ -63,22 +57,22 @@ TEST(Seq2SeqCheckpoint, LoadsEveryTensorOfTheFixture) {
 
 TEST(Seq2SeqCheckpoint, MissingTensorIsNamed) {
   TempDir dir;
-  write_variant(dir.path, [](auto& t) {
+  write_variant(dir.path().string(), [](auto& t) {
     t.erase(std::remove_if(t.begin(), t.end(), [](const auto& p) { return p.first == "model.decoder.layers.1.fc2.bias"; }), t.end());
   });
-  const std::string msg = load_error(dir.path);
+  const std::string msg = load_error(dir.path().string());
   EXPECT_NE(msg.find("model.decoder.layers.1.fc2.bias"), std::string::npos) << msg;
   EXPECT_NE(msg.find("missing"), std::string::npos) << msg;
 }
 
 TEST(Seq2SeqCheckpoint, WrongShapeIsNamed) {
   TempDir dir;
-  write_variant(dir.path, [](auto& t) {
+  write_variant(dir.path().string(), [](auto& t) {
     for (auto& p : t) {
       if (p.first == "model.encoder.layers.0.self_attn.k_proj.weight") p.second = torch::zeros({32, 16});
     }
   });
-  const std::string msg = load_error(dir.path);
+  const std::string msg = load_error(dir.path().string());
   EXPECT_NE(msg.find("model.encoder.layers.0.self_attn.k_proj.weight"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[32, 16]"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[32, 32]"), std::string::npos) << msg;
@@ -87,27 +81,27 @@ TEST(Seq2SeqCheckpoint, WrongShapeIsNamed) {
 TEST(Seq2SeqCheckpoint, UnexpectedTensorIsNamedButTiedCopiesAreTolerated) {
   {
     TempDir dir;
-    write_variant(dir.path, [](auto& t) { t.emplace_back("model.encoder.layers.2.fc1.weight", torch::zeros({64, 32})); });
-    const std::string msg = load_error(dir.path);
+    write_variant(dir.path().string(), [](auto& t) { t.emplace_back("model.encoder.layers.2.fc1.weight", torch::zeros({64, 32})); });
+    const std::string msg = load_error(dir.path().string());
     EXPECT_NE(msg.find("model.encoder.layers.2.fc1.weight"), std::string::npos) << msg;
     EXPECT_NE(msg.find("unexpected"), std::string::npos) << msg;
   }
   {
     // what older transformers versions saved: tied copies and the static position tables
     TempDir dir;
-    write_variant(dir.path, [](auto& t) {
+    write_variant(dir.path().string(), [](auto& t) {
       torch::Tensor shared;
       for (auto& p : t) if (p.first == "model.shared.weight") shared = p.second;
       t.emplace_back("lm_head.weight", shared);
       t.emplace_back("model.encoder.embed_tokens.weight", shared);
       t.emplace_back("model.decoder.embed_positions.weight", torch::zeros({128, 32}));
     });
-    EXPECT_EQ(load_error(dir.path), "");
+    EXPECT_EQ(load_error(dir.path().string()), "");
   }
   {
     TempDir dir;
-    write_variant(dir.path, [](auto& t) { t.emplace_back("lm_head.weight", torch::zeros({10, 32})); });
-    const std::string msg = load_error(dir.path);
+    write_variant(dir.path().string(), [](auto& t) { t.emplace_back("lm_head.weight", torch::zeros({10, 32})); });
+    const std::string msg = load_error(dir.path().string());
     EXPECT_NE(msg.find("lm_head.weight"), std::string::npos) << msg;
   }
 }

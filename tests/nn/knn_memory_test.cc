@@ -6,6 +6,7 @@
 
 #include "loom/nn/knn_memory.h"
 #include "loom/nn/lm_attention.h"
+#include "support/gradcheck.h"
 
 namespace loom::nn {
 namespace {
@@ -175,22 +176,7 @@ TEST(KnnAttention, StreamingAnyChunkSizeEqualsOneShotAndResetsOneRow) {
   EXPECT_EQ(one.knn->size(1), 0);
 }
 
-void expect_gradients_match(const std::function<torch::Tensor()>& loss, torch::Tensor t, double tol) {
-  torch::Tensor l = loss();
-  torch::Tensor grad = torch::autograd::grad({l}, {t})[0];
-  torch::NoGradGuard no_grad;
-  torch::Tensor flat = t.view({-1});
-  const double eps = 1e-6;
-  for (int64_t i = 0; i < flat.numel(); ++i) {
-    const double old = flat[i].item<double>();
-    flat[i].fill_(old + eps);
-    const double lp = loss().item<double>();
-    flat[i].fill_(old - eps);
-    const double lm = loss().item<double>();
-    flat[i].fill_(old);
-    EXPECT_NEAR(grad.reshape({-1})[i].item<double>(), (lp - lm) / (2 * eps), tol) << "entry " << i;
-  }
-}
+using loom_test::expect_gradients_match;
 
 TEST(KnnAttention, FiniteDifferenceGradient) {
   // No gradient flows into the memory (papers.md §4.2), so the check holds the memory and the XL

@@ -7,27 +7,12 @@
 
 #include "loom/nn/lm_attention.h"
 #include "loom/nn/lm_blocks.h"
+#include "support/gradcheck.h"
 
 namespace loom::nn {
 namespace {
 
 torch::Tensor f64(std::initializer_list<double> v) { return torch::tensor(std::vector<double>(v), torch::kFloat64); }
-
-TEST(LmBlocks, RMSNormHandComputed) {
-  RMSNorm norm(2, 1e-6);
-  {
-    torch::NoGradGuard g;
-    norm->weight.copy_(torch::tensor({2.0f, 0.5f}));
-  }
-  torch::Tensor y = norm->forward(torch::tensor({{3.0f, 4.0f}}));  // rms = sqrt(12.5)
-  const double r = std::sqrt(12.5 + 1e-6);
-  EXPECT_NEAR(y[0][0].item<double>(), 2.0 * 3.0 / r, 1e-6);
-  EXPECT_NEAR(y[0][1].item<double>(), 0.5 * 4.0 / r, 1e-6);
-  // half-precision input: statistics in float32, output back in half
-  torch::Tensor yh = norm->forward(torch::tensor({{3.0f, 4.0f}}).to(torch::kHalf));
-  EXPECT_EQ(yh.scalar_type(), torch::kHalf);
-  EXPECT_NEAR(yh[0][0].item<double>(), 2.0 * 3.0 / r, 2e-3);
-}
 
 TEST(LmBlocks, RoPEHandComputedAndOffset) {
   // d = 2, position 1: (1, 0) -> (cos 1, sin 1)
@@ -254,23 +239,7 @@ TEST(InfiniAttention, FirstSegmentChoices) {
   EXPECT_TRUE(torch::allclose(zero->forward(x, 0, zs, s2), 0.5 * ref, 1e-5, 1e-5));
 }
 
-// Central finite differences of f at the entries of t (double precision).
-void expect_gradients_match(const std::function<torch::Tensor()>& loss, torch::Tensor t, double tol) {
-  torch::Tensor l = loss();
-  torch::Tensor g = torch::autograd::grad({l}, {t})[0];
-  torch::NoGradGuard no_grad;
-  torch::Tensor flat = t.view({-1});
-  const double eps = 1e-6;
-  for (int64_t i = 0; i < flat.numel(); ++i) {
-    const double old = flat[i].item<double>();
-    flat[i].fill_(old + eps);
-    const double lp = loss().item<double>();
-    flat[i].fill_(old - eps);
-    const double lm = loss().item<double>();
-    flat[i].fill_(old);
-    EXPECT_NEAR(g.reshape({-1})[i].item<double>(), (lp - lm) / (2 * eps), tol) << "entry " << i;
-  }
-}
+using loom_test::expect_gradients_match;
 
 TEST(InfiniAttention, FiniteDifferenceGradientThroughMemoryAcrossSegments) {
   torch::manual_seed(6);

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "loom/core/files.h"
 #include "loom/core/error.h"
 #include "loom/text/m2m100_tokenizer.h"
 #include "loom/text/tokenizer_files.h"
@@ -23,7 +24,7 @@ const std::string kDir = std::string(LOOM_TEST_DATA) + "/hf-tiny/m2m100";
 TEST(M2M100Tokenizer, LoadsThroughTheSeq2SeqFactory) {
   auto tok = load_seq2seq_tokenizer(kDir);
   EXPECT_EQ(tok->name(), "M2M100Tokenizer");
-  const nlohmann::json ref = read_json_file(kDir + "/reference.json");
+  const nlohmann::json ref = core::read_json(kDir + "/reference.json");
   EXPECT_EQ(tok->vocab_size(), ref["vocab_size"].get<int64_t>());
   EXPECT_EQ(tok->languages().size(), 100u);
   EXPECT_EQ(tok->source_language(), "en");  // transformers' default src_lang
@@ -35,7 +36,7 @@ TEST(M2M100Tokenizer, LoadsThroughTheSeq2SeqFactory) {
 
 TEST(M2M100Tokenizer, IdsMatchTheIndependentReference) {
   M2M100Tokenizer tok(kDir);
-  const nlohmann::json ref = read_json_file(kDir + "/reference.json");
+  const nlohmann::json ref = core::read_json(kDir + "/reference.json");
   for (const auto& [code, id] : ref["language_code_ids"].items()) {
     EXPECT_EQ(tok.language_id(code), id.get<int64_t>()) << code;
     EXPECT_EQ(tok.language_id("__" + code + "__"), id.get<int64_t>()) << code;
@@ -74,10 +75,18 @@ TEST(M2M100Tokenizer, DecodingDropsSpecialsAndWritesMadeupWordsAsUnk) {
 
 TEST(M2M100Tokenizer, BadLanguagesAndFilesAreClearErrors) {
   M2M100Tokenizer tok(kDir);
-  EXPECT_THAT(error_of([&] { tok.set_languages("en", "eng_Latn"); }),
-              AllOf(HasSubstr("unknown M2M100 tgt language 'eng_Latn'"), HasSubstr("af, am")));
+  EXPECT_THAT(error_of([&] { tok.set_languages("en", "tlh"); }),
+              AllOf(HasSubstr("unknown M2M100 tgt language 'tlh'"), HasSubstr("af, am")));
   EXPECT_THAT(error_of([&] { tok.set_languages("", "de"); }), HasSubstr("--src en --tgt zh"));
   EXPECT_THAT(error_of([&] { tok.encode_target("x"); }), HasSubstr("no M2M100 target language"));
+  // Other spellings of the model's codes select them (text/language_codes, as for NLLB/Marian).
+  tok.set_languages("eng_Latn", "zh-CN");
+  EXPECT_EQ(tok.source_language(), "en");
+  EXPECT_EQ(tok.target_language(), "zh");
+  tok.set_languages("__de__", "zho_Hans");
+  EXPECT_EQ(tok.source_language(), "de");
+  EXPECT_EQ(tok.target_language(), "zh");
+  EXPECT_EQ(tok.language_id("__zh__"), tok.language_id("zh"));
   loom_test::TempDir dir;
   for (const char* f : {"sentencepiece.bpe.model", "config.json"})
     std::filesystem::copy_file(kDir + "/" + f, dir / f);

@@ -12,10 +12,11 @@
 #include <fstream>
 
 #include "loom/core/error.h"
+#include "loom/core/files.h"
+#include "loom/core/utf8.h"
 #include "loom/text/marian_tokenizer.h"
 #include "loom/text/nllb_tokenizer.h"
 #include "loom/text/tokenizer_files.h"
-#include "loom/text/utf8.h"
 
 namespace loom::text {
 namespace {
@@ -34,7 +35,7 @@ Ids ids_of(const nlohmann::json& j) { return j.get<Ids>(); }
 // Every reference case of an hf-tiny seq2seq fixture: input_ids, labels, the unpadded batch
 // rows, and decode() of the greedy / beam outputs.
 void check_hf_tiny(const Seq2SeqTokenizer& tok, const std::string& dir) {
-  nlohmann::json ref = read_json_file(dir + "/reference.json");
+  nlohmann::json ref = core::read_json(dir + "/reference.json");
   const auto& cases = ref["cases"];
   ASSERT_EQ(cases.size(), 5u);
   for (size_t i = 0; i < cases.size(); ++i) {
@@ -85,7 +86,7 @@ TEST(Seq2SeqTokenizer, HfTinyMarianMatchesReference) {
 TEST(Seq2SeqTokenizer, HfTinyNllbMatchesReference) {
   auto tok = load_seq2seq_tokenizer(kNllb);
   ASSERT_EQ(tok->name(), "NllbTokenizer");
-  nlohmann::json ref = read_json_file(kNllb + "/reference.json");
+  nlohmann::json ref = core::read_json(kNllb + "/reference.json");
   tok->set_languages("eng_Latn", "zho_Hans");
   EXPECT_EQ(tok->languages().size(), 202u);
   auto* nllb = dynamic_cast<NllbTokenizer*>(tok.get());
@@ -104,7 +105,7 @@ TEST(Seq2SeqTokenizer, HfTinyNllbMatchesReference) {
 TEST(Seq2SeqTokenizer, OpusMtEnZhMatchesHfOnEveryReferenceRow) {
   auto tok = load_seq2seq_tokenizer(kOpus);
   ASSERT_EQ(tok->name(), "MarianTokenizer");
-  nlohmann::json ref = read_json_file(kOpusRef);
+  nlohmann::json ref = core::read_json(kOpusRef);
   size_t src_ok = 0, tgt_ok = 0, dec_ok = 0;
   const size_t n_src = ref["source"].size(), n_tgt = ref["target"].size();
   ASSERT_GE(n_src, 200u);
@@ -137,7 +138,7 @@ TEST(Seq2SeqTokenizer, OpusMtEnZhMatchesHfOnEveryReferenceRow) {
 
 TEST(Seq2SeqTokenizer, MarianTargetLanguageTokenIsPrepended) {
   MarianTokenizer tok(kOpus);
-  nlohmann::json ref = read_json_file(kOpusRef);
+  nlohmann::json ref = core::read_json(kOpusRef);
   Ids with_code;  // HF ids of ">>cmn_Hans<< This is a test."
   for (const auto& row : ref["source"])
     if (row["text"] == ">>cmn_Hans<< This is a test.") with_code = ids_of(row["ids"]);
@@ -198,7 +199,7 @@ TEST(Seq2SeqTokenizer, SinglePairMarianRejectsOtherTargets) {
   fs::create_directories(dir);
   for (const char* f : {"source.spm", "target.spm", "tokenizer_config.json"})
     fs::copy_file(kMarian + "/" + f, dir / f, fs::copy_options::overwrite_existing);
-  nlohmann::json vocab = read_json_file(kMarian + "/vocab.json");
+  nlohmann::json vocab = core::read_json(kMarian + "/vocab.json");
   for (const char* code : {">>cmn_Hans<<", ">>cmn_Hant<<", ">>yue_Hant<<"}) vocab.erase(code);
   std::ofstream(dir / "vocab.json") << vocab.dump();
   {
@@ -222,7 +223,7 @@ TEST(Seq2SeqTokenizer, NllbLegacyBehaviourMovesLanguageCodeToTheEnd) {
   fs::create_directories(dir);
   fs::copy_file(kNllb + "/sentencepiece.bpe.model", dir / "sentencepiece.bpe.model",
                 fs::copy_options::overwrite_existing);
-  nlohmann::json cfg = read_json_file(kNllb + "/tokenizer_config.json");
+  nlohmann::json cfg = core::read_json(kNllb + "/tokenizer_config.json");
   cfg["legacy_behaviour"] = true;
   std::ofstream(dir / "tokenizer_config.json") << cfg.dump();
   {
@@ -296,8 +297,8 @@ TEST(Seq2SeqTokenizer, InvalidUtf8AndBadIdsAreErrors) {
   EXPECT_THROW(opus->decode_target({5, -1}), Error);
   EXPECT_THROW(opus->decode_target({opus->vocab_size()}), Error);
   EXPECT_THROW(nllb->decode_target({nllb->vocab_size()}), Error);
-  EXPECT_EQ(find_invalid_utf8("h\xC3\xA9llo \xF0\x9F\x91\x8B"), std::string_view::npos);
-  EXPECT_EQ(find_invalid_utf8("ab\xE2\x82"), 2u);
+  EXPECT_EQ(core::utf8_error_offset("h\xC3\xA9llo \xF0\x9F\x91\x8B"), std::string_view::npos);
+  EXPECT_EQ(core::utf8_error_offset("ab\xE2\x82"), 2u);
 }
 
 TEST(Seq2SeqTokenizer, OneMegabyteLineIsTokenized) {
@@ -339,7 +340,7 @@ namespace {
 // Cutting a sentence at a piece boundary and re-encoding each part's source_text() gives the
 // same ids as the corresponding slice of the whole sentence.
 TEST(Seq2SeqTokenizer, SourcePiecesSplitAndReencode) {
-  nlohmann::json ref = read_json_file(kOpusRef);
+  nlohmann::json ref = core::read_json(kOpusRef);
   auto opus = load_seq2seq_tokenizer(kOpus);
   auto nllb = load_seq2seq_tokenizer(kNllb);
   nllb->set_languages("eng_Latn", "zho_Hans");

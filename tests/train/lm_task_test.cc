@@ -16,8 +16,8 @@
 #include <thread>
 
 #include "loom/text/lm_tokenizer.h"
-#include "process_util.h"
 #include "loom/train/lm_task.h"
+#include "support/support.h"
 
 namespace loom::train {
 namespace {
@@ -109,14 +109,13 @@ TEST(PasskeyTask, LabelsOnlyOnTheAnswerAndDeterministicSamples) {
 
 // ---- the real binary, killed and resumed ----
 
+using loom_test::run_loom;
+using loom_test::run_loom_killed_after;
 using loom_test::slurp;
-using loom_test::spawn_loom;
-using loom_test::run_loom_to_end;
 
 TEST(TrainLmCli, KilledAtRandomMomentsAndResumedEqualsUninterrupted) {
-  const fs::path dir = fs::temp_directory_path() / ("loom-trainlm-" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  loom_test::TempDir tmp;
+  const fs::path& dir = tmp.path();
   const fs::path cfg = dir / "config.json";
   std::ofstream(cfg) << R"({"n_layers": 2, "d_model": 32, "d_head": 8, "ffn_divisor": 16, "ffn_multipliers": 2.0,
     "attention": "infini", "segment_len": 16,
@@ -132,28 +131,26 @@ TEST(TrainLmCli, KilledAtRandomMomentsAndResumedEqualsUninterrupted) {
     return std::vector<std::string>{"train", "lm", "--config", cfg.string(), "--data", text.string(), "--out",
                                     out.string(), "--quiet"};
   };
-  ASSERT_EQ(run_loom_to_end(args(dir / "ref"), dir / "ref.log"), 0) << slurp(dir / "ref.log");
+  auto r = run_loom(args(dir / "ref"), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
   std::mt19937 rng(20261129);
   std::uniform_int_distribution<int> delay_ms(100, 900);
   int kills = 0;
   for (int attempt = 0; attempt < 10; ++attempt) {
     auto a = args(dir / "run");
     a.push_back("--resume");
-    pid_t pid = spawn_loom(a, dir / "child.log");
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
+    const int code = run_loom_killed_after(a, dir, delay_ms(rng));
+    if (code == 128 + SIGKILL) {
       ++kills;
     } else {
-      ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(dir / "child.log");
+      ASSERT_EQ(code, 0) << slurp(dir / "killed.stderr");
       break;
     }
   }
   auto a = args(dir / "run");
   a.push_back("--resume");
-  ASSERT_EQ(run_loom_to_end(a, dir / "last.log"), 0) << slurp(dir / "last.log");
+  r = run_loom(a, dir);
+  ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_GT(kills, 0);
   const std::string ref = slurp(dir / "ref" / "model" / "model.safetensors");
   ASSERT_FALSE(ref.empty());
@@ -170,7 +167,6 @@ TEST(TrainLmCli, KilledAtRandomMomentsAndResumedEqualsUninterrupted) {
   EXPECT_EQ(m_ref.size(), m_run.size());
   EXPECT_TRUE(fs::exists(dir / "run" / "plots" / "loss.svg"));
   EXPECT_EQ(slurp(dir / "ref" / "model" / "tokenizer.json"), slurp(dir / "run" / "model" / "tokenizer.json"));
-  fs::remove_all(dir);
 }
 
 }  // namespace

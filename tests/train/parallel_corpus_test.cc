@@ -9,6 +9,7 @@
 
 #include "loom/core/error.h"
 #include "loom/data/parallel_corpus.h"
+#include "support/support.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -25,14 +26,7 @@ void write(const fs::path& p, const std::string& s) {
   std::ofstream(p, std::ios::binary) << s;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const loom::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using loom_test::error_of;
 
 TEST(ParallelCorpus, ReadsTsvWithBomCrlfAndExtraColumns) {
   auto d = tmp_dir("tsv");

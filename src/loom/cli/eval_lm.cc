@@ -10,7 +10,7 @@
 #include "loom/core/error.h"
 #include "loom/core/plot.h"
 #include "loom/data/passkey.h"
-#include "loom/eval/lm_eval.h"
+#include "loom/pipeline/lm_eval.h"
 #include "loom/models/decoder_lm.h"
 #include "loom/text/lm_tokenizer.h"
 #include "loom/train/lm_data.h"
@@ -46,11 +46,11 @@ void run_eval_lm(const EvalLmOptions& o) {
   std::string marker;
   auto split = train::parse_doc_split(o.doc_split, &marker);
   auto docs = train::read_lm_documents(o.files, split, marker);
-  eval::PerplexityResult total;
+  pipeline::PerplexityResult total;
   nlohmann::json per_doc = nlohmann::json::array();
   for (auto& d : docs) {
     auto ids = tok.encode(d.text);
-    auto r = eval::document_perplexity(*model, ids, o.chunk, o.max_tokens);
+    auto r = pipeline::document_perplexity(*model, ids, o.chunk, o.max_tokens);
     total.nll += r.nll;
     total.tokens += r.tokens;
     total.seconds += r.seconds;
@@ -105,13 +105,13 @@ void run_eval_passkey(const EvalPasskeyOptions& o) {
   if (o.threads > 0) torch::set_num_threads(static_cast<int>(o.threads));
   auto model = models::load_decoder_lm(o.model);
   auto tok = text::LmTokenizer::load(o.model);
-  eval::PasskeyEvalOptions po;
+  pipeline::PasskeyEvalOptions po;
   po.lengths = data::parse_token_lengths(o.lengths, "--lengths");
   po.depths = parse_depths(o.depths);
   po.trials = o.trials;
   po.seed = o.seed;
   po.chunk = o.chunk;
-  auto g = eval::passkey_grid(*model, tok, po, !o.quiet);
+  auto g = pipeline::passkey_grid(*model, tok, po, !o.quiet);
   std::printf("passkey retrieval, %lld trials per cell: exact 5-digit match / per-digit accuracy\n",
               static_cast<long long>(g.trials));
   std::printf("%-8s", "length");

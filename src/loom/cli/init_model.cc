@@ -8,6 +8,7 @@
 
 #include "loom/cli/commands.h"
 #include "loom/core/error.h"
+#include "loom/core/files.h"
 #include "loom/core/paths.h"
 #include "loom/io/checkpoint.h"
 #include "loom/models/causal_lm.h"
@@ -19,9 +20,7 @@ namespace fs = std::filesystem;
 namespace {
 
 void write_json(const fs::path& path, const nlohmann::json& j) {
-  std::ofstream out(path);
-  out << j.dump(2) << "\n";
-  if (!out) fail(Where{path.string()}, "cannot write");
+  core::write_file_atomic(path.string(), j.dump(2) + "\n");
 }
 
 void run_init_model(const std::string& like, const std::string& out_dir, uint64_t seed, bool force,

@@ -227,10 +227,10 @@ void add_translate(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--length-cap", a.engine.length_cap, "Stop a sentence at A*|source|+B tokens (counted as capped)")
       ->capture_default_str();
-  cmd->add_option("--batch-tokens", a.engine.batch_tokens, "Padded source tokens per batch")
+  cmd->add_option("--batch-tokens", a.engine.max_tokens, "Padded source tokens per batch")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
-  cmd->add_option("--max-batch-size", a.engine.max_batch_size, "Sentences per batch")
+  cmd->add_option("--max-batch-size", a.engine.max_sentences, "Sentences per batch")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--n-best", a.engine.n_best, "JSONL: also write T_nbest, the N best translations (beam >= N)")

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "loom/core/error.h"
+#include "loom/core/files.h"
 
 namespace loom::core {
 namespace {
@@ -279,11 +280,7 @@ std::string heat_map_svg(const HeatMap& map) {
 }
 
 void write_svg(const std::string& path, const std::string& svg) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) fail(Where{path}, "cannot open for writing");
-  out.write(svg.data(), static_cast<std::streamsize>(svg.size()));
-  out.close();
-  if (!out) fail(Where{path}, "write failed");
+  write_file_atomic(path, svg);
 }
 
 }  // namespace loom::core

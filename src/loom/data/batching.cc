@@ -22,27 +22,34 @@ TokenBatcher::TokenBatcher(const std::vector<std::pair<int64_t, int64_t>>& lengt
     return std::make_tuple(std::max(l.first, l.second), l.first, l.second, i);
   };
   std::sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return key(a) < key(b); });
+  auto len = [&](int64_t i) { return std::max(lengths_[i].first, lengths_[i].second); };
+  for (int64_t i : idx)
+    if (len(i) > options_.max_tokens)
+      fail(Where{"", 0, "max_tokens"}, "example {} has {} tokens, more than the batch budget of {} tokens", i, len(i),
+           options_.max_tokens);
+  batches_ = pack_token_budget(idx, len, options_.max_tokens, options_.max_sentences);
+}
+
+std::vector<std::vector<int64_t>> pack_token_budget(const std::vector<int64_t>& order,
+                                                    const std::function<int64_t(int64_t)>& length,
+                                                    int64_t max_tokens, int64_t max_sentences) {
+  std::vector<std::vector<int64_t>> batches;
   std::vector<int64_t> cur;
   int64_t cur_max = 0;
-  for (int64_t i : idx) {
-    int64_t len = std::max(lengths_[i].first, lengths_[i].second);
-    if (len > options_.max_tokens)
-      fail(Where{"", 0, "max_tokens"},
-           "example {} has {} tokens, more than the batch budget of {} tokens", i, len,
-           options_.max_tokens);
-    int64_t new_max = std::max(cur_max, len);
-    bool full = static_cast<int64_t>(cur.size() + 1) * new_max > options_.max_tokens ||
-                (options_.max_sentences > 0 &&
-                 static_cast<int64_t>(cur.size()) + 1 > options_.max_sentences);
+  for (int64_t i : order) {
+    const int64_t new_max = std::max(cur_max, length(i));
+    const auto n = static_cast<int64_t>(cur.size()) + 1;
+    const bool full = n * new_max > max_tokens || (max_sentences > 0 && n > max_sentences);
     if (!cur.empty() && full) {
-      batches_.push_back(std::move(cur));
+      batches.push_back(std::move(cur));
       cur.clear();
-      new_max = len;
+      cur_max = 0;
     }
     cur.push_back(i);
-    cur_max = new_max;
+    cur_max = std::max(cur_max, length(i));
   }
-  if (!cur.empty()) batches_.push_back(std::move(cur));
+  if (!cur.empty()) batches.push_back(std::move(cur));
+  return batches;
 }
 
 const std::vector<int64_t>& TokenBatcher::batch(int64_t epoch, int64_t index) const {

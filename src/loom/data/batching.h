@@ -4,10 +4,21 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <utility>
 #include <vector>
 
 namespace loom::data {
+
+/// Greedy token-budget packing, the one packer of training (TokenBatcher) and translation
+/// (generate::Translator): walks `order` (example indices, ascending by length) and closes the
+/// batch when adding the next example would make n × (longest length in the batch) exceed
+/// max_tokens, or n exceed max_sentences (0 = no limit). An example longer than max_tokens on
+/// its own gets a batch of its own (callers that must reject it check first). length(i) is
+/// example i's padded length in tokens. Returns the batches in `order`'s order.
+std::vector<std::vector<int64_t>> pack_token_budget(const std::vector<int64_t>& order,
+                                                    const std::function<int64_t(int64_t)>& length,
+                                                    int64_t max_tokens, int64_t max_sentences);
 
 /// How batches are formed.
 struct BatchingOptions {

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "loom/core/error.h"
+#include "loom/core/files.h"
 #include "loom/core/utf8.h"
 #include "loom/data/shuffle.h"
 
@@ -99,22 +100,14 @@ std::vector<SentencePair> read_parallel_files(const std::string& src_path,
 }
 
 void write_parallel_tsv(const std::string& path, const std::vector<SentencePair>& pairs) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(Where{tmp, 0, ""}, "cannot create file");
-    auto clean = [](std::string s) {
-      for (char& c : s)
-        if (c == '\t' || c == '\n' || c == '\r') c = ' ';
-      return s;
-    };
-    for (const SentencePair& p : pairs) out << clean(p.src) << '\t' << clean(p.tgt) << '\n';
-    out.flush();
-    if (!out) fail(Where{tmp, 0, ""}, "write failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) fail(Where{path, 0, ""}, "cannot rename {}: {}", tmp, ec.message());
+  auto clean = [](std::string s) {
+    for (char& c : s)
+      if (c == '\t' || c == '\n' || c == '\r') c = ' ';
+    return s;
+  };
+  std::string text;
+  for (const SentencePair& p : pairs) text += clean(p.src) + '\t' + clean(p.tgt) + '\n';
+  core::write_file_atomic(path, text);
 }
 
 int64_t count_code_points(std::string_view s) {

@@ -4,7 +4,7 @@
 #include <unordered_map>
 
 #include "loom/core/error.h"
-#include "loom/text/utf8.h"
+#include "loom/core/utf8.h"
 
 namespace loom::eval {
 namespace {
@@ -14,7 +14,7 @@ using NgramCounts = std::vector<std::unordered_map<std::string, int64_t>>;  // [
 // Tokens of a BLEU-tokenized line: Python's str.split().
 std::vector<std::string> split_tokens(const std::string& line) {
   std::vector<std::string> out;
-  for (const auto& t : split_python_whitespace(utf8_to_code_points(line))) out.push_back(code_points_to_utf8(t));
+  for (const auto& t : split_python_whitespace(core::utf8_to_code_points(line))) out.push_back(core::code_points_to_utf8(t));
   return out;
 }
 
@@ -36,8 +36,8 @@ NgramCounts count_ngrams(const std::vector<std::string>& tokens, int max_order) 
 }
 
 std::string preprocess(std::string_view text, BleuTokenizer tok) {
-  text::check_utf8(text);
-  return bleu_tokenize(text::rstrip_unicode_space(text), tok);
+  core::check_utf8(text);
+  return bleu_tokenize(core::rstrip_unicode_space(text), tok);
 }
 
 double default_smooth_value(BleuSmooth s) {

@@ -3,6 +3,7 @@
 #include <unordered_map>
 
 #include "loom/core/error.h"
+#include "loom/core/utf8.h"
 #include "loom/eval/mt_tokenize.h"
 
 namespace loom::eval {
@@ -23,7 +24,7 @@ std::vector<Counts> char_ngrams(const std::u32string& line, int max_order, bool 
     s = line;
   } else {
     for (char32_t c : line)
-      if (!is_python_whitespace(c)) s.push_back(c);
+      if (!core::is_unicode_space(c)) s.push_back(c);
   }
   std::vector<Counts> out(static_cast<size_t>(max_order));
   for (int n = 1; n <= max_order; ++n)
@@ -68,7 +69,7 @@ void add_word_ngrams(const std::vector<std::u32string>& words, int max_order, st
 }
 
 std::vector<Counts> all_ngrams(std::string_view text, const ChrfOptions& o) {
-  std::u32string cps = utf8_to_code_points(text);
+  std::u32string cps = core::utf8_to_code_points(text);
   auto grams = char_ngrams(cps, o.char_order, o.whitespace);
   if (o.word_order > 0) add_word_ngrams(chrf_words(cps), o.word_order, grams);
   return grams;

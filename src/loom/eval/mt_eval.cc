@@ -5,7 +5,6 @@
 
 #include "loom/core/error.h"
 #include "loom/core/utf8.h"
-#include "loom/text/utf8.h"
 
 namespace loom::eval {
 
@@ -21,7 +20,7 @@ std::vector<std::string> read_segments(const std::string& path) {
     if (bad != std::string::npos)
       fail(Where{path, line_no}, "not valid UTF-8 (bad byte 0x{:02X} at byte offset {} of the line)",
            static_cast<unsigned>(static_cast<unsigned char>(line[bad])), bad);
-    out.emplace_back(text::rstrip_unicode_space(line));
+    out.emplace_back(core::rstrip_unicode_space(line));
   }
   if (in.bad()) fail(Where{path, line_no}, "read error");
   return out;

@@ -130,8 +130,8 @@ std::u32string tokenize_13a(std::u32string line) {
 
 std::u32string strip_python(std::u32string_view s) {
   size_t b = 0, e = s.size();
-  while (b < e && is_python_whitespace(s[b])) ++b;
-  while (e > b && is_python_whitespace(s[e - 1])) --e;
+  while (b < e && core::is_unicode_space(s[b])) ++b;
+  while (e > b && core::is_unicode_space(s[e - 1])) --e;
   return std::u32string(s.substr(b, e - b));
 }
 
@@ -190,14 +190,14 @@ const char* bleu_tokenizer_name(BleuTokenizer tok) {
 
 std::string bleu_tokenize(std::string_view line, BleuTokenizer tok) {
   if (tok == BleuTokenizer::kNone) {
-    if (!core::is_valid_utf8(line)) utf8_to_code_points(line);  // throws the usual message
+    core::check_utf8(line);
     return std::string(line);
   }
-  std::u32string cps = utf8_to_code_points(line);
+  std::u32string cps = core::utf8_to_code_points(line);
   switch (tok) {
-    case BleuTokenizer::k13a: return code_points_to_utf8(tokenize_13a(std::move(cps)));
-    case BleuTokenizer::kZh: return code_points_to_utf8(tokenize_zh(cps));
-    case BleuTokenizer::kIntl: return code_points_to_utf8(tokenize_intl(cps));
+    case BleuTokenizer::k13a: return core::code_points_to_utf8(tokenize_13a(std::move(cps)));
+    case BleuTokenizer::kZh: return core::code_points_to_utf8(tokenize_zh(cps));
+    case BleuTokenizer::kIntl: return core::code_points_to_utf8(tokenize_intl(cps));
     case BleuTokenizer::kNone: break;
   }
   return std::string(line);
@@ -219,64 +219,14 @@ bool is_sacrebleu_chinese_char(char32_t c) {
   return false;
 }
 
-bool is_python_whitespace(char32_t c) {
-  if ((c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20)) return true;
-  if (c < 0x85) return false;
-  if (c == 0x85 || c == 0xA0 || c == 0x1680) return true;
-  if (c >= 0x2000 && c <= 0x200A) return true;
-  return c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
-}
-
-std::u32string utf8_to_code_points(std::string_view s) {
-  size_t bad = core::utf8_error_offset(s);
-  if (bad != std::string_view::npos)
-    fail("text is not valid UTF-8 (bad byte 0x{:02X} at byte offset {})",
-         static_cast<unsigned>(static_cast<unsigned char>(s[bad])), bad);
-  std::u32string out;
-  out.reserve(s.size());
-  size_t i = 0;
-  while (i < s.size()) {
-    auto b = static_cast<unsigned char>(s[i]);
-    int n = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
-    char32_t cp = n == 1 ? b : (b & (0x7F >> n));
-    for (int k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-    out.push_back(cp);
-    i += static_cast<size_t>(n);
-  }
-  return out;
-}
-
-std::string code_points_to_utf8(std::u32string_view cps) {
-  std::string out;
-  out.reserve(cps.size());
-  for (char32_t c : cps) {
-    if (c < 0x80) {
-      out.push_back(static_cast<char>(c));
-    } else if (c < 0x800) {
-      out.push_back(static_cast<char>(0xC0 | (c >> 6)));
-      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-    } else if (c < 0x10000) {
-      out.push_back(static_cast<char>(0xE0 | (c >> 12)));
-      out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-    } else {
-      out.push_back(static_cast<char>(0xF0 | (c >> 18)));
-      out.push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-    }
-  }
-  return out;
-}
-
 std::vector<std::u32string> split_python_whitespace(std::u32string_view s) {
   std::vector<std::u32string> out;
   size_t i = 0;
   while (i < s.size()) {
-    while (i < s.size() && is_python_whitespace(s[i])) ++i;
+    while (i < s.size() && core::is_unicode_space(s[i])) ++i;
     if (i >= s.size()) break;
     size_t j = i;
-    while (j < s.size() && !is_python_whitespace(s[j])) ++j;
+    while (j < s.size() && !core::is_unicode_space(s[j])) ++j;
     out.emplace_back(s.substr(i, j - i));
     i = j;
   }

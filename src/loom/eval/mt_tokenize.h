@@ -56,16 +56,8 @@ std::string bleu_tokenize(std::string_view line, BleuTokenizer tok);
 /// 2700..27BF, 3200..32FF, 3300..33FF.
 bool is_sacrebleu_chinese_char(char32_t c);
 
-/// True for the code points Python's str.isspace() accepts (what str.split() splits on).
-bool is_python_whitespace(char32_t c);
-
-/// Decodes valid UTF-8 into code points; throws loom::Error ("not valid UTF-8 at byte N").
-std::u32string utf8_to_code_points(std::string_view s);
-
-/// Encodes code points as UTF-8.
-std::string code_points_to_utf8(std::u32string_view cps);
-
-/// Python's str.split() with no argument: the maximal runs of non-whitespace code points.
+/// Python's str.split() with no argument: the maximal runs of non-whitespace code points
+/// (core::is_unicode_space). Code points come from core::utf8_to_code_points.
 std::vector<std::u32string> split_python_whitespace(std::u32string_view s);
 
 }  // namespace loom::eval

@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "loom/core/error.h"
+#include "loom/data/batching.h"
 #include "loom/models/encoder_decoder.h"
 #include "loom/text/seq2seq_tokenizer.h"
 
@@ -84,8 +85,8 @@ Translator::Translator(models::EncoderDecoder& model, const text::Seq2SeqTokeniz
                        GenerationOptions generation, TranslatorOptions options)
     : model_(model), tokenizer_(tokenizer), generation_(std::move(generation)), options_(options) {
   if (options_.max_source_tokens <= 0) options_.max_source_tokens = model_.max_source_positions();
-  if (options_.batch_tokens <= 0) fail(Where{"", 0, "batch_tokens"}, "must be positive");
-  if (options_.max_batch_size <= 0) fail(Where{"", 0, "max_batch_size"}, "must be positive");
+  if (options_.max_tokens <= 0) fail(Where{"", 0, "max_tokens"}, "must be positive");
+  if (options_.max_sentences <= 0) fail(Where{"", 0, "max_sentences"}, "must be positive");
 }
 
 std::vector<std::string> Translator::translate(const std::vector<std::string>& sentences) {
@@ -176,35 +177,27 @@ std::vector<std::vector<Hypothesis>> Translator::translate_ids(
   std::vector<std::vector<Hypothesis>> results(sources.size());
   // Length buckets: sort by source length so a batch pads little, then fill each batch up to the
   // token budget (batch size × longest source) and the sentence limit.
-  std::vector<size_t> order(sources.size());
+  std::vector<int64_t> order(sources.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return sources[a].size() < sources[b].size(); });
-  size_t begin = 0;
-  while (begin < order.size()) {
-    size_t end = begin + 1;
-    while (end < order.size()) {
-      auto count = static_cast<int64_t>(end - begin + 1);
-      auto longest = static_cast<int64_t>(sources[order[end]].size());
-      if (count > options_.max_batch_size || count * longest > options_.batch_tokens) break;
-      ++end;
-    }
+  auto length = [&](int64_t i) { return static_cast<int64_t>(sources[static_cast<size_t>(i)].size()); };
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return length(a) < length(b); });
+  for (const std::vector<int64_t>& members : data::pack_token_budget(order, length, options_.max_tokens,
+                                                                     options_.max_sentences)) {
     std::vector<std::vector<int64_t>> batch;
-    for (size_t k = begin; k < end; ++k) {
-      batch.push_back(sources[order[k]]);
-      stats_.source_tokens += static_cast<int64_t>(sources[order[k]].size());
+    for (int64_t i : members) {
+      batch.push_back(sources[static_cast<size_t>(i)]);
+      stats_.source_tokens += length(i);
     }
     std::vector<std::vector<Hypothesis>> out = generate(model_, batch, generation_);
-    for (size_t k = begin; k < end; ++k) {
-      auto& hyps = out[k - begin];
+    for (size_t k = 0; k < members.size(); ++k) {
+      auto& hyps = out[k];
       if (!hyps.empty()) {
         stats_.target_tokens += static_cast<int64_t>(hyps[0].tokens.size());
         if (hyps[0].capped) ++stats_.capped;
       }
-      results[order[k]] = std::move(hyps);
+      results[static_cast<size_t>(members[k])] = std::move(hyps);
     }
-    stats_.model_inputs += static_cast<int64_t>(end - begin);
-    begin = end;
+    stats_.model_inputs += static_cast<int64_t>(members.size());
   }
   return results;
 }

@@ -23,10 +23,11 @@ namespace loom::generate {
 
 /// How Translator batches and bounds its work.
 struct TranslatorOptions {
-  /// Upper bound on padded source tokens per batch (B × S_max), the CTranslate2-style budget.
-  int64_t batch_tokens = 4096;
-  /// Upper bound on sentences per batch (independent of length).
-  int64_t max_batch_size = 64;
+  /// Upper bound on padded source tokens per batch (B × S_max), the CTranslate2-style budget
+  /// (`loom translate --batch-tokens`); packed by data::pack_token_budget like training batches.
+  int64_t max_tokens = 4096;
+  /// Upper bound on sentences per batch, independent of length (`--max-batch-size`).
+  int64_t max_sentences = 64;
   /// Longest source (tokens, specials included) sent to the model; longer sentences are split at
   /// piece boundaries (a piece starting with "▁" preferred) and their translations joined.
   /// 0 = the model's max_source_positions() (HF: max_position_embeddings).
@@ -79,7 +80,6 @@ class Translator {
   std::vector<std::vector<Hypothesis>> translate_ids(const std::vector<std::vector<int64_t>>& sources);
 
   const TranslatorStats& stats() const { return stats_; }
-  const GenerationOptions& generation_options() const { return generation_; }
 
  private:
   models::EncoderDecoder& model_;

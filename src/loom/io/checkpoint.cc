@@ -8,49 +8,21 @@
 #include <cstring>
 #include <fstream>
 #include <set>
-#include <sstream>
 
 #include <caffe2/serialize/inline_container.h>
 #include <torch/version.h>
 
 #include "loom/core/error.h"
+#include "loom/core/files.h"
 #include "loom/io/torch_pickle.h"
 
 namespace loom::io {
 
 namespace {
 
-bool is_file(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-bool is_dir(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 std::string join(const std::string& dir, const std::string& name) {
   if (dir.empty() || dir.back() == '/') return dir + name;
   return dir + "/" + name;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(Where{path, 0, ""}, "cannot open: {}", std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail(Where{path, 0, ""}, "read error");
-  return ss.str();
-}
-
-nlohmann::json read_json(const std::string& path) {
-  std::string text = read_file(path);
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    fail(Where{path, 0, ""}, "invalid JSON: {}", e.what());
-  }
 }
 
 DType to_dtype(torch::ScalarType t, const std::string& path, const std::string& name) {
@@ -74,7 +46,7 @@ DType to_dtype(torch::ScalarType t, const std::string& path, const std::string& 
 // with every shard file checked to be a relative name of an existing file in `dir`.
 std::vector<std::pair<std::string, std::string>> read_weight_map(const std::string& dir,
                                                                  const std::string& index_path) {
-  nlohmann::json index = read_json(index_path);
+  nlohmann::json index = core::read_json(index_path);
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
     fail(Where{index_path, 0, "weight_map"}, "expected {{\"weight_map\": {{name: file}}}}");
   std::vector<std::pair<std::string, std::string>> out;
@@ -87,7 +59,7 @@ std::vector<std::pair<std::string, std::string>> read_weight_map(const std::stri
       fail(Where{index_path, 0, name}, "shard file name '{}' must be relative to the model "
            "directory", f);
     const std::string p = join(dir, f);
-    if (!is_file(p)) fail(Where{index_path, 0, name}, "shard '{}' not found (expected {})", f, p);
+    if (!core::file_exists(p)) fail(Where{index_path, 0, name}, "shard '{}' not found (expected {})", f, p);
     out.emplace_back(name, f);
   }
   return out;
@@ -265,15 +237,15 @@ std::map<std::string, torch::Tensor> read_pytorch_bin(const std::string& path) {
 }
 
 HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
-  if (!is_dir(dir)) fail(Where{dir, 0, ""}, "model directory not found");
+  if (!core::dir_exists(dir)) fail(Where{dir, 0, ""}, "model directory not found");
   const std::string config_path = join(dir, "config.json");
-  if (!is_file(config_path))
+  if (!core::file_exists(config_path))
     fail(Where{config_path, 0, ""}, "missing: a Hugging Face model directory needs config.json");
-  config_ = read_json(config_path);
+  config_ = core::read_json(config_path);
   if (!config_.is_object()) fail(Where{config_path, 0, ""}, "expected a JSON object");
   const std::string gen_path = join(dir, "generation_config.json");
-  if (is_file(gen_path)) {
-    generation_config_ = read_json(gen_path);
+  if (core::file_exists(gen_path)) {
+    generation_config_ = core::read_json(gen_path);
     if (!generation_config_.is_object()) fail(Where{gen_path, 0, ""}, "expected a JSON object");
   }
 
@@ -281,12 +253,12 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
   const std::string index_path = join(dir, "model.safetensors.index.json");
   const std::string bin = join(dir, "pytorch_model.bin");
   const std::string bin_index = join(dir, "pytorch_model.bin.index.json");
-  if (is_file(single)) {
+  if (core::file_exists(single)) {
     where_ = single;
     weight_files_ = {"model.safetensors"};
     st_files_.push_back(std::make_shared<SafetensorsFile>(single));
     for (const auto& t : st_files_[0]->tensors()) st_index_.emplace(t.name, Loc{0, &t});
-  } else if (is_file(index_path)) {
+  } else if (core::file_exists(index_path)) {
     where_ = index_path;
     const auto wm = read_weight_map(dir, index_path);
     for (const auto& [name, f] : wm) {
@@ -307,11 +279,11 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
         fail(Where{index_path, 0, name}, "weight_map says the tensor is in '{}', but it is not",
              f);
     }
-  } else if (is_file(bin)) {
+  } else if (core::file_exists(bin)) {
     where_ = bin;
     weight_files_ = {"pytorch_model.bin"};
     bin_ = read_pytorch_bin(bin);
-  } else if (is_file(bin_index)) {
+  } else if (core::file_exists(bin_index)) {
     where_ = bin_index;
     const auto wm = read_weight_map(dir, bin_index);
     std::map<std::string, std::string> shard_of;  // tensor -> shard it was found in

@@ -22,17 +22,13 @@
 #include <nlohmann/json.hpp>
 
 #include "loom/core/error.h"
+#include "loom/core/files.h"
 
 namespace loom::io {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-bool is_dir(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
 
 std::string env(const char* name) {
   const char* v = std::getenv(name);
@@ -62,31 +58,11 @@ void check_revision(const std::string& rev) {
     fail(Where{"", 0, "--revision"}, "invalid revision '{}'", rev);
 }
 
+// A ref file's text without its trailing newline/spaces.
 std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
+  std::string s = core::read_file(path);
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
   return s;
-}
-
-void write_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      fail(Where{path, 0, ""}, "cannot write: {}", std::strerror(errno));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    std::remove(tmp.c_str());
-    fail(Where{path, 0, ""}, "cannot rename {} into place: {}", tmp, std::strerror(err));
-  }
 }
 
 void make_dirs(const std::string& dir) {
@@ -358,7 +334,7 @@ std::string cache_folder_name(std::string_view id) {
 
 std::string resolve_model(const std::string& dir_or_id, const std::string& revision,
                           const std::string& cache_dir) {
-  if (is_dir(dir_or_id)) return dir_or_id;
+  if (core::dir_exists(dir_or_id)) return dir_or_id;
   if (!is_valid_model_id(dir_or_id))
     fail(Where{dir_or_id, 0, ""},
          "not a model directory, and not a valid Hugging Face model id (\"org/name\")");
@@ -377,7 +353,7 @@ std::string resolve_model(const std::string& dir_or_id, const std::string& revis
   }
   if (!sha.empty()) {
     const fs::path snap = repo / "snapshots" / sha;
-    if (is_commit_sha(sha) && is_dir(snap.string())) return snap.string();
+    if (is_commit_sha(sha) && core::dir_exists(snap.string())) return snap.string();
     searched.push_back(snap.string());
   }
   std::string list;
@@ -548,7 +524,7 @@ std::string download_model(const std::string& id, const DownloadOptions& opts) {
   if (opts.revision != sha) {
     const fs::path ref = repo / "refs" / opts.revision;
     make_dirs(ref.parent_path().string());
-    write_atomic(ref.string(), sha);
+    core::write_file_atomic(ref.string(), sha);
   }
   return snap.string();
 }

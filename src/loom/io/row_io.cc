@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "loom/core/error.h"
+#include "loom/core/files.h"
 
 namespace loom::io {
 namespace {
@@ -16,13 +17,6 @@ namespace {
 constexpr std::size_t kBufferBytes = std::size_t{1} << 20;
 
 std::string errno_text() { return std::strerror(errno); }
-
-std::string dir_of(const std::string& path) {
-  const auto slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
 
 /// read(2) that retries on EINTR; returns bytes read (0 at EOF).
 std::size_t read_some(int fd, char* data, std::size_t n, const std::string& path) {
@@ -254,35 +248,10 @@ void AppendFile::sync() {
 // ---- whole files ----
 
 void write_file_atomic(const std::string& path, std::string_view content) {
-  const std::string tmp = path + ".tmp";
-  {
-    AppendFile f(tmp, AppendFile::Mode::kTruncate);
-    f.write(content);
-    f.sync();
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    fail(Where{path, 0, ""}, "cannot rename {} over it: {}", tmp, errno_text());
-  const int dfd = ::open(dir_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);  // best effort: some file systems refuse fsync on directories
-    ::close(dfd);
-  }
+  core::write_file_atomic(path, content);
 }
 
-std::string read_whole_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(Where{path, 0, ""}, "cannot open: {}", errno_text());
-  std::string out;
-  char buf[65536];
-  try {
-    while (const std::size_t n = read_some(fd, buf, sizeof buf, path)) out.append(buf, n);
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
-  ::close(fd);
-  return out;
-}
+std::string read_whole_file(const std::string& path) { return core::read_file(path); }
 
 bool path_exists(const std::string& path) {
   struct stat st {};

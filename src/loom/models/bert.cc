@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "loom/core/config_fields.h"
 #include "loom/core/error.h"
 #include "loom/core/files.h"
 #include "loom/io/checkpoint.h"
@@ -17,15 +18,6 @@
 
 namespace loom::models {
 namespace {
-
-int64_t get_int(const nlohmann::json& j, const char* key, const std::string& file, int64_t def, bool required) {
-  if (!j.contains(key) || j[key].is_null()) {
-    if (required) fail(Where{file, 0, key}, "missing");
-    return def;
-  }
-  if (!j[key].is_number_integer()) fail(Where{file, 0, key}, "expected an integer");
-  return j[key].get<int64_t>();
-}
 
 uint64_t fnv1a(uint64_t h, std::string_view bytes) {
   for (unsigned char c : bytes) {
@@ -40,14 +32,14 @@ uint64_t fnv1a(uint64_t h, std::string_view bytes) {
 BertConfig BertConfig::from_json(const nlohmann::json& j, const std::string& file) {
   if (!j.is_object()) fail(Where{file}, "config is not a JSON object");
   BertConfig c;
-  c.vocab_size = get_int(j, "vocab_size", file, 0, true);
-  c.hidden_size = get_int(j, "hidden_size", file, 0, true);
-  c.num_hidden_layers = get_int(j, "num_hidden_layers", file, 0, true);
-  c.num_attention_heads = get_int(j, "num_attention_heads", file, 0, true);
-  c.intermediate_size = get_int(j, "intermediate_size", file, 0, true);
-  c.max_position_embeddings = get_int(j, "max_position_embeddings", file, 512, false);
-  c.type_vocab_size = get_int(j, "type_vocab_size", file, 2, false);
-  c.pad_token_id = get_int(j, "pad_token_id", file, 0, false);
+  c.vocab_size = core::get_int(j, file, "vocab_size", std::nullopt);
+  c.hidden_size = core::get_int(j, file, "hidden_size", std::nullopt);
+  c.num_hidden_layers = core::get_int(j, file, "num_hidden_layers", std::nullopt);
+  c.num_attention_heads = core::get_int(j, file, "num_attention_heads", std::nullopt);
+  c.intermediate_size = core::get_int(j, file, "intermediate_size", std::nullopt);
+  c.max_position_embeddings = core::get_int(j, file, "max_position_embeddings", 512);
+  c.type_vocab_size = core::get_int(j, file, "type_vocab_size", 2);
+  c.pad_token_id = core::get_int(j, file, "pad_token_id", 0);
   for (auto [v, name] : {std::pair{c.vocab_size, "vocab_size"}, {c.hidden_size, "hidden_size"},
                          {c.num_hidden_layers, "num_hidden_layers"}, {c.num_attention_heads, "num_attention_heads"},
                          {c.intermediate_size, "intermediate_size"}, {c.max_position_embeddings, "max_position_embeddings"},

@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 
+#include "loom/core/config_fields.h"
 #include "loom/core/error.h"
 #include "loom/io/checkpoint.h"
 #include "loom/nn/linear.h"
@@ -14,34 +15,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-// Reads an optional field of config.json: absent or null -> fallback.
-int64_t get_int(const Json& c, const std::string& file, const char* key, int64_t fallback, bool required = false) {
-  auto it = c.find(key);
-  if (it == c.end() || it->is_null()) {
-    if (required) fail(Where{file, 0, key}, "missing required field");
-    return fallback;
-  }
-  if (!it->is_number_integer()) fail(Where{file, 0, key}, "expected an integer, got {}", it->dump());
-  return it->get<int64_t>();
-}
-double get_num(const Json& c, const std::string& file, const char* key, double fallback) {
-  auto it = c.find(key);
-  if (it == c.end() || it->is_null()) return fallback;
-  if (!it->is_number()) fail(Where{file, 0, key}, "expected a number, got {}", it->dump());
-  return it->get<double>();
-}
-bool get_bool(const Json& c, const std::string& file, const char* key, bool fallback) {
-  auto it = c.find(key);
-  if (it == c.end() || it->is_null()) return fallback;
-  if (!it->is_boolean()) fail(Where{file, 0, key}, "expected true or false, got {}", it->dump());
-  return it->get<bool>();
-}
-std::string get_str(const Json& c, const std::string& file, const char* key, const std::string& fallback) {
-  auto it = c.find(key);
-  if (it == c.end() || it->is_null()) return fallback;
-  if (!it->is_string()) fail(Where{file, 0, key}, "expected a string, got {}", it->dump());
-  return it->get<std::string>();
-}
 // eos_token_id may be a list (Llama 3): the first entry is the model's eos.
 int64_t get_token_id(const Json& c, const std::string& file, const char* key, int64_t fallback) {
   auto it = c.find(key);
@@ -51,7 +24,7 @@ int64_t get_token_id(const Json& c, const std::string& file, const char* key, in
     if (!(*it)[0].is_number_integer()) fail(Where{file, 0, key}, "expected integers, got {}", it->dump());
     return (*it)[0].get<int64_t>();
   }
-  return get_int(c, file, key, fallback);
+  return core::get_int(c, file, key, fallback);
 }
 
 RopeScaling parse_rope_scaling(const Json& c, const std::string& file) {
@@ -59,17 +32,17 @@ RopeScaling parse_rope_scaling(const Json& c, const std::string& file) {
   auto it = c.find("rope_scaling");
   if (it == c.end() || it->is_null()) return r;
   if (!it->is_object()) fail(Where{file, 0, "rope_scaling"}, "expected an object or null, got {}", it->dump());
-  std::string type = get_str(*it, file, "rope_type", get_str(*it, file, "type", "default"));
+  std::string type = core::get_string(*it, file, "rope_type", core::get_string(*it, file, "type", "default"));
   if (type == "default") return r;
-  r.factor = get_num(*it, file, "factor", 1.0);
+  r.factor = core::get_double(*it, file, "factor", 1.0);
   if (!(r.factor > 0)) fail(Where{file, 0, "rope_scaling.factor"}, "must be > 0, got {}", r.factor);
   if (type == "linear") {
     r.kind = RopeScaling::Kind::kLinear;
   } else if (type == "llama3") {
     r.kind = RopeScaling::Kind::kLlama3;
-    r.low_freq_factor = get_num(*it, file, "low_freq_factor", 1.0);
-    r.high_freq_factor = get_num(*it, file, "high_freq_factor", 4.0);
-    r.original_max_position = get_int(*it, file, "original_max_position_embeddings", 8192);
+    r.low_freq_factor = core::get_double(*it, file, "low_freq_factor", 1.0);
+    r.high_freq_factor = core::get_double(*it, file, "high_freq_factor", 4.0);
+    r.original_max_position = core::get_int(*it, file, "original_max_position_embeddings", 8192);
     if (!(r.high_freq_factor > r.low_freq_factor))
       fail(Where{file, 0, "rope_scaling.high_freq_factor"}, "must exceed low_freq_factor");
   } else {
@@ -123,7 +96,7 @@ bool is_hf_causal_lm(const nlohmann::json& config) {
 
 CausalLmConfig parse_causal_lm_config(const nlohmann::json& j, const std::string& file) {
   if (!j.is_object()) fail(Where{file}, "config.json must be a JSON object");
-  const std::string type = get_str(j, file, "model_type", "");
+  const std::string type = core::get_string(j, file, "model_type", "");
   CausalLmConfig c;
   if (type == "gemma") c.family = CausalFamily::kGemma;
   else if (type == "gemma2") c.family = CausalFamily::kGemma2;
@@ -141,31 +114,31 @@ CausalLmConfig parse_causal_lm_config(const nlohmann::json& j, const std::string
   const bool gemma = c.family == CausalFamily::kGemma || c.family == CausalFamily::kGemma2 ||
                      c.family == CausalFamily::kGemma3;
 
-  c.vocab_size = get_int(j, file, "vocab_size", 0, true);
-  c.hidden_size = get_int(j, file, "hidden_size", 0, true);
-  c.intermediate_size = get_int(j, file, "intermediate_size", 0, true);
-  c.num_layers = get_int(j, file, "num_hidden_layers", 0, true);
-  c.num_heads = get_int(j, file, "num_attention_heads", 0, true);
+  c.vocab_size = core::get_int(j, file, "vocab_size", std::nullopt);
+  c.hidden_size = core::get_int(j, file, "hidden_size", std::nullopt);
+  c.intermediate_size = core::get_int(j, file, "intermediate_size", std::nullopt);
+  c.num_layers = core::get_int(j, file, "num_hidden_layers", std::nullopt);
+  c.num_heads = core::get_int(j, file, "num_attention_heads", std::nullopt);
   for (auto [key, v] : {std::pair<const char*, int64_t>{"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
                         {"intermediate_size", c.intermediate_size}, {"num_hidden_layers", c.num_layers},
                         {"num_attention_heads", c.num_heads}}) {
     if (v <= 0) fail(Where{file, 0, key}, "must be > 0, got {}", v);
   }
-  c.num_kv_heads = get_int(j, file, "num_key_value_heads", c.num_heads);
+  c.num_kv_heads = core::get_int(j, file, "num_key_value_heads", c.num_heads);
   if (c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0)
     fail(Where{file, 0, "num_key_value_heads"}, "{} does not divide num_attention_heads {}", c.num_kv_heads,
          c.num_heads);
   // HF class defaults: Gemma* head_dim 256; the Llama family hidden_size / heads.
-  c.head_dim = get_int(j, file, "head_dim", gemma ? 256 : c.hidden_size / c.num_heads);
+  c.head_dim = core::get_int(j, file, "head_dim", gemma ? 256 : c.hidden_size / c.num_heads);
   if (c.head_dim <= 0 || c.head_dim % 2 != 0) fail(Where{file, 0, "head_dim"}, "must be even and > 0, got {}", c.head_dim);
   int64_t default_max = 2048;
   if (gemma) default_max = c.family == CausalFamily::kGemma3 ? 131072 : 8192;
   if (c.family == CausalFamily::kQwen2) default_max = 32768;
   if (c.family == CausalFamily::kMistral) default_max = 4096 * 32;
-  c.max_position = get_int(j, file, "max_position_embeddings", default_max);
+  c.max_position = core::get_int(j, file, "max_position_embeddings", default_max);
   if (c.max_position <= 0) fail(Where{file, 0, "max_position_embeddings"}, "must be > 0, got {}", c.max_position);
-  c.rms_norm_eps = get_num(j, file, "rms_norm_eps", 1e-6);
-  c.rope_theta = get_num(j, file, "rope_theta", c.family == CausalFamily::kGemma3 ? 1e6 : 10000.0);
+  c.rms_norm_eps = core::get_double(j, file, "rms_norm_eps", 1e-6);
+  c.rope_theta = core::get_double(j, file, "rope_theta", c.family == CausalFamily::kGemma3 ? 1e6 : 10000.0);
   c.rope_scaling = parse_rope_scaling(j, file);
   c.bos_token_id = get_token_id(j, file, "bos_token_id", -1);
   c.eos_token_id = get_token_id(j, file, "eos_token_id", -1);
@@ -176,32 +149,32 @@ CausalLmConfig parse_causal_lm_config(const nlohmann::json& j, const std::string
   if (gemma) {
     c.norm_plus_one = true;
     c.scale_embeddings = true;
-    c.tie_word_embeddings = get_bool(j, file, "tie_word_embeddings", true);
+    c.tie_word_embeddings = core::get_bool(j, file, "tie_word_embeddings", true);
     // HF 4.46 Gemma ignores hidden_act; hidden_activation (default gelu_pytorch_tanh) decides.
-    c.activation = check_activation(get_str(j, file, "hidden_activation", "gelu_pytorch_tanh"), file,
+    c.activation = check_activation(core::get_string(j, file, "hidden_activation", "gelu_pytorch_tanh"), file,
                                     "hidden_activation");
-    if (get_bool(j, file, "attention_bias", false))
+    if (core::get_bool(j, file, "attention_bias", false))
       fail(Where{file, 0, "attention_bias"}, "true is not supported for {}", type);
   } else {
-    c.tie_word_embeddings = get_bool(j, file, "tie_word_embeddings", false);
-    c.activation = check_activation(get_str(j, file, "hidden_act", "silu"), file, "hidden_act");
+    c.tie_word_embeddings = core::get_bool(j, file, "tie_word_embeddings", false);
+    c.activation = check_activation(core::get_string(j, file, "hidden_act", "silu"), file, "hidden_act");
   }
   if (c.family == CausalFamily::kGemma2 || c.family == CausalFamily::kGemma3) {
     c.sandwich_norms = true;
-    c.attn_scale = 1.0 / std::sqrt(get_num(j, file, "query_pre_attn_scalar", 256));
-    c.sliding_window = get_int(j, file, "sliding_window", 4096);
+    c.attn_scale = 1.0 / std::sqrt(core::get_double(j, file, "query_pre_attn_scalar", 256));
+    c.sliding_window = core::get_int(j, file, "sliding_window", 4096);
     if (c.sliding_window <= 0) fail(Where{file, 0, "sliding_window"}, "must be > 0, got {}", c.sliding_window);
   }
   if (c.family == CausalFamily::kGemma2) {
-    c.attn_softcap = get_num(j, file, "attn_logit_softcapping", 50.0);
-    c.final_softcap = get_num(j, file, "final_logit_softcapping", 30.0);
+    c.attn_softcap = core::get_double(j, file, "attn_logit_softcapping", 50.0);
+    c.final_softcap = core::get_double(j, file, "final_logit_softcapping", 30.0);
     for (int64_t l = 0; l < c.num_layers; ++l) c.layer_sliding[l] = l % 2 == 0;  // even layers local
   }
   if (c.family == CausalFamily::kGemma3) {
     c.qk_norm = true;
-    c.attn_softcap = get_num(j, file, "attn_logit_softcapping", 0.0);
-    c.final_softcap = get_num(j, file, "final_logit_softcapping", 0.0);
-    c.rope_local_theta = get_num(j, file, "rope_local_base_freq", 10000.0);
+    c.attn_softcap = core::get_double(j, file, "attn_logit_softcapping", 0.0);
+    c.final_softcap = core::get_double(j, file, "final_logit_softcapping", 0.0);
+    c.rope_local_theta = core::get_double(j, file, "rope_local_base_freq", 10000.0);
     auto lt = j.find("layer_types");
     if (lt != j.end() && !lt->is_null()) {
       if (!lt->is_array() || static_cast<int64_t>(lt->size()) != c.num_layers)
@@ -213,22 +186,22 @@ CausalLmConfig parse_causal_lm_config(const nlohmann::json& j, const std::string
           fail(Where{file, 0, "layer_types"}, "unsupported layer type {} at layer {}", t.dump(), l);
       }
     } else {
-      const int64_t pattern = get_int(j, file, "sliding_window_pattern", 6);
+      const int64_t pattern = core::get_int(j, file, "sliding_window_pattern", 6);
       if (pattern <= 0) fail(Where{file, 0, "sliding_window_pattern"}, "must be > 0, got {}", pattern);
       for (int64_t l = 0; l < c.num_layers; ++l) c.layer_sliding[l] = (l + 1) % pattern != 0;
     }
   }
   if (c.family == CausalFamily::kLlama || c.family == CausalFamily::kMistral) {
-    c.qkv_bias = c.o_bias = get_bool(j, file, "attention_bias", false);
-    if (get_bool(j, file, "mlp_bias", false)) fail(Where{file, 0, "mlp_bias"}, "true is not supported");
+    c.qkv_bias = c.o_bias = core::get_bool(j, file, "attention_bias", false);
+    if (core::get_bool(j, file, "mlp_bias", false)) fail(Where{file, 0, "mlp_bias"}, "true is not supported");
   }
   if (c.family == CausalFamily::kQwen2) {
     c.qkv_bias = true;
-    if (get_bool(j, file, "use_sliding_window", false))
+    if (core::get_bool(j, file, "use_sliding_window", false))
       fail(Where{file, 0, "use_sliding_window"}, "true is not supported for qwen2");
   }
   if (c.family == CausalFamily::kMistral) {
-    c.sliding_window = get_int(j, file, "sliding_window", 0);
+    c.sliding_window = core::get_int(j, file, "sliding_window", 0);
     if (c.sliding_window < 0) fail(Where{file, 0, "sliding_window"}, "must be >= 0 or null, got {}", c.sliding_window);
     if (c.sliding_window > 0) c.layer_sliding.assign(c.num_layers, true);
   }

@@ -5,6 +5,8 @@
 #include <fstream>
 #include <set>
 
+#include "loom/core/config_fields.h"
+#include "loom/core/files.h"
 #include "loom/io/checkpoint.h"
 
 namespace loom::models {
@@ -13,37 +15,6 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kModelType = "loom_decoder_lm";
-
-int64_t get_int(const json& j, const char* key, int64_t def, bool required, const std::string& file) {
-  if (!j.contains(key)) {
-    if (required) fail(Where{file, 0, key}, "missing required field");
-    return def;
-  }
-  const json& v = j[key];
-  if (!v.is_number_integer()) fail(Where{file, 0, key}, "expected an integer, got {}", v.dump());
-  return v.get<int64_t>();
-}
-
-double get_double(const json& j, const char* key, double def, const std::string& file) {
-  if (!j.contains(key)) return def;
-  const json& v = j[key];
-  if (!v.is_number()) fail(Where{file, 0, key}, "expected a number, got {}", v.dump());
-  return v.get<double>();
-}
-
-bool get_bool(const json& j, const char* key, bool def, const std::string& file) {
-  if (!j.contains(key)) return def;
-  const json& v = j[key];
-  if (!v.is_boolean()) fail(Where{file, 0, key}, "expected true or false, got {}", v.dump());
-  return v.get<bool>();
-}
-
-std::string get_string(const json& j, const char* key, const std::string& def, const std::string& file) {
-  if (!j.contains(key)) return def;
-  const json& v = j[key];
-  if (!v.is_string()) fail(Where{file, 0, key}, "expected a string, got {}", v.dump());
-  return v.get<std::string>();
-}
 
 // A number (isotropic) or a [min, max] pair.
 void get_range(const json& j, const char* key, double& lo, double& hi, const std::string& file) {
@@ -107,20 +78,20 @@ DecoderLMConfig DecoderLMConfig::from_json(const json& j, const std::string& fil
   if (j.contains("model_type") && j["model_type"] != kModelType)
     fail(Where{file, 0, "model_type"}, "expected \"{}\", got {}", kModelType, j["model_type"].dump());
   DecoderLMConfig c;
-  c.vocab_size = get_int(j, "vocab_size", 0, true, file);
-  c.n_layers = get_int(j, "n_layers", 0, true, file);
-  c.d_model = get_int(j, "d_model", 0, true, file);
-  c.d_head = get_int(j, "d_head", 0, true, file);
+  c.vocab_size = core::get_int(j, file, "vocab_size", std::nullopt);
+  c.n_layers = core::get_int(j, file, "n_layers", std::nullopt);
+  c.d_model = core::get_int(j, file, "d_model", std::nullopt);
+  c.d_head = core::get_int(j, file, "d_head", std::nullopt);
   get_range(j, "qkv_multipliers", c.qkv_min, c.qkv_max, file);
   get_range(j, "ffn_multipliers", c.ffn_min, c.ffn_max, file);
-  c.gqa_ratio = get_int(j, "gqa_ratio", 1, false, file);
-  c.ffn_divisor = get_int(j, "ffn_divisor", 256, false, file);
-  c.ffn_activation = nn::parse_gated_activation(get_string(j, "ffn_activation", "swiglu", file),
+  c.gqa_ratio = core::get_int(j, file, "gqa_ratio", 1);
+  c.ffn_divisor = core::get_int(j, file, "ffn_divisor", 256);
+  c.ffn_activation = nn::parse_gated_activation(core::get_string(j, file, "ffn_activation", "swiglu"),
                                                 Where{file, 0, "ffn_activation"});
-  c.qk_norm = get_bool(j, "qk_norm", true, file);
-  c.norm_eps = get_double(j, "norm_eps", 1e-6, file);
-  c.rope_base = get_double(j, "rope_base", 10000.0, file);
-  if (!get_bool(j, "tie_word_embeddings", true, file))
+  c.qk_norm = core::get_bool(j, file, "qk_norm", true);
+  c.norm_eps = core::get_double(j, file, "norm_eps", 1e-6);
+  c.rope_base = core::get_double(j, file, "rope_base", 10000.0);
+  if (!core::get_bool(j, file, "tie_word_embeddings", true))
     fail(Where{file, 0, "tie_word_embeddings"}, "only tied input/output embeddings are supported");
   if (c.n_layers < 1) fail(Where{file, 0, "n_layers"}, "must be >= 1, got {}", c.n_layers);
   if (j.contains("layer_attention")) {
@@ -132,7 +103,7 @@ DecoderLMConfig DecoderLMConfig::from_json(const json& j, const std::string& fil
       c.layer_attention.push_back(nn::parse_attention_kind(la[i].get<std::string>(), Where{file, 0, "layer_attention"}));
     }
   } else {
-    nn::AttentionKind all = nn::parse_attention_kind(get_string(j, "attention", "standard", file),
+    nn::AttentionKind all = nn::parse_attention_kind(core::get_string(j, file, "attention", "standard"),
                                                      Where{file, 0, "attention"});
     c.layer_attention.assign(c.n_layers, all);
     if (j.contains("knn_layers")) {
@@ -147,24 +118,24 @@ DecoderLMConfig DecoderLMConfig::from_json(const json& j, const std::string& fil
       }
     }
   }
-  c.local_window = get_int(j, "local_window", 0, false, file);
-  c.segment_len = get_int(j, "segment_len", 2048, false, file);
-  std::string upd = get_string(j, "infini_update", "linear", file);
+  c.local_window = core::get_int(j, file, "local_window", 0);
+  c.segment_len = core::get_int(j, file, "segment_len", 2048);
+  std::string upd = core::get_string(j, file, "infini_update", "linear");
   if (upd == "linear") c.infini_update = nn::InfiniUpdate::kLinear;
   else if (upd == "delta") c.infini_update = nn::InfiniUpdate::kDelta;
   else fail(Where{file, 0, "infini_update"}, "expected \"linear\" or \"delta\", got \"{}\"", upd);
-  std::string first = get_string(j, "infini_first_segment", "skip_gate", file);
+  std::string first = core::get_string(j, file, "infini_first_segment", "skip_gate");
   if (first == "skip_gate") c.infini_first_segment = nn::InfiniFirstSegment::kSkipGate;
   else if (first == "zero_memory") c.infini_first_segment = nn::InfiniFirstSegment::kZeroMemory;
   else fail(Where{file, 0, "infini_first_segment"}, "expected \"skip_gate\" or \"zero_memory\", got \"{}\"", first);
-  c.infini_detach_every = get_int(j, "infini_detach_every", 0, false, file);
-  c.knn_memory.capacity = get_int(j, "knn_memory_size", 65536, false, file);
-  c.knn_top_k = get_int(j, "knn_top_k", 32, false, file);
-  c.knn_memory.search = nn::parse_knn_search(get_string(j, "knn_search", "exact", file), Where{file, 0, "knn_search"});
-  c.knn_memory.faiss_nlist = get_int(j, "knn_faiss_nlist", 64, false, file);
-  c.knn_memory.faiss_nprobe = get_int(j, "knn_faiss_nprobe", 8, false, file);
-  c.knn_temperature_init = get_double(j, "knn_temperature_init", 1.0, file);
-  c.knn_local_rope = get_bool(j, "knn_local_rope", false, file);
+  c.infini_detach_every = core::get_int(j, file, "infini_detach_every", 0);
+  c.knn_memory.capacity = core::get_int(j, file, "knn_memory_size", 65536);
+  c.knn_top_k = core::get_int(j, file, "knn_top_k", 32);
+  c.knn_memory.search = nn::parse_knn_search(core::get_string(j, file, "knn_search", "exact"), Where{file, 0, "knn_search"});
+  c.knn_memory.faiss_nlist = core::get_int(j, file, "knn_faiss_nlist", 64);
+  c.knn_memory.faiss_nprobe = core::get_int(j, file, "knn_faiss_nprobe", 8);
+  c.knn_temperature_init = core::get_double(j, file, "knn_temperature_init", 1.0);
+  c.knn_local_rope = core::get_bool(j, file, "knn_local_rope", false);
   c.validate(file);
   return c;
 }
@@ -406,10 +377,7 @@ void DecoderLMImpl::save(const std::string& dir) const {
     tensors.emplace_back(p.key(), p.value().detach().to(torch::kFloat32).contiguous());
   io::write_safetensors(dir + "/model.safetensors", tensors, json{{"format", "pt"}});
   const std::string path = dir + "/config.json";
-  std::ofstream out(path);
-  out << config_.to_json().dump(2) << "\n";
-  out.close();
-  if (!out) fail(Where{path, 0, ""}, "cannot write file");
+  core::write_file_atomic(path, config_.to_json().dump(2) + "\n");
 }
 
 DecoderLM load_decoder_lm(const std::string& dir) {

@@ -3,7 +3,7 @@
 #include <filesystem>
 
 #include "loom/core/error.h"
-#include "loom/text/tokenizer_files.h"
+#include "loom/core/files.h"
 
 namespace loom::models {
 namespace {
@@ -132,7 +132,7 @@ NativeSeq2SeqConfig read_native_config(const std::string& path) {
   std::string file = path;
   if (std::filesystem::is_directory(path)) file = (std::filesystem::path(path) / "config.json").string();
   if (!std::filesystem::is_regular_file(file)) fail(Where{file, 0, ""}, "no such config file");
-  return NativeSeq2SeqConfig::from_json(text::read_json_file(file), file);
+  return NativeSeq2SeqConfig::from_json(core::read_json(file), file);
 }
 
 }  // namespace loom::models

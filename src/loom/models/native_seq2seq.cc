@@ -7,13 +7,16 @@
 #include <fstream>
 #include <set>
 
+#include "loom/core/config_fields.h"
 #include "loom/core/error.h"
+#include "loom/core/files.h"
 #include "loom/io/checkpoint.h"
 #include "loom/nn/attention.h"
 #include "loom/nn/delight.h"
 #include "loom/nn/linear.h"
 #include "loom/nn/packed_modules.h"
 #include "loom/nn/positions.h"
+#include "loom/nn/residual.h"
 
 namespace loom::models {
 namespace {
@@ -23,46 +26,13 @@ using nlohmann::json;
 // ---------------------------------------------------------------------------------------------
 // config.json helpers
 
-int64_t get_int(const json& j, const std::string& path, const char* key, std::optional<int64_t> def, int64_t min_value) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) {
-    if (!def) fail(Where{path, 0, key}, "required field is missing");
-    return *def;
-  }
-  if (!it->is_number_integer()) fail(Where{path, 0, key}, "expected an integer, got {}", it->dump());
-  const int64_t v = it->get<int64_t>();
-  if (v < min_value) fail(Where{path, 0, key}, "must be >= {}, got {}", min_value, v);
-  return v;
-}
-
-double get_double(const json& j, const std::string& path, const char* key, double def, double lo, double hi,
-                  bool hi_open) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return def;
-  if (!it->is_number()) fail(Where{path, 0, key}, "expected a number, got {}", it->dump());
-  const double v = it->get<double>();
-  if (!(v >= lo) || (hi_open ? !(v < hi) : !(v <= hi))) {
-    fail(Where{path, 0, key}, "must be in [{}, {}{}, got {}", lo, hi, hi_open ? ")" : "]", v);
-  }
-  return v;
-}
+using core::get_bool;
+using core::get_double;
+using core::get_int;
+using core::get_string;
 
 double get_prob(const json& j, const std::string& path, const char* key, double def) {
   return get_double(j, path, key, def, 0.0, 1.0, true);
-}
-
-bool get_bool(const json& j, const std::string& path, const char* key, bool def) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return def;
-  if (!it->is_boolean()) fail(Where{path, 0, key}, "expected true or false, got {}", it->dump());
-  return it->get<bool>();
-}
-
-std::string get_string(const json& j, const std::string& path, const char* key, const std::string& def) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return def;
-  if (!it->is_string()) fail(Where{path, 0, key}, "expected a string, got {}", it->dump());
-  return it->get<std::string>();
 }
 
 std::string shape_str(c10::IntArrayRef s) { return fmt::format("[{}]", fmt::join(s.begin(), s.end(), ", ")); }
@@ -73,6 +43,15 @@ torch::nn::Module& child(torch::nn::Module& parent, const std::string& name) {
 
 torch::Tensor drop(const torch::Tensor& x, double p, bool training) {
   return p > 0.0 && training ? torch::dropout(x, p, true) : x;
+}
+
+// The position-wise FFN of every block (Transformer and DeLighT's light FFN):
+// fc2(dropout(activation(fc1(x)))), x [B, L, d] -> [B, L, d] (hidden width = fc1's out).
+torch::Tensor feed_forward(nn::Linear& fc1, nn::Linear& fc2, const torch::Tensor& x, const NativeSeq2SeqConfig& c,
+                           bool training) {
+  torch::Tensor h = nn::activate(fc1->forward(x), c.activation);  // [B, L, hidden]
+  h = drop(h, c.activation_dropout, training);                     // [B, L, hidden]
+  return fc2->forward(h);                                          // [B, L, d]
 }
 
 // fairseq's init for a token table: N(0, d^-1/2), padding row zero.
@@ -133,21 +112,13 @@ struct TransformerEncoderBlock : EncoderBlock {
   }
   torch::Tensor ffn(const torch::Tensor& x) {
     if (packed_ffn.defined()) return packed_ffn.forward(x, c_.activation);  // [..., d]
-    torch::Tensor h = nn::activate(fc1->forward(x), c_.activation);  // [B, S, ffn]
-    h = drop(h, c_.activation_dropout, is_training());                // [B, S, ffn]
-    return fc2->forward(h);                                           // [B, S, d]
+    return feed_forward(fc1, fc2, x, c_, is_training());  // [B, S, d]
   }
   torch::Tensor run(const torch::Tensor& x0, const torch::Tensor& mask) override {
-    const bool tr = is_training();
-    torch::Tensor x = x0;
-    if (c_.normalize_before) {
-      torch::Tensor h = self_attn_layer_norm->forward(x);                 // [B, S, d]
-      x = x + drop(self_attn->forward(h, h, mask), c_.dropout, tr);       // [B, S, d]
-      h = final_layer_norm->forward(x);                                   // [B, S, d]
-      return x + drop(ffn(h), c_.dropout, tr);                            // [B, S, d]
-    }
-    x = self_attn_layer_norm->forward(x + drop(self_attn->forward(x, x, mask), c_.dropout, tr));  // [B, S, d]
-    return final_layer_norm->forward(x + drop(ffn(x), c_.dropout, tr));                           // [B, S, d]
+    const bool tr = is_training(), pre = c_.normalize_before;
+    torch::Tensor x = nn::residual(x0, self_attn_layer_norm, pre, c_.dropout, tr,
+                                   [&](const torch::Tensor& h) { return self_attn->forward(h, h, mask); });  // [B, S, d]
+    return nn::residual(x, final_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) { return ffn(h); });
   }
   const NativeSeq2SeqConfig& c_;
   nn::MultiHeadAttention self_attn{nullptr};
@@ -174,28 +145,21 @@ struct TransformerDecoderBlock : DecoderBlock {
   }
   torch::Tensor ffn(const torch::Tensor& x) {
     if (packed_ffn.defined()) return packed_ffn.forward(x, c_.activation);  // [..., d]
-    torch::Tensor h = nn::activate(fc1->forward(x), c_.activation);  // [B, T, ffn]
-    h = drop(h, c_.activation_dropout, is_training());                // [B, T, ffn]
-    return fc2->forward(h);                                           // [B, T, d]
+    return feed_forward(fc1, fc2, x, c_, is_training());  // [B, T, d]
   }
   std::pair<torch::Tensor, torch::Tensor> memory_kv(const torch::Tensor& memory) override {
     return encoder_attn->memory_kv(memory);  // 2 × [B, H, S, dh]
   }
   torch::Tensor run(const torch::Tensor& x0, const torch::Tensor& self_mask, nn::KVCache* cache, int64_t capacity,
                     const torch::Tensor& ck, const torch::Tensor& cv, const torch::Tensor& cross_mask) override {
-    const bool tr = is_training();
-    torch::Tensor x = x0;
-    if (c_.normalize_before) {
-      torch::Tensor h = self_attn_layer_norm->forward(x);                                               // [B, T, d]
-      x = x + drop(self_attn->self_attention(h, self_mask, cache, capacity), c_.dropout, tr);          // [B, T, d]
-      h = encoder_attn_layer_norm->forward(x);                                                          // [B, T, d]
-      x = x + drop(encoder_attn->cross_attention(h, ck, cv, cross_mask), c_.dropout, tr);              // [B, T, d]
-      h = final_layer_norm->forward(x);                                                                 // [B, T, d]
-      return x + drop(ffn(h), c_.dropout, tr);                                                          // [B, T, d]
-    }
-    x = self_attn_layer_norm->forward(x + drop(self_attn->self_attention(x, self_mask, cache, capacity), c_.dropout, tr));  // [B, T, d]
-    x = encoder_attn_layer_norm->forward(x + drop(encoder_attn->cross_attention(x, ck, cv, cross_mask), c_.dropout, tr));  // [B, T, d]
-    return final_layer_norm->forward(x + drop(ffn(x), c_.dropout, tr));                                                     // [B, T, d]
+    const bool tr = is_training(), pre = c_.normalize_before;
+    torch::Tensor x = nn::residual(x0, self_attn_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) {
+      return self_attn->self_attention(h, self_mask, cache, capacity);
+    });  // [B, T, d]
+    x = nn::residual(x, encoder_attn_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) {
+      return encoder_attn->cross_attention(h, ck, cv, cross_mask);
+    });  // [B, T, d]
+    return nn::residual(x, final_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) { return ffn(h); });
   }
   const NativeSeq2SeqConfig& c_;
   nn::MultiHeadAttention self_attn{nullptr}, encoder_attn{nullptr};
@@ -220,22 +184,15 @@ struct DelightEncoderBlock : EncoderBlock {
   }
   torch::Tensor ffn(const torch::Tensor& x) {
     if (packed_ffn.defined()) return packed_ffn.forward(x, c_.activation);  // [..., d]
-    torch::Tensor h = nn::activate(fc1->forward(x), c_.activation);  // [B, S, d_m/r]
-    h = drop(h, c_.activation_dropout, is_training());                // [B, S, d_m/r]
-    return fc2->forward(h);                                           // [B, S, d_m]
+    return feed_forward(fc1, fc2, x, c_, is_training());  // [B, S, d]
   }
   torch::Tensor run(const torch::Tensor& x0, const torch::Tensor& mask) override {
-    const bool tr = is_training();
-    torch::Tensor x = x0;
-    if (c_.normalize_before) {
-      torch::Tensor h = self_attn_layer_norm->forward(x);                                         // [B, S, d_m]
-      x = x + drop(self_attn->forward(dextra_layer->forward(h), mask), c_.dropout, tr);          // [B, S, d_m]
-      h = final_layer_norm->forward(x);                                                           // [B, S, d_m]
-      return x + drop(ffn(h), c_.delight.ffn_dropout, tr);                                        // [B, S, d_m]
-    }
-    torch::Tensor a = self_attn->forward(dextra_layer->forward(x), mask);                         // [B, S, d_m]
-    x = self_attn_layer_norm->forward(x + drop(a, c_.dropout, tr));                               // [B, S, d_m]
-    return final_layer_norm->forward(x + drop(ffn(x), c_.delight.ffn_dropout, tr));               // [B, S, d_m]
+    const bool tr = is_training(), pre = c_.normalize_before;
+    torch::Tensor x = nn::residual(x0, self_attn_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) {
+      return self_attn->forward(dextra_layer->forward(h), mask);
+    });  // [B, S, d_m]
+    return nn::residual(x, final_layer_norm, pre, c_.delight.ffn_dropout, tr,
+                        [&](const torch::Tensor& h) { return ffn(h); });  // [B, S, d_m]
   }
   const NativeSeq2SeqConfig& c_;
   nn::DExTraUnit dextra_layer{nullptr};
@@ -263,30 +220,22 @@ struct DelightDecoderBlock : DecoderBlock {
   }
   torch::Tensor ffn(const torch::Tensor& x) {
     if (packed_ffn.defined()) return packed_ffn.forward(x, c_.activation);  // [..., d]
-    torch::Tensor h = nn::activate(fc1->forward(x), c_.activation);  // [B, T, d_m/r]
-    h = drop(h, c_.activation_dropout, is_training());                // [B, T, d_m/r]
-    return fc2->forward(h);                                           // [B, T, d_m]
+    return feed_forward(fc1, fc2, x, c_, is_training());  // [B, T, d]
   }
   std::pair<torch::Tensor, torch::Tensor> memory_kv(const torch::Tensor& memory) override {
     return encoder_attn->memory_kv(memory);  // 2 × [B, 1, S, d_o]
   }
   torch::Tensor run(const torch::Tensor& x0, const torch::Tensor& self_mask, nn::KVCache* cache, int64_t capacity,
                     const torch::Tensor& ck, const torch::Tensor& cv, const torch::Tensor& cross_mask) override {
-    const bool tr = is_training();
-    torch::Tensor x = x0;
-    if (c_.normalize_before) {
-      torch::Tensor h = self_attn_layer_norm->forward(x);                                                    // [B, T, d_m]
-      x = x + drop(self_attn->forward(dextra_layer->forward(h), self_mask, cache, capacity), c_.dropout, tr);  // [B, T, d_m]
-      h = encoder_attn_layer_norm->forward(x);                                                               // [B, T, d_m]
-      x = x + drop(encoder_attn->forward(h, ck, cv, cross_mask), c_.dropout, tr);                           // [B, T, d_m]
-      h = final_layer_norm->forward(x);                                                                      // [B, T, d_m]
-      return x + drop(ffn(h), c_.delight.ffn_dropout, tr);                                                   // [B, T, d_m]
-    }
-    torch::Tensor a = self_attn->forward(dextra_layer->forward(x), self_mask, cache, capacity);  // [B, T, d_m]
-    x = self_attn_layer_norm->forward(x + drop(a, c_.dropout, tr));                              // [B, T, d_m]
-    a = encoder_attn->forward(x, ck, cv, cross_mask);                                            // [B, T, d_m]
-    x = encoder_attn_layer_norm->forward(x + drop(a, c_.dropout, tr));                           // [B, T, d_m]
-    return final_layer_norm->forward(x + drop(ffn(x), c_.delight.ffn_dropout, tr));              // [B, T, d_m]
+    const bool tr = is_training(), pre = c_.normalize_before;
+    torch::Tensor x = nn::residual(x0, self_attn_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) {
+      return self_attn->forward(dextra_layer->forward(h), self_mask, cache, capacity);
+    });  // [B, T, d_m]
+    x = nn::residual(x, encoder_attn_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) {
+      return encoder_attn->forward(h, ck, cv, cross_mask);
+    });  // [B, T, d_m]
+    return nn::residual(x, final_layer_norm, pre, c_.delight.ffn_dropout, tr,
+                        [&](const torch::Tensor& h) { return ffn(h); });  // [B, T, d_m]
   }
   const NativeSeq2SeqConfig& c_;
   nn::DExTraUnit dextra_layer{nullptr};
@@ -304,29 +253,6 @@ void check_ids(const torch::Tensor& ids, int64_t vocab, const char* name) {
   if (ids.numel() == 0) return;
   const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
   if (lo < 0 || hi >= vocab) fail(Where{"", 0, name}, "token id {} is outside the vocabulary of {} tokens", lo < 0 ? lo : hi, vocab);
-}
-
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-  const std::string tmp = fmt::format("{}.tmp.{}", path, static_cast<long>(::getpid()));
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(Where{tmp, 0, ""}, "cannot open for writing");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) fail(Where{tmp, 0, ""}, "write failed (disk full?)");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    fail(Where{path, 0, ""}, "cannot rename the temporary file into place");
-  }
-}
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(Where{path, 0, ""}, "cannot read the file");
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 }  // namespace
@@ -782,8 +708,8 @@ void save_native_model(const NativeSeq2Seq& model, const std::string& dir, const
   const NativeSeq2SeqConfig& c = model.config();
   // tokenizer files first: a missing one must fail before anything is replaced
   std::string src_spm, tgt_spm;
-  if (!options.source_spm.empty()) src_spm = read_bytes(options.source_spm);
-  if (!options.target_spm.empty()) tgt_spm = read_bytes(options.target_spm);
+  if (!options.source_spm.empty()) src_spm = core::read_file(options.source_spm);
+  if (!options.target_spm.empty()) tgt_spm = core::read_file(options.target_spm);
   else if (!options.source_spm.empty() && c.shared_vocab) tgt_spm = src_spm;
   if (!options.source_spm.empty() && options.target_spm.empty() && !c.shared_vocab) {
     fail(Where{"", 0, "target_spm"}, "separate vocabularies need a target SentencePiece model");
@@ -806,10 +732,10 @@ void save_native_model(const NativeSeq2Seq& model, const std::string& dir, const
   if (options.generation.is_object()) {
     for (auto& [k, v] : options.generation.items()) gen[k] = v;
   }
-  write_file_atomic(dir + "/generation_config.json", gen.dump(2) + "\n");
-  write_file_atomic(dir + "/config.json", c.to_json().dump(2) + "\n");
-  if (!src_spm.empty()) write_file_atomic(dir + "/source.spm", src_spm);
-  if (!tgt_spm.empty()) write_file_atomic(dir + "/target.spm", tgt_spm);
+  core::write_file_atomic(dir + "/generation_config.json", gen.dump(2) + "\n");
+  core::write_file_atomic(dir + "/config.json", c.to_json().dump(2) + "\n");
+  if (!src_spm.empty()) core::write_file_atomic(dir + "/source.spm", src_spm);
+  if (!tgt_spm.empty()) core::write_file_atomic(dir + "/target.spm", tgt_spm);
 
   std::string readme = options.readme;
   if (readme.empty()) {
@@ -829,7 +755,7 @@ void save_native_model(const NativeSeq2Seq& model, const std::string& dir, const
         c.shared_vocab ? "shared" : "separate", c.vocab_size, c.target_vocab_size, pc.total, pc.embeddings,
         options.float16 ? "float16" : "float32");
   }
-  write_file_atomic(dir + "/README.md", readme);
+  core::write_file_atomic(dir + "/README.md", readme);
 }
 
 }  // namespace loom::models

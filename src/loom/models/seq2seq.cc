@@ -3,45 +3,21 @@
 #include <cmath>
 #include <set>
 
+#include "loom/core/config_fields.h"
 #include "loom/core/error.h"
 #include "loom/io/checkpoint.h"
 #include "loom/nn/packed_modules.h"
 #include "loom/nn/positions.h"
+#include "loom/nn/residual.h"
 
 namespace loom::models {
 namespace {
 
 using nlohmann::json;
 
-int64_t get_int(const json& j, const std::string& path, const char* key, std::optional<int64_t> def,
-                int64_t min_value) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) {
-    if (!def) fail(Where{path, 0, key}, "required field is missing");
-    return *def;
-  }
-  if (!it->is_number_integer()) fail(Where{path, 0, key}, "expected an integer, got {}", it->dump());
-  const int64_t v = it->get<int64_t>();
-  if (v < min_value) fail(Where{path, 0, key}, "must be >= {}, got {}", min_value, v);
-  return v;
-}
-
-bool get_bool(const json& j, const std::string& path, const char* key, bool def) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return def;
-  if (!it->is_boolean()) fail(Where{path, 0, key}, "expected true or false, got {}", it->dump());
-  return it->get<bool>();
-}
-
-std::string get_string(const json& j, const std::string& path, const char* key, std::optional<std::string> def) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) {
-    if (!def) fail(Where{path, 0, key}, "required field is missing");
-    return *def;
-  }
-  if (!it->is_string()) fail(Where{path, 0, key}, "expected a string, got {}", it->dump());
-  return it->get<std::string>();
-}
+using core::get_bool;
+using core::get_int;
+using core::get_string;
 
 // eos_token_id may be an int or a list of ints (the first one is the model's </s>).
 int64_t get_token(const json& j, const std::string& path, const char* key, int64_t def) {
@@ -128,16 +104,10 @@ struct Seq2SeqModel::EncoderLayer : torch::nn::Module {
   }
   // x [B, S, d], mask additive [B, 1, 1, S] or undefined -> [B, S, d]
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& mask, bool pre_ln) {
-    if (pre_ln) {
-      torch::Tensor h = self_attn_layer_norm->forward(x);         // [B, S, d]
-      x = x + self_attn->self_attention(h, mask, nullptr);        // [B, S, d]
-      h = final_layer_norm->forward(x);                           // [B, S, d]
-      return x + ffn(h);                             // [B, S, d]
-    }
-    torch::Tensor h = self_attn->self_attention(x, mask, nullptr);  // [B, S, d]
-    x = self_attn_layer_norm->forward(x + h);                       // [B, S, d]
-    h = ffn(x);                                        // [B, S, d]
-    return final_layer_norm->forward(x + h);                        // [B, S, d]
+    x = nn::residual(x, self_attn_layer_norm, pre_ln, 0.0, false,
+                     [&](const torch::Tensor& h) { return self_attn->self_attention(h, mask, nullptr); });  // [B, S, d]
+    return nn::residual(x, final_layer_norm, pre_ln, 0.0, false,
+                        [&](const torch::Tensor& h) { return ffn(h); });  // [B, S, d]
   }
   nn::MultiHeadAttention self_attn{nullptr};
   nn::LayerNorm self_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
@@ -162,20 +132,14 @@ struct Seq2SeqModel::DecoderLayer : torch::nn::Module {
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& self_mask, nn::KVCache* cache, int64_t capacity,
                         const torch::Tensor& ck, const torch::Tensor& cv, const torch::Tensor& cross_mask,
                         bool pre_ln) {
-    if (pre_ln) {
-      torch::Tensor h = self_attn_layer_norm->forward(x);                        // [B, T, d]
-      x = x + self_attn->self_attention(h, self_mask, cache, capacity);          // [B, T, d]
-      h = encoder_attn_layer_norm->forward(x);                                   // [B, T, d]
-      x = x + encoder_attn->cross_attention(h, ck, cv, cross_mask);              // [B, T, d]
-      h = final_layer_norm->forward(x);                                          // [B, T, d]
-      return x + ffn(h);                                            // [B, T, d]
-    }
-    torch::Tensor h = self_attn->self_attention(x, self_mask, cache, capacity);  // [B, T, d]
-    x = self_attn_layer_norm->forward(x + h);                                    // [B, T, d]
-    h = encoder_attn->cross_attention(x, ck, cv, cross_mask);                    // [B, T, d]
-    x = encoder_attn_layer_norm->forward(x + h);                                 // [B, T, d]
-    h = ffn(x);                                                     // [B, T, d]
-    return final_layer_norm->forward(x + h);                                     // [B, T, d]
+    x = nn::residual(x, self_attn_layer_norm, pre_ln, 0.0, false, [&](const torch::Tensor& h) {
+      return self_attn->self_attention(h, self_mask, cache, capacity);
+    });  // [B, T, d]
+    x = nn::residual(x, encoder_attn_layer_norm, pre_ln, 0.0, false, [&](const torch::Tensor& h) {
+      return encoder_attn->cross_attention(h, ck, cv, cross_mask);
+    });  // [B, T, d]
+    return nn::residual(x, final_layer_norm, pre_ln, 0.0, false,
+                        [&](const torch::Tensor& h) { return ffn(h); });  // [B, T, d]
   }
   nn::MultiHeadAttention self_attn{nullptr}, encoder_attn{nullptr};
   nn::LayerNorm self_attn_layer_norm{nullptr}, encoder_attn_layer_norm{nullptr}, final_layer_norm{nullptr};

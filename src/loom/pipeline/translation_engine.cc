@@ -59,8 +59,8 @@ void TranslationEngine::configure(const EngineOptions& a) {
   }
   gen.validate();
   generate::TranslatorOptions topts;
-  topts.batch_tokens = a.batch_tokens;
-  topts.max_batch_size = a.max_batch_size;
+  topts.max_tokens = a.max_tokens;
+  topts.max_sentences = a.max_sentences;
   translator_ = std::make_unique<generate::Translator>(*model_, *tokenizer_, gen, topts);
   options_ = a;
 

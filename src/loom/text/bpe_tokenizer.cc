@@ -14,8 +14,8 @@
 
 #include "loom/core/error.h"
 #include "loom/core/files.h"
+#include "loom/core/utf8.h"
 #include "loom/text/tokenizer_files.h"
-#include "loom/text/utf8.h"
 
 namespace loom::text {
 
@@ -102,7 +102,7 @@ struct Regex {
 
 std::unique_ptr<icu::RegexPattern> compile_regex(const std::string& source, bool literal, const std::string& file,
                                                  const std::string& field) {
-  check_utf8(source, Where{file, 0, field});
+  core::check_utf8(source, Where{file, 0, field});
   UErrorCode status = U_ZERO_ERROR;
   UParseError perr{};
   const std::string rewritten = literal ? source : rewrite_pattern(source);
@@ -360,7 +360,7 @@ BpeTokenizer BpeTokenizer::from_json(std::string_view json_bytes, const std::str
   int64_t max_id = -1;
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
     const std::string field = "model.vocab";
-    check_utf8(it.key(), Where{file, 0, field});
+    core::check_utf8(it.key(), Where{file, 0, field});
     int64_t id = token_id(it.value(), file, field + "." + it.key());
     m->vocab[it.key()] = id;
     max_id = std::max(max_id, id);
@@ -379,7 +379,7 @@ BpeTokenizer BpeTokenizer::from_json(std::string_view json_bytes, const std::str
       const json& c = need(a, "content", file, f);
       if (!c.is_string() || c.get<std::string>().empty()) fail(Where{file, 0, f + ".content"}, "expected a non-empty string");
       t.content = c.get<std::string>();
-      check_utf8(t.content, Where{file, 0, f + ".content"});
+      core::check_utf8(t.content, Where{file, 0, f + ".content"});
       t.special = opt_bool(a, "special", false, file, f);
       t.lstrip = opt_bool(a, "lstrip", false, file, f);
       t.rstrip = opt_bool(a, "rstrip", false, file, f);
@@ -518,7 +518,7 @@ void BpeTokenizer::Impl::bpe(const std::string& word, std::vector<int64_t>& out)
 }
 
 std::vector<int64_t> BpeTokenizer::encode(std::string_view text) const {
-  check_utf8(text, Where{"", 0, "text"});
+  core::check_utf8(text, Where{"", 0, "text"});
   const Impl& m = *impl_;
   std::vector<int64_t> ids;
   const ByteMap& bm = byte_map();

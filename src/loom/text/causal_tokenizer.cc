@@ -6,10 +6,10 @@
 
 #include "loom/core/error.h"
 #include "loom/core/files.h"
+#include "loom/core/utf8.h"
 #include "loom/text/bpe_tokenizer.h"
 #include "loom/text/sentencepiece.h"
 #include "loom/text/tokenizer_files.h"
-#include "loom/text/utf8.h"
 
 namespace loom::text {
 
@@ -142,7 +142,7 @@ std::vector<std::pair<AddedToken, bool>> read_added_tokens_decoder(const nlohman
       fail(Where{cfg_path, 0, field + ".content"}, "expected a non-empty string");
     AddedToken t;
     t.content = c->get<std::string>();
-    check_utf8(t.content, Where{cfg_path, 0, field + ".content"});
+    core::check_utf8(t.content, Where{cfg_path, 0, field + ".content"});
     size_t used = 0;
     try {
       t.id = std::stoll(it.key(), &used);
@@ -343,7 +343,7 @@ CausalTokenizer CausalTokenizer::load(const std::string& model_dir) {
 }
 
 std::vector<int64_t> CausalTokenizer::encode(std::string_view text, bool add_special_tokens) const {
-  check_tokenizer_text(text, Where{"", 0, "text"});
+  core::check_tokenizer_text(text, Where{"", 0, "text"});
   const Impl& m = *impl_;
   std::vector<int64_t> ids;
   if (add_special_tokens) ids = m.prefix_ids;

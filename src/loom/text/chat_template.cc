@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "loom/core/error.h"
-#include "loom/text/utf8.h"
+#include "loom/core/utf8.h"
 
 namespace loom::text {
 
@@ -96,8 +96,8 @@ bool is_upper_str(const std::string& s) { return icu_case(s, 1) == s && icu_case
 std::string py_strip(const std::string& s, const std::optional<std::string>& chars, bool left, bool right) {
   if (!chars) {
     std::string_view v = s;
-    if (left) v = lstrip_unicode_space(v);
-    if (right) v = rstrip_unicode_space(v);
+    if (left) v = core::lstrip_unicode_space(v);
+    if (right) v = core::rstrip_unicode_space(v);
     return std::string(v);
   }
   std::vector<std::string> set = code_points(*chars);
@@ -1614,20 +1614,20 @@ class Interpreter {
             }
             out.push_back(s.substr(pos));
           } else {
-            std::string_view rest = lstrip_unicode_space(s);
+            std::string_view rest = core::lstrip_unicode_space(s);
             while (!rest.empty()) {
               if (maxsplit >= 0 && static_cast<int64_t>(out.size()) >= maxsplit) {
-                out.push_back(std::string(rstrip_unicode_space(rest)));
+                out.push_back(std::string(core::rstrip_unicode_space(rest)));
                 break;
               }
               size_t i = 0;
-              while (i < rest.size() && whitespace_length_at(rest, i) == 0) {
+              while (i < rest.size() && core::whitespace_length_at(rest, i) == 0) {
                 const unsigned char c = static_cast<unsigned char>(rest[i]);
                 i += c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
               }
               i = std::min(i, rest.size());
               out.push_back(std::string(rest.substr(0, i)));
-              rest = lstrip_unicode_space(rest.substr(i));
+              rest = core::lstrip_unicode_space(rest.substr(i));
             }
           }
           return out;
@@ -1963,7 +1963,7 @@ class Interpreter {
       if (j.is_string()) {
         try {
           size_t used = 0;
-          std::string s(strip_unicode_space(j.get<std::string>()));
+          std::string s(core::strip_unicode_space(j.get<std::string>()));
           int64_t x = std::stoll(s, &used);
           if (used == s.size()) return json(x);
         } catch (const std::exception&) {
@@ -1977,7 +1977,7 @@ class Interpreter {
       if (j.is_string()) {
         try {
           size_t used = 0;
-          std::string s(strip_unicode_space(j.get<std::string>()));
+          std::string s(core::strip_unicode_space(j.get<std::string>()));
           double x = std::stod(s, &used);
           if (used == s.size()) return json(x);
         } catch (const std::exception&) {
@@ -2093,7 +2093,7 @@ std::string render_chat_template(const std::string& template_source, const nlohm
                                  bool add_generation_prompt, const nlohmann::json& extra_context,
                                  const std::string& template_name) {
   Source src{template_name};
-  check_utf8(template_source, Where{template_name, 0, "chat_template"});
+  core::check_utf8(template_source, Where{template_name, 0, "chat_template"});
   if (!extra_context.is_null() && !extra_context.is_object())
     fail(Where{template_name, 0, "chat_template"}, "extra context must be a JSON object");
   // Jinja normalises newlines to \n and drops one trailing newline (keep_trailing_newline=False).

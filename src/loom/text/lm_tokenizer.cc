@@ -1,9 +1,11 @@
 #include "loom/text/lm_tokenizer.h"
 
 #include <filesystem>
-#include <fstream>
+
+#include <nlohmann/json.hpp>
 
 #include "loom/core/error.h"
+#include "loom/core/files.h"
 #include "loom/text/sentencepiece.h"
 
 namespace loom::text {
@@ -21,14 +23,7 @@ LmTokenizer LmTokenizer::sentencepiece(const std::string& spm_path) {
 
 LmTokenizer LmTokenizer::load(const std::string& dir) {
   const std::string file = (fs::path(dir) / "tokenizer.json").string();
-  std::ifstream in(file);
-  if (!in) fail(Where{file, 0, ""}, "cannot open the LM tokenizer description");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail(Where{file, 0, ""}, "invalid JSON: {}", e.what());
-  }
+  const nlohmann::json j = core::read_json(file);
   if (!j.is_object() || !j.contains("type") || !j["type"].is_string())
     fail(Where{file, 0, "type"}, "missing string field \"type\" (\"byte\" or \"spm\")");
   const std::string type = j["type"];
@@ -50,9 +45,7 @@ void LmTokenizer::save(const std::string& dir) const {
     j["model"] = "tokenizer.spm";
   }
   const std::string file = (fs::path(dir) / "tokenizer.json").string();
-  std::ofstream out(file, std::ios::trunc);
-  out << j.dump(2) << "\n";
-  if (!out) fail(Where{file, 0, ""}, "cannot write");
+  core::write_file_atomic(file, j.dump(2) + "\n");
 }
 
 int64_t LmTokenizer::vocab_size() const { return spm_ ? spm_->size() : 256; }

@@ -1,8 +1,9 @@
 #include "loom/text/loom_spm_tokenizer.h"
 
 #include "loom/core/error.h"
+#include "loom/core/files.h"
+#include "loom/core/utf8.h"
 #include "loom/text/tokenizer_files.h"
-#include "loom/text/utf8.h"
 
 namespace loom::text {
 namespace {
@@ -37,7 +38,7 @@ void check_config_id(const nlohmann::json& cfg, const std::string& path, const c
 
 LoomSpmTokenizer::LoomSpmTokenizer(const std::string& model_dir) : dir_(model_dir) {
   const std::string cfg_path = model_dir + "/config.json";
-  const nlohmann::json cfg = read_json_file(cfg_path);
+  const nlohmann::json cfg = core::read_json(cfg_path);
   if (!cfg.is_object()) fail(Where{cfg_path}, "expected a JSON object");
   const std::string type = config_string(cfg, "model_type", cfg_path);
   if (type != "loom_seq2seq") fail(Where{cfg_path, 0, "model_type"}, "is '{}', expected 'loom_seq2seq'", type);
@@ -49,10 +50,10 @@ LoomSpmTokenizer::LoomSpmTokenizer(const std::string& model_dir) : dir_(model_di
   target_lang_cfg_ = config_string(cfg, "target_lang", cfg_path);
 
   const std::string src_path = model_dir + "/source.spm", tgt_path = model_dir + "/target.spm";
-  if (!file_exists(src_path)) fail(Where{src_path}, "missing: loom models keep their source SentencePiece model here");
-  if (!file_exists(tgt_path)) fail(Where{tgt_path}, "missing: loom models keep their target SentencePiece model here");
+  if (!core::file_exists(src_path)) fail(Where{src_path}, "missing: loom models keep their source SentencePiece model here");
+  if (!core::file_exists(tgt_path)) fail(Where{tgt_path}, "missing: loom models keep their target SentencePiece model here");
   source_ = std::make_unique<SentencePiece>(src_path);
-  joint_ = read_file_bytes(src_path) == read_file_bytes(tgt_path);
+  joint_ = core::read_file(src_path) == core::read_file(tgt_path);
   target_ = std::make_unique<SentencePiece>(tgt_path);
   check_specials(*source_);
   check_specials(*target_);
@@ -80,7 +81,7 @@ std::string LoomSpmTokenizer::source_language() const { return src_.empty() ? so
 std::string LoomSpmTokenizer::target_language() const { return tgt_.empty() ? target_lang_cfg_ : tgt_; }
 
 std::vector<int64_t> LoomSpmTokenizer::encode_source(std::string_view text) const {
-  check_tokenizer_text(text);
+  core::check_tokenizer_text(text);
   std::vector<int64_t> ids;
   for (int id : source_->encode_ids(text)) ids.push_back(id);
   ids.push_back(kLoomEosId);
@@ -88,7 +89,7 @@ std::vector<int64_t> LoomSpmTokenizer::encode_source(std::string_view text) cons
 }
 
 std::vector<std::string> LoomSpmTokenizer::source_pieces(std::string_view text) const {
-  check_tokenizer_text(text);
+  core::check_tokenizer_text(text);
   return source_->encode_pieces(text);
 }
 
@@ -97,7 +98,7 @@ std::string LoomSpmTokenizer::source_text(const std::vector<std::string>& pieces
 }
 
 std::vector<int64_t> LoomSpmTokenizer::encode_target(std::string_view text) const {
-  check_tokenizer_text(text);
+  core::check_tokenizer_text(text);
   std::vector<int64_t> ids;
   for (int id : target_->encode_ids(text)) ids.push_back(id);
   ids.push_back(kLoomEosId);

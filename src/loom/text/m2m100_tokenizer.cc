@@ -3,12 +3,11 @@
 #include <algorithm>
 
 #include "loom/core/error.h"
-#include "loom/text/utf8.h"
+#include "loom/core/files.h"
+#include "loom/core/utf8.h"
 
 namespace loom::text {
 namespace {
-
-constexpr size_t kCodesInMessage = 40;  // language codes listed in an error message
 
 // transformers' FAIRSEQ_LANGUAGE_CODES of tokenization_m2m_100.py (the language tokens' order
 // fixes their ids).
@@ -28,7 +27,8 @@ const std::vector<std::string>& language_code_list(const std::string& name, cons
 
 }  // namespace
 
-M2M100Tokenizer::M2M100Tokenizer(const std::string& model_dir) : dir_(model_dir) {
+M2M100Tokenizer::M2M100Tokenizer(const std::string& model_dir)
+    : MultilingualSpmTokenizer(model_dir, "M2M100", "--src en --tgt zh") {
   const std::string cfg_path = dir_ + "/tokenizer_config.json";
   const nlohmann::json cfg = read_tokenizer_config(dir_);
   clean_up_ = config_bool(cfg, "clean_up_tokenization_spaces", false, cfg_path);
@@ -36,7 +36,7 @@ M2M100Tokenizer::M2M100Tokenizer(const std::string& model_dir) : dir_(model_dir)
   const std::string vocab_path = dir_ + "/vocab.json";
   const std::string spm_path = dir_ + "/sentencepiece.bpe.model";
   for (const std::string& f : {vocab_path, spm_path})
-    if (!file_exists(f)) fail(Where{f}, "M2M100Tokenizer file missing (it needs vocab.json and sentencepiece.bpe.model)");
+    if (!core::file_exists(f)) fail(Where{f}, "M2M100Tokenizer file missing (it needs vocab.json and sentencepiece.bpe.model)");
   load_vocab_json(vocab_path, encoder_, decoder_, decoder_has_);
   sp_ = std::make_unique<SentencePiece>(spm_path);
   encoder_size_ = static_cast<int64_t>(encoder_.size());
@@ -87,90 +87,15 @@ M2M100Tokenizer::M2M100Tokenizer(const std::string& model_dir) : dir_(model_dir)
   auto cfg_lang = [&](const char* key, const std::string& fallback) {
     auto it = cfg.find(key);
     std::string v = it != cfg.end() && it->is_string() ? it->get<std::string>() : fallback;
-    return canonical_code(v);
+    return v.empty() ? v : model_code(v, key);
   };
   src_ = cfg_lang("src_lang", "en");
   tgt_ = cfg_lang("tgt_lang", "");
 }
 
-std::string M2M100Tokenizer::canonical_code(const std::string& code) const {
-  std::string c = code;
-  if (c.size() > 4 && c.compare(0, 2, "__") == 0 && c.compare(c.size() - 2, 2, "__") == 0) c = c.substr(2, c.size() - 4);
-  return code_ids_.count(c) ? c : std::string();
-}
-
-std::string M2M100Tokenizer::valid_codes_message() const {
-  std::vector<std::string> shown(codes_.begin(), codes_.begin() + std::min(codes_.size(), kCodesInMessage));
-  return fmt::format("valid codes ({}): {}{}", codes_.size(), fmt::join(shown, ", "),
-                     codes_.size() > shown.size() ? ", ..." : "");
-}
-
-int64_t M2M100Tokenizer::language_id(const std::string& code) const {
-  const std::string c = canonical_code(code);
-  if (c.empty()) fail(Where{dir_, 0, "language"}, "unknown M2M100 language code '{}'; {}", code, valid_codes_message());
-  return code_ids_.at(c);
-}
-
-void M2M100Tokenizer::set_languages(const std::string& src, const std::string& tgt) {
-  if (src.empty() || tgt.empty())
-    fail(Where{dir_, 0, src.empty() ? "src" : "tgt"},
-         "M2M100 needs both a source and a target language (e.g. --src en --tgt zh); {}", valid_codes_message());
-  const std::string s = canonical_code(src), t = canonical_code(tgt);
-  if (s.empty()) fail(Where{dir_, 0, "src"}, "unknown M2M100 src language '{}'; {}", src, valid_codes_message());
-  if (t.empty()) fail(Where{dir_, 0, "tgt"}, "unknown M2M100 tgt language '{}'; {}", tgt, valid_codes_message());
-  src_ = s;
-  tgt_ = t;
-}
-
-std::vector<std::string> M2M100Tokenizer::tokenize(std::string_view text, std::vector<int64_t>* ids) const {
-  check_tokenizer_text(text);
-  std::vector<std::string> tokens;
-  for (const TextChunk& chunk : splitter_.split(text)) {
-    if (chunk.token >= 0) {
-      const AddedToken& t = splitter_.tokens()[chunk.token];
-      tokens.push_back(t.content);
-      if (ids) ids->push_back(t.id);
-      continue;
-    }
-    for (auto& p : sp_->encode_pieces(chunk.text)) {
-      if (ids) {
-        auto it = encoder_.find(p);
-        ids->push_back(it == encoder_.end() ? unk_ : it->second);
-      }
-      tokens.push_back(std::move(p));
-    }
-  }
-  return tokens;
-}
-
-std::vector<int64_t> M2M100Tokenizer::encode_with_language(std::string_view text, const std::string& code,
-                                                           const char* side) const {
-  if (code.empty())
-    fail(Where{dir_, 0, side}, "no M2M100 {} language selected; {}", std::string(side) == "src" ? "source" : "target",
-         valid_codes_message());
-  std::vector<int64_t> ids{code_ids_.at(code)};
-  tokenize(text, &ids);
-  ids.push_back(eos_);
-  return ids;
-}
-
-std::vector<int64_t> M2M100Tokenizer::encode_source(std::string_view text) const {
-  return encode_with_language(text, src_, "src");
-}
-
-std::vector<std::string> M2M100Tokenizer::source_pieces(std::string_view text) const { return tokenize(text, nullptr); }
-
-std::string M2M100Tokenizer::source_text(const std::vector<std::string>& pieces) const {
-  return sp_->decode_pieces(pieces);
-}
-
-std::vector<int64_t> M2M100Tokenizer::encode_target(std::string_view text) const {
-  return encode_with_language(text, tgt_, "tgt");
-}
-
-std::optional<int64_t> M2M100Tokenizer::forced_bos_token_id() const {
-  if (tgt_.empty()) return std::nullopt;
-  return code_ids_.at(tgt_);
+int64_t M2M100Tokenizer::piece_id(const std::string& piece) const {
+  auto it = encoder_.find(piece);
+  return it == encoder_.end() ? unk_ : it->second;
 }
 
 std::string M2M100Tokenizer::id_to_token(int64_t id, bool /*target_side*/) const {
@@ -196,7 +121,7 @@ std::string M2M100Tokenizer::decode_target(const std::vector<int64_t>& ids) cons
     }
   }
   out += sp_->decode_pieces(run);
-  std::string stripped(strip_unicode_space(out));
+  std::string stripped(core::strip_unicode_space(out));
   return clean_up_ ? clean_up_tokenization(std::move(stripped)) : stripped;
 }
 

@@ -4,8 +4,9 @@
 #include <unordered_set>
 
 #include "loom/core/error.h"
+#include "loom/core/files.h"
+#include "loom/core/utf8.h"
 #include "loom/text/language_codes.h"
-#include "loom/text/utf8.h"
 
 namespace loom::text {
 namespace {
@@ -65,14 +66,14 @@ MarianTokenizer::MarianTokenizer(const std::string& model_dir) : dir_(model_dir)
   pad_token_ = special_token_string(cfg, "pad_token", "<pad>", cfg_path);
 
   for (const char* f : {"source.spm", "target.spm", "vocab.json"})
-    if (!file_exists(dir_ + "/" + f))
+    if (!core::file_exists(dir_ + "/" + f))
       fail(Where{dir_ + "/" + f}, "MarianTokenizer file missing (a Marian model needs source.spm, target.spm, vocab.json)");
   spm_source_ = std::make_unique<SentencePiece>(dir_ + "/source.spm");
   spm_target_ = std::make_unique<SentencePiece>(dir_ + "/target.spm");
   load_vocab_json(dir_ + "/vocab.json", encoder_, decoder_, decoder_has_);
   if (separate_vocabs_) {
     const std::string tv = dir_ + "/target_vocab.json";
-    if (!file_exists(tv)) fail(Where{tv}, "missing: tokenizer_config.json sets separate_vocabs");
+    if (!core::file_exists(tv)) fail(Where{tv}, "missing: tokenizer_config.json sets separate_vocabs");
     load_vocab_json(tv, target_encoder_, target_decoder_, target_decoder_has_);
   }
 
@@ -153,7 +154,7 @@ void MarianTokenizer::set_languages(const std::string& src, const std::string& t
 }
 
 std::vector<std::string> MarianTokenizer::tokenize(std::string_view text, bool target, bool* leading_code) const {
-  check_tokenizer_text(text);
+  core::check_tokenizer_text(text);
   const SentencePiece& spm = target ? *spm_target_ : *spm_source_;
   std::vector<std::string> tokens;
   bool first = true;
@@ -244,7 +245,7 @@ std::string MarianTokenizer::decode_target(const std::vector<int64_t>& ids) cons
       out.push_back(text[i++]);
     }
   }
-  out = std::string(strip_unicode_space(out));
+  out = std::string(core::strip_unicode_space(out));
   return clean_up_ ? clean_up_tokenization(std::move(out)) : out;
 }
 

@@ -3,14 +3,14 @@
 #include <algorithm>
 
 #include "loom/core/error.h"
+#include "loom/core/files.h"
+#include "loom/core/utf8.h"
 #include "loom/text/language_codes.h"
-#include "loom/text/utf8.h"
 
 namespace loom::text {
 namespace {
 
 constexpr int64_t kMaxId = 50'000'000;  // guards against hostile token ids in the config files
-constexpr size_t kCodesInMessage = 40;  // language codes listed in an error message
 
 std::string replace_spiece_underline(const std::string& s) {
   std::string out;
@@ -28,14 +28,15 @@ std::string replace_spiece_underline(const std::string& s) {
 
 }  // namespace
 
-NllbTokenizer::NllbTokenizer(const std::string& model_dir) : dir_(model_dir) {
+NllbTokenizer::NllbTokenizer(const std::string& model_dir)
+    : MultilingualSpmTokenizer(model_dir, "NLLB", "--src eng_Latn --tgt zho_Hans") {
   const std::string cfg_path = dir_ + "/tokenizer_config.json";
   const nlohmann::json cfg = read_tokenizer_config(dir_);
-  legacy_ = config_bool(cfg, "legacy_behaviour", false, cfg_path);
+  language_after_eos_ = config_bool(cfg, "legacy_behaviour", false, cfg_path);
   clean_up_ = config_bool(cfg, "clean_up_tokenization_spaces", false, cfg_path);
 
   const std::string spm_path = dir_ + "/sentencepiece.bpe.model";
-  if (!file_exists(spm_path))
+  if (!core::file_exists(spm_path))
     fail(Where{spm_path}, "NllbTokenizer file missing (the slow NLLB tokenizer needs sentencepiece.bpe.model)");
   sp_ = std::make_unique<SentencePiece>(spm_path);
   sp_size_ = sp_->size();
@@ -77,9 +78,9 @@ NllbTokenizer::NllbTokenizer(const std::string& model_dir) : dir_(model_dir) {
       t.rstrip = flag("rstrip");
       extra.push_back(std::move(t));
     }
-  } else if (file_exists(dir_ + "/added_tokens.json")) {
+  } else if (core::file_exists(dir_ + "/added_tokens.json")) {
     extra_source = dir_ + "/added_tokens.json";
-    nlohmann::json j = read_json_file(extra_source);
+    nlohmann::json j = core::read_json(extra_source);
     if (!j.is_object()) fail(Where{extra_source}, "expected a JSON object token -> id");
     for (auto it = j.begin(); it != j.end(); ++it) {
       if (!it.value().is_number_integer()) fail(Where{extra_source, 0, it.key()}, "id is not an integer");
@@ -91,8 +92,8 @@ NllbTokenizer::NllbTokenizer(const std::string& model_dir) : dir_(model_dir) {
   } else {
     nlohmann::json list;
     for (const std::string& f : {dir_ + "/special_tokens_map.json", cfg_path}) {
-      if (!file_exists(f)) continue;
-      nlohmann::json j = f == cfg_path ? cfg : read_json_file(f);
+      if (!core::file_exists(f)) continue;
+      nlohmann::json j = f == cfg_path ? cfg : core::read_json(f);
       if (j.is_object() && j.contains("additional_special_tokens")) {
         list = j["additional_special_tokens"];
         extra_source = f;
@@ -135,97 +136,16 @@ NllbTokenizer::NllbTokenizer(const std::string& model_dir) : dir_(model_dir) {
   auto cfg_lang = [&](const char* key, const std::string& fallback) {
     auto it = cfg.find(key);
     std::string v = it != cfg.end() && it->is_string() ? it->get<std::string>() : fallback;
-    return code_ids_.count(v) ? v : std::string();
+    return v.empty() ? v : model_code(v, key);
   };
   src_ = cfg_lang("src_lang", "eng_Latn");
   tgt_ = cfg_lang("tgt_lang", "");
 }
 
-std::string NllbTokenizer::valid_codes_message() const {
-  std::vector<std::string> shown(codes_.begin(), codes_.begin() + std::min(codes_.size(), kCodesInMessage));
-  return fmt::format("valid codes ({}): {}{}", codes_.size(), fmt::join(shown, ", "),
-                     codes_.size() > shown.size() ? ", ..." : "");
-}
-
-int64_t NllbTokenizer::language_id(const std::string& code) const {
-  auto it = code_ids_.find(code);
-  if (it == code_ids_.end()) {
-    if (auto m = match_language_code(code, codes_)) return code_ids_.at(*m);
-    fail(Where{dir_, 0, "language"}, "unknown NLLB language code '{}'; {} ({})", code, valid_codes_message(),
-         kLanguageSpellings);
-  }
-  return it->second;
-}
-
-void NllbTokenizer::set_languages(const std::string& src, const std::string& tgt) {
-  if (src.empty() || tgt.empty())
-    fail(Where{dir_, 0, src.empty() ? "src" : "tgt"},
-         "NLLB needs both a source and a target language (e.g. --src eng_Latn --tgt zho_Hans); {}",
-         valid_codes_message());
-  auto check = [&](const std::string& code, const char* what) {
-    // Another spelling of one of the model's codes ("zh", "cmn_Hans" for "zho_Hans").
-    if (auto m = match_language_code(code, codes_, what)) return *m;
-    fail(Where{dir_, 0, what}, "unknown NLLB {} language '{}'; {} ({})", what, code, valid_codes_message(),
-         kLanguageSpellings);
-  };
-  src_ = check(src, "src");
-  tgt_ = check(tgt, "tgt");
-}
-
-std::vector<std::string> NllbTokenizer::tokenize(std::string_view text, std::vector<int64_t>* ids) const {
-  check_tokenizer_text(text);
-  std::vector<std::string> tokens;
-  for (const TextChunk& chunk : splitter_.split(text)) {
-    if (chunk.token >= 0) {
-      const AddedToken& t = splitter_.tokens()[chunk.token];
-      tokens.push_back(t.content);
-      if (ids) ids->push_back(t.id);
-      continue;
-    }
-    for (auto& p : sp_->encode_pieces(chunk.text)) {
-      if (ids) {
-        int spm_id = sp_->piece_to_id(p);
-        // HF: spm id + fairseq offset 1; SentencePiece's <unk> (id 0) -> <unk> = 3.
-        ids->push_back(spm_id == 0 || sp_->is_unknown(spm_id) ? 3 : spm_id + 1);
-      }
-      tokens.push_back(std::move(p));
-    }
-  }
-  return tokens;
-}
-
-std::vector<int64_t> NllbTokenizer::encode_with_language(std::string_view text, const std::string& code,
-                                                         const char* side) const {
-  if (code.empty()) {
-    fail(Where{dir_, 0, side}, "no NLLB {} language selected; {}",
-         std::string(side) == "src" ? "source" : "target", valid_codes_message());
-  }
-  const int64_t lang = code_ids_.at(code);
-  std::vector<int64_t> ids;
-  if (!legacy_) ids.push_back(lang);
-  tokenize(text, &ids);
-  ids.push_back(eos_id());
-  if (legacy_) ids.push_back(lang);
-  return ids;
-}
-
-std::vector<int64_t> NllbTokenizer::encode_source(std::string_view text) const {
-  return encode_with_language(text, src_, "src");
-}
-
-std::vector<std::string> NllbTokenizer::source_pieces(std::string_view text) const { return tokenize(text, nullptr); }
-
-std::string NllbTokenizer::source_text(const std::vector<std::string>& pieces) const {
-  return sp_->decode_pieces(pieces);
-}
-
-std::vector<int64_t> NllbTokenizer::encode_target(std::string_view text) const {
-  return encode_with_language(text, tgt_, "tgt");
-}
-
-std::optional<int64_t> NllbTokenizer::forced_bos_token_id() const {
-  if (tgt_.empty()) return std::nullopt;
-  return code_ids_.at(tgt_);
+int64_t NllbTokenizer::piece_id(const std::string& piece) const {
+  const int spm_id = sp_->piece_to_id(piece);
+  // HF: spm id + fairseq offset 1; SentencePiece's <unk> (id 0) -> <unk> = 3.
+  return spm_id == 0 || sp_->is_unknown(spm_id) ? 3 : spm_id + 1;
 }
 
 std::string NllbTokenizer::id_to_token(int64_t id, bool /*target_side*/) const {
@@ -245,7 +165,7 @@ std::string NllbTokenizer::decode_target(const std::vector<int64_t>& ids) const 
     joined += token;
   }
   // HF NllbTokenizer.convert_tokens_to_string: join, "▁" -> " ", strip.
-  std::string out(strip_unicode_space(replace_spiece_underline(joined)));
+  std::string out(core::strip_unicode_space(replace_spiece_underline(joined)));
   return clean_up_ ? clean_up_tokenization(std::move(out)) : out;
 }
 

@@ -9,7 +9,7 @@
 
 #include "loom/core/error.h"
 #include "loom/text/sentence_break.h"
-#include "loom/text/utf8_cursor.h"
+#include "loom/core/utf8.h"
 
 namespace loom::text {
 namespace {
@@ -17,23 +17,14 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // UTF-8 helpers (never throw; an invalid byte decodes as U+FFFD of length 1)
 
-using Cp = Utf8Cp;
+using Cp = core::CodePoint;
 
-Cp decode_at(std::string_view s, size_t i) { return utf8_at(s, i); }
+Cp decode_at(std::string_view s, size_t i) { return core::utf8_decode_at(s, i); }
 
 /// Start of the code point that ends right before position e (e > lo).
-size_t prev_start(std::string_view s, size_t lo, size_t e) { return utf8_prev(s, lo, e); }
+size_t prev_start(std::string_view s, size_t lo, size_t e) { return core::utf8_start_before(s, lo, e); }
 
-bool is_space_cp(char32_t c) {
-  switch (c) {
-    case ' ': case '\t': case '\f': case '\v': case '\r': case '\n':
-    case 0x00A0: case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F:
-    case 0x2060: case 0x3000: case 0xFEFF:
-      return true;
-    default:
-      return c >= 0x2000 && c <= 0x200B;  // en quad .. zero-width space
-  }
-}
+bool is_space_cp(char32_t c) { return core::is_separator_space(c); }
 
 bool is_ascii_space(char c) { return c == ' ' || c == '\t'; }
 bool is_ascii_alnum(char c) {

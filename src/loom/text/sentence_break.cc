@@ -14,7 +14,7 @@
 #include <unordered_set>
 
 #include "loom/text/language_codes.h"
-#include "loom/text/utf8_cursor.h"
+#include "loom/core/utf8.h"
 
 namespace loom::text {
 namespace {
@@ -22,14 +22,14 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // UTF-8 helpers (never throw; an invalid byte decodes as U+FFFD of length 1)
 
-using Cp = Utf8Cp;
+using Cp = core::CodePoint;
 
-Cp decode_at(std::string_view s, std::size_t i) { return utf8_at(s, i); }
+Cp decode_at(std::string_view s, std::size_t i) { return core::utf8_decode_at(s, i); }
 
 /// Start of the code point that ends right before e (e > 0).
-std::size_t prev_start(std::string_view s, std::size_t e) { return utf8_prev(s, 0, e); }
+std::size_t prev_start(std::string_view s, std::size_t e) { return core::utf8_start_before(s, 0, e); }
 
-bool is_space_cp(char32_t c) { return u_isUWhiteSpace(static_cast<UChar32>(c)) || c == 0x200B || c == 0xFEFF; }
+bool is_space_cp(char32_t c) { return core::is_separator_space(c); }
 
 bool is_cjk_terminator(char32_t c) { return c == 0x3002 || c == 0xFF01 || c == 0xFF1F || c == 0xFF61; }
 

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "loom/core/error.h"
+#include "loom/core/files.h"
 #include "loom/core/utf8.h"
 
 namespace loom::text {
@@ -97,11 +98,7 @@ const PluginApi& api() {
 }  // namespace
 
 SentencePiece::SentencePiece(const std::string& path) : path_(path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(Where{path}, "cannot open SentencePiece model");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string bytes = ss.str();
+  const std::string bytes = core::read_file(path);
   if (bytes.empty()) fail(Where{path}, "SentencePiece model file is empty");
   char err[512] = {0};
   handle_ = api().load(bytes.data(), static_cast<long>(bytes.size()), err, sizeof(err));
@@ -261,17 +258,7 @@ std::string train_sentencepiece(const SpmTrainOptions& o) {
 
 void train_sentencepiece(const SpmTrainOptions& options, const std::string& path) {
   const std::string model = train_sentencepiece(options);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(Where{path}, "cannot write SentencePiece model");
-    out.write(model.data(), static_cast<std::streamsize>(model.size()));
-    out.close();
-    if (!out) fail(Where{path}, "cannot write SentencePiece model");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) fail(Where{path}, "cannot write SentencePiece model: {}", ec.message());
+  core::write_file_atomic(path, model);
 }
 
 }  // namespace loom::text

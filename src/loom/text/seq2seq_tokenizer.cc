@@ -1,6 +1,7 @@
 #include "loom/text/seq2seq_tokenizer.h"
 
 #include "loom/core/error.h"
+#include "loom/core/files.h"
 #include "loom/text/loom_spm_tokenizer.h"
 #include "loom/text/m2m100_tokenizer.h"
 #include "loom/text/marian_tokenizer.h"
@@ -13,8 +14,8 @@ namespace {
 enum class Kind { kMarian, kNllb, kM2M100, kLoom };
 
 std::optional<std::string> string_field(const std::string& path, const char* key) {
-  if (!file_exists(path)) return std::nullopt;
-  nlohmann::json j = read_json_file(path);
+  if (!core::file_exists(path)) return std::nullopt;
+  nlohmann::json j = core::read_json(path);
   if (!j.is_object()) fail(Where{path}, "expected a JSON object");
   auto it = j.find(key);
   if (it == j.end() || !it->is_string()) return std::nullopt;
@@ -36,13 +37,13 @@ Kind detect(const std::string& dir) {
     if (*type == "loom_seq2seq") return Kind::kLoom;
     if (*type == "m2m_100") {
       // M2M100 has vocab.json + sentencepiece.bpe.model; NLLB only sentencepiece.bpe.model.
-      return file_exists(dir + "/vocab.json") ? Kind::kM2M100 : Kind::kNllb;
+      return core::file_exists(dir + "/vocab.json") ? Kind::kM2M100 : Kind::kNllb;
     }
     fail(Where{model_cfg, 0, "model_type"}, "model_type '{}' is not a supported translation model (marian, m2m_100, loom_seq2seq)",
          *type);
   }
-  if (file_exists(dir + "/source.spm")) return Kind::kMarian;
-  if (file_exists(dir + "/sentencepiece.bpe.model")) return Kind::kNllb;
+  if (core::file_exists(dir + "/source.spm")) return Kind::kMarian;
+  if (core::file_exists(dir + "/sentencepiece.bpe.model")) return Kind::kNllb;
   fail(Where{dir}, "no translation tokenizer found (looked for tokenizer_config.json tokenizer_class, config.json "
                    "model_type, source.spm, sentencepiece.bpe.model)");
 }

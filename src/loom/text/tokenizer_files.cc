@@ -1,39 +1,13 @@
 #include "loom/text/tokenizer_files.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "loom/core/error.h"
-#include "loom/text/utf8.h"
+#include "loom/core/files.h"
+#include "loom/core/utf8.h"
 
 namespace loom::text {
-
-std::string read_file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(Where{path}, "cannot open file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail(Where{path}, "read error");
-  return ss.str();
-}
-
-nlohmann::json read_json_file(const std::string& path) {
-  std::string bytes = read_file_bytes(path);
-  try {
-    return nlohmann::json::parse(bytes);
-  } catch (const nlohmann::json::exception& e) {
-    fail(Where{path}, "not valid JSON: {}", e.what());
-  }
-}
-
-bool file_exists(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
 
 std::string special_token_string(const nlohmann::json& config, const std::string& key,
                                  const std::string& fallback, const std::string& file) {
@@ -108,8 +82,8 @@ std::vector<TextChunk> AddedTokenSplitter::split(std::string_view text) const {
     if (chunks[k].token < 0) continue;
     const AddedToken& t = tokens_[chunks[k].token];
     if (t.rstrip && k + 1 < chunks.size() && chunks[k + 1].token < 0)
-      chunks[k + 1].text = lstrip_unicode_space(chunks[k + 1].text);
-    if (t.lstrip && k > 0 && chunks[k - 1].token < 0) chunks[k - 1].text = rstrip_unicode_space(chunks[k - 1].text);
+      chunks[k + 1].text = core::lstrip_unicode_space(chunks[k + 1].text);
+    if (t.lstrip && k > 0 && chunks[k - 1].token < 0) chunks[k - 1].text = core::rstrip_unicode_space(chunks[k - 1].text);
   }
   std::vector<TextChunk> out;
   out.reserve(chunks.size());
@@ -120,7 +94,7 @@ std::vector<TextChunk> AddedTokenSplitter::split(std::string_view text) const {
 
 nlohmann::json read_tokenizer_config(const std::string& model_dir) {
   const std::string path = model_dir + "/tokenizer_config.json";
-  nlohmann::json cfg = file_exists(path) ? read_json_file(path) : nlohmann::json::object();
+  nlohmann::json cfg = core::file_exists(path) ? core::read_json(path) : nlohmann::json::object();
   if (!cfg.is_object()) fail(Where{path}, "expected a JSON object");
   return cfg;
 }
@@ -156,7 +130,7 @@ void load_vocab_json(const std::string& path, std::unordered_map<std::string, in
   };
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(read_file_bytes(path), cb);
+    j = nlohmann::json::parse(core::read_file(path), cb);
   } catch (const nlohmann::json::exception& e) {
     fail(Where{path}, "not valid JSON: {}", e.what());
   }

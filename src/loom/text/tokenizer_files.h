@@ -14,16 +14,6 @@
 
 namespace loom::text {
 
-/// Parses the JSON file at path. Throws loom::Error naming the file if it cannot be read or
-/// is not valid JSON.
-nlohmann::json read_json_file(const std::string& path);
-
-/// The bytes of the file at path. Throws loom::Error naming the file if it cannot be read.
-std::string read_file_bytes(const std::string& path);
-
-/// True if path names an existing regular file.
-bool file_exists(const std::string& path);
-
 /// A special string of tokenizer_config.json: either "…" or {"content": "…", ...}; returns
 /// fallback when key is absent or null. Throws loom::Error (naming file and key) for other types.
 std::string special_token_string(const nlohmann::json& config, const std::string& key,

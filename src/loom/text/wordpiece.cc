@@ -79,18 +79,12 @@ bool is_bert_punct(char32_t c) {
   }
 }
 
-// Python str.isspace() (what str.split() splits on).
-bool is_py_space(char32_t c) {
-  return (c >= 9 && c <= 13) || (c >= 28 && c <= 32) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
-         c == 0x3000;
-}
 
 std::vector<U32> split_ws(const U32& s) {
   std::vector<U32> out;
   U32 cur;
   for (char32_t c : s) {
-    if (is_py_space(c)) {
+    if (core::is_unicode_space(c)) {
       if (!cur.empty()) out.push_back(std::move(cur));
       cur.clear();
     } else {

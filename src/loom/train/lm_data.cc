@@ -1,9 +1,9 @@
 #include "loom/train/lm_data.h"
 
 #include <fstream>
-#include <sstream>
 
 #include "loom/core/error.h"
+#include "loom/core/files.h"
 #include "loom/core/utf8.h"
 
 namespace loom::train {
@@ -67,11 +67,7 @@ std::vector<LmDocument> read_lm_documents(const std::vector<std::string>& files,
   std::vector<LmDocument> docs;
   int64_t empty = 0;
   for (const auto& file : files) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) fail(Where{file, 0, ""}, "cannot open LM text file");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    std::string text = ss.str();
+    std::string text = core::read_file(file);
     if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);
     const size_t bad = core::utf8_error_offset(text);
     if (bad != std::string::npos) {

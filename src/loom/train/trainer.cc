@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "loom/core/error.h"
+#include "loom/core/files.h"
 #include "loom/core/progress.h"
 #include "loom/io/checkpoint.h"
 #include "loom/io/safetensors.h"
@@ -24,25 +25,6 @@ namespace {
 constexpr const char* kStepPrefix = "step-";
 
 std::string step_dir_name(int64_t step) { return fmt::format("{}{:08d}", kStepPrefix, step); }
-
-void write_text_atomic(const fs::path& path, const std::string& text) {
-  fs::path tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(Where{tmp.string(), 0, ""}, "cannot create file");
-    out << text;
-    out.flush();
-    if (!out) fail(Where{tmp.string(), 0, ""}, "write failed");
-  }
-  fs::rename(tmp, path);
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(Where{path.string(), 0, ""}, "cannot open file");
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 nlohmann::json state_to_json(const TrainState& s) {
   nlohmann::json best = std::isfinite(s.best) ? nlohmann::json(s.best) : nlohmann::json(nullptr);
@@ -334,7 +316,7 @@ struct Trainer::Impl {
       nlohmann::json j = state_to_json(st);
       j["world_size"] = comm.world_size();
       j["seed"] = opt.seed;
-      write_text_atomic(d / "state.json", j.dump(2) + "\n");
+      core::write_file_atomic((d / "state.json").string(), j.dump(2) + "\n");
     });
     auto dirs = step_dirs();
     for (size_t i = 0; i + static_cast<size_t>(opt.keep_last) < dirs.size(); ++i) fs::remove_all(dirs[i]);
@@ -343,7 +325,7 @@ struct Trainer::Impl {
   void save_best(const TrainState& st) {
     write_dir_atomic(ckpt_dir / "best", [&](const fs::path& d) {
       io::write_safetensors((d / "model.safetensors").string(), model_tensors(task.model()));
-      write_text_atomic(d / "state.json", state_to_json(st).dump(2) + "\n");
+      core::write_file_atomic((d / "state.json").string(), state_to_json(st).dump(2) + "\n");
     });
   }
 
@@ -353,12 +335,7 @@ struct Trainer::Impl {
     if (dirs.empty()) return false;
     const fs::path d = dirs.back();
     const std::string state_file = (d / "state.json").string();
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(read_text(state_file));
-    } catch (const nlohmann::json::exception& e) {
-      fail(Where{state_file, 0, ""}, "invalid JSON: {}", e.what());
-    }
+    const nlohmann::json j = core::read_json(state_file);
     st = state_from_json(j, state_file);
     load_model_from_checkpoint(task.model(), d.string());
     torch::serialize::InputArchive ar;
@@ -397,7 +374,7 @@ struct Trainer::Impl {
     if (!is_main()) return;
     std::string text;
     for (auto& r : records) text += r.dump() + "\n";
-    write_text_atomic(run / "metrics.jsonl", text);
+    core::write_file_atomic((run / "metrics.jsonl").string(), text);
   }
 };
 

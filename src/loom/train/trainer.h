@@ -56,7 +56,7 @@ struct TrainerOptions {
   int64_t valid_every = 0;            ///< updates between validations; 0 = only at the end
   int64_t save_every = 0;             ///< updates between checkpoints; 0 = only at the end
   int64_t keep_last = 5;              ///< step checkpoints kept (older ones deleted), >= 1
-  std::string best_metric = "valid_loss";  ///< metric that selects checkpoints/best.pt
+  std::string best_metric = "valid_loss";  ///< metric that selects checkpoints/best/
   bool best_higher = false;           ///< true when a larger best_metric is better (BLEU)
   uint64_t seed = 1;                  ///< torch RNG seed (rank r uses seed + r for dropout)
   bool resume = false;                ///< continue from the newest checkpoint in run_dir
@@ -103,7 +103,7 @@ class Trainer {
   /// State after run() (or after a resume).
   const TrainState& state() const { return state_; }
 
-  /// Path of checkpoints/best.pt if it exists, else "".
+  /// Path of the checkpoints/best/ directory if it exists, else "".
   std::string best_checkpoint() const;
   /// Step checkpoints in run_dir/checkpoints, oldest first.
   std::vector<std::string> step_checkpoints() const;

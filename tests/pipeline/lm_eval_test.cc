@@ -7,10 +7,10 @@
 #include <unistd.h>
 
 #include "loom/core/error.h"
-#include "loom/eval/lm_eval.h"
+#include "loom/pipeline/lm_eval.h"
 #include "loom/generate/lm_generate.h"
 
-namespace loom::eval {
+namespace loom::pipeline {
 namespace {
 namespace fs = std::filesystem;
 
@@ -121,4 +121,4 @@ TEST(LmTokenizer, BytesRoundTripAndSaveLoad) {
 }
 
 }  // namespace
-}  // namespace loom::eval
+}  // namespace loom::pipeline

@@ -3,6 +3,7 @@
 //     recurrent state carried (memory reset only at the document's start);
 //   - the passkey-retrieval grid (data::make_passkey_sample; papers.md §5.3): accuracy per
 //     (context length, needle depth) by greedy decoding after a chunked prompt.
+// A job over models and generation, so it lives in pipeline/ (eval/ holds metrics over text).
 #pragma once
 
 #include <cstdint>
@@ -14,7 +15,7 @@
 #include "loom/models/decoder_lm.h"
 #include "loom/text/lm_tokenizer.h"
 
-namespace loom::eval {
+namespace loom::pipeline {
 
 /// Negative log-likelihood of one or more documents.
 struct PerplexityResult {
@@ -68,4 +69,4 @@ std::string passkey_answer(const std::string& text);
 PasskeyGrid passkey_grid(models::DecoderLMImpl& model, const text::LmTokenizer& tokenizer,
                          const PasskeyEvalOptions& options, bool progress = false);
 
-}  // namespace loom::eval
+}  // namespace loom::pipeline

@@ -1,4 +1,4 @@
-#include "loom/eval/lm_eval.h"
+#include "loom/pipeline/lm_eval.h"
 
 #include <chrono>
 #include <cmath>
@@ -8,7 +8,7 @@
 #include "loom/data/passkey.h"
 #include "loom/generate/lm_generate.h"
 
-namespace loom::eval {
+namespace loom::pipeline {
 
 double PerplexityResult::ppl() const { return std::exp(loss()); }
 
@@ -101,4 +101,4 @@ PasskeyGrid passkey_grid(models::DecoderLMImpl& model, const text::LmTokenizer& 
   return g;
 }
 
-}  // namespace loom::eval
+}  // namespace loom::pipeline

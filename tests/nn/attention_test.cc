@@ -1,0 +1,55 @@
+// nn/attention: scaled dot-product attention with masks and the KV cache, against a matmul reference.
+#include <gtest/gtest.h>
+
+#include "loom/nn/attention.h"
+
+namespace loom::nn {
+namespace {
+
+// softmax(q·kᵀ + mask)·v written out with matmul
+torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& mask) {
+  torch::Tensor s = torch::matmul(q, k.transpose(-2, -1).contiguous());
+  if (mask.defined()) s = s + mask;
+  return torch::matmul(torch::softmax(s, -1), v);
+}
+
+TEST(Attention, SingleAndMultiQueryPathsMatchReference) {
+  torch::manual_seed(2);
+  torch::Tensor k = torch::randn({3, 2, 6, 4}), v = torch::randn({3, 2, 6, 4});
+  torch::Tensor keep = torch::ones({3, 6}, torch::kBool);
+  keep[1].narrow(0, 4, 2).fill_(false);
+  torch::Tensor mask = additive_key_mask(keep);  // [3, 1, 1, 6]
+  for (int64_t t : {1, 5}) {
+    torch::Tensor q = torch::randn({3, 2, t, 4});
+    torch::Tensor out = attention(q, k, v, mask);
+    EXPECT_TRUE(torch::allclose(out, reference_attention(q, k, v, mask), 1e-5, 1e-6)) << "T = " << t;
+    // masked keys do not matter
+    torch::Tensor v2 = v.clone();
+    v2[1].narrow(1, 4, 2).fill_(100.0f);
+    EXPECT_TRUE(torch::allclose(attention(q, k, v2, mask), out, 1e-5, 1e-6));
+  }
+  torch::Tensor causal = additive_causal_mask(2, 3);  // [2, 5]
+  EXPECT_EQ(causal[0][3].item<float>(), 0.0f);
+  EXPECT_EQ(causal[0][4].item<float>(), masked_score());
+  EXPECT_EQ(causal[1][4].item<float>(), 0.0f);
+}
+
+TEST(KVCacheTest, GrowsAndReorders) {
+  KVCache cache;
+  torch::Tensor all_k = torch::randn({3, 2, 7, 4}), all_v = torch::randn({3, 2, 7, 4});
+  cache.append(all_k.narrow(2, 0, 2), all_v.narrow(2, 0, 2), /*capacity_hint=*/3);
+  for (int64_t t = 2; t < 7; ++t) cache.append(all_k.narrow(2, t, 1), all_v.narrow(2, t, 1), 3);  // grows past 3
+  EXPECT_EQ(cache.length(), 7);
+  EXPECT_TRUE(torch::equal(cache.keys(), all_k));
+  EXPECT_TRUE(torch::equal(cache.values(), all_v));
+  torch::Tensor index = torch::tensor(std::vector<int64_t>{2, 2, 0, 1});
+  cache.reorder(index);
+  EXPECT_TRUE(torch::equal(cache.keys(), all_k.index_select(0, index)));
+  EXPECT_TRUE(torch::equal(cache.values(), all_v.index_select(0, index)));
+  torch::Tensor extra = torch::randn({4, 2, 1, 4});
+  cache.append(extra, extra, 0);
+  EXPECT_TRUE(torch::equal(cache.keys().narrow(2, 7, 1), extra));
+}
+
+}  // namespace
+}  // namespace loom::nn
