@@ -57,13 +57,14 @@ EngineOptions merged(const EngineOptions& base, const CallOptions& c) {
 class PyTranslator {
  public:
   PyTranslator(const std::string& model, const std::string& device, int threads, const std::string& src,
-               const std::string& tgt) {
+               const std::string& tgt, const std::string& compute_type) {
     if (device != "cpu")
       loom::fail(loom::Where{"", 0, "device"}, "'{}' is not available: this build of loom runs on the cpu", device);
     if (threads < 0) loom::fail(loom::Where{"", 0, "threads"}, "must be >= 0, got {}", threads);
     if (threads > 0) torch::set_num_threads(threads);
     base_.src = src;
     base_.tgt = tgt;
+    base_.compute_type = compute_type;
     const std::string dir = loom::io::resolve_model(model);
     py::gil_scoped_release release;
     torch::InferenceMode guard;
@@ -183,9 +184,10 @@ PYBIND11_MODULE(loom, m) {
   py::class_<PyTranslator>(m, "Translator",
                            "A loaded translation model (HF checkpoint directory, loom model directory or hub id "
                            "in the local HF cache).")
-      .def(py::init<const std::string&, const std::string&, int, const std::string&, const std::string&>(),
+      .def(py::init<const std::string&, const std::string&, int, const std::string&, const std::string&,
+                    const std::string&>(),
            py::arg("model"), py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("src") = "",
-           py::arg("tgt") = "")
+           py::arg("tgt") = "", py::arg("compute_type") = "float32")
       .def(
           "translate_batch",
           [](PyTranslator& t, const std::vector<std::string>& texts, py::object src, py::object tgt,

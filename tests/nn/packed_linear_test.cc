@@ -79,4 +79,48 @@ TEST(PackedLinear, MatchingDtypeIsKeptWithoutCopyAndBadShapesAreErrors) {
             std::string::npos);
 }
 
+// Activations::kLowPrecision (translation models' --compute-type). int8: row m of x is quantized
+// with s_m = max|x_m| / 127, q = round(x / s_m), and y = (q·Wqᵀ)·s_m·scale_n + b with exact integer
+// sums — so a row's output is bit-identical whatever the other rows of the batch are. bf16:
+// bf16(x)·bf16(W)ᵀ with float32 sums.
+TEST(PackedLinear, LowPrecisionActivationsMatchTheirDefinition) {
+  using loom::nn::Activations;
+  torch::manual_seed(5);
+  const int64_t N = 37, K = 83;
+  auto w = torch::randn({N, K});
+  auto b = torch::randn({N});
+  PackedLinear p8(w, b, WeightType::kInt8, Activations::kLowPrecision);
+  PackedLinear p16(w, b, WeightType::kBFloat16, Activations::kLowPrecision);
+  EXPECT_EQ(p8.activations(), Activations::kLowPrecision);
+  EXPECT_EQ(PackedLinear(w, b, WeightType::kFloat32, Activations::kLowPrecision).activations(), Activations::kFloat32);
+  for (int64_t M : {1, 3, 8, 9, 40}) {
+    auto x = torch::randn({M, K}) * torch::linspace(0.1, 5, M).unsqueeze(1);  // rows of different scale
+    x[0][3] = 0;                                                              // exact zeros stay zero
+    // int8 reference, the quantization done in float32 as the kernel does, the rest in float64.
+    auto s = std::get<0>(x.abs().max(1)) / 127.0f;                                 // [M]
+    auto q = torch::round(x * (1.0f / s).unsqueeze(1)).clamp(-127, 127);           // [M, K]
+    auto want8 = torch::matmul(q.to(torch::kDouble), p8.weight().to(torch::kDouble).t()) *
+                     s.to(torch::kDouble).unsqueeze(1) * p8.scale().to(torch::kDouble).unsqueeze(0) +
+                 b.to(torch::kDouble);
+    auto got8 = p8.forward(x);
+    EXPECT_LT((got8.to(torch::kDouble) - want8).abs().max().item<double>(), 1e-5 * want8.abs().max().item<double>())
+        << "M=" << M;
+    for (int64_t m = 0; m < M; ++m)
+      EXPECT_TRUE(torch::equal(p8.forward(x.narrow(0, m, 1)), got8.narrow(0, m, 1))) << "row " << m << " of " << M;
+    // Close to the float32 product (a few quantization steps).
+    auto exact = torch::matmul(x.to(torch::kDouble), w.to(torch::kDouble).t()) + b.to(torch::kDouble);
+    EXPECT_LT((got8.to(torch::kDouble) - exact).abs().max().item<double>(), 0.05 * exact.abs().max().item<double>());
+    // bf16 reference.
+    auto want16 = torch::matmul(x.to(torch::kBFloat16).to(torch::kDouble), w.to(torch::kBFloat16).to(torch::kDouble).t()) +
+                  b.to(torch::kDouble);
+    EXPECT_LT((p16.forward(x).to(torch::kDouble) - want16).abs().max().item<double>(), 1e-4 * want16.abs().max().item<double>())
+        << "M=" << M;
+  }
+  EXPECT_EQ(p8.forward(torch::randn({2, 3, K})).sizes(), (std::vector<int64_t>{2, 3, N}));
+  EXPECT_EQ(loom::nn::parse_compute_type("auto", "--compute-type"), loom::nn::auto_weight_type());
+  EXPECT_EQ(loom::nn::parse_compute_type("bf16", "--compute-type"), WeightType::kBFloat16);
+  EXPECT_NE(loom_test::error_of([] { loom::nn::parse_compute_type("int4", "--compute-type"); }).find("auto"),
+            std::string::npos);
+}
+
 }  // namespace

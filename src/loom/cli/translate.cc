@@ -11,6 +11,8 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
+#include <iterator>
 #include <thread>
 #include <tuple>
 
@@ -19,6 +21,8 @@
 #include "loom/core/paths.h"
 #include "loom/io/hub.h"
 #include "loom/io/model_fingerprint.h"
+#include "loom/core/files.h"
+#include "loom/pipeline/quality_check.h"
 #include "loom/pipeline/translate_job.h"
 #include "loom/pipeline/translate_workers.h"
 #include "loom/pipeline/translation_engine.h"
@@ -62,6 +66,9 @@ struct TranslateArgs {
   bool missing_fields_ok = false, with_scores = false, meta = false, merge = false;
   int nproc = 0;
   std::string input = "-", output = "-";
+  bool check_quality = false;
+  int64_t check_texts = 200;
+  double check_threshold = 95.0;
 };
 
 std::string default_model() {
@@ -70,6 +77,75 @@ std::string default_model() {
   fail(Where{"", 0, "--model"},
        "no model given and no default model at {}; pass --model DIR or a hub id (see `loom download`)",
        dir.string());
+}
+
+// The first `n` texts of INPUT as the job would read them: TXT lines, or the string values of the
+// --fields of each JSONL row (empty ones skipped).
+std::vector<std::string> sample_texts(const TranslateArgs& a, int64_t n) {
+  std::string data;
+  if (a.input == "-") {
+    data.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    data = core::read_file(a.input);
+  }
+  const auto fmt = pipeline::parse_row_format(a.format);
+  const bool jsonl = fmt == pipeline::RowFormat::kJsonl ||
+                     (fmt == pipeline::RowFormat::kAuto && a.input.size() > 6 &&
+                      a.input.compare(a.input.size() - 6, 6, ".jsonl") == 0);
+  const auto fields = pipeline::parse_field_list(a.fields);
+  std::vector<std::string> texts;
+  size_t pos = 0;
+  int64_t line_no = 0;
+  while (pos < data.size() && static_cast<int64_t>(texts.size()) < n) {
+    size_t end = data.find('\n', pos);
+    if (end == std::string::npos) end = data.size();
+    std::string line = data.substr(pos, end - pos);
+    pos = end + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    if (!jsonl) {
+      texts.push_back(line);
+      continue;
+    }
+    nlohmann::json row;
+    try {
+      row = nlohmann::json::parse(line);
+    } catch (const std::exception& e) {
+      fail(Where{a.input, line_no, ""}, "invalid JSON: {}", e.what());
+    }
+    for (const auto& f : fields) {
+      auto it = row.find(f);
+      if (it != row.end() && it->is_string() && !it->get<std::string>().empty() &&
+          static_cast<int64_t>(texts.size()) < n)
+        texts.push_back(it->get<std::string>());
+    }
+  }
+  return texts;
+}
+
+// --check-quality: float32 vs int8 and bf16 (or the --compute-type given) on the first
+// --check-texts texts; a table on stdout; exit 0 when every agreement >= --check-threshold, else 1.
+int run_check_quality(const TranslateArgs& a, pipeline::TranslationEngine& engine) {
+  const auto texts = sample_texts(a, a.check_texts);
+  std::vector<nn::WeightType> types;
+  const nn::WeightType chosen = nn::parse_compute_type(a.engine.compute_type, "--compute-type");
+  if (chosen == nn::WeightType::kFloat32) types = {nn::WeightType::kInt8, nn::WeightType::kBFloat16};
+  else types = {chosen};
+  const auto rep = pipeline::check_quality(engine, texts, types, !a.no_markdown);
+  std::printf("quality check: %zu texts of %s, greedy/beam as configured, BLEU tokenizer %s, threshold %.1f%%\n",
+              texts.size(), a.input.c_str(), rep.bleu_tokenizer.c_str(), a.check_threshold);
+  std::printf("%-10s %12s %10s %16s %10s\n", "compute", "identical", "agree %", "BLEU vs float32", "seconds");
+  bool ok = true;
+  for (const auto& r : rep.rows) {
+    std::printf("%-10s %5lld/%-6lld %10.1f %16.2f %10.2f\n", nn::weight_type_name(r.type),
+                static_cast<long long>(r.identical), static_cast<long long>(r.texts), r.agreement, r.bleu_vs_float32,
+                r.seconds);
+    if (r.agreement < a.check_threshold) ok = false;
+  }
+  std::printf("%s\n", ok ? "PASS" : "FAIL: agreement below the threshold; translate with --compute-type float32");
+  std::fflush(stdout);
+  return ok ? 0 : 1;
 }
 
 void run_translate(const TranslateArgs& a) {
@@ -84,6 +160,7 @@ void run_translate(const TranslateArgs& a) {
   if (a.threads > 0) torch::set_num_threads(a.threads);
   torch::InferenceMode guard;
   pipeline::TranslationEngine engine(model_dir, a.engine);
+  if (a.check_quality) std::exit(run_check_quality(a, engine));
 
   pipeline::TranslateJobOptions job;
   job.input = a.input;
@@ -171,6 +248,19 @@ void add_translate(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--with-scores", a.with_scores, "JSONL: also write T_score (length-normalised log-probability)");
   cmd->add_flag("--meta", a.meta, "JSONL: add loom_meta per row (line, segments, copied, split, capped, tokens)");
+  cmd->add_option("--compute-type", a.engine.compute_type,
+                  "Linear layers in float32, int8 (per-channel weights, activations quantized per row) or bf16; "
+                  "auto = int8 on CPUs with VNNI, else bf16 with AVX512-BF16, else float32")
+      ->capture_default_str();
+  cmd->add_flag("--check-quality", a.check_quality,
+                "Only compare int8 and bf16 (or --compute-type) with float32 on the first --check-texts texts of "
+                "INPUT: prints agreement % and BLEU vs float32, exits 1 below --check-threshold");
+  cmd->add_option("--check-texts", a.check_texts, "Texts compared by --check-quality")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  cmd->add_option("--check-threshold", a.check_threshold, "Minimum identical-output percentage for --check-quality")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--threads", a.threads, "Intra-op threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->add_option("--shard", a.shard, "Translate shard I of N (0-based; default $RANK/$WORLD_SIZE)");
   cmd->add_option("--nproc", a.nproc, "Run N local worker processes, one per shard (each resumable)")->check(CLI::Range(1, 1024));

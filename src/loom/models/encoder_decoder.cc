@@ -44,7 +44,8 @@ void DecoderState::reorder_self(const torch::Tensor& index) {
   for (auto& c : self_) c.reorder(index);
 }
 
-std::shared_ptr<EncoderDecoder> load_encoder_decoder(const io::HfCheckpoint& checkpoint) {
+namespace {
+std::shared_ptr<EncoderDecoder> load_float32(const io::HfCheckpoint& checkpoint) {
   const nlohmann::json& config = checkpoint.config();
   const std::string path = checkpoint.dir() + "/config.json";
   auto it = config.find("model_type");
@@ -55,10 +56,17 @@ std::shared_ptr<EncoderDecoder> load_encoder_decoder(const io::HfCheckpoint& che
   fail(Where{path, 0, "model_type"}, "unsupported model_type \"{}\" (expected \"marian\", \"m2m_100\" or \"{}\")", type,
        NativeSeq2SeqConfig::kModelType);
 }
+}  // namespace
 
-std::shared_ptr<EncoderDecoder> load_encoder_decoder(const std::string& dir) {
+std::shared_ptr<EncoderDecoder> load_encoder_decoder(const io::HfCheckpoint& checkpoint, nn::WeightType compute_type) {
+  auto model = load_float32(checkpoint);
+  if (compute_type != nn::WeightType::kFloat32) model->set_compute_type(compute_type);
+  return model;
+}
+
+std::shared_ptr<EncoderDecoder> load_encoder_decoder(const std::string& dir, nn::WeightType compute_type) {
   io::HfCheckpoint checkpoint(dir);
-  return load_encoder_decoder(checkpoint);
+  return load_encoder_decoder(checkpoint, compute_type);
 }
 
 }  // namespace loom::models

@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 
 #include "loom/nn/attention.h"
+#include "loom/nn/packed_linear.h"
 
 namespace loom::io {
 class HfCheckpoint;
@@ -74,8 +75,8 @@ class DecoderState {
   int64_t capacity_hint_ = 0;
 };
 
-/// An encoder-decoder model as generate() and Translator see it (float32, inference). encode and
-/// decode switch gradients off themselves.
+/// An encoder-decoder model as generate() and Translator see it (inference; float32 unless
+/// set_compute_type() chose int8 / bfloat16). encode and decode switch gradients off themselves.
 class EncoderDecoder {
  public:
   virtual ~EncoderDecoder() = default;
@@ -96,6 +97,15 @@ class EncoderDecoder {
   /// rows b·repeat .. b·repeat+repeat-1 belong to source b).
   virtual void init_state(DecoderState& state, const EncoderOutput& encoder, int64_t repeat = 1) = 0;
 
+  /// Precision of the linear layers (attention projections, feed-forward, vocabulary
+  /// projection) for inference: float32 (the default, exactly the float32 path), int8 (per
+  /// output channel weights, activations quantized per row on the fly, oneDNN u8·s8 GEMM) or
+  /// bfloat16 (bf16 weights and activations, float32 accumulation) — nn::PackedLinear with
+  /// Activations::kLowPrecision. Weights are converted now; embeddings, LayerNorms and attention
+  /// scores stay float32. Not for training (packed layers have no gradients).
+  virtual void set_compute_type(nn::WeightType type) = 0;
+  virtual nn::WeightType compute_type() const = 0;
+
   /// config.json "model_type" ("marian", "m2m_100", "loom_seq2seq").
   virtual std::string model_type() const = 0;
   /// Target vocabulary size V (the logits' last dim).
@@ -113,10 +123,13 @@ class EncoderDecoder {
 /// Loads the model in `dir` (config.json + weights), dispatching on config.json "model_type":
 /// "loom_seq2seq" -> NativeSeq2Seq (loom model directory, see native_seq2seq.h), "marian" /
 /// "m2m_100" -> Seq2SeqModel. Throws loom::Error naming the file/tensor when the directory,
-/// config or weights are invalid, or the model_type is unknown.
-std::shared_ptr<EncoderDecoder> load_encoder_decoder(const std::string& dir);
+/// config or weights are invalid, or the model_type is unknown. `compute_type`: see
+/// EncoderDecoder::set_compute_type.
+std::shared_ptr<EncoderDecoder> load_encoder_decoder(const std::string& dir,
+                                                     nn::WeightType compute_type = nn::WeightType::kFloat32);
 
 /// The same on an already opened checkpoint directory.
-std::shared_ptr<EncoderDecoder> load_encoder_decoder(const io::HfCheckpoint& checkpoint);
+std::shared_ptr<EncoderDecoder> load_encoder_decoder(const io::HfCheckpoint& checkpoint,
+                                                     nn::WeightType compute_type = nn::WeightType::kFloat32);
 
 }  // namespace loom::models

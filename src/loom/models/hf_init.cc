@@ -45,7 +45,13 @@ NamedTensors random_seq2seq_weights(const nlohmann::json& config, uint64_t seed)
   auto attention = [&](const std::string& name) {
     for (const char* proj : {"k_proj", "v_proj", "q_proj", "out_proj"}) linear(name + "." + proj, d_model, d_model);
   };
-  out.emplace_back("model.shared.weight", normal({vocab, d_model}));
+  torch::Tensor shared = normal({vocab, d_model});  // [V, d]
+  // The pad row is zero, as in real Marian (and M2M100/NLLB) checkpoints (transformers' _init_weights
+  // zeroes the nn.Embedding padding_idx row); Marian's decoder starts from pad, and CTranslate2's
+  // Marian converter assumes that row is zero.
+  const int64_t pad = config.value("pad_token_id", int64_t{-1});
+  if (pad >= 0 && pad < vocab) shared[pad].zero_();
+  out.emplace_back("model.shared.weight", shared);
   if (marian) out.emplace_back("final_logits_bias", torch::zeros({1, vocab}));
   for (const std::string side : {"encoder", "decoder"}) {
     const int64_t layers = int_field(config, (side + "_layers").c_str());

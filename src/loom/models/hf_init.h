@@ -21,8 +21,10 @@ namespace loom::models {
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 /// Random weights for config (config.json of model_type "marian" or "m2m_100"): linear and
-/// embedding weights ~ N(0, init_std²) (init_std from config, default 0.02), biases 0,
-/// LayerNorm weight 1 / bias 0, Marian's final_logits_bias 0. Deterministic in seed.
+/// embedding weights ~ N(0, init_std²) (init_std from config, default 0.02) except the
+/// pad_token_id row of model.shared.weight, which is 0 as in real checkpoints (Marian's
+/// decoder-start embedding), biases 0, LayerNorm weight 1 / bias 0, Marian's final_logits_bias 0.
+/// Deterministic in seed.
 /// Throws loom::Error naming the config field when a needed field is missing or invalid.
 NamedTensors random_seq2seq_weights(const nlohmann::json& config, uint64_t seed);
 

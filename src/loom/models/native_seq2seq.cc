@@ -14,6 +14,7 @@
 #include "loom/nn/attention.h"
 #include "loom/nn/delight.h"
 #include "loom/nn/linear.h"
+#include "loom/nn/packed_modules.h"
 #include "loom/nn/positions.h"
 #include "loom/nn/residual.h"
 
@@ -78,11 +79,13 @@ void init_attention(nn::MultiHeadAttention& a) {
 // Blocks shared by both architectures: the model code sees only these two interfaces.
 
 struct EncoderBlock : torch::nn::Module {
+  nn::PackedFfn packed_ffn;  // set_compute_type(): fc1/fc2 in int8 / bf16 (ffn() uses them when set)
   // x [B, S, d], mask additive [B, 1, 1, S] or undefined -> [B, S, d]
   virtual torch::Tensor run(const torch::Tensor& x, const torch::Tensor& mask) = 0;
 };
 
 struct DecoderBlock : torch::nn::Module {
+  nn::PackedFfn packed_ffn;  // as EncoderBlock's
   // Cross-attention keys/values of the encoder output memory [B, S, d] -> 2 × [B, H, S, d_head]
   virtual std::pair<torch::Tensor, torch::Tensor> memory_kv(const torch::Tensor& memory) = 0;
   // x [B, T, d]; self_mask additive broadcastable to [B, 1, T, past+T] or undefined; cache
@@ -107,7 +110,10 @@ struct TransformerEncoderBlock : EncoderBlock {
     init_linear(fc1);
     init_linear(fc2);
   }
-  torch::Tensor ffn(const torch::Tensor& x) { return feed_forward(fc1, fc2, x, c_, is_training()); }  // [B, S, d]
+  torch::Tensor ffn(const torch::Tensor& x) {
+    if (packed_ffn.defined()) return packed_ffn.forward(x, c_.activation);  // [..., d]
+    return feed_forward(fc1, fc2, x, c_, is_training());  // [B, S, d]
+  }
   torch::Tensor run(const torch::Tensor& x0, const torch::Tensor& mask) override {
     const bool tr = is_training(), pre = c_.normalize_before;
     torch::Tensor x = nn::residual(x0, self_attn_layer_norm, pre, c_.dropout, tr,
@@ -137,7 +143,10 @@ struct TransformerDecoderBlock : DecoderBlock {
     init_linear(fc1);
     init_linear(fc2);
   }
-  torch::Tensor ffn(const torch::Tensor& x) { return feed_forward(fc1, fc2, x, c_, is_training()); }  // [B, T, d]
+  torch::Tensor ffn(const torch::Tensor& x) {
+    if (packed_ffn.defined()) return packed_ffn.forward(x, c_.activation);  // [..., d]
+    return feed_forward(fc1, fc2, x, c_, is_training());  // [B, T, d]
+  }
   std::pair<torch::Tensor, torch::Tensor> memory_kv(const torch::Tensor& memory) override {
     return encoder_attn->memory_kv(memory);  // 2 × [B, H, S, dh]
   }
@@ -173,7 +182,10 @@ struct DelightEncoderBlock : EncoderBlock {
     init_linear(fc1);
     init_linear(fc2);
   }
-  torch::Tensor ffn(const torch::Tensor& x) { return feed_forward(fc1, fc2, x, c_, is_training()); }  // [B, S, d]
+  torch::Tensor ffn(const torch::Tensor& x) {
+    if (packed_ffn.defined()) return packed_ffn.forward(x, c_.activation);  // [..., d]
+    return feed_forward(fc1, fc2, x, c_, is_training());  // [B, S, d]
+  }
   torch::Tensor run(const torch::Tensor& x0, const torch::Tensor& mask) override {
     const bool tr = is_training(), pre = c_.normalize_before;
     torch::Tensor x = nn::residual(x0, self_attn_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) {
@@ -206,7 +218,10 @@ struct DelightDecoderBlock : DecoderBlock {
     init_linear(fc1);
     init_linear(fc2);
   }
-  torch::Tensor ffn(const torch::Tensor& x) { return feed_forward(fc1, fc2, x, c_, is_training()); }  // [B, T, d]
+  torch::Tensor ffn(const torch::Tensor& x) {
+    if (packed_ffn.defined()) return packed_ffn.forward(x, c_.activation);  // [..., d]
+    return feed_forward(fc1, fc2, x, c_, is_training());  // [B, T, d]
+  }
   std::pair<torch::Tensor, torch::Tensor> memory_kv(const torch::Tensor& memory) override {
     return encoder_attn->memory_kv(memory);  // 2 × [B, 1, S, d_o]
   }
@@ -511,6 +526,7 @@ std::shared_ptr<NativeSeq2Seq> NativeSeq2Seq::load(const io::HfCheckpoint& check
 
 void NativeSeq2Seq::train(bool on) {
   torch::nn::Module::train(on);
+  if (on && compute_ != nn::WeightType::kFloat32) set_compute_type(nn::WeightType::kFloat32);  // packed = no gradients
   if (on) {
     for (auto& mod : modules(/*include_self=*/false)) {
       if (auto* a = dynamic_cast<nn::MultiHeadAttentionImpl*>(mod.get())) a->unfuse();
@@ -608,7 +624,19 @@ torch::Tensor NativeSeq2Seq::run_decoder(const torch::Tensor& ids, const torch::
   }
   if (config_.normalize_before) x = m.dec_ln->forward(x);  // [B, T, d]
   if (!m.out_map.is_empty()) x = m.out_map->forward(x);    // [B, T, map_dim] (DeLighT: softmax in the map space)
+  if (output_packed_.defined()) return output_packed_.forward(x);  // [B, T, V]
   return nn::linear(x, m.output, torch::Tensor());         // [B, T, V]
+}
+
+void NativeSeq2Seq::set_compute_type(nn::WeightType type) {
+  torch::NoGradGuard no_grad;
+  nn::pack_attention(*this, type);
+  for (auto& b : impl_->enc) b->packed_ffn.pack(*b, type);
+  for (auto& b : impl_->dec) b->packed_ffn.pack(*b, type);
+  output_packed_ = type == nn::WeightType::kFloat32
+                       ? nn::PackedLinear()
+                       : nn::PackedLinear(impl_->output, torch::Tensor(), type, nn::Activations::kLowPrecision);
+  compute_ = type;
 }
 
 torch::Tensor NativeSeq2Seq::forward(const torch::Tensor& src_ids, const torch::Tensor& src_mask, const torch::Tensor& tgt_in) {

@@ -166,6 +166,10 @@ class NativeSeq2Seq : public torch::nn::Module, public EncoderDecoder {
   /// Switches train/eval mode; entering training drops the fused attention weights (they would
   /// go stale when the optimizer updates the parameters). eval() keeps the unfused path.
   void train(bool on = true) override;
+  /// See EncoderDecoder::set_compute_type (inference only; the output projection included;
+  /// DeLighT's group linear transforms stay float32).
+  void set_compute_type(nn::WeightType type) override;
+  nn::WeightType compute_type() const override { return compute_; }
   /// Builds fused QKV weights for faster inference; call only once the parameters are final
   /// (load() does).
   void fuse();
@@ -196,6 +200,8 @@ class NativeSeq2Seq : public torch::nn::Module, public EncoderDecoder {
   NativeSeq2SeqConfig config_;
   std::shared_ptr<Impl> impl_;
   torch::Tensor position_table_;  // [P, d] sinusoids, grown on demand
+  nn::WeightType compute_ = nn::WeightType::kFloat32;
+  nn::PackedLinear output_packed_;  // [V, e] output projection when compute_ is not float32
 };
 
 /// How save_native_model writes a model directory.

@@ -6,6 +6,7 @@
 #include "loom/core/config_fields.h"
 #include "loom/core/error.h"
 #include "loom/io/checkpoint.h"
+#include "loom/nn/packed_modules.h"
 #include "loom/nn/positions.h"
 #include "loom/nn/residual.h"
 
@@ -106,11 +107,14 @@ struct Seq2SeqModel::EncoderLayer : torch::nn::Module {
     x = nn::residual(x, self_attn_layer_norm, pre_ln, 0.0, false,
                      [&](const torch::Tensor& h) { return self_attn->self_attention(h, mask, nullptr); });  // [B, S, d]
     return nn::residual(x, final_layer_norm, pre_ln, 0.0, false,
-                        [&](const torch::Tensor& h) { return ffn_impl.forward(h); });  // [B, S, d]
+                        [&](const torch::Tensor& h) { return ffn(h); });  // [B, S, d]
   }
   nn::MultiHeadAttention self_attn{nullptr};
   nn::LayerNorm self_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
   nn::FeedForwardImpl ffn_impl;
+  nn::PackedFfn packed_ffn;  // set_compute_type(): fc1/fc2 in int8 / bf16
+  // [..., d] -> [..., d]
+  torch::Tensor ffn(const torch::Tensor& x) { return packed_ffn.defined() ? packed_ffn.forward(x, ffn_impl.act) : ffn_impl.forward(x); }
 };
 
 struct Seq2SeqModel::DecoderLayer : torch::nn::Module {
@@ -135,11 +139,14 @@ struct Seq2SeqModel::DecoderLayer : torch::nn::Module {
       return encoder_attn->cross_attention(h, ck, cv, cross_mask);
     });  // [B, T, d]
     return nn::residual(x, final_layer_norm, pre_ln, 0.0, false,
-                        [&](const torch::Tensor& h) { return ffn_impl.forward(h); });  // [B, T, d]
+                        [&](const torch::Tensor& h) { return ffn(h); });  // [B, T, d]
   }
   nn::MultiHeadAttention self_attn{nullptr}, encoder_attn{nullptr};
   nn::LayerNorm self_attn_layer_norm{nullptr}, encoder_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
   nn::FeedForwardImpl ffn_impl;
+  nn::PackedFfn packed_ffn;  // set_compute_type(): fc1/fc2 in int8 / bf16
+  // [..., d] -> [..., d]
+  torch::Tensor ffn(const torch::Tensor& x) { return packed_ffn.defined() ? packed_ffn.forward(x, ffn_impl.act) : ffn_impl.forward(x); }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -302,7 +309,20 @@ void Seq2SeqModel::init_state(DecoderState& state, const EncoderOutput& encoder,
   state.reset(std::move(kv), encoder.mask, repeat);
 }
 
+void Seq2SeqModel::set_compute_type(nn::WeightType type) {
+  torch::NoGradGuard no_grad;
+  nn::pack_attention(*this, type);
+  for (auto& l : enc_layers_) static_cast<EncoderLayer&>(*l).packed_ffn.pack(*l, type);
+  for (auto& l : dec_layers_) static_cast<DecoderLayer&>(*l).packed_ffn.pack(*l, type);
+  lm_head_packed_ = type == nn::WeightType::kFloat32
+                        ? nn::PackedLinear()
+                        : nn::PackedLinear(lm_head_, final_logits_bias_.defined() ? final_logits_bias_.view({-1}) : torch::Tensor(),
+                                           type, nn::Activations::kLowPrecision);
+  compute_ = type;
+}
+
 torch::Tensor Seq2SeqModel::lm_logits(const torch::Tensor& hidden) const {
+  if (lm_head_packed_.defined()) return lm_head_packed_.forward(hidden);  // [B, T, V]
   return nn::linear(hidden, lm_head_, final_logits_bias_.defined() ? final_logits_bias_.view({-1}) : torch::Tensor());  // [B, T, V]
 }
 

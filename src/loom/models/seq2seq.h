@@ -105,6 +105,10 @@ class Seq2SeqModel : public torch::nn::Module, public EncoderDecoder {
     return config_.kind == Seq2SeqConfig::Kind::kMarian ? config_.max_position_embeddings : 0;
   }
 
+  /// See EncoderDecoder::set_compute_type; the vocabulary projection (lm_head + bias) included.
+  void set_compute_type(nn::WeightType type) override;
+  nn::WeightType compute_type() const override { return compute_; }
+
   /// Decoder hidden states -> logits. hidden [B, T, d_model] -> [B, T, V].
   torch::Tensor lm_logits(const torch::Tensor& hidden) const;
 
@@ -125,6 +129,8 @@ class Seq2SeqModel : public torch::nn::Module, public EncoderDecoder {
   nn::LayerNorm enc_final_ln_{nullptr}, dec_final_ln_{nullptr};  // M2M100 only
   torch::Tensor positions_;                 // [P, d] static sinusoidal table
   std::vector<std::string> tolerated_extra_;
+  nn::WeightType compute_ = nn::WeightType::kFloat32;
+  nn::PackedLinear lm_head_packed_;         // [V, d] + final_logits_bias, when compute_ is not float32
 };
 
 }  // namespace loom::models

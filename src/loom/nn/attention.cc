@@ -71,8 +71,9 @@ void KVCache::append(const torch::Tensor& k_new, const torch::Tensor& v_new, int
       k.narrow(2, 0, length_).copy_(keys());
       v.narrow(2, 0, length_).copy_(values());
     }
-    k_ = k;
-    v_ = v;
+    k_ = k_base_ = k;
+    v_ = v_base_ = v;
+    k_spare_ = v_spare_ = torch::Tensor();  // other capacity
   }
   k_.narrow(2, length_, t_new).copy_(k_new);  // [B, H, T_new, dh]
   v_.narrow(2, length_, t_new).copy_(v_new);  // [B, H, T_new, dh]
@@ -84,14 +85,22 @@ torch::Tensor KVCache::values() const { return v_.narrow(2, 0, length_); }
 
 void KVCache::reorder(const torch::Tensor& index) {
   if (!k_.defined()) return;
-  torch::Tensor k = torch::empty({index.size(0), k_.size(1), k_.size(2), k_.size(3)}, k_.options());  // [B', H, cap, dh]
-  torch::Tensor v = torch::empty_like(k);
+  const int64_t rows = index.size(0);
+  if (!k_spare_.defined() || k_spare_.size(0) < rows || k_spare_.size(2) != k_.size(2) ||
+      k_spare_.size(1) != k_.size(1) || k_spare_.size(3) != k_.size(3)) {
+    k_spare_ = torch::empty({rows, k_.size(1), k_.size(2), k_.size(3)}, k_.options());  // [B', H, cap, dh]
+    v_spare_ = torch::empty_like(k_spare_);
+  }
+  torch::Tensor k = k_spare_.narrow(0, 0, rows);  // [B', H, cap, dh]
+  torch::Tensor v = v_spare_.narrow(0, 0, rows);
   if (length_ > 0) {
-    torch::Tensor k_used = k.narrow(2, 0, length_);  // [B', H, len, dh] view of the new buffer
+    torch::Tensor k_used = k.narrow(2, 0, length_);  // [B', H, len, dh] view of the destination
     torch::Tensor v_used = v.narrow(2, 0, length_);
     at::index_select_out(k_used, keys(), 0, index);  // gathers straight into the buffer
     at::index_select_out(v_used, values(), 0, index);
   }
+  std::swap(k_base_, k_spare_);
+  std::swap(v_base_, v_spare_);
   k_ = k;
   v_ = v;
 }
@@ -111,10 +120,23 @@ void MultiHeadAttentionImpl::fuse() {
   qkv_bias_ = torch::cat({q_proj->bias, k_proj->bias, v_proj->bias}, 0).contiguous();          // [3d]
   kv_weight_ = torch::cat({k_proj->weight, v_proj->weight}, 0).contiguous();                   // [2d, d]
   kv_bias_ = torch::cat({k_proj->bias, v_proj->bias}, 0).contiguous();                         // [2d]
+  qkv_packed_ = kv_packed_ = q_packed_ = out_packed_ = PackedLinear();  // stale: pack() again
 }
 
 void MultiHeadAttentionImpl::unfuse() {
   qkv_weight_ = qkv_bias_ = kv_weight_ = kv_bias_ = torch::Tensor();
+  qkv_packed_ = kv_packed_ = q_packed_ = out_packed_ = PackedLinear();
+}
+
+void MultiHeadAttentionImpl::pack(WeightType type) {
+  torch::NoGradGuard no_grad;
+  qkv_packed_ = kv_packed_ = q_packed_ = out_packed_ = PackedLinear();
+  if (type == WeightType::kFloat32) return;
+  if (!qkv_weight_.defined()) fuse();
+  qkv_packed_ = PackedLinear(qkv_weight_, qkv_bias_, type, Activations::kLowPrecision);
+  kv_packed_ = PackedLinear(kv_weight_, kv_bias_, type, Activations::kLowPrecision);
+  q_packed_ = PackedLinear(q_proj->weight, q_proj->bias, type, Activations::kLowPrecision);
+  out_packed_ = PackedLinear(out_proj->weight, out_proj->bias, type, Activations::kLowPrecision);
 }
 
 torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& query, const torch::Tensor& memory,
@@ -137,7 +159,8 @@ torch::Tensor MultiHeadAttentionImpl::self_attention(const torch::Tensor& x, con
   const int64_t b = x.size(0), t = x.size(1);
   torch::Tensor q, k, v;
   if (qkv_weight_.defined()) {
-    torch::Tensor qkv = linear(x, qkv_weight_, qkv_bias_).view({b, t, 3, n_heads, d_head});  // [B, T, 3, H, dh]
+    torch::Tensor qkv = (qkv_packed_.defined() ? qkv_packed_.forward(x) : linear(x, qkv_weight_, qkv_bias_))
+                            .view({b, t, 3, n_heads, d_head});  // [B, T, 3, H, dh]
     q = qkv.select(2, 0).transpose(1, 2).mul(scaling);                                        // [B, H, T, dh]
     k = qkv.select(2, 1).transpose(1, 2);                                                     // [B, H, T, dh]
     v = qkv.select(2, 2).transpose(1, 2);                                                     // [B, H, T, dh]
@@ -152,13 +175,14 @@ torch::Tensor MultiHeadAttentionImpl::self_attention(const torch::Tensor& x, con
     v = cache->values();  // [B, H, past+T, dh]
   }
   torch::Tensor ctx = attention_with_dropout(q, k, v, mask, dropout, is_training());  // [B, H, T, dh]
-  return out_proj->forward(merge_heads(ctx));                                         // [B, T, d]
+  return out_packed_.defined() ? out_packed_.forward(merge_heads(ctx)) : out_proj->forward(merge_heads(ctx));  // [B, T, d]
 }
 
 std::pair<torch::Tensor, torch::Tensor> MultiHeadAttentionImpl::memory_kv(const torch::Tensor& memory) {
   const int64_t b = memory.size(0), s = memory.size(1);
   if (kv_weight_.defined()) {
-    torch::Tensor kv = linear(memory, kv_weight_, kv_bias_).view({b, s, 2, n_heads, d_head});  // [B, S, 2, H, dh]
+    torch::Tensor kv = (kv_packed_.defined() ? kv_packed_.forward(memory) : linear(memory, kv_weight_, kv_bias_))
+                           .view({b, s, 2, n_heads, d_head});  // [B, S, 2, H, dh]
     return {kv.select(2, 0).transpose(1, 2).contiguous(),                                       // [B, H, S, dh]
             kv.select(2, 1).transpose(1, 2).contiguous()};                                      // [B, H, S, dh]
   }
@@ -168,9 +192,9 @@ std::pair<torch::Tensor, torch::Tensor> MultiHeadAttentionImpl::memory_kv(const 
 
 torch::Tensor MultiHeadAttentionImpl::cross_attention(const torch::Tensor& x, const torch::Tensor& k,
                                                       const torch::Tensor& v, const torch::Tensor& mask) {
-  torch::Tensor q = split_heads(q_proj->forward(x).mul_(scaling));  // [B, H, T, dh]
+  torch::Tensor q = split_heads((q_packed_.defined() ? q_packed_.forward(x) : q_proj->forward(x)).mul_(scaling));  // [B, H, T, dh]
   torch::Tensor ctx = attention_with_dropout(q, k, v, mask, dropout, is_training());  // [B, H, T, dh]
-  return out_proj->forward(merge_heads(ctx));                       // [B, T, d]
+  return out_packed_.defined() ? out_packed_.forward(merge_heads(ctx)) : out_proj->forward(merge_heads(ctx));  // [B, T, d]
 }
 
 }  // namespace loom::nn

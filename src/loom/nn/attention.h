@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "loom/nn/linear.h"
+#include "loom/nn/packed_linear.h"
 
 namespace loom::nn {
 
@@ -47,11 +48,14 @@ class KVCache {
   int64_t length() const { return length_; }
   bool empty() const { return length_ == 0; }
   /// New row r = old row index[r] (index [B'] int64; B' may differ from B: beams reordered,
-  /// finished rows dropped).
+  /// finished rows dropped). Gathers into a second pair of buffers kept from the previous
+  /// reorder and swaps, so a beam search step allocates nothing.
   void reorder(const torch::Tensor& index);
 
  private:
-  torch::Tensor k_, v_;  // [B, H, capacity, d_head]
+  torch::Tensor k_, v_;              // [B, H, capacity, d_head] (rows 0..B-1 of k_base_, v_base_)
+  torch::Tensor k_base_, v_base_;    // the buffers k_, v_ live in [B0, H, capacity, d_head], B0 >= B
+  torch::Tensor k_spare_, v_spare_;  // the other pair (reorder's destination), or undefined
   int64_t length_ = 0;
 };
 
@@ -65,6 +69,11 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
 
   /// Rebuilds the fused projection weights from the current parameters.
   void fuse();
+  /// Packs the fused QKV / KV projections, q_proj and out_proj as PackedLinear `type`
+  /// (low-precision activations) for inference: self_attention (fused), memory_kv and
+  /// cross_attention then use them. float32 drops the packed copies. Call after fuse(); fuse()
+  /// and unfuse() drop them too.
+  void pack(WeightType type);
   /// Drops the fused weights, so every path reads the parameters themselves (call before the
   /// parameters change, e.g. when training starts).
   void unfuse();
@@ -101,6 +110,8 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
   torch::Tensor merge_heads(const torch::Tensor& x) const;  // [B, H, T, d_head] -> [B, T, d]
   torch::Tensor qkv_weight_, qkv_bias_;  // [3d, d], [3d]
   torch::Tensor kv_weight_, kv_bias_;    // [2d, d], [2d]
+  PackedLinear qkv_packed_, kv_packed_;  // pack(): [3d, d], [2d, d] in reduced precision
+  PackedLinear q_packed_, out_packed_;   // pack(): [d, d] each
 };
 TORCH_MODULE(MultiHeadAttention);
 

@@ -1,6 +1,7 @@
 #include "loom/nn/packed_linear.h"
 
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -91,6 +92,32 @@ void gemv_avx512_dispatch(int64_t M, int64_t K, int64_t N, const void* W, const 
   }
 }
 
+// oneDNN C API (dnnl.h), row-major, looked up in the libdnnl that libtorch already loads (as
+// nn::linear's dnnl_sgemm). C = alpha·(op(A) - ao)·(op(B) - bo) + beta·C + co.
+using GemmU8S8S32Fn = int (*)(char transa, char transb, char offsetc, int64_t M, int64_t N, int64_t K, float alpha,
+                              const uint8_t* A, int64_t lda, uint8_t ao, const int8_t* B, int64_t ldb, int8_t bo,
+                              float beta, int32_t* C, int64_t ldc, const int32_t* co);
+// C = alpha·op(A)·op(B) + beta·C with A, B bfloat16 (uint16 bit patterns), C float32.
+using GemmBf16Fn = int (*)(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A,
+                           int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+template <typename Fn>
+Fn find_dnnl(const char* name) {
+  const char* env = std::getenv("LOOM_GEMM");
+  if (env != nullptr && std::strcmp(env, "torch") == 0) return nullptr;
+  return reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
+}
+
+GemmU8S8S32Fn gemm_u8s8s32() {
+  static const GemmU8S8S32Fn fn = find_dnnl<GemmU8S8S32Fn>("dnnl_gemm_u8s8s32");
+  return fn;
+}
+
+GemmBf16Fn gemm_bf16() {
+  static const GemmBf16Fn fn = find_dnnl<GemmBf16Fn>("dnnl_gemm_bf16bf16f32");
+  return fn;
+}
+
 bool detect_avx512() {
   const char* env = std::getenv("LOOM_KERNELS");
   if (env != nullptr && std::strcmp(env, "portable") == 0) return false;
@@ -109,6 +136,20 @@ bool packed_avx512_enabled() {
 
 void set_portable_kernels(bool portable) { g_force_portable.store(portable); }
 
+WeightType auto_weight_type() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni")) return WeightType::kInt8;
+  if (__builtin_cpu_supports("avx512bf16")) return WeightType::kBFloat16;
+  return WeightType::kFloat32;
+}
+
+WeightType parse_compute_type(const std::string& s, const std::string& field) {
+  if (s == "auto") return auto_weight_type();
+  if (s == "float32" || s == "f32" || s == "fp32" || s == "bfloat16" || s == "bf16" || s == "int8")
+    return parse_weight_type(s, field);
+  fail(Where{"", 0, field}, "unknown compute type '{}' (expected float32, int8, bf16 or auto)", s);
+}
+
 const char* weight_type_name(WeightType t) {
   switch (t) {
     case WeightType::kFloat32: return "float32";
@@ -125,7 +166,9 @@ WeightType parse_weight_type(const std::string& s, const std::string& field) {
   fail(Where{"", 0, field}, "unknown compute type '{}' (expected float32, bfloat16 or int8)", s);
 }
 
-PackedLinear::PackedLinear(const torch::Tensor& weight, const torch::Tensor& bias, WeightType type) : type_(type) {
+PackedLinear::PackedLinear(const torch::Tensor& weight, const torch::Tensor& bias, WeightType type,
+                           Activations activations)
+    : type_(type), act_(type == WeightType::kFloat32 ? Activations::kFloat32 : activations) {
   torch::NoGradGuard no_grad;
   if (!weight.defined() || weight.dim() != 2) fail("PackedLinear: weight must be a 2-D tensor [out, in]");
   if (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.size(0)))
@@ -183,6 +226,7 @@ torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
   const int64_t M = x2.size(0);
   std::vector<int64_t> out_shape = x.sizes().vec();
   out_shape.back() = N;
+  if (act_ == Activations::kLowPrecision) return forward_low_precision(x2).view(out_shape);
   torch::Tensor y = torch::empty({M, N}, torch::kFloat32);  // [M, N]
   if (M == 0 || N == 0) return y.view(out_shape);
   if (M <= kGemvMaxRows) {
@@ -216,6 +260,71 @@ torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
     y.narrow(1, n0, nb).copy_(linear(x2, wf, bias_.defined() ? bias_.narrow(0, n0, nb) : torch::Tensor()));
   }
   return y.view(out_shape);
+}
+
+torch::Tensor PackedLinear::forward_low_precision(const torch::Tensor& x2) const {
+  const int64_t M = x2.size(0), N = w_.size(0), K = w_.size(1);
+  torch::Tensor y = torch::empty({M, N}, torch::kFloat32);  // [M, N]
+  if (M == 0 || N == 0) return y;
+  const float* B = bias_.defined() ? bias_.data_ptr<float>() : nullptr;
+  if (type_ == WeightType::kBFloat16) {
+    torch::Tensor xb = x2.to(torch::kBFloat16);  // [M, K], round to nearest even
+    if (gemm_bf16() != nullptr) {
+      const int status = gemm_bf16()('N', 'T', M, N, K, 1.0f, reinterpret_cast<const uint16_t*>(xb.data_ptr()), K,
+                                     reinterpret_cast<const uint16_t*>(w_.data_ptr()), K, 0.0f, y.data_ptr<float>(), N);
+      if (status != 0) fail("PackedLinear: dnnl_gemm_bf16bf16f32 failed with status {}", status);
+      if (bias_.defined()) y.add_(bias_);
+      return y;
+    }
+    return linear(xb.to(torch::kFloat32), w_.to(torch::kFloat32), bias_);  // same products, float32 sums
+  }
+  // int8: per-row symmetric quantization of x, stored as u8 = q + 128 (oneDNN's u8·s8 product).
+  const float* X = x2.data_ptr<float>();
+  torch::Tensor xq = torch::empty({M, K}, torch::kUInt8);  // [M, K]
+  torch::Tensor xs = torch::empty({M}, torch::kFloat32);    // [M] activation scales s_m
+  uint8_t* XQ = xq.data_ptr<uint8_t>();
+  float* XS = xs.data_ptr<float>();
+  at::parallel_for(0, M, 1, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      const float* row = X + m * K;
+      float amax = 0.0f;
+      for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(row[k]));
+      const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
+      const float inv = 1.0f / s;
+      for (int64_t k = 0; k < K; ++k) {
+        const float q = std::nearbyint(row[k] * inv);
+        XQ[m * K + k] = static_cast<uint8_t>(static_cast<int>(std::min(127.0f, std::max(-127.0f, q))) + 128);
+      }
+      XS[m] = s;
+    }
+  });
+  torch::Tensor acc = torch::empty({M, N}, torch::kInt32);  // [M, N] exact integer sums
+  int32_t* C = acc.data_ptr<int32_t>();
+  const int8_t* W = w_.data_ptr<int8_t>();
+  if (gemm_u8s8s32() != nullptr) {
+    const int32_t zero = 0;
+    const int status = gemm_u8s8s32()('N', 'T', 'F', M, N, K, 1.0f, XQ, K, 128, W, K, 0, 0.0f, C, N, &zero);
+    if (status != 0) fail("PackedLinear: dnnl_gemm_u8s8s32 failed with status {}", status);
+  } else {
+    at::parallel_for(0, N, 16, [&](int64_t n0, int64_t n1) {
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = n0; n < n1; ++n) {
+          int32_t sum = 0;
+          for (int64_t k = 0; k < K; ++k) sum += (static_cast<int32_t>(XQ[m * K + k]) - 128) * W[n * K + k];
+          C[m * N + n] = sum;
+        }
+    });
+  }
+  const float* S = scale_.data_ptr<float>();
+  float* Y = y.data_ptr<float>();
+  at::parallel_for(0, M, 1, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        const float v = static_cast<float>(C[m * N + n]) * XS[m] * S[n];
+        Y[m * N + n] = B != nullptr ? v + B[n] : v;
+      }
+  });
+  return y;
 }
 
 }  // namespace loom::nn

@@ -13,6 +13,16 @@
 // C++ loop), so generation moves 2× / 4× fewer weight bytes than float32. For more rows (prompt
 // processing) the weights are dequantized to float32 in row tiles that stay in cache and
 // multiplied with oneDNN's sgemm (nn::linear), so prefill runs at float32 GEMM speed.
+//
+// Low-precision activations (`Activations::kLowPrecision`, used by the translation models'
+// `--compute-type`): the activations are converted too, so the product runs on the CPU's integer
+// or bf16 dot-product units for every M. int8: each row m of x is quantized symmetrically,
+// s_m = max_k |x[m,k]| / 127, and oneDNN's dnnl_gemm_u8s8s32 (VNNI vpdpbusd on CPUs that have it)
+// sums (round(x/s_m) + 128 - 128)·q exactly in int32; y = C·s_m·scale_n + b — the dynamic
+// quantization of CTranslate2's int8 compute type and of torch.ao.nn.quantized.dynamic.Linear
+// (per-row instead of per-tensor activation scales). bfloat16: x is rounded to bf16 and
+// dnnl_gemm_bf16bf16f32 accumulates in float32 (AVX512-BF16 vdpbf16ps where available). Rows
+// are independent in both, so a row's result does not depend on the other rows of the batch.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +42,20 @@ const char* weight_type_name(WeightType t);
 /// `field` (e.g. "--compute-type") for anything else.
 WeightType parse_weight_type(const std::string& s, const std::string& field);
 
+/// What PackedLinear::forward does with the float32 activations of a bfloat16/int8 weight.
+enum class Activations {
+  kFloat32,       ///< weight-only: products in float32 (decoder LMs)
+  kLowPrecision,  ///< activations converted to the weight's type (int8 per row / bf16), see above
+};
+
+/// The compute type `--compute-type auto` picks on this CPU: int8 when it has AVX-512 VNNI or
+/// AVX-VNNI (oneDNN's u8·s8 dot products then run on vpdpbusd, without the int16 saturation of
+/// the older vpmaddubsw path), else bfloat16 when it has AVX512-BF16, else float32.
+WeightType auto_weight_type();
+
+/// Parses a `--compute-type` value: parse_weight_type() plus "auto" (auto_weight_type()).
+WeightType parse_compute_type(const std::string& s, const std::string& field);
+
 /// Rows up to which forward() uses the fused gemv kernel instead of tile dequantization + sgemm.
 constexpr int64_t kGemvMaxRows = 8;
 
@@ -43,15 +67,17 @@ class PackedLinear {
   /// contiguous weight that already has the target dtype (float32 or bfloat16) is kept as is,
   /// without a copy — e.g. a memory-mapped checkpoint tensor. Throws loom::Error for a weight that is not
   /// 2-D or a bias of the wrong size.
-  PackedLinear(const torch::Tensor& weight, const torch::Tensor& bias, WeightType type);
+  PackedLinear(const torch::Tensor& weight, const torch::Tensor& bias, WeightType type,
+               Activations activations = Activations::kFloat32);
 
-  /// x [..., K] float32 -> [..., N] float32.
+  /// x [..., K] float32 -> [..., N] float32. Throws loom::Error when x has not K features.
   torch::Tensor forward(const torch::Tensor& x) const;
 
   /// The weight as float32 [N, K] (int8: q · scale), a new tensor except for float32 storage.
   torch::Tensor dequantized() const;
 
   WeightType type() const { return type_; }
+  Activations activations() const { return act_; }
   bool defined() const { return w_.defined(); }
   int64_t out_features() const { return w_.size(0); }  ///< N
   int64_t in_features() const { return w_.size(1); }   ///< K
@@ -63,7 +89,9 @@ class PackedLinear {
   const torch::Tensor& scale() const { return scale_; }
 
  private:
+  torch::Tensor forward_low_precision(const torch::Tensor& x2) const;  // [M, K] -> [M, N]
   WeightType type_ = WeightType::kFloat32;
+  Activations act_ = Activations::kFloat32;
   torch::Tensor w_;      // [N, K]
   torch::Tensor scale_;  // [N] float32 (int8)
   torch::Tensor bias_;   // [N] float32 or undefined

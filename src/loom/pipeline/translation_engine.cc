@@ -29,6 +29,8 @@ void TranslationEngine::configure(const EngineOptions& a) {
   if (a.sample && (a.beam > 1 || a.n_best > 1))
     fail(Where{"", 0, a.beam > 1 ? "beam" : "n_best"}, "sampling draws one translation per sentence; use beam 1 and n_best 1");
   tokenizer_->set_languages(a.src, a.tgt);
+  const nn::WeightType compute = nn::parse_compute_type(a.compute_type, "compute_type");
+  if (compute != model_->compute_type()) model_->set_compute_type(compute);
 
   auto gen = generate::GenerationOptions::from_hf(checkpoint_->config(), checkpoint_->generation_config());
   if (a.beam > 0) gen.num_beams = a.beam;
@@ -67,6 +69,7 @@ void TranslationEngine::configure(const EngineOptions& a) {
                            a.max_new_tokens, a.max_new_tokens > 0 ? "-" : a.length_cap);
   // Options beyond today's defaults join the id only when set, so older checkpoints still resume.
   if (a.n_best > 1) engine_id_ += fmt::format(" n_best={}", a.n_best);
+  if (compute != nn::WeightType::kFloat32) engine_id_ += fmt::format(" compute_type={}", nn::weight_type_name(compute));
   if (a.length_penalty) engine_id_ += fmt::format(" length_penalty={}", *a.length_penalty);
   if (a.repetition_penalty) engine_id_ += fmt::format(" repetition_penalty={}", *a.repetition_penalty);
   if (a.no_repeat_ngram_size) engine_id_ += fmt::format(" no_repeat_ngram_size={}", *a.no_repeat_ngram_size);

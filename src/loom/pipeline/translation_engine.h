@@ -43,6 +43,10 @@ struct EngineOptions {
   uint64_t seed = 0;
   int64_t max_tokens = 4096;     ///< padded source tokens per batch (--batch-tokens)
   int64_t max_sentences = 64;    ///< sentences per batch (--max-batch-size)
+  /// Precision of the model's linear layers: "float32", "int8", "bf16" ("bfloat16") or "auto"
+  /// (nn::auto_weight_type: int8 on CPUs with VNNI, else bf16 with AVX512-BF16, else float32).
+  /// See models::EncoderDecoder::set_compute_type.
+  std::string compute_type = "float32";
 };
 
 /// The source language for sentence boundaries: src when given, else the tokenizer's, else
