@@ -127,6 +127,40 @@ TEST(HfGenerateCli, PromptLongerThanContextNamesBothLengths) {
   EXPECT_EQ(r.out, "");
 }
 
+TEST(HfGenerateCli, BadCountsRefusedAndTheContextWindowStopIsSaid) {
+  TempDir tmp;
+  for (const char* n : {"-5", "0"}) {
+    auto r = run_loom({"generate", "--model", kGemma, "--prompt", "hi", "--max-new-tokens", n}, tmp.path());
+    EXPECT_EQ(r.code, 1) << n;
+    EXPECT_NE(r.err.find("'--max-new-tokens': must be >= 1, got " + std::string(n)), std::string::npos) << r.err;
+    EXPECT_EQ(r.out, "");
+  }
+  auto r = run_loom({"generate", "--model", kGemma, "--prompt", "hi", "--threads", "-4"}, tmp.path());
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("'--threads': must be >= 0, got -4"), std::string::npos) << r.err;
+  // More new tokens than the window of 256 holds: generation ends there and says so.
+  std::string prompt;
+  for (int i = 0; i < 200; ++i) prompt += "x ";
+  r = run_loom({"generate", "--model", kGemma, "--max-new-tokens", "1000", "--temperature", "0"},
+               tmp.path(), prompt);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("stopped at the model's context window of 256 tokens"), std::string::npos) << r.err;
+}
+
+// A line that is not UTF-8 is refused on its own; the conversation goes on (no tmux needed).
+TEST(HfChatCli, InvalidUtf8LineIsRefusedAndTheChatContinues) {
+  TempDir tmp;
+  auto r = run_loom({"chat", "--model", kGemma, "--max-new-tokens", "5", "--temperature", "0"}, tmp.path(),
+                    "hi\n\xff\xfe\nmore\n");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("(this message is not valid UTF-8 (bad byte 0xFF at byte 0 of the line): not sent)"),
+            std::string::npos) << r.out;
+  // Three prompts were shown after the banner line ("> " before each input line), two answered.
+  size_t prompts = 0;
+  for (size_t p = r.out.find("> "); p != std::string::npos; p = r.out.find("> ", p + 2)) ++prompts;
+  EXPECT_GE(prompts, 4u) << r.out;  // hi, the bad line, more, end of input
+}
+
 // --- loom chat under tmux -------------------------------------------------------------------
 
 std::string sh(const std::string& cmd) {

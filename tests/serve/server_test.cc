@@ -6,6 +6,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <future>
 #include <thread>
@@ -167,6 +172,55 @@ TEST(ServeServer, BadRequestsGetOpenAiErrors) {
   // The server still answers after all of that.
   int status = 0;
   post(s, tr, R"({"model":"mt","input":"Hello."})", &status);
+  EXPECT_EQ(status, 200);
+}
+
+// Raw HTTP over loopback: the response's first bytes (status line, headers, body start), or ""
+// when nothing came within 20 s (a guard against a hang, not a timing assertion).
+std::string raw_exchange(int port, const std::string& request) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return "connect failed";
+  }
+  timeval tv{20, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+// An announced oversized or malformed Content-Length is answered at once (no body byte is
+// read); a second server cannot take the same port (no SO_REUSEPORT).
+TEST(ServeServer, ContentLengthCheckedFirstAndPortNotShared) {
+  loom::serve::ServerOptions o;
+  o.max_body_bytes = 4096;
+  LiveServer s(o);
+  const int port = s.server().port();
+  const std::string head = "POST /v1/translations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+  std::string r = raw_exchange(port, head + "Content-Length: 5000000\r\n\r\n");  // body never sent
+  EXPECT_THAT(r, ::testing::StartsWith("HTTP/1.1 413")) << r;
+  EXPECT_THAT(r, HasSubstr("\"code\":\"body_too_large\""));
+  EXPECT_THAT(r, HasSubstr("(5000000 bytes) is over the limit of 4096 bytes"));
+  for (const char* bad : {"-5", "99999999999999999999", "12abc"}) {
+    r = raw_exchange(port, head + "Content-Length: " + bad + "\r\n\r\n");
+    EXPECT_THAT(r, ::testing::StartsWith("HTTP/1.1 400")) << bad << ": " << r;
+    EXPECT_THAT(r, HasSubstr("is not a byte count")) << bad;
+  }
+  loom::serve::ServerOptions same;
+  same.port = port;
+  same.models = {{"mt", kMarian}};
+  loom::serve::Server second(same);
+  EXPECT_THAT(loom_test::error_of([&] { second.bind(); }), HasSubstr("cannot bind 127.0.0.1:"));
+  int status = 0;
+  post(s, "/v1/translations", R"({"model":"mt","input":"Hello."})", &status);
   EXPECT_EQ(status, 200);
 }
 

@@ -13,6 +13,7 @@
 #include <iostream>
 
 #include "loom/cli/causal_session.h"
+#include "loom/core/utf8.h"
 #include "loom/cli/commands.h"
 #include "loom/core/error.h"
 #include "loom/core/files.h"
@@ -78,6 +79,16 @@ void run_chat(const ChatOptions& o) {
       continue;
     }
     if (line.empty()) continue;
+    // A line the tokenizer cannot take is refused on its own; the conversation goes on.
+    if (const size_t bad = core::utf8_error_offset(line); bad != std::string::npos) {
+      std::printf("(this message is not valid UTF-8 (bad byte 0x%02X at byte %zu of the line): not sent)\n",
+                  static_cast<unsigned>(static_cast<unsigned char>(line[bad])), bad);
+      continue;
+    }
+    if (const size_t nul = line.find('\0'); nul != std::string::npos) {
+      std::printf("(this message contains a NUL byte at byte %zu of the line: not sent)\n", nul);
+      continue;
+    }
     history.push_back({{"role", "user"}, {"content", line}});
     // Fit the context window: drop the oldest turns (keeping the system prompt and this turn).
     const size_t first = o.system.empty() ? 0 : 1;

@@ -52,11 +52,19 @@ void run_hf_generate(const GenerateOptions& o, const std::string& dir) {
     ids = m.tokenizer.encode(prompt, /*add_special_tokens=*/true);
     go.stop_ids = generate::default_stop_ids(*m.model);
   }
-  stream_answer(m, ids, go, o.stop, stdout);
+  generate::Sequence seq(m.model, ids, go);
+  stream_answer(m, seq, o.stop, stdout);
   std::fputc('\n', stdout);
+  const int64_t ctx = m.model->config().max_position;
+  if (seq.finish_reason() == generate::FinishReason::kLength && static_cast<int64_t>(seq.tokens().size()) >= ctx)
+    std::fprintf(stderr, "loom generate: stopped at the model's context window of %lld tokens (prompt %zu tokens, "
+                 "%zu generated)\n", static_cast<long long>(ctx), ids.size(), seq.generated().size());
 }
 
 void run_generate(const GenerateOptions& o) {
+  if (o.max_new_tokens < 1) fail(Where{"", 0, "--max-new-tokens"}, "must be >= 1, got {}", o.max_new_tokens);
+  if (o.chunk < 0) fail(Where{"", 0, "--chunk"}, "must be >= 0, got {}", o.chunk);
+  if (o.threads < 0) fail(Where{"", 0, "--threads"}, "must be >= 0, got {}", o.threads);
   if (o.threads > 0) torch::set_num_threads(static_cast<int>(o.threads));
   generate::validate(o.sampling);
   const std::string dir = io::resolve_model(o.model);

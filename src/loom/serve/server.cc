@@ -60,8 +60,16 @@ Server::Server(ServerOptions options) : options_(std::move(options)), created_(u
   const int threads = std::max(1, options_.http_threads);
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   http_->set_payload_max_length(options_.max_body_bytes);
-  http_->set_read_timeout(30, 0);
+  // A stalled client (headers sent, body never) frees its worker thread after 10 s.
+  http_->set_read_timeout(10, 0);
   http_->set_write_timeout(30, 0);
+  // One server per address: httplib's default socket options add SO_REUSEPORT, with which a
+  // second `loom serve` binds the same port and takes part of the connections. SO_REUSEADDR
+  // only (a restart may rebind while old connections sit in TIME_WAIT).
+  http_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   register_routes();
 }
 
@@ -237,6 +245,25 @@ EmbeddingService& Server::embedding(const std::string& model) {
 }
 
 void Server::register_routes() {
+  // The announced body size is checked before any body byte is read: httplib itself would first
+  // read (and drop) an oversized body, so a client that announces one and sends nothing held a
+  // worker thread with no answer.
+  http_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (!req.has_header("Content-Length")) return httplib::Server::HandlerResponse::Unhandled;
+    const std::string v = req.get_header_value("Content-Length");
+    const bool digits = !v.empty() && v.size() <= 18 && v.find_first_not_of("0123456789") == std::string::npos;
+    if (digits && std::stoull(v) <= static_cast<unsigned long long>(options_.max_body_bytes))
+      return httplib::Server::HandlerResponse::Unhandled;
+    const int status = digits ? 413 : 400;
+    const std::string message =
+        digits ? fmt::format("the request body ({} bytes) is over the limit of {} bytes", v, options_.max_body_bytes)
+               : fmt::format("Content-Length '{}' is not a byte count", v.substr(0, 40));
+    send_json(res, status,
+              ApiError(status, "invalid_request_error", message, "", digits ? "body_too_large" : "bad_request").to_json());
+    res.set_header("Connection", "close");  // the unread body must not be parsed as a next request
+    metrics_.record_request("other", status, 0);
+    return httplib::Server::HandlerResponse::Handled;
+  });
   using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
   // Every route: authentication for /v1/, ApiError and unexpected exceptions -> error objects,
   // metrics by route and status.
