@@ -11,8 +11,6 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
-#include <iostream>
-#include <iterator>
 #include <thread>
 #include <tuple>
 
@@ -79,75 +77,6 @@ std::string default_model() {
        dir.string());
 }
 
-// The first `n` texts of INPUT as the job would read them: TXT lines, or the string values of the
-// --fields of each JSONL row (empty ones skipped).
-std::vector<std::string> sample_texts(const TranslateArgs& a, int64_t n) {
-  std::string data;
-  if (a.input == "-") {
-    data.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-  } else {
-    data = core::read_file(a.input);
-  }
-  const auto fmt = pipeline::parse_row_format(a.format);
-  const bool jsonl = fmt == pipeline::RowFormat::kJsonl ||
-                     (fmt == pipeline::RowFormat::kAuto && a.input.size() > 6 &&
-                      a.input.compare(a.input.size() - 6, 6, ".jsonl") == 0);
-  const auto fields = pipeline::parse_field_list(a.fields);
-  std::vector<std::string> texts;
-  size_t pos = 0;
-  int64_t line_no = 0;
-  while (pos < data.size() && static_cast<int64_t>(texts.size()) < n) {
-    size_t end = data.find('\n', pos);
-    if (end == std::string::npos) end = data.size();
-    std::string line = data.substr(pos, end - pos);
-    pos = end + 1;
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    if (!jsonl) {
-      texts.push_back(line);
-      continue;
-    }
-    nlohmann::json row;
-    try {
-      row = nlohmann::json::parse(line);
-    } catch (const std::exception& e) {
-      fail(Where{a.input, line_no, ""}, "invalid JSON: {}", e.what());
-    }
-    for (const auto& f : fields) {
-      auto it = row.find(f);
-      if (it != row.end() && it->is_string() && !it->get<std::string>().empty() &&
-          static_cast<int64_t>(texts.size()) < n)
-        texts.push_back(it->get<std::string>());
-    }
-  }
-  return texts;
-}
-
-// --check-quality: float32 vs int8 and bf16 (or the --compute-type given) on the first
-// --check-texts texts; a table on stdout; exit 0 when every agreement >= --check-threshold, else 1.
-int run_check_quality(const TranslateArgs& a, pipeline::TranslationEngine& engine) {
-  const auto texts = sample_texts(a, a.check_texts);
-  std::vector<nn::WeightType> types;
-  const nn::WeightType chosen = nn::parse_compute_type(a.engine.compute_type, "--compute-type");
-  if (chosen == nn::WeightType::kFloat32) types = {nn::WeightType::kInt8, nn::WeightType::kBFloat16};
-  else types = {chosen};
-  const auto rep = pipeline::check_quality(engine, texts, types, !a.no_markdown);
-  std::printf("quality check: %zu texts of %s, greedy/beam as configured, BLEU tokenizer %s, threshold %.1f%%\n",
-              texts.size(), a.input.c_str(), rep.bleu_tokenizer.c_str(), a.check_threshold);
-  std::printf("%-10s %12s %10s %16s %10s\n", "compute", "identical", "agree %", "BLEU vs float32", "seconds");
-  bool ok = true;
-  for (const auto& r : rep.rows) {
-    std::printf("%-10s %5lld/%-6lld %10.1f %16.2f %10.2f\n", nn::weight_type_name(r.type),
-                static_cast<long long>(r.identical), static_cast<long long>(r.texts), r.agreement, r.bleu_vs_float32,
-                r.seconds);
-    if (r.agreement < a.check_threshold) ok = false;
-  }
-  std::printf("%s\n", ok ? "PASS" : "FAIL: agreement below the threshold; translate with --compute-type float32");
-  std::fflush(stdout);
-  return ok ? 0 : 1;
-}
-
 void run_translate(const TranslateArgs& a) {
   if (a.nproc > 0 || a.merge) {  // N local workers over the shards (pipeline/translate_workers.h)
     if (a.nproc < 1 || !a.shard.empty()) fail(Where{"", 0, "--nproc"}, "--merge needs --nproc N, and --nproc runs the shards itself (no --shard)");
@@ -160,7 +89,9 @@ void run_translate(const TranslateArgs& a) {
   if (a.threads > 0) torch::set_num_threads(a.threads);
   torch::InferenceMode guard;
   pipeline::TranslationEngine engine(model_dir, a.engine);
-  if (a.check_quality) std::exit(run_check_quality(a, engine));
+  if (a.check_quality)
+    std::exit(pipeline::run_quality_check(engine, {a.input, a.format, a.fields, a.check_texts, a.check_threshold,
+                                                   a.engine.compute_type, !a.no_markdown}, stdout));
 
   pipeline::TranslateJobOptions job;
   job.input = a.input;

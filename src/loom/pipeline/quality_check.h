@@ -5,6 +5,7 @@
 // equal, BLEU within a fraction of a point).
 #pragma once
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -38,5 +39,27 @@ struct QualityReport {
 /// (zh*, cmn*, zho*), else "13a". Throws loom::Error when `texts` is empty.
 QualityReport check_quality(TranslationEngine& engine, const std::vector<std::string>& texts,
                             const std::vector<nn::WeightType>& types, bool markdown = true);
+
+/// The first `n` texts of `input` ("-" = stdin) as `loom translate` would read them: TXT lines
+/// (blank ones skipped), or the non-empty string values of the `fields_list` fields
+/// ("prompt,text") of each JSONL row (`format` "auto" picks JSONL for a .jsonl name). Throws
+/// loom::Error naming the file and line for a row that is not JSON, or when the file cannot be read.
+std::vector<std::string> sample_input_texts(const std::string& input, const std::string& format,
+                                            const std::string& fields_list, int64_t n);
+
+/// What `loom translate --check-quality` compares.
+struct QualityCheckOptions {
+  std::string input = "-", format = "auto", fields = "prompt,text";  ///< as loom translate's INPUT, --format, --fields
+  int64_t texts = 200;                                       ///< first texts of the input compared
+  double threshold = 95.0;                                   ///< minimum identical-output percentage
+  std::string compute_type = "float32";  ///< float32: check int8 and bf16; else only that type
+  bool markdown = true;
+};
+
+/// `loom translate --check-quality`: check_quality on the first o.texts texts of the input, a
+/// table (compute type, identical outputs, agreement %, BLEU vs float32, seconds) and PASS/FAIL
+/// written to `out`. Returns 0 when every agreement >= o.threshold, else 1. Throws like
+/// sample_input_texts and check_quality.
+int run_quality_check(TranslationEngine& engine, const QualityCheckOptions& o, std::FILE* out);
 
 }  // namespace loom::pipeline
