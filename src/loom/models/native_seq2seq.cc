@@ -46,9 +46,11 @@ torch::Tensor drop(const torch::Tensor& x, double p, bool training) {
 }
 
 // The position-wise FFN of every block (Transformer and DeLighT's light FFN):
-// fc2(dropout(activation(fc1(x)))), x [B, L, d] -> [B, L, d] (hidden width = fc1's out).
-torch::Tensor feed_forward(nn::Linear& fc1, nn::Linear& fc2, const torch::Tensor& x, const NativeSeq2SeqConfig& c,
-                           bool training) {
+// fc2(dropout(activation(fc1(x)))), x [B, L, d] -> [B, L, d] (hidden width = fc1's out); the
+// packed int8/bf16 form of fc1/fc2 when set_compute_type() made one (inference only).
+torch::Tensor feed_forward(const nn::PackedFfn& packed, nn::Linear& fc1, nn::Linear& fc2, const torch::Tensor& x,
+                           const NativeSeq2SeqConfig& c, bool training) {
+  if (packed.defined()) return packed.forward(x, c.activation);  // [B, L, d]
   torch::Tensor h = nn::activate(fc1->forward(x), c.activation);  // [B, L, hidden]
   h = drop(h, c.activation_dropout, training);                     // [B, L, hidden]
   return fc2->forward(h);                                          // [B, L, d]
@@ -110,10 +112,7 @@ struct TransformerEncoderBlock : EncoderBlock {
     init_linear(fc1);
     init_linear(fc2);
   }
-  torch::Tensor ffn(const torch::Tensor& x) {
-    if (packed_ffn.defined()) return packed_ffn.forward(x, c_.activation);  // [..., d]
-    return feed_forward(fc1, fc2, x, c_, is_training());  // [B, S, d]
-  }
+  torch::Tensor ffn(const torch::Tensor& x) { return feed_forward(packed_ffn, fc1, fc2, x, c_, is_training()); }  // [B, S, d]
   torch::Tensor run(const torch::Tensor& x0, const torch::Tensor& mask) override {
     const bool tr = is_training(), pre = c_.normalize_before;
     torch::Tensor x = nn::residual(x0, self_attn_layer_norm, pre, c_.dropout, tr,
@@ -143,10 +142,7 @@ struct TransformerDecoderBlock : DecoderBlock {
     init_linear(fc1);
     init_linear(fc2);
   }
-  torch::Tensor ffn(const torch::Tensor& x) {
-    if (packed_ffn.defined()) return packed_ffn.forward(x, c_.activation);  // [..., d]
-    return feed_forward(fc1, fc2, x, c_, is_training());  // [B, T, d]
-  }
+  torch::Tensor ffn(const torch::Tensor& x) { return feed_forward(packed_ffn, fc1, fc2, x, c_, is_training()); }  // [B, T, d]
   std::pair<torch::Tensor, torch::Tensor> memory_kv(const torch::Tensor& memory) override {
     return encoder_attn->memory_kv(memory);  // 2 × [B, H, S, dh]
   }
@@ -182,10 +178,7 @@ struct DelightEncoderBlock : EncoderBlock {
     init_linear(fc1);
     init_linear(fc2);
   }
-  torch::Tensor ffn(const torch::Tensor& x) {
-    if (packed_ffn.defined()) return packed_ffn.forward(x, c_.activation);  // [..., d]
-    return feed_forward(fc1, fc2, x, c_, is_training());  // [B, S, d]
-  }
+  torch::Tensor ffn(const torch::Tensor& x) { return feed_forward(packed_ffn, fc1, fc2, x, c_, is_training()); }  // [B, S, d]
   torch::Tensor run(const torch::Tensor& x0, const torch::Tensor& mask) override {
     const bool tr = is_training(), pre = c_.normalize_before;
     torch::Tensor x = nn::residual(x0, self_attn_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) {
@@ -218,10 +211,7 @@ struct DelightDecoderBlock : DecoderBlock {
     init_linear(fc1);
     init_linear(fc2);
   }
-  torch::Tensor ffn(const torch::Tensor& x) {
-    if (packed_ffn.defined()) return packed_ffn.forward(x, c_.activation);  // [..., d]
-    return feed_forward(fc1, fc2, x, c_, is_training());  // [B, T, d]
-  }
+  torch::Tensor ffn(const torch::Tensor& x) { return feed_forward(packed_ffn, fc1, fc2, x, c_, is_training()); }  // [B, T, d]
   std::pair<torch::Tensor, torch::Tensor> memory_kv(const torch::Tensor& memory) override {
     return encoder_attn->memory_kv(memory);  // 2 × [B, 1, S, d_o]
   }
