@@ -51,8 +51,8 @@ std::string stream_answer(const CausalModel& m, generate::Sequence& seq, const s
   return shown;
 }
 
-std::size_t continue_conversation(const CausalModel& m, std::unique_ptr<generate::Sequence>& seq,
-                                  const std::vector<int64_t>& ids, const generate::CausalGenerateOptions& options) {
+void continue_conversation(const CausalModel& m, std::unique_ptr<generate::Sequence>& seq,
+                           const std::vector<int64_t>& ids, const generate::CausalGenerateOptions& options) {
   std::size_t p = 0;
   if (seq) {
     const auto& have = seq->tokens();
@@ -60,12 +60,10 @@ std::size_t continue_conversation(const CausalModel& m, std::unique_ptr<generate
   }
   if (p == 0) {
     seq = std::make_unique<generate::Sequence>(m.model, ids, options);
-    return 0;
+    return;
   }
-  const std::size_t cached = std::min<std::size_t>(static_cast<std::size_t>(seq->cache().length()), p - 1);
   seq->truncate(p);
   if (p < ids.size()) seq->extend(std::vector<int64_t>(ids.begin() + static_cast<std::ptrdiff_t>(p), ids.end()));
-  return cached;
 }
 
 }  // namespace loom::cli

@@ -53,8 +53,8 @@ std::string stream_answer(const CausalModel& m, generate::Sequence& seq, const s
 
 /// Prepares `seq` for the conversation `ids` (a new turn): keeps the cached common prefix of
 /// seq->tokens() and ids and appends the rest, or starts a new Sequence when nothing is shared or
-/// seq is null. Returns how many of ids' tokens did not need a prefill.
-std::size_t continue_conversation(const CausalModel& m, std::unique_ptr<generate::Sequence>& seq,
-                                  const std::vector<int64_t>& ids, const generate::CausalGenerateOptions& options);
+/// seq is null.
+void continue_conversation(const CausalModel& m, std::unique_ptr<generate::Sequence>& seq,
+                           const std::vector<int64_t>& ids, const generate::CausalGenerateOptions& options);
 
 }  // namespace loom::cli
