@@ -2,95 +2,18 @@
 
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
-#include <immintrin.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 
 #include "loom/core/error.h"
+#include "loom/nn/gemv.h"
 #include "loom/nn/linear.h"
-
-// GCC 12 warns inside its own AVX-512 intrinsics (_mm512_undefined_* self-initialisation).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 namespace loom::nn {
 namespace {
-
-// ---- fused dequantize + dot kernels: Y[m, n] = sum_k deq(W[n, k]) · X[m, k] for n in [n0, n1) ----
-// W row-major [N, K], X row-major [M, K], Y row-major [M, N]; scale multiplies after the sum.
-
-inline float bf16_to_f32(uint16_t v) {
-  uint32_t u = static_cast<uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-template <typename Deq>
-void gemv_portable(int64_t M, int64_t K, int64_t N, const float* X, float* Y, int64_t n0, int64_t n1, Deq deq,
-                   const float* scale) {
-  float acc[kGemvMaxRows];
-  for (int64_t n = n0; n < n1; ++n) {
-    for (int64_t m = 0; m < M; ++m) acc[m] = 0.0f;
-    for (int64_t k = 0; k < K; ++k) {
-      const float w = deq(n * K + k);
-      for (int64_t m = 0; m < M; ++m) acc[m] += w * X[m * K + k];
-    }
-    const float s = scale ? scale[n] : 1.0f;
-    for (int64_t m = 0; m < M; ++m) Y[m * N + n] = acc[m] * s;
-  }
-}
-
-__attribute__((target("avx512f,avx512bw"))) inline __m512 load16_bf16(const uint16_t* p) {
-  __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
-}
-__attribute__((target("avx512f,avx512bw"))) inline __m512 load16_int8(const int8_t* p) {
-  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-}
-
-// M rows at a time (M a compile-time constant so the accumulators stay in registers).
-template <int M, bool kInt8>
-__attribute__((target("avx512f,avx512bw"))) void gemv_avx512(int64_t K, int64_t N, const void* Wv, const float* X,
-                                                              float* Y, int64_t n0, int64_t n1, const float* scale) {
-  const int64_t K16 = K / 16 * 16;
-  for (int64_t n = n0; n < n1; ++n) {
-    __m512 acc[M];
-    for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < K16; k += 16) {
-      __m512 w = kInt8 ? load16_int8(static_cast<const int8_t*>(Wv) + n * K + k)
-                       : load16_bf16(static_cast<const uint16_t*>(Wv) + n * K + k);
-      for (int m = 0; m < M; ++m) acc[m] = _mm512_fmadd_ps(w, _mm512_loadu_ps(X + m * K + k), acc[m]);
-    }
-    for (int m = 0; m < M; ++m) {
-      float s = _mm512_reduce_add_ps(acc[m]);
-      for (int64_t k = K16; k < K; ++k) {
-        const float w = kInt8 ? static_cast<float>(static_cast<const int8_t*>(Wv)[n * K + k])
-                              : bf16_to_f32(static_cast<const uint16_t*>(Wv)[n * K + k]);
-        s += w * X[m * K + k];
-      }
-      Y[m * N + n] = scale ? s * scale[n] : s;
-    }
-  }
-}
-
-template <bool kInt8>
-void gemv_avx512_dispatch(int64_t M, int64_t K, int64_t N, const void* W, const float* X, float* Y, int64_t n0,
-                          int64_t n1, const float* scale) {
-  switch (M) {
-    case 1: return gemv_avx512<1, kInt8>(K, N, W, X, Y, n0, n1, scale);
-    case 2: return gemv_avx512<2, kInt8>(K, N, W, X, Y, n0, n1, scale);
-    case 3: return gemv_avx512<3, kInt8>(K, N, W, X, Y, n0, n1, scale);
-    case 4: return gemv_avx512<4, kInt8>(K, N, W, X, Y, n0, n1, scale);
-    case 5: return gemv_avx512<5, kInt8>(K, N, W, X, Y, n0, n1, scale);
-    case 6: return gemv_avx512<6, kInt8>(K, N, W, X, Y, n0, n1, scale);
-    case 7: return gemv_avx512<7, kInt8>(K, N, W, X, Y, n0, n1, scale);
-    default: return gemv_avx512<8, kInt8>(K, N, W, X, Y, n0, n1, scale);
-  }
-}
 
 // oneDNN C API (dnnl.h), row-major, looked up in the libdnnl that libtorch already loads (as
 // nn::linear's dnnl_sgemm). C = alpha·(op(A) - ao)·(op(B) - bo) + beta·C + co.
@@ -118,27 +41,18 @@ GemmBf16Fn gemm_bf16() {
   return fn;
 }
 
-bool detect_avx512() {
-  const char* env = std::getenv("LOOM_KERNELS");
-  if (env != nullptr && std::strcmp(env, "portable") == 0) return false;
+// Without VNNI, oneDNN's u8·s8 GEMM sums pairs of products in int16 with saturation
+// (vpmaddubsw), which the exact sums below must not have: then the plain integer loop.
+bool has_vnni() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  return __builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni");
 }
 
 }  // namespace
 
-std::atomic<bool> g_force_portable{false};
-
-bool packed_avx512_enabled() {
-  static const bool on = detect_avx512();
-  return on && !g_force_portable.load();
-}
-
-void set_portable_kernels(bool portable) { g_force_portable.store(portable); }
-
 WeightType auto_weight_type() {
+  if (has_vnni()) return WeightType::kInt8;
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni")) return WeightType::kInt8;
   if (__builtin_cpu_supports("avx512bf16")) return WeightType::kBFloat16;
   return WeightType::kFloat32;
 }
@@ -219,9 +133,11 @@ torch::Tensor PackedLinear::dequantized() const {
 
 torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
   torch::NoGradGuard no_grad;
-  if (type_ == WeightType::kFloat32) return linear(x, w_, bias_);
   const int64_t N = w_.size(0), K = w_.size(1);
   if (x.size(-1) != K) fail("PackedLinear: input has {} features, weight expects {}", x.size(-1), K);
+  // float32 weights: the gemv kernels for decoding steps, oneDNN's sgemm otherwise.
+  if (type_ == WeightType::kFloat32 && (x.scalar_type() != torch::kFloat32 || x.numel() > kGemvMaxRows * K))
+    return linear(x, w_, bias_);
   auto x2 = x.reshape({-1, K}).to(torch::kFloat32).contiguous();  // [M, K]
   const int64_t M = x2.size(0);
   std::vector<int64_t> out_shape = x.sizes().vec();
@@ -230,24 +146,12 @@ torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
   torch::Tensor y = torch::empty({M, N}, torch::kFloat32);  // [M, N]
   if (M == 0 || N == 0) return y.view(out_shape);
   if (M <= kGemvMaxRows) {
-    const bool int8 = type_ == WeightType::kInt8;
+    const GemvIsa isa = gemv_active_isa();
     const void* W = w_.data_ptr();
     const float* X = x2.data_ptr<float>();
     float* Y = y.data_ptr<float>();
-    const float* S = int8 ? scale_.data_ptr<float>() : nullptr;
-    const bool avx = packed_avx512_enabled();
-    at::parallel_for(0, N, 32, [&](int64_t n0, int64_t n1) {
-      if (avx) {
-        if (int8) gemv_avx512_dispatch<true>(M, K, N, W, X, Y, n0, n1, S);
-        else gemv_avx512_dispatch<false>(M, K, N, W, X, Y, n0, n1, S);
-      } else if (int8) {
-        const int8_t* q = static_cast<const int8_t*>(W);
-        gemv_portable(M, K, N, X, Y, n0, n1, [q](int64_t i) { return static_cast<float>(q[i]); }, S);
-      } else {
-        const uint16_t* b = static_cast<const uint16_t*>(W);
-        gemv_portable(M, K, N, X, Y, n0, n1, [b](int64_t i) { return bf16_to_f32(b[i]); }, nullptr);
-      }
-    });
+    const float* S = type_ == WeightType::kInt8 ? scale_.data_ptr<float>() : nullptr;
+    at::parallel_for(0, N, 64, [&](int64_t n0, int64_t n1) { gemv_rows(isa, type_, M, K, N, W, X, Y, n0, n1, S); });
     if (bias_.defined()) y.add_(bias_);
     return y.view(out_shape);
   }
@@ -269,10 +173,10 @@ torch::Tensor PackedLinear::forward_low_precision(const torch::Tensor& x2) const
   const float* B = bias_.defined() ? bias_.data_ptr<float>() : nullptr;
   if (type_ == WeightType::kBFloat16) {
     torch::Tensor xb = x2.to(torch::kBFloat16);  // [M, K], round to nearest even
-    if (gemm_bf16() != nullptr) {
-      const int status = gemm_bf16()('N', 'T', M, N, K, 1.0f, reinterpret_cast<const uint16_t*>(xb.data_ptr()), K,
-                                     reinterpret_cast<const uint16_t*>(w_.data_ptr()), K, 0.0f, y.data_ptr<float>(), N);
-      if (status != 0) fail("PackedLinear: dnnl_gemm_bf16bf16f32 failed with status {}", status);
+    // oneDNN implements it only on AVX-512 CPUs (dnnl_unimplemented elsewhere): then the float path.
+    if (gemm_bf16() != nullptr &&
+        gemm_bf16()('N', 'T', M, N, K, 1.0f, reinterpret_cast<const uint16_t*>(xb.data_ptr()), K,
+                    reinterpret_cast<const uint16_t*>(w_.data_ptr()), K, 0.0f, y.data_ptr<float>(), N) == 0) {
       if (bias_.defined()) y.add_(bias_);
       return y;
     }
@@ -301,7 +205,7 @@ torch::Tensor PackedLinear::forward_low_precision(const torch::Tensor& x2) const
   torch::Tensor acc = torch::empty({M, N}, torch::kInt32);  // [M, N] exact integer sums
   int32_t* C = acc.data_ptr<int32_t>();
   const int8_t* W = w_.data_ptr<int8_t>();
-  if (gemm_u8s8s32() != nullptr) {
+  if (gemm_u8s8s32() != nullptr && has_vnni()) {
     const int32_t zero = 0;
     const int status = gemm_u8s8s32()('N', 'T', 'F', M, N, K, 1.0f, XQ, K, 128, W, K, 0, 0.0f, C, N, &zero);
     if (status != 0) fail("PackedLinear: dnnl_gemm_u8s8s32 failed with status {}", status);

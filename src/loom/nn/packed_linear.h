@@ -8,21 +8,24 @@
 // LLM.int8()'s vector-wise quantization (Dettmers et al. 2022, §3.1) without its outlier part, and
 // of llama.cpp's Q8_0 with one block per row instead of 32-element blocks.
 //
-// Kernels: for few rows (M <= kGemvMaxRows, token-by-token decoding) a fused dequantize-and-dot
-// kernel reads the bf16/int8 weights directly (AVX-512 when the CPU has avx512bw, else a portable
-// C++ loop), so generation moves 2× / 4× fewer weight bytes than float32. For more rows (prompt
-// processing) the weights are dequantized to float32 in row tiles that stay in cache and
+// Kernels: for few rows (M <= kGemvMaxRows, token-by-token decoding) fused dequantize-and-dot
+// kernels (nn/gemv.h: AVX-512, AVX2+FMA or portable C++, chosen at run time) read the stored
+// weights directly (float32 weights too, rather than oneDNN's sgemm), so bf16 / int8 generation
+// moves 2× / 4× fewer weight bytes than float32. For more rows
+// (prompt processing) the weights are dequantized to float32 in row tiles that stay in cache and
 // multiplied with oneDNN's sgemm (nn::linear), so prefill runs at float32 GEMM speed.
 //
 // Low-precision activations (`Activations::kLowPrecision`, used by the translation models'
 // `--compute-type`): the activations are converted too, so the product runs on the CPU's integer
 // or bf16 dot-product units for every M. int8: each row m of x is quantized symmetrically,
-// s_m = max_k |x[m,k]| / 127, and oneDNN's dnnl_gemm_u8s8s32 (VNNI vpdpbusd on CPUs that have it)
-// sums (round(x/s_m) + 128 - 128)·q exactly in int32; y = C·s_m·scale_n + b — the dynamic
+// s_m = max_k |x[m,k]| / 127, and oneDNN's dnnl_gemm_u8s8s32 (VNNI vpdpbusd; on CPUs without
+// VNNI a plain int32 loop, as oneDNN's fallback saturates int16 pair sums) sums
+// (round(x/s_m) + 128 - 128)·q exactly in int32; y = C·s_m·scale_n + b — the dynamic
 // quantization of CTranslate2's int8 compute type and of torch.ao.nn.quantized.dynamic.Linear
 // (per-row instead of per-tensor activation scales). bfloat16: x is rounded to bf16 and
-// dnnl_gemm_bf16bf16f32 accumulates in float32 (AVX512-BF16 vdpbf16ps where available). Rows
-// are independent in both, so a row's result does not depend on the other rows of the batch.
+// dnnl_gemm_bf16bf16f32 accumulates in float32 (AVX512-BF16 vdpbf16ps where available; on CPUs
+// without AVX-512, where oneDNN lacks it, the same products through sgemm). Rows are
+// independent in both, so a row's result does not depend on the other rows of the batch.
 #pragma once
 
 #include <cstdint>
@@ -97,11 +100,12 @@ class PackedLinear {
   torch::Tensor bias_;   // [N] float32 or undefined
 };
 
-/// True when the AVX-512 kernels are in use (CPU has avx512f+avx512bw, LOOM_KERNELS is not
-/// "portable" in the environment, and set_portable_kernels(true) was not called).
+/// True when the AVX-512 gemv kernels are in use (CPU has avx512f+avx512bw, LOOM_KERNELS is
+/// neither "portable" nor "avx2" in the environment, and set_portable_kernels(true) is not in
+/// effect); nn/gemv.h's gemv_active_isa() names the kernels in use.
 bool packed_avx512_enabled();
 
-/// Forces (true) or releases (false) the portable C++ kernels, for tests comparing both paths.
+/// Forces (true) or releases (false) the portable C++ gemv kernels, for tests comparing paths.
 void set_portable_kernels(bool portable);
 
 }  // namespace loom::nn
