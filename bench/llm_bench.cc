@@ -18,6 +18,7 @@
 
 #include "loom/core/error.h"
 #include "loom/models/causal_lm.h"
+#include "loom/nn/gemv.h"
 #include "loom/nn/packed_linear.h"
 
 namespace {
@@ -103,6 +104,7 @@ int main(int argc, char** argv) {
                           {"tg", tg},
                           {"tg_tok_s", best_tg},
                           {"avx512_kernels", loom::nn::packed_avx512_enabled()},
+                          {"gemv_kernels", loom::nn::gemv_isa_name(loom::nn::gemv_active_isa())},
                           {"peak_rss_mib", status_mib("VmHWM")}};
     std::cout << out.dump() << std::endl;
   } catch (const std::exception& e) {
