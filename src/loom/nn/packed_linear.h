@@ -18,7 +18,10 @@
 // `--compute-type`): the activations are converted too, so the product runs on the CPU's integer
 // or bf16 dot-product units for every M. int8: each row m of x is quantized symmetrically,
 // s_m = max_k |x[m,k]| / 127, and oneDNN's dnnl_gemm_u8s8s32 (VNNI vpdpbusd on CPUs that have it)
-// sums (round(x/s_m) + 128 - 128)·q exactly in int32; y = C·s_m·scale_n + b — the dynamic
+// sums (round(x/s_m) + 128 - 128)·q exactly in int32; y = C·s_m·scale_n + b. On CPUs without
+// VNNI (AVX2: oneDNN adds pairs of u8·s8 products in saturating int16, and 2·255·127 overflows)
+// these weights get 7 bits instead, scale_n = max_k |W[n,k]| / 63, q in [-63, 63], so every
+// pair sum is exact (saturation had cost a third of the greedy outputs on models/en-zh) — the dynamic
 // quantization of CTranslate2's int8 compute type and of torch.ao.nn.quantized.dynamic.Linear
 // (per-row instead of per-tensor activation scales). bfloat16: x is rounded to bf16 and
 // dnnl_gemm_bf16bf16f32 accumulates in float32 (AVX512-BF16 vdpbf16ps where available). Rows
