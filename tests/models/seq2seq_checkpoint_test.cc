@@ -55,6 +55,36 @@ TEST(Seq2SeqCheckpoint, LoadsEveryTensorOfTheFixture) {
   EXPECT_EQ(static_cast<int64_t>(ckpt.names().size()), n);
 }
 
+// Memory (issue 13): the float32 tensors of a safetensors checkpoint are used in place — every
+// parameter aliases the read-only file mapping, so no second float32 copy is made — and they
+// stay valid after the HfCheckpoint is gone. int8 packing and the way back to float32 (which
+// reads the released pages again from the file) reproduce float32's logits bit for bit.
+TEST(Seq2SeqCheckpoint, ParametersAliasTheMappedCheckpointAndSurviveRepacking) {
+  torch::InferenceMode guard;
+  std::shared_ptr<Seq2SeqModel> model;
+  {
+    io::HfCheckpoint ckpt(kMarian);
+    model = Seq2SeqModel::load(ckpt);
+    int64_t n = 0;
+    for (const auto& p : model->named_parameters()) {
+      EXPECT_TRUE(ckpt.is_mapped_view(p.value())) << p.key();
+      ++n;
+    }
+    EXPECT_EQ(n, 2 + 2 * 16 + 2 * 26);
+  }
+  torch::Tensor src = torch::tensor(std::vector<int64_t>{10, 11, 12, 13, model->eos_token_id()}).view({1, -1});
+  torch::Tensor tgt = torch::tensor(std::vector<int64_t>{model->decoder_start_token_id(), 20, 21}).view({1, -1});
+  const torch::Tensor want = model->decode(tgt, model->encode(src));  // [1, 3, V]
+  model->set_compute_type(nn::WeightType::kInt8);
+  const torch::Tensor q = model->decode(tgt, model->encode(src));
+  EXPECT_FALSE(torch::equal(q, want));  // really int8 (closeness: seq2seq_compute_test)
+  model->set_compute_type(nn::WeightType::kFloat32);
+  EXPECT_TRUE(torch::equal(model->decode(tgt, model->encode(src)), want));
+  // the parameters still equal the file's tensors
+  io::HfCheckpoint again(kMarian);
+  for (const auto& p : model->named_parameters()) EXPECT_TRUE(torch::equal(p.value(), again.load(p.key()))) << p.key();
+}
+
 TEST(Seq2SeqCheckpoint, MissingTensorIsNamed) {
   TempDir dir;
   write_variant(dir.path().string(), [](auto& t) {

@@ -1,4 +1,6 @@
 // nn/attention: scaled dot-product attention with masks and the KV cache, against a matmul reference.
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include "loom/nn/attention.h"
@@ -49,6 +51,36 @@ TEST(KVCacheTest, GrowsAndReorders) {
   torch::Tensor extra = torch::randn({4, 2, 1, 4});
   cache.append(extra, extra, 0);
   EXPECT_TRUE(torch::equal(cache.keys().narrow(2, 7, 1), extra));
+}
+
+// Caches of equal shape reordered in turn (decoder layers of a beam search) pass one spare pair of
+// buffers along: after a reorder the previous cache's freed buffers are reused, not allocated,
+// and every cache still holds exactly its own gathered rows.
+TEST(KVCacheTest, CachesReorderedInTurnShareOneSpare) {
+  std::vector<KVCache> caches(3);
+  std::vector<torch::Tensor> ks, vs;
+  for (auto& c : caches) {
+    ks.push_back(torch::randn({4, 2, 5, 3}));
+    vs.push_back(torch::randn({4, 2, 5, 3}));
+    c.append(ks.back(), vs.back(), 8);
+  }
+  std::vector<const void*> seen;  // data pointers of every buffer in use over the steps
+  for (const auto& index : {torch::tensor(std::vector<int64_t>{1, 1, 3, 0}), torch::tensor(std::vector<int64_t>{2, 0, 0, 3})}) {
+    for (size_t i = 0; i < caches.size(); ++i) {
+      caches[i].take_spare(caches[(i + caches.size() - 1) % caches.size()]);
+      caches[i].reorder(index);
+      ks[i] = ks[i].index_select(0, index);
+      vs[i] = vs[i].index_select(0, index);
+      EXPECT_TRUE(torch::equal(caches[i].keys(), ks[i])) << i;
+      EXPECT_TRUE(torch::equal(caches[i].values(), vs[i])) << i;
+      const void* p = caches[i].keys().data_ptr();
+      if (std::find(seen.begin(), seen.end(), p) == seen.end()) seen.push_back(p);
+    }
+  }
+  // 3 caches + 1 spare key buffer in all (without sharing: 2 per cache)
+  EXPECT_EQ(seen.size(), 4u);
+  caches[0].take_spare(caches[0]);  // no-op on itself
+  EXPECT_TRUE(torch::equal(caches[0].keys(), ks[0]));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "loom/core/error.h"
+#include "loom/io/mapped_pages.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "loom's safetensors reader assumes a little-endian host"
@@ -303,11 +304,7 @@ void SafetensorsFile::parse() {
 
 void SafetensorsFile::drop_pages(const TensorInfo& info) const {
   if (map_ == nullptr || info.nbytes == 0) return;
-  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(base_) + data_begin_ + info.offset;
-  const uintptr_t end = begin + info.nbytes;
-  const uintptr_t b = (begin + page - 1) / page * page, e = end / page * page;
-  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+  release_mapped_pages(static_cast<const char*>(base_) + data_begin_ + info.offset, info.nbytes);
 }
 
 }  // namespace loom::io

@@ -31,8 +31,21 @@ void DecoderState::reset(std::vector<std::pair<torch::Tensor, torch::Tensor>> cr
   length_ = 0;
 }
 
+namespace {
+// Reorders the per-layer self-attention caches. Each layer gathers into the buffers the previous
+// layer's reorder just freed (the last layer's spare goes to the first): layers + 1 buffer pairs
+// instead of 2 × layers.
+void reorder_caches(std::vector<nn::KVCache>& caches, const torch::Tensor& index) {
+  const size_t n = caches.size();
+  for (size_t i = 0; i < n; ++i) {
+    caches[i].take_spare(caches[(i + n - 1) % n]);
+    caches[i].reorder(index);
+  }
+}
+}  // namespace
+
 void DecoderState::reorder(const torch::Tensor& index) {
-  for (auto& c : self_) c.reorder(index);
+  reorder_caches(self_, index);
   for (auto& k : cross_k_) k = k.index_select(0, index);  // [R', H, S, dh]
   for (auto& v : cross_v_) v = v.index_select(0, index);  // [R', H, S, dh]
   if (memory_mask_.defined()) memory_mask_ = memory_mask_.index_select(0, index);  // [R', 1, 1, S]
@@ -41,7 +54,7 @@ void DecoderState::reorder(const torch::Tensor& index) {
 
 void DecoderState::reorder_self(const torch::Tensor& index) {
   TORCH_CHECK(index.size(0) == rows_, "reorder_self keeps the number of rows");
-  for (auto& c : self_) c.reorder(index);
+  reorder_caches(self_, index);
 }
 
 namespace {

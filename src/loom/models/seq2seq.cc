@@ -6,7 +6,9 @@
 #include "loom/core/config_fields.h"
 #include "loom/core/error.h"
 #include "loom/io/checkpoint.h"
+#include "loom/io/mapped_pages.h"
 #include "loom/nn/packed_modules.h"
+#include "loom/nn/param_init.h"
 #include "loom/nn/positions.h"
 #include "loom/nn/residual.h"
 
@@ -36,7 +38,8 @@ torch::nn::Module& child(torch::nn::Module& parent, const std::string& name) {
 }
 
 torch::Tensor table_param(torch::nn::Module& owner, int64_t rows, int64_t d) {
-  return owner.register_parameter("weight", torch::randn({rows, d}) * 0.02, false);  // [rows, d]
+  return owner.register_parameter("weight", nn::random_init_skipped() ? torch::empty({rows, d}) : torch::randn({rows, d}) * 0.02,
+                                  false);  // [rows, d]
 }
 
 }  // namespace
@@ -155,7 +158,7 @@ struct Seq2SeqModel::DecoderLayer : torch::nn::Module {
 Seq2SeqModel::Seq2SeqModel(Seq2SeqConfig config) : config_(std::move(config)) {
   torch::NoGradGuard no_grad;
   build();
-  fuse();
+  if (!nn::random_init_skipped()) fuse();  // else load_weights() fuses the loaded values
 }
 
 void Seq2SeqModel::build() {
@@ -214,7 +217,11 @@ void Seq2SeqModel::fuse() {
 }
 
 std::shared_ptr<Seq2SeqModel> Seq2SeqModel::load(const io::HfCheckpoint& checkpoint) {
-  auto model = std::make_shared<Seq2SeqModel>(Seq2SeqConfig::from_json(checkpoint.config(), checkpoint.dir() + "/config.json"));
+  std::shared_ptr<Seq2SeqModel> model;
+  {
+    nn::SkipRandomInit skip;  // every parameter is replaced below
+    model = std::make_shared<Seq2SeqModel>(Seq2SeqConfig::from_json(checkpoint.config(), checkpoint.dir() + "/config.json"));
+  }
   model->load_weights(checkpoint);
   return model;
 }
@@ -223,6 +230,7 @@ void Seq2SeqModel::load_weights(const io::HfCheckpoint& checkpoint) {
   torch::NoGradGuard no_grad;
   const std::string& dir = checkpoint.dir();
   auto params = named_parameters(/*recurse=*/true);
+  mapped_.clear();
   std::set<std::string> known;
   for (const auto& item : params) {
     const std::string& name = item.key();
@@ -236,7 +244,13 @@ void Seq2SeqModel::load_weights(const io::HfCheckpoint& checkpoint) {
     if (c10::IntArrayRef(shape) != param.sizes()) {
       fail(Where{dir, 0, name}, "tensor has shape {} but config.json implies {}", shape_str(shape), shape_str(param.sizes()));
     }
-    param.copy_(checkpoint.load(name, torch::kFloat32));
+    // The mapped checkpoint bytes themselves when they are float32 (read-only, no copy), else a
+    // float32 copy; set_ (not copy_) so the parameter never holds a second float32 copy.
+    torch::Tensor t = checkpoint.view(name);
+    const bool mapped = t.scalar_type() == torch::kFloat32 && checkpoint.is_mapped_view(t);
+    if (t.scalar_type() != torch::kFloat32) t = t.to(torch::kFloat32);
+    param.set_(t);
+    if (mapped) mapped_[t.data_ptr()] = static_cast<size_t>(t.numel()) * sizeof(float);
   }
   for (const std::string& name : checkpoint.names()) {
     if (known.count(name)) continue;
@@ -254,6 +268,14 @@ void Seq2SeqModel::load_weights(const io::HfCheckpoint& checkpoint) {
     }
   }
   fuse();
+  release_pages(*this);  // fuse() read q/k/v_proj, which the fused copy now stands in for
+}
+
+void Seq2SeqModel::release_pages(const torch::nn::Module& root) const {
+  for (const torch::Tensor& p : root.parameters(/*recurse=*/true)) {
+    auto it = mapped_.find(p.data_ptr());
+    if (it != mapped_.end()) io::release_mapped_pages(it->first, it->second);
+  }
 }
 
 torch::Tensor Seq2SeqModel::position_rows(const torch::Tensor& ids, int64_t past) {
@@ -311,13 +333,25 @@ void Seq2SeqModel::init_state(DecoderState& state, const EncoderOutput& encoder,
 
 void Seq2SeqModel::set_compute_type(nn::WeightType type) {
   torch::NoGradGuard no_grad;
-  nn::pack_attention(*this, type);
-  for (auto& l : enc_layers_) static_cast<EncoderLayer&>(*l).packed_ffn.pack(*l, type);
-  for (auto& l : dec_layers_) static_cast<DecoderLayer&>(*l).packed_ffn.pack(*l, type);
+  // Layer by layer, releasing each layer's mapped float32 pages once it is packed (or fused
+  // again, for float32), so the whole float32 model is never resident at once while packing.
+  for (auto& l : enc_layers_) {
+    nn::pack_attention(*l, type);
+    static_cast<EncoderLayer&>(*l).packed_ffn.pack(*l, type);
+    release_pages(*l);
+  }
+  for (auto& l : dec_layers_) {
+    nn::pack_attention(*l, type);
+    static_cast<DecoderLayer&>(*l).packed_ffn.pack(*l, type);
+    release_pages(*l);
+  }
   lm_head_packed_ = type == nn::WeightType::kFloat32
                         ? nn::PackedLinear()
                         : nn::PackedLinear(lm_head_, final_logits_bias_.defined() ? final_logits_bias_.view({-1}) : torch::Tensor(),
                                            type, nn::Activations::kLowPrecision);
+  // The float32 vocabulary projection (the tied embedding) is read again only row by row for
+  // embedding lookups when packed: only the rows looked up come back into memory.
+  release_pages(*this);
   compute_ = type;
 }
 

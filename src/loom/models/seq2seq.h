@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -60,7 +61,8 @@ struct Seq2SeqConfig {
 /// they do not call encode/decode concurrently (the M2M100 position table grows lazily).
 class Seq2SeqModel : public torch::nn::Module, public EncoderDecoder {
  public:
-  /// A model with random parameters (normal, std 0.02), for tests and benchmarks.
+  /// A model with random parameters (normal, std 0.02), for tests and benchmarks. Under
+  /// nn::SkipRandomInit the parameters are uninitialised and not fused (load() then fills them).
   explicit Seq2SeqModel(Seq2SeqConfig config);
 
   /// Builds the model from config.json and loads every parameter from `checkpoint`. Throws
@@ -69,9 +71,15 @@ class Seq2SeqModel : public torch::nn::Module, public EncoderDecoder {
   /// (tied or derived, ignored): lm_head.weight when tied, model.{encoder,decoder}.embed_tokens
   /// .weight when shared, model.{encoder,decoder}.embed_positions.* (static tables, recomputed:
   /// the stored copies are the same sinusoids).
+  /// Memory: float32 tensors of a safetensors checkpoint are used in place (the parameters alias
+  /// the read-only file mapping, which stays open while the model lives, also after
+  /// `checkpoint` is gone); other dtypes and pytorch_model.bin are converted into float32
+  /// copies. Parameters that alias the mapping must not be written (the process would crash);
+  /// this model is inference-only, nothing in loom writes them.
   static std::shared_ptr<Seq2SeqModel> load(const io::HfCheckpoint& checkpoint);
 
-  /// Copies the parameters from `checkpoint` (see load()) into this model.
+  /// Replaces every parameter with the checkpoint's tensor (see load(): aliases of the mapped
+  /// float32 bytes, or float32 copies), then fuses the attention projections.
   void load_weights(const io::HfCheckpoint& checkpoint);
 
   const Seq2SeqConfig& config() const { return config_; }
@@ -106,6 +114,12 @@ class Seq2SeqModel : public torch::nn::Module, public EncoderDecoder {
   }
 
   /// See EncoderDecoder::set_compute_type; the vocabulary projection (lm_head + bias) included.
+  /// Memory: int8 / bf16 keep no float32 copy of the projections resident — the packed weights
+  /// replace the fused attention copies, and the pages of mapped float32 parameters (load())
+  /// are released after packing (float32 reads them back from the file when chosen again,
+  /// bit for bit). Embedding lookups keep using the float32 table (tied with lm_head), of which
+  /// only the looked-up rows become resident again. Parameters that are float32 copies (not
+  /// mapped) stay resident.
   void set_compute_type(nn::WeightType type) override;
   nn::WeightType compute_type() const override { return compute_; }
 
@@ -131,6 +145,11 @@ class Seq2SeqModel : public torch::nn::Module, public EncoderDecoder {
   std::vector<std::string> tolerated_extra_;
   nn::WeightType compute_ = nn::WeightType::kFloat32;
   nn::PackedLinear lm_head_packed_;         // [V, d] + final_logits_bias, when compute_ is not float32
+  // Parameters that alias the mapped checkpoint (load()): data pointer -> bytes. Only these
+  // may have their pages released (madvise on anonymous memory would zero it).
+  std::unordered_map<const void*, size_t> mapped_;
+  // Releases the resident pages of the mapped parameters below `root` (read back on use).
+  void release_pages(const torch::nn::Module& root) const;
 };
 
 }  // namespace loom::models

@@ -2,6 +2,7 @@
 #include "loom/nn/linear.h"  // bmm_nt, bmm_nn (oneDNN sgemm, also under autograd)
 
 #include <limits>
+#include <utility>
 
 namespace loom::nn {
 
@@ -105,6 +106,12 @@ void KVCache::reorder(const torch::Tensor& index) {
   v_ = v;
 }
 
+void KVCache::take_spare(KVCache& other) {
+  if (&other == this || k_spare_.defined() || !other.k_spare_.defined()) return;
+  k_spare_ = std::exchange(other.k_spare_, torch::Tensor());
+  v_spare_ = std::exchange(other.v_spare_, torch::Tensor());
+}
+
 MultiHeadAttentionImpl::MultiHeadAttentionImpl(int64_t d_model_, int64_t n_heads_)
     : d_model(d_model_), n_heads(n_heads_), d_head(d_model_ / n_heads_),
       scaling(1.0 / std::sqrt(static_cast<double>(d_model_ / n_heads_))) {
@@ -118,8 +125,9 @@ MultiHeadAttentionImpl::MultiHeadAttentionImpl(int64_t d_model_, int64_t n_heads
 void MultiHeadAttentionImpl::fuse() {
   qkv_weight_ = torch::cat({q_proj->weight, k_proj->weight, v_proj->weight}, 0).contiguous();  // [3d, d]
   qkv_bias_ = torch::cat({q_proj->bias, k_proj->bias, v_proj->bias}, 0).contiguous();          // [3d]
-  kv_weight_ = torch::cat({k_proj->weight, v_proj->weight}, 0).contiguous();                   // [2d, d]
-  kv_bias_ = torch::cat({k_proj->bias, v_proj->bias}, 0).contiguous();                         // [2d]
+  // Rows d..3d of the fused QKV are K then V: the fused KV is a view, not a second copy.
+  kv_weight_ = qkv_weight_.narrow(0, d_model, 2 * d_model);  // [2d, d]
+  kv_bias_ = qkv_bias_.narrow(0, d_model, 2 * d_model);      // [2d]
   qkv_packed_ = kv_packed_ = q_packed_ = out_packed_ = PackedLinear();  // stale: pack() again
 }
 
@@ -130,13 +138,20 @@ void MultiHeadAttentionImpl::unfuse() {
 
 void MultiHeadAttentionImpl::pack(WeightType type) {
   torch::NoGradGuard no_grad;
+  const bool was_packed = qkv_packed_.defined();
   qkv_packed_ = kv_packed_ = q_packed_ = out_packed_ = PackedLinear();
-  if (type == WeightType::kFloat32) return;
+  if (type == WeightType::kFloat32) {
+    if (was_packed) fuse();  // pack() dropped the fused float32 weights
+    return;
+  }
   if (!qkv_weight_.defined()) fuse();
   qkv_packed_ = PackedLinear(qkv_weight_, qkv_bias_, type, Activations::kLowPrecision);
   kv_packed_ = PackedLinear(kv_weight_, kv_bias_, type, Activations::kLowPrecision);
-  q_packed_ = PackedLinear(q_proj->weight, q_proj->bias, type, Activations::kLowPrecision);
+  q_packed_ = PackedLinear(qkv_weight_.narrow(0, 0, d_model), qkv_bias_.narrow(0, 0, d_model), type,
+                          Activations::kLowPrecision);  // q_proj's numbers
   out_packed_ = PackedLinear(out_proj->weight, out_proj->bias, type, Activations::kLowPrecision);
+  // The packed copies replace the fused float32 ones, which would otherwise stay resident.
+  qkv_weight_ = qkv_bias_ = kv_weight_ = kv_bias_ = torch::Tensor();
 }
 
 torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& query, const torch::Tensor& memory,
@@ -158,7 +173,7 @@ torch::Tensor MultiHeadAttentionImpl::self_attention(const torch::Tensor& x, con
                                                      KVCache* cache, int64_t capacity_hint) {
   const int64_t b = x.size(0), t = x.size(1);
   torch::Tensor q, k, v;
-  if (qkv_weight_.defined()) {
+  if (qkv_packed_.defined() || qkv_weight_.defined()) {
     torch::Tensor qkv = (qkv_packed_.defined() ? qkv_packed_.forward(x) : linear(x, qkv_weight_, qkv_bias_))
                             .view({b, t, 3, n_heads, d_head});  // [B, T, 3, H, dh]
     q = qkv.select(2, 0).transpose(1, 2).mul(scaling);                                        // [B, H, T, dh]
@@ -180,7 +195,7 @@ torch::Tensor MultiHeadAttentionImpl::self_attention(const torch::Tensor& x, con
 
 std::pair<torch::Tensor, torch::Tensor> MultiHeadAttentionImpl::memory_kv(const torch::Tensor& memory) {
   const int64_t b = memory.size(0), s = memory.size(1);
-  if (kv_weight_.defined()) {
+  if (kv_packed_.defined() || kv_weight_.defined()) {
     torch::Tensor kv = (kv_packed_.defined() ? kv_packed_.forward(memory) : linear(memory, kv_weight_, kv_bias_))
                            .view({b, s, 2, n_heads, d_head});  // [B, S, 2, H, dh]
     return {kv.select(2, 0).transpose(1, 2).contiguous(),                                       // [B, H, S, dh]
@@ -192,7 +207,11 @@ std::pair<torch::Tensor, torch::Tensor> MultiHeadAttentionImpl::memory_kv(const 
 
 torch::Tensor MultiHeadAttentionImpl::cross_attention(const torch::Tensor& x, const torch::Tensor& k,
                                                       const torch::Tensor& v, const torch::Tensor& mask) {
-  torch::Tensor q = split_heads((q_packed_.defined() ? q_packed_.forward(x) : q_proj->forward(x)).mul_(scaling));  // [B, H, T, dh]
+  // Fused: q_proj's rows of the fused QKV (the same numbers), so q_proj's own weight need not be read.
+  torch::Tensor q = q_packed_.defined()    ? q_packed_.forward(x)
+                    : qkv_weight_.defined() ? linear(x, qkv_weight_.narrow(0, 0, d_model), qkv_bias_.narrow(0, 0, d_model))
+                                            : q_proj->forward(x);  // [B, T, d]
+  q = split_heads(q.mul_(scaling));                                // [B, H, T, dh]
   torch::Tensor ctx = attention_with_dropout(q, k, v, mask, dropout, is_training());  // [B, H, T, dh]
   return out_packed_.defined() ? out_packed_.forward(merge_heads(ctx)) : out_proj->forward(merge_heads(ctx));  // [B, T, d]
 }

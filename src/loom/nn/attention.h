@@ -51,6 +51,10 @@ class KVCache {
   /// finished rows dropped). Gathers into a second pair of buffers kept from the previous
   /// reorder and swaps, so a beam search step allocates nothing.
   void reorder(const torch::Tensor& index);
+  /// Takes `other`'s spare pair of buffers (the ones its last reorder() left free) when this
+  /// cache has none, so caches of equal shape reordered one after another (the decoder layers
+  /// of a beam search) share one spare pair instead of holding one each. Values are unchanged.
+  void take_spare(KVCache& other);
 
  private:
   torch::Tensor k_, v_;              // [B, H, capacity, d_head] (rows 0..B-1 of k_base_, v_base_)
@@ -61,8 +65,10 @@ class KVCache {
 
 /// Multi-head attention with q_proj/k_proj/v_proj/out_proj (weight [d_model, d_model] and bias
 /// [d_model] each), queries scaled by d_head^-0.5 after q_proj, as transformers' BartAttention
-/// (Marian, M2M100). Call fuse() once after loading weights: it builds concatenated QKV / KV
-/// weights so that each call runs one GEMM instead of three (the parameters stay the source).
+/// (Marian, M2M100). Call fuse() once after loading weights: it builds the concatenated QKV
+/// weight [3d, d] so that each call runs one GEMM instead of three (the parameters stay the
+/// source); the fused KV is a view of its last 2d rows and cross_attention reads q_proj's
+/// numbers from its first d rows, so q/k/v_proj themselves are not read while fused.
 class MultiHeadAttentionImpl : public torch::nn::Module {
  public:
   MultiHeadAttentionImpl(int64_t d_model, int64_t n_heads);
@@ -71,8 +77,9 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
   void fuse();
   /// Packs the fused QKV / KV projections, q_proj and out_proj as PackedLinear `type`
   /// (low-precision activations) for inference: self_attention (fused), memory_kv and
-  /// cross_attention then use them. float32 drops the packed copies. Call after fuse(); fuse()
-  /// and unfuse() drop them too.
+  /// cross_attention then use them, and the fused float32 weights are dropped (memory).
+  /// float32 drops the packed copies and rebuilds the fused weights if packing had dropped them.
+  /// fuse() and unfuse() drop the packed copies too.
   void pack(WeightType type);
   /// Drops the fused weights, so every path reads the parameters themselves (call before the
   /// parameters change, e.g. when training starts).

@@ -1,4 +1,5 @@
 #include "loom/nn/linear.h"
+#include "loom/nn/param_init.h"
 
 #include <dlfcn.h>
 
@@ -161,8 +162,19 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
   return y.view(out_shape);                             // [..., out]
 }
 
+namespace {
+thread_local int t_skip_random_init = 0;  // SkipRandomInit instances alive on this thread
+}  // namespace
+
+SkipRandomInit::SkipRandomInit() { ++t_skip_random_init; }
+SkipRandomInit::~SkipRandomInit() { --t_skip_random_init; }
+bool random_init_skipped() { return t_skip_random_init > 0; }
+
 LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias) {
-  weight = register_parameter("weight", torch::randn({out_features, in_features}) * 0.02, false);
+  weight = register_parameter("weight",
+                              random_init_skipped() ? torch::empty({out_features, in_features})
+                                                    : torch::randn({out_features, in_features}) * 0.02,
+                              false);
   if (with_bias) bias = register_parameter("bias", torch::zeros({out_features}), false);
 }
 

@@ -42,7 +42,8 @@ GemmBf16Fn gemm_bf16() {
 }
 
 // Without VNNI, oneDNN's u8·s8 GEMM sums pairs of products in int16 with saturation
-// (vpmaddubsw), which the exact sums below must not have: then the plain integer loop.
+// (vpmaddubsw), which the exact sums must not have: forward_low_precision then splits the
+// activations into two saturation-free GEMMs.
 bool has_vnni() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni");
@@ -202,13 +203,44 @@ torch::Tensor PackedLinear::forward_low_precision(const torch::Tensor& x2) const
       XS[m] = s;
     }
   });
-  torch::Tensor acc = torch::empty({M, N}, torch::kInt32);  // [M, N] exact integer sums
-  int32_t* C = acc.data_ptr<int32_t>();
+  // The exact int32 sums [M, N] go into y's own buffer (4-byte elements both), converted to
+  // float32 in place below: no second [M, N] buffer (for the vocabulary projection of a beam
+  // batch that is tens of MB).
+  static_assert(sizeof(int32_t) == sizeof(float), "int32 sums share the float32 output buffer");
+  int32_t* C = reinterpret_cast<int32_t*>(y.data_ptr<float>());
   const int8_t* W = w_.data_ptr<int8_t>();
   if (gemm_u8s8s32() != nullptr && has_vnni()) {
     const int32_t zero = 0;
     const int status = gemm_u8s8s32()('N', 'T', 'F', M, N, K, 1.0f, XQ, K, 128, W, K, 0, 0.0f, C, N, &zero);
     if (status != 0) fail("PackedLinear: dnnl_gemm_u8s8s32 failed with status {}", status);
+  } else if (gemm_u8s8s32() != nullptr) {
+    // Without VNNI, oneDNN adds pairs of u8·s8 products in int16 with saturation (vpmaddubsw):
+    // 255·127·2 overflows, 127·127·2 does not. So split u = q + 128 = 2h + l with h = u >> 1 in
+    // [0, 127] and l = u & 1: q·w = 2·(h − 64)·w + l·w, two saturation-free integer GEMMs whose
+    // combination equals the exact sums of the loop below (and of the VNNI path). Columns go in
+    // chunks so the second product needs only an [M, chunk] buffer.
+    torch::Tensor xl = torch::empty({M, K}, torch::kUInt8);  // [M, K] l = u & 1
+    uint8_t* XL = xl.data_ptr<uint8_t>();
+    at::parallel_for(0, M * K, 4096, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        XL[i] = XQ[i] & 1u;
+        XQ[i] = static_cast<uint8_t>(XQ[i] >> 1);  // h
+      }
+    });
+    const int64_t chunk = std::min<int64_t>(N, 4096);
+    torch::Tensor low = torch::empty({M, chunk}, torch::kInt32);  // [M, chunk] l·w sums
+    int32_t* L = low.data_ptr<int32_t>();
+    const int32_t zero = 0;
+    for (int64_t n0 = 0; n0 < N; n0 += chunk) {
+      const int64_t nb = std::min(chunk, N - n0);
+      int status = gemm_u8s8s32()('N', 'T', 'F', M, nb, K, 1.0f, XQ, K, 64, W + n0 * K, K, 0, 0.0f, C + n0, N, &zero);
+      if (status == 0) status = gemm_u8s8s32()('N', 'T', 'F', M, nb, K, 1.0f, XL, K, 0, W + n0 * K, K, 0, 0.0f, L, nb, &zero);
+      if (status != 0) fail("PackedLinear: dnnl_gemm_u8s8s32 failed with status {}", status);
+      at::parallel_for(0, M, 1, [&](int64_t m0, int64_t m1) {
+        for (int64_t m = m0; m < m1; ++m)
+          for (int64_t n = 0; n < nb; ++n) C[m * N + n0 + n] = 2 * C[m * N + n0 + n] + L[m * nb + n];
+      });
+    }
   } else {
     at::parallel_for(0, N, 16, [&](int64_t n0, int64_t n1) {
       for (int64_t m = 0; m < M; ++m)
@@ -220,12 +252,15 @@ torch::Tensor PackedLinear::forward_low_precision(const torch::Tensor& x2) const
     });
   }
   const float* S = scale_.data_ptr<float>();
-  float* Y = y.data_ptr<float>();
+  unsigned char* YC = reinterpret_cast<unsigned char*>(y.data_ptr<float>());  // C, then Y, element by element
   at::parallel_for(0, M, 1, [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m)
       for (int64_t n = 0; n < N; ++n) {
-        const float v = static_cast<float>(C[m * N + n]) * XS[m] * S[n];
-        Y[m * N + n] = B != nullptr ? v + B[n] : v;
+        int32_t c;
+        std::memcpy(&c, YC + 4 * (m * N + n), 4);  // (memcpy: the buffer is read as int32, written as float)
+        float v = static_cast<float>(c) * XS[m] * S[n];
+        if (B != nullptr) v += B[n];
+        std::memcpy(YC + 4 * (m * N + n), &v, 4);
       }
   });
   return y;

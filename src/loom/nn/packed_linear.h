@@ -19,7 +19,8 @@
 // `--compute-type`): the activations are converted too, so the product runs on the CPU's integer
 // or bf16 dot-product units for every M. int8: each row m of x is quantized symmetrically,
 // s_m = max_k |x[m,k]| / 127, and oneDNN's dnnl_gemm_u8s8s32 (VNNI vpdpbusd; on CPUs without
-// VNNI a plain int32 loop, as oneDNN's fallback saturates int16 pair sums) sums
+// VNNI two saturation-free u8·s8 GEMMs over the split u = 2h + l, as oneDNN's int16 pair sums
+// saturate there) sums
 // (round(x/s_m) + 128 - 128)·q exactly in int32; y = C·s_m·scale_n + b — the dynamic
 // quantization of CTranslate2's int8 compute type and of torch.ao.nn.quantized.dynamic.Linear
 // (per-row instead of per-tensor activation scales). bfloat16: x is rounded to bf16 and
