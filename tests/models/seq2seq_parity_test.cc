@@ -158,7 +158,11 @@ TEST_P(Seq2SeqParity, KvCacheDecodingEqualsFullRecompute) {
       max_diff = std::max(max_diff, (step[0][0] - full[0][t]).abs().max().item<double>());
     }
     EXPECT_EQ(state.length(), dec.size(1));
-    EXPECT_LT(max_diff, 1e-4);
+    // 1e-4 for logits up to 5, then in proportion: the one-row decode steps and the full pass
+    // sum in different orders (few-row kernels vs sgemm, whose blocking depends on the CPU);
+    // measured 1.25e-4 at max |logit| 7.75 on an AVX2-only CPU (it passed 1e-4 with AVX-512).
+    const double max_logit = full.abs().max().item<double>();
+    EXPECT_LT(max_diff, 1e-4 * std::max(1.0, max_logit / 5.0)) << "max |logit| " << max_logit;
     // two tokens at once after a prefix (causal mask with a past)
     DecoderState state2;
     model_->decode(dec.narrow(1, 0, 3), enc, &state2);
