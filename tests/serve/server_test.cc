@@ -325,12 +325,12 @@ TEST(ServeServer, QueueFullAndTimeout) {
 // A client that gives up (closes its connection) while its request waits cancels it: the job
 // leaves the queue, its segments are never translated (it never gets rows in the running batch)
 // and the request is counted with status 499. The busy request holds the whole batch budget
-// (max_batch_segments 1) and its decoder steps are followed by a 100 ms pause, so the impatient
+// (max_batch_segments 1) and its decoder steps are followed by a 50 ms pause, so the impatient
 // request is still queued when its client leaves.
 TEST(ServeServer, ClientDisconnectCancelsTheRequest) {
   loom::serve::ServerOptions o;
   o.service_limits.max_batch_segments = 1;
-  o.service_limits.step_delay_ms = 100;
+  o.service_limits.step_delay_ms = 50;
   LiveServer s(o);
   const std::string body = json{{"model", "mt"}, {"input", numbered_sentences(16)}, {"beam_size", 4}}.dump();
   auto busy = std::async(std::launch::async, [&] {
