@@ -65,7 +65,10 @@ TEST(ServeServer, ModelsHealthMetricsAndPage) {
   EXPECT_THAT(metrics->body, HasSubstr("loom_requests_total{route=\"/v1/translations\",status=\"200\"} 1\n"));
   EXPECT_THAT(metrics->body, HasSubstr("loom_requests_total{route=\"/v1/translations\",status=\"404\"} 1\n"));
   EXPECT_THAT(metrics->body, HasSubstr("loom_request_duration_seconds_count{route=\"/v1/translations\"} 2\n"));
-  EXPECT_THAT(metrics->body, HasSubstr("loom_batch_requests_count 1\n"));
+  // One request: every decoder step of the running batch held it alone.
+  EXPECT_GT(metric(s, "loom_batch_requests_count"), 0);
+  EXPECT_EQ(metric(s, "loom_batch_requests_bucket{le=\"1\"}"), metric(s, "loom_batch_requests_count"));
+  EXPECT_EQ(metric(s, "loom_cancelled_sequences_total"), 0);
   EXPECT_THAT(metrics->body, HasSubstr("loom_queue_length{model=\"mt\"} 0\n"));
   EXPECT_THAT(metrics->body, HasSubstr("# TYPE loom_tokens_per_second gauge\n"));
 }
@@ -129,11 +132,71 @@ TEST(ServeServer, ConcurrentEqualsSequential) {
     }
   }
   for (size_t i = 0; i < futures.size(); ++i) EXPECT_EQ(futures[i].get(), alone[i % inputs.size()]) << i;
-  auto metrics = s.client().Get("/metrics");
-  ASSERT_TRUE(metrics);
-  // Some round batched more than one request (18 concurrent requests, one scheduler thread).
-  EXPECT_THAT(metrics->body, ::testing::Not(HasSubstr("loom_batch_requests_bucket{le=\"1\"} " +
-                                                     std::to_string(inputs.size() + 18) + "\n")));
+  // Some decoder step batched more than one request (18 concurrent requests, one scheduler thread).
+  EXPECT_LT(metric(s, "loom_batch_requests_bucket{le=\"1\"}"), metric(s, "loom_batch_requests_count"));
+}
+
+// Continuous batching: a request sent while another one decodes joins the running batch at the
+// next step and, being short, is answered while the long one is still decoding (the long one
+// has 12 sentences of up to 2·15+10 tokens, the short one 1 of up to 2·5+10), with the
+// translation it gets alone. Steps are followed by a 20 ms pause so the long one runs long
+// enough for the short one to be sent.
+TEST(ServeServer, ShortRequestJoinsTheRunningBatchAndFinishesFirst) {
+  loom::serve::ServerOptions o;
+  o.service_limits.step_delay_ms = 20;
+  LiveServer s(o);
+  const std::string short_body = json{{"model", "mt"}, {"input", "Hello world."}, {"beam_size", 4}}.dump();
+  int status = 0;
+  const json alone = post(s, "/v1/translations", short_body, &status);
+  ASSERT_EQ(status, 200);
+  const double steps_alone = metric(s, "loom_batch_requests_count");
+  auto long_request = std::async(std::launch::async, [&] {
+    int st = 0;
+    post(s, "/v1/translations", json{{"model", "mt"}, {"input", numbered_sentences(12)}, {"beam_size", 4}}.dump(), &st);
+    return st;
+  });
+  for (int i = 0; i < 2000 && metric(s, "loom_running{model=\"mt\"}") <= 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // until it decodes
+  const json joined = post(s, "/v1/translations", short_body, &status);
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(long_request.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+      << "the long request finished before the short one that joined it";
+  EXPECT_EQ(joined["data"][0]["translation"], alone["data"][0]["translation"]);
+  EXPECT_EQ(long_request.get(), 200);
+  // Some step decoded both requests; the short one's steps alone were single-request steps.
+  EXPECT_LT(metric(s, "loom_batch_requests_bucket{le=\"1\"}"), metric(s, "loom_batch_requests_count"));
+  EXPECT_GE(metric(s, "loom_batch_requests_bucket{le=\"1\"}"), steps_alone);
+  EXPECT_EQ(metric(s, "loom_cancelled_sequences_total"), 0);
+}
+
+// A client that gives up while its request decodes cancels it: the scheduler drops its
+// sentences' rows from the running batch (loom_cancelled_sequences_total), nothing more is
+// generated for it, and the server goes on serving.
+TEST(ServeServer, CancelledRequestLeavesTheRunningBatch) {
+  loom::serve::ServerOptions o;
+  o.service_limits.step_delay_ms = 20;
+  LiveServer s(o);
+  const std::string body = json{{"model", "mt"}, {"input", numbered_sentences(12)}, {"beam_size", 4}}.dump();
+  {
+    httplib::Client impatient("127.0.0.1", s.server().port());
+    impatient.set_read_timeout(0, 300000);  // 300 ms (about 15 steps), then the client closes the connection
+    auto r = impatient.Post("/v1/translations", body, "application/json");
+    EXPECT_FALSE(r);
+  }
+  EXPECT_EQ(settled_metric(s, "loom_running{model=\"mt\"}"), 0);
+  EXPECT_EQ(metric(s, "loom_requests_total{route=\"/v1/translations\",status=\"499\"}"), 1);
+  const double dropped = metric(s, "loom_cancelled_sequences_total");
+  EXPECT_GT(dropped, 0);   // sentences still decoding when the client left
+  EXPECT_LE(dropped, 12);  // at most its 12 sentences
+  const double generated = settled_metric(s, "loom_generated_tokens_total");
+  const double steps = metric(s, "loom_batch_requests_count");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(metric(s, "loom_batch_requests_count"), steps);  // no step runs for nobody
+  EXPECT_EQ(metric(s, "loom_generated_tokens_total"), generated);
+  int status = 0;
+  post(s, "/v1/translations", json{{"model", "mt"}, {"input", "Hello world."}}.dump(), &status);
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(metric(s, "loom_running{model=\"mt\"}"), 0);
 }
 
 TEST(ServeServer, BadRequestsGetOpenAiErrors) {
@@ -260,13 +323,14 @@ TEST(ServeServer, QueueFullAndTimeout) {
 }
 
 // A client that gives up (closes its connection) while its request waits cancels it: the job
-// leaves the queue, its segments are never translated (one scheduler round ran, the busy
-// request's) and the request is counted with status 499. Rounds are followed by a 1.5 s pause
-// so the impatient request is still queued when its client leaves.
+// leaves the queue, its segments are never translated (it never gets rows in the running batch)
+// and the request is counted with status 499. The busy request holds the whole batch budget
+// (max_batch_segments 1) and its decoder steps are followed by a 50 ms pause, so the impatient
+// request is still queued when its client leaves.
 TEST(ServeServer, ClientDisconnectCancelsTheRequest) {
   loom::serve::ServerOptions o;
   o.service_limits.max_batch_segments = 1;
-  o.service_limits.step_delay_ms = 1500;
+  o.service_limits.step_delay_ms = 50;
   LiveServer s(o);
   const std::string body = json{{"model", "mt"}, {"input", numbered_sentences(16)}, {"beam_size", 4}}.dump();
   auto busy = std::async(std::launch::async, [&] {
@@ -274,7 +338,8 @@ TEST(ServeServer, ClientDisconnectCancelsTheRequest) {
     auto r = c.Post("/v1/translations", body, "application/json");
     return r ? r->status : -1;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  for (int i = 0; i < 2000 && metric(s, "loom_running{model=\"mt\"}") <= 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // until it decodes
   {
     httplib::Client impatient("127.0.0.1", s.server().port());
     impatient.set_read_timeout(0, 200000);  // 200 ms, then the client closes the connection
@@ -284,9 +349,11 @@ TEST(ServeServer, ClientDisconnectCancelsTheRequest) {
   EXPECT_EQ(busy.get(), 200);
   const double generated = metric(s, "loom_generated_tokens_total");
   EXPECT_GT(generated, 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(2000));  // past the pause: a round would run now
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // a step would have run by now
   EXPECT_EQ(metric(s, "loom_requests_total{route=\"/v1/translations\",status=\"499\"}"), 1);
-  EXPECT_EQ(metric(s, "loom_batch_requests_count"), 1);
+  // Every step held the busy request alone; the cancelled one never had rows.
+  EXPECT_EQ(metric(s, "loom_batch_requests_bucket{le=\"1\"}"), metric(s, "loom_batch_requests_count"));
+  EXPECT_EQ(metric(s, "loom_cancelled_sequences_total"), 0);
   EXPECT_EQ(metric(s, "loom_generated_tokens_total"), generated);
   EXPECT_EQ(metric(s, "loom_queue_length{model=\"mt\"}"), 0);
   EXPECT_EQ(metric(s, "loom_running{model=\"mt\"}"), 0);

@@ -101,7 +101,7 @@ void add_serve(CLI::App& app) {
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--max-running", a.max_running, "Sequences in an LLM's running decode batch (continuous batching)")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{4096}));
-  cmd->add_option("--step-delay-ms", a.step_delay_ms, "Pause after each LLM decode step and translation round (demos, UI tests)")
+  cmd->add_option("--step-delay-ms", a.step_delay_ms, "Pause after each decode step (LLM and translation; demos, UI tests)")
       ->capture_default_str()->check(CLI::Range(0, 10000));
   cmd->add_option("--max-queued", a.max_queued, "Queued requests per model before 429 + Retry-After")
       ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{1} << 20));

@@ -170,190 +170,6 @@ uint64_t sentence_seed(uint64_t seed, const std::vector<int64_t>& source) {
   return h;
 }
 
-std::vector<std::vector<Hypothesis>> greedy(models::EncoderDecoder& model, const models::EncoderOutput& enc,
-                                            const std::vector<int64_t>& max_new, const GenerationOptions& o,
-                                            const std::vector<std::vector<int64_t>>& sources) {
-  const int64_t b = enc.hidden.size(0);
-  std::vector<std::mt19937_64> rngs;
-  if (o.do_sample) {
-    for (int64_t i = 0; i < b; ++i) rngs.emplace_back(sentence_seed(o.seed, sources[static_cast<size_t>(i)]));
-  }
-  std::vector<std::vector<int64_t>> seqs(b, std::vector<int64_t>{o.decoder_start_token_id});
-  std::vector<double> sum_logprobs(b, 0.0);
-  std::vector<bool> ended_eos(b, false);
-  std::vector<int64_t> active(b), max_len(b);
-  for (int64_t i = 0; i < b; ++i) {
-    active[i] = i;
-    max_len[i] = 1 + max_new[i];
-  }
-  models::DecoderState state;
-  state.reserve(*std::max_element(max_len.begin(), max_len.end()));
-  model.init_state(state, enc, 1);
-  torch::Tensor input = torch::full({b, 1}, o.decoder_start_token_id, torch::kInt64);  // [R, 1]
-  while (!active.empty()) {
-    const int64_t r = static_cast<int64_t>(active.size());
-    torch::Tensor scores = model.decode(input, enc, &state).select(1, 0);  // [R, V]
-    if (!scores.is_contiguous()) scores = scores.contiguous();
-    std::vector<const std::vector<int64_t>*> rows(r);
-    std::vector<int64_t> row_max(r);
-    for (int64_t i = 0; i < r; ++i) {
-      rows[i] = &seqs[active[i]];
-      row_max[i] = max_len[active[i]];
-    }
-    apply_logits_processors(scores, rows, row_max, o);
-    // renormalize_logits (log_softmax) changes neither the argmax nor the chosen token's
-    // log-probability computed below, so greedy search skips it.
-    torch::Tensor next = scores.argmax(-1);                                // [R]
-    if (o.do_sample) {
-      auto next_w = next.accessor<int64_t, 1>();
-      for (int64_t i = 0; i < r; ++i) next_w[i] = draw_token(scores[i], o, rngs[static_cast<size_t>(active[i])]);
-    }
-    torch::Tensor chosen = scores.gather(1, next.unsqueeze(1)).squeeze(1) - scores.logsumexp(-1);  // [R] log-probs
-    auto next_a = next.accessor<int64_t, 1>();
-    auto chosen_a = chosen.accessor<float, 1>();
-    std::vector<int64_t> keep_rows, next_active;
-    for (int64_t i = 0; i < r; ++i) {
-      const int64_t s = active[i];
-      const int64_t tok = next_a[i];
-      sum_logprobs[s] += static_cast<double>(chosen_a[i]);
-      if (is_eos(tok, o.eos_token_ids)) {
-        ended_eos[s] = true;
-        continue;
-      }
-      seqs[s].push_back(tok);
-      if (static_cast<int64_t>(seqs[s].size()) >= max_len[s]) continue;
-      keep_rows.push_back(i);
-      next_active.push_back(s);
-    }
-    if (next_active.empty()) break;
-    torch::Tensor keep = torch::tensor(keep_rows, torch::kInt64);  // [R']
-    if (static_cast<int64_t>(keep_rows.size()) < r) state.reorder(keep);
-    input = next.index_select(0, keep).unsqueeze(1);  // [R', 1]
-    active = std::move(next_active);
-  }
-  std::vector<std::vector<Hypothesis>> out(b);
-  for (int64_t s = 0; s < b; ++s) {
-    const int64_t generated = static_cast<int64_t>(seqs[s].size()) - 1 + (ended_eos[s] ? 1 : 0);
-    const double score = sum_logprobs[s] / std::pow(static_cast<double>(std::max<int64_t>(generated, 1)), o.length_penalty);
-    out[s].push_back(make_hypothesis(seqs[s], ended_eos[s], o.eos_token_ids.front(), static_cast<float>(score),
-                                     max_new[s], o.forced_eos_token_id.has_value()));
-  }
-  return out;
-}
-
-std::vector<std::vector<Hypothesis>> beam_search(models::EncoderDecoder& model, const models::EncoderOutput& enc,
-                                                 const std::vector<int64_t>& max_new, const GenerationOptions& o) {
-  const int64_t b = enc.hidden.size(0);
-  const int64_t k = o.num_beams;
-  const int64_t n_keep = std::max<int64_t>(2, 1 + static_cast<int64_t>(o.eos_token_ids.size())) * k;
-  std::vector<BeamHypotheses> hyps;
-  std::vector<int64_t> max_len(b);
-  for (int64_t s = 0; s < b; ++s) {
-    max_len[s] = 1 + max_new[s];
-    hyps.emplace_back(k, o.length_penalty, o.early_stopping, max_len[s]);
-  }
-  std::vector<int64_t> active(b);  // sentences still searching
-  for (int64_t s = 0; s < b; ++s) active[s] = s;
-  std::vector<std::vector<int64_t>> seqs(b * k, std::vector<int64_t>{o.decoder_start_token_id});  // per row
-  torch::Tensor beam_scores = torch::zeros({b, k}, torch::kFloat32);  // [B, K]
-  beam_scores.narrow(1, 1, k - 1).fill_(-1e9);                        // only beam 0 is live at step 0
-  beam_scores = beam_scores.view({b * k});                            // [R]
-  models::DecoderState state;
-  state.reserve(*std::max_element(max_len.begin(), max_len.end()));
-  model.init_state(state, enc, k);
-  torch::Tensor input = torch::full({b * k, 1}, o.decoder_start_token_id, torch::kInt64);  // [R, 1]
-  int64_t cur_len = 1;  // decoder length of every open beam
-  while (!active.empty()) {
-    const int64_t n = static_cast<int64_t>(active.size());
-    const int64_t r = n * k;
-    torch::Tensor logits = model.decode(input, enc, &state).select(1, 0);  // [R, V]
-    const int64_t vocab = logits.size(1);
-    torch::Tensor scores = torch::log_softmax(logits, -1);                  // [R, V]
-    std::vector<const std::vector<int64_t>*> rows(r);
-    std::vector<int64_t> row_max(r);
-    for (int64_t i = 0; i < r; ++i) {
-      rows[i] = &seqs[i];
-      row_max[i] = max_len[active[i / k]];
-    }
-    apply_logits_processors(scores, rows, row_max, o);
-    if (o.renormalize_logits) scores = torch::log_softmax(scores, -1);     // [R, V]
-    scores.add_(beam_scores.unsqueeze(1));                                  // [R, V]
-    torch::Tensor top_scores, top_ids;                                      // [N, n_keep] each
-    std::tie(top_scores, top_ids) = top_candidates(scores.view({n, k * vocab}), n_keep);
-    auto ts = top_scores.accessor<float, 2>();
-    auto ti = top_ids.accessor<int64_t, 2>();
-
-    std::vector<std::vector<int64_t>> new_seqs;
-    std::vector<float> new_scores;
-    std::vector<int64_t> source_rows, new_tokens, next_active;
-    new_seqs.reserve(r);
-    for (int64_t a = 0; a < n; ++a) {
-      const int64_t s = active[a];
-      BeamHypotheses& h = hyps[s];
-      std::vector<int64_t> rows_a, toks_a;
-      std::vector<float> scores_a;
-      for (int64_t rank = 0; rank < n_keep; ++rank) {
-        const int64_t tok = ti[a][rank] % vocab;
-        const int64_t row = a * k + ti[a][rank] / vocab;
-        const float sc = ts[a][rank];
-        if (is_eos(tok, o.eos_token_ids)) {
-          if (rank >= k) continue;
-          h.add(seqs[row], static_cast<double>(sc), cur_len, true);
-        } else {
-          rows_a.push_back(row);
-          toks_a.push_back(tok);
-          scores_a.push_back(sc);
-        }
-        if (static_cast<int64_t>(rows_a.size()) == k) break;
-      }
-      if (static_cast<int64_t>(rows_a.size()) < k) {
-        fail("beam search: fewer than num_beams candidates that are not end-of-sequence (vocabulary too small?)");
-      }
-      bool done = h.is_done(static_cast<double>(ts[a][0]), cur_len + 1);
-      if (!done && cur_len + 1 >= max_len[s]) {  // length limit: the open beams become hypotheses
-        for (int64_t j = 0; j < k; ++j) {
-          std::vector<int64_t> seq = seqs[rows_a[j]];
-          seq.push_back(toks_a[j]);
-          h.add(seq, static_cast<double>(scores_a[j]), cur_len, false);
-        }
-        done = true;
-      }
-      if (done) continue;
-      next_active.push_back(s);
-      for (int64_t j = 0; j < k; ++j) {
-        std::vector<int64_t> seq = seqs[rows_a[j]];
-        seq.push_back(toks_a[j]);
-        new_seqs.push_back(std::move(seq));
-        new_scores.push_back(scores_a[j]);
-        source_rows.push_back(rows_a[j]);
-        new_tokens.push_back(toks_a[j]);
-      }
-    }
-    ++cur_len;
-    if (next_active.empty()) break;
-    torch::Tensor index = torch::tensor(source_rows, torch::kInt64);  // [R']
-    if (next_active.size() == active.size()) state.reorder_self(index);
-    else state.reorder(index);
-    seqs = std::move(new_seqs);
-    beam_scores = torch::tensor(new_scores, torch::kFloat32);                  // [R']
-    input = torch::tensor(new_tokens, torch::kInt64).unsqueeze(1);             // [R', 1]
-    active = std::move(next_active);
-  }
-  std::vector<std::vector<Hypothesis>> out(b);
-  for (int64_t s = 0; s < b; ++s) {
-    std::vector<const BeamHypotheses::Beam*> sorted;
-    for (const auto& beam : hyps[s].beams()) sorted.push_back(&beam);
-    std::stable_sort(sorted.begin(), sorted.end(), [](const auto* x, const auto* y) { return x->score < y->score; });
-    for (int64_t j = 0; j < o.num_return_sequences && !sorted.empty(); ++j) {
-      const auto* beam = sorted.back();
-      sorted.pop_back();
-      out[s].push_back(make_hypothesis(beam->tokens, beam->eos, o.eos_token_ids.front(), static_cast<float>(beam->score),
-                                       max_new[s], o.forced_eos_token_id.has_value()));
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 void apply_logits_processors(torch::Tensor& scores, const std::vector<const std::vector<int64_t>*>& sequences,
@@ -425,28 +241,357 @@ void apply_logits_processors(torch::Tensor& scores, const std::vector<const std:
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// StepwiseSearch
+
+struct StepwiseSearch::Sentence {
+  int64_t id = 0;
+  std::shared_ptr<const GenerationOptions> o;
+  int64_t k = 1;        // rows: 1 (greedy, sampling) or num_beams
+  int64_t max_new = 0;  // new-token limit
+  int64_t max_len = 0;  // decoder length limit, 1 + max_new
+  int64_t cur_len = 1;  // decoder length of every open row
+  std::vector<std::vector<int64_t>> seqs;  // per row: decoder sequence incl. the start token
+  std::vector<int64_t> next;               // per row: the token the next step feeds
+  // greedy / sampling
+  double sum_logprobs = 0.0;
+  bool ended_eos = false;
+  std::unique_ptr<std::mt19937_64> rng;
+  // beam search
+  std::vector<float> beam_scores;  // per row
+  std::unique_ptr<BeamHypotheses> hyps;
+
+  bool beam() const { return o->num_beams > 1; }
+
+  std::vector<Hypothesis> greedy_result() const {
+    const std::vector<int64_t>& seq = seqs.front();
+    const int64_t generated = static_cast<int64_t>(seq.size()) - 1 + (ended_eos ? 1 : 0);
+    const double score = sum_logprobs / std::pow(static_cast<double>(std::max<int64_t>(generated, 1)), o->length_penalty);
+    return {make_hypothesis(seq, ended_eos, o->eos_token_ids.front(), static_cast<float>(score), max_new,
+                            o->forced_eos_token_id.has_value())};
+  }
+
+  std::vector<Hypothesis> beam_result() const {
+    std::vector<Hypothesis> out;
+    std::vector<const BeamHypotheses::Beam*> sorted;
+    for (const auto& b : hyps->beams()) sorted.push_back(&b);
+    std::stable_sort(sorted.begin(), sorted.end(), [](const auto* x, const auto* y) { return x->score < y->score; });
+    for (int64_t j = 0; j < o->num_return_sequences && !sorted.empty(); ++j) {
+      const auto* b = sorted.back();
+      sorted.pop_back();
+      out.push_back(make_hypothesis(b->tokens, b->eos, o->eos_token_ids.front(), static_cast<float>(b->score), max_new,
+                                    o->forced_eos_token_id.has_value()));
+    }
+    return out;
+  }
+};
+
+namespace {
+
+// What one step decided for a sentence: finished (with its hypotheses), or its next rows.
+struct Advance {
+  bool finished = false;
+  std::vector<int64_t> source_rows;  // batch rows (before the step) the sentence's new rows continue
+};
+
+// Greedy search / sampling over the rows of `group` (one row each); scores [N, V] are their
+// logits (contiguous float32, modified).
+void greedy_step(std::vector<StepwiseSearch::Sentence*>& group, const std::vector<int64_t>& first_row,
+                 torch::Tensor scores, std::vector<Advance>& out) {
+  const GenerationOptions& o = *group.front()->o;
+  const int64_t r = static_cast<int64_t>(group.size());
+  std::vector<const std::vector<int64_t>*> rows(r);
+  std::vector<int64_t> row_max(r);
+  for (int64_t i = 0; i < r; ++i) {
+    rows[i] = &group[i]->seqs.front();
+    row_max[i] = group[i]->max_len;
+  }
+  apply_logits_processors(scores, rows, row_max, o);
+  // renormalize_logits (log_softmax) changes neither the argmax nor the chosen token's
+  // log-probability computed below, so greedy search skips it.
+  torch::Tensor next = scores.argmax(-1);  // [N]
+  if (o.do_sample) {
+    auto next_w = next.accessor<int64_t, 1>();
+    for (int64_t i = 0; i < r; ++i) next_w[i] = draw_token(scores[i], o, *group[i]->rng);
+  }
+  torch::Tensor chosen = scores.gather(1, next.unsqueeze(1)).squeeze(1) - scores.logsumexp(-1);  // [N] log-probs
+  auto next_a = next.accessor<int64_t, 1>();
+  auto chosen_a = chosen.accessor<float, 1>();
+  for (int64_t i = 0; i < r; ++i) {
+    StepwiseSearch::Sentence& s = *group[i];
+    Advance& adv = out[i];
+    const int64_t tok = next_a[i];
+    s.sum_logprobs += static_cast<double>(chosen_a[i]);
+    if (is_eos(tok, o.eos_token_ids)) {
+      s.ended_eos = true;
+      adv.finished = true;
+      continue;
+    }
+    s.seqs.front().push_back(tok);
+    ++s.cur_len;
+    if (static_cast<int64_t>(s.seqs.front().size()) >= s.max_len) {
+      adv.finished = true;
+      continue;
+    }
+    s.next.front() = tok;
+    adv.source_rows = {first_row[i]};
+  }
+}
+
+// Beam search over the rows of `group` (num_beams rows each); logits [N·K, V] (float32).
+void beam_step(std::vector<StepwiseSearch::Sentence*>& group, const std::vector<int64_t>& first_row,
+               const torch::Tensor& logits, std::vector<Advance>& out) {
+  const GenerationOptions& o = *group.front()->o;
+  const int64_t n = static_cast<int64_t>(group.size());
+  const int64_t k = o.num_beams;
+  const int64_t r = n * k;
+  const int64_t n_keep = std::max<int64_t>(2, 1 + static_cast<int64_t>(o.eos_token_ids.size())) * k;
+  const int64_t vocab = logits.size(1);
+  torch::Tensor scores = torch::log_softmax(logits, -1);  // [R, V]
+  std::vector<const std::vector<int64_t>*> rows(r);
+  std::vector<int64_t> row_max(r);
+  std::vector<float> beam_scores(r);
+  for (int64_t i = 0; i < r; ++i) {
+    rows[i] = &group[i / k]->seqs[i % k];
+    row_max[i] = group[i / k]->max_len;
+    beam_scores[i] = group[i / k]->beam_scores[i % k];
+  }
+  apply_logits_processors(scores, rows, row_max, o);
+  if (o.renormalize_logits) scores = torch::log_softmax(scores, -1);  // [R, V]
+  scores.add_(torch::tensor(beam_scores, torch::kFloat32).unsqueeze(1));  // [R, V]
+  torch::Tensor top_scores, top_ids;                                    // [N, n_keep] each
+  std::tie(top_scores, top_ids) = top_candidates(scores.view({n, k * vocab}), n_keep);
+  auto ts = top_scores.accessor<float, 2>();
+  auto ti = top_ids.accessor<int64_t, 2>();
+  for (int64_t a = 0; a < n; ++a) {
+    StepwiseSearch::Sentence& s = *group[a];
+    BeamHypotheses& h = *s.hyps;
+    std::vector<int64_t> rows_a, toks_a;  // rows_a: the sentence's own rows 0..K-1
+    std::vector<float> scores_a;
+    for (int64_t rank = 0; rank < n_keep; ++rank) {
+      const int64_t tok = ti[a][rank] % vocab;
+      const int64_t row = ti[a][rank] / vocab;
+      const float sc = ts[a][rank];
+      if (is_eos(tok, o.eos_token_ids)) {
+        if (rank >= k) continue;
+        h.add(s.seqs[row], static_cast<double>(sc), s.cur_len, true);
+      } else {
+        rows_a.push_back(row);
+        toks_a.push_back(tok);
+        scores_a.push_back(sc);
+      }
+      if (static_cast<int64_t>(rows_a.size()) == k) break;
+    }
+    if (static_cast<int64_t>(rows_a.size()) < k) {
+      fail("beam search: fewer than num_beams candidates that are not end-of-sequence (vocabulary too small?)");
+    }
+    bool done = h.is_done(static_cast<double>(ts[a][0]), s.cur_len + 1);
+    if (!done && s.cur_len + 1 >= s.max_len) {  // length limit: the open beams become hypotheses
+      for (int64_t j = 0; j < k; ++j) {
+        std::vector<int64_t> seq = s.seqs[rows_a[j]];
+        seq.push_back(toks_a[j]);
+        h.add(seq, static_cast<double>(scores_a[j]), s.cur_len, false);
+      }
+      done = true;
+    }
+    ++s.cur_len;
+    Advance& adv = out[a];
+    if (done) {
+      adv.finished = true;
+      continue;
+    }
+    std::vector<std::vector<int64_t>> new_seqs;
+    new_seqs.reserve(k);
+    for (int64_t j = 0; j < k; ++j) {
+      std::vector<int64_t> seq = s.seqs[rows_a[j]];
+      seq.push_back(toks_a[j]);
+      new_seqs.push_back(std::move(seq));
+      adv.source_rows.push_back(first_row[a] + rows_a[j]);
+    }
+    s.seqs = std::move(new_seqs);
+    s.beam_scores = std::move(scores_a);
+    s.next = std::move(toks_a);
+  }
+}
+
+}  // namespace
+
+StepwiseSearch::StepwiseSearch(models::EncoderDecoder& model)
+    : model_(model), state_(std::make_unique<models::DecoderState>()) {}
+
+StepwiseSearch::~StepwiseSearch() = default;
+
+int64_t StepwiseSearch::rows() const {
+  int64_t r = 0;
+  for (const auto& s : sentences_) r += s->k;
+  return r;
+}
+
+std::vector<int64_t> StepwiseSearch::add(const std::vector<std::vector<int64_t>>& sources,
+                                         std::shared_ptr<const GenerationOptions> options) {
+  c10::InferenceMode inference;
+  if (!options) fail("StepwiseSearch::add: no generation options");
+  const GenerationOptions& o = *options;
+  o.validate();
+  if (sources.empty()) return {};
+  const int64_t vocab = model_.target_vocab_size();
+  check_token(o.decoder_start_token_id, vocab, "decoder_start_token_id");
+  for (int64_t e : o.eos_token_ids) check_token(e, vocab, "eos_token_id");
+  if (o.forced_bos_token_id) check_token(*o.forced_bos_token_id, vocab, "forced_bos_token_id");
+  if (o.forced_eos_token_id) check_token(*o.forced_eos_token_id, vocab, "forced_eos_token_id");
+  Batch batch = make_batch(sources, o.pad_token_id);
+  const int64_t k = o.num_beams;
+  std::vector<std::unique_ptr<Sentence>> added;
+  int64_t longest = 0;
+  for (size_t i = 0; i < sources.size(); ++i) {
+    auto s = std::make_unique<Sentence>();
+    s->o = options;
+    s->k = k;
+    s->max_new = o.max_new_tokens_per_source(static_cast<int64_t>(sources[i].size()));
+    if (model_.max_decoder_positions() > 0) {
+      // e.g. Marian's decoder has max_position_embeddings positions; the last new token is never fed back
+      s->max_new = std::min<int64_t>(s->max_new, model_.max_decoder_positions());
+    }
+    s->max_len = 1 + s->max_new;
+    longest = std::max(longest, s->max_len);
+    s->seqs.assign(static_cast<size_t>(k), std::vector<int64_t>{o.decoder_start_token_id});
+    s->next.assign(static_cast<size_t>(k), o.decoder_start_token_id);
+    if (k > 1) {
+      s->beam_scores.assign(static_cast<size_t>(k), -1e9f);  // only beam 0 is live at step 0
+      s->beam_scores[0] = 0.0f;
+      s->hyps = std::make_unique<BeamHypotheses>(k, o.length_penalty, o.early_stopping, s->max_len);
+    } else if (o.do_sample) {
+      s->rng = std::make_unique<std::mt19937_64>(sentence_seed(o.seed, sources[i]));
+    }
+    added.push_back(std::move(s));
+  }
+  models::EncoderOutput enc = model_.encode(batch.input_ids, batch.mask);
+  models::DecoderState fresh;
+  fresh.reserve(longest);
+  model_.init_state(fresh, enc, k);
+  state_->append(std::move(fresh));
+  std::vector<int64_t> ids;
+  for (auto& s : added) {
+    s->id = next_id_++;
+    ids.push_back(s->id);
+    sentences_.push_back(std::move(s));
+  }
+  return ids;
+}
+
+void StepwiseSearch::drop_rows(const std::vector<int64_t>& keep_rows, bool same_sentences) {
+  if (keep_rows.empty()) {
+    state_ = std::make_unique<models::DecoderState>();  // the batch is empty: the next add starts afresh
+    return;
+  }
+  bool identity = same_sentences && static_cast<int64_t>(keep_rows.size()) == state_->rows();
+  for (size_t i = 0; identity && i < keep_rows.size(); ++i) identity = keep_rows[i] == static_cast<int64_t>(i);
+  if (identity) return;
+  torch::Tensor index = torch::tensor(keep_rows, torch::kInt64);  // [R']
+  // Rows stay with their sentence (beams reordered): the cross-attention memory stays valid.
+  if (same_sentences) state_->reorder_self(index);
+  else state_->reorder(index);
+}
+
+bool StepwiseSearch::cancel(int64_t id) {
+  c10::InferenceMode inference;
+  auto it = std::find_if(sentences_.begin(), sentences_.end(), [id](const auto& s) { return s->id == id; });
+  if (it == sentences_.end()) return false;
+  std::vector<int64_t> keep;
+  int64_t row = 0;
+  for (const auto& s : sentences_) {
+    if (s->id != id) {
+      for (int64_t j = 0; j < s->k; ++j) keep.push_back(row + j);
+    }
+    row += s->k;
+  }
+  sentences_.erase(it);
+  drop_rows(keep, false);
+  return true;
+}
+
+std::vector<FinishedSentence> StepwiseSearch::step() {
+  c10::InferenceMode inference;
+  if (sentences_.empty()) return {};
+  const int64_t r = rows();
+  std::vector<int64_t> tokens;
+  tokens.reserve(static_cast<size_t>(r));
+  for (const auto& s : sentences_) tokens.insert(tokens.end(), s->next.begin(), s->next.end());
+  torch::Tensor input = torch::tensor(tokens, torch::kInt64).unsqueeze(1);  // [R, 1]
+  torch::Tensor logits = model_.decode(input, models::EncoderOutput{}, state_.get()).select(1, 0);  // [R, V]
+  ++steps_;
+
+  // Sentences that share an options object are advanced together (one class of tensor calls).
+  std::vector<const GenerationOptions*> classes;
+  std::vector<std::vector<size_t>> members;
+  for (size_t i = 0; i < sentences_.size(); ++i) {
+    const GenerationOptions* o = sentences_[i]->o.get();
+    auto it = std::find(classes.begin(), classes.end(), o);
+    if (it == classes.end()) {
+      classes.push_back(o);
+      members.emplace_back();
+      it = classes.end() - 1;
+    }
+    members[static_cast<size_t>(it - classes.begin())].push_back(i);
+  }
+  std::vector<int64_t> first_row(sentences_.size());
+  for (size_t i = 0, row = 0; i < sentences_.size(); ++i) {
+    first_row[i] = static_cast<int64_t>(row);
+    row += static_cast<size_t>(sentences_[i]->k);
+  }
+  std::vector<Advance> advances(sentences_.size());
+  for (const std::vector<size_t>& m : members) {
+    std::vector<Sentence*> group;
+    std::vector<int64_t> group_first;
+    std::vector<int64_t> group_rows;
+    for (size_t i : m) {
+      group.push_back(sentences_[i].get());
+      group_first.push_back(first_row[i]);
+      for (int64_t j = 0; j < sentences_[i]->k; ++j) group_rows.push_back(first_row[i] + j);
+    }
+    torch::Tensor scores = static_cast<int64_t>(group_rows.size()) == r
+                               ? logits
+                               : logits.index_select(0, torch::tensor(group_rows, torch::kInt64));  // [R_c, V]
+    std::vector<Advance> out(group.size());
+    if (group.front()->beam()) {
+      beam_step(group, group_first, scores, out);
+    } else {
+      if (!scores.is_contiguous()) scores = scores.contiguous();
+      greedy_step(group, group_first, scores, out);
+    }
+    for (size_t j = 0; j < m.size(); ++j) advances[m[j]] = std::move(out[j]);
+  }
+
+  std::vector<FinishedSentence> finished;
+  std::vector<std::unique_ptr<Sentence>> kept;
+  std::vector<int64_t> keep_rows;
+  for (size_t i = 0; i < sentences_.size(); ++i) {
+    Sentence& s = *sentences_[i];
+    if (advances[i].finished) {
+      finished.push_back(FinishedSentence{s.id, s.beam() ? s.beam_result() : s.greedy_result()});
+      continue;
+    }
+    keep_rows.insert(keep_rows.end(), advances[i].source_rows.begin(), advances[i].source_rows.end());
+    kept.push_back(std::move(sentences_[i]));
+  }
+  const bool same = finished.empty();
+  sentences_ = std::move(kept);
+  drop_rows(keep_rows, same);
+  return finished;
+}
+
 std::vector<std::vector<Hypothesis>> generate(models::EncoderDecoder& model, const std::vector<std::vector<int64_t>>& sources,
                                               const GenerationOptions& options) {
   c10::InferenceMode inference;
   options.validate();
   if (sources.empty()) return {};
-  const int64_t vocab = model.target_vocab_size();
-  check_token(options.decoder_start_token_id, vocab, "decoder_start_token_id");
-  for (int64_t e : options.eos_token_ids) check_token(e, vocab, "eos_token_id");
-  if (options.forced_bos_token_id) check_token(*options.forced_bos_token_id, vocab, "forced_bos_token_id");
-  if (options.forced_eos_token_id) check_token(*options.forced_eos_token_id, vocab, "forced_eos_token_id");
-  Batch batch = make_batch(sources, options.pad_token_id);
-  std::vector<int64_t> max_new(sources.size());
-  for (size_t i = 0; i < sources.size(); ++i) {
-    max_new[i] = options.max_new_tokens_per_source(static_cast<int64_t>(sources[i].size()));
-    if (model.max_decoder_positions() > 0) {
-      // e.g. Marian's decoder has max_position_embeddings positions; the last new token is never fed back
-      max_new[i] = std::min<int64_t>(max_new[i], model.max_decoder_positions());
-    }
+  StepwiseSearch search(model);
+  const std::vector<int64_t> ids = search.add(sources, std::make_shared<const GenerationOptions>(options));
+  std::vector<std::vector<Hypothesis>> out(sources.size());
+  while (!search.empty()) {
+    for (FinishedSentence& f : search.step()) out[static_cast<size_t>(f.id - ids.front())] = std::move(f.hypotheses);
   }
-  models::EncoderOutput enc = model.encode(batch.input_ids, batch.mask);
-  if (options.num_beams == 1) return greedy(model, enc, max_new, options, sources);
-  return beam_search(model, enc, max_new, options);
+  return out;
 }
 
 }  // namespace loom::generate

@@ -100,6 +100,16 @@ std::vector<std::string> Translator::translate(const std::vector<std::string>& s
 
 std::vector<TranslationResult> Translator::translate_full(const std::vector<std::string>& sentences) {
   if (sentences.empty()) return {};
+  const PreparedSentences prepared = prepare(sentences);
+  return assemble(prepared, translate_ids(prepared.inputs));
+}
+
+PreparedSentences Translator::prepare(const std::vector<std::string>& sentences) {
+  PreparedSentences prepared;
+  std::vector<std::vector<int64_t>>& inputs = prepared.inputs;
+  std::vector<size_t>& first_part = prepared.first_part;
+  first_part.assign(sentences.size() + 1, 0);
+  if (sentences.empty()) return prepared;
   // Where the content goes between the special tokens: compare the encodings of "" and "a".
   const std::vector<int64_t> empty_ids = tokenizer_.encode_source("");
   const std::vector<int64_t> probe_ids = tokenizer_.encode_source("a");
@@ -110,8 +120,6 @@ std::vector<TranslationResult> Translator::translate_full(const std::vector<std:
   if (max_src <= n_special) fail(Where{"", 0, "max_source_tokens"}, "{} leaves no room for text", max_src);
 
   // Every sentence becomes one or more model inputs ("parts").
-  std::vector<std::vector<int64_t>> inputs;
-  std::vector<size_t> first_part(sentences.size() + 1, 0);
   for (size_t i = 0; i < sentences.size(); ++i) {
     first_part[i] = inputs.size();
     std::vector<int64_t> ids = tokenizer_.encode_source(sentences[i]);
@@ -137,10 +145,17 @@ std::vector<TranslationResult> Translator::translate_full(const std::vector<std:
   }
   first_part[sentences.size()] = inputs.size();
   stats_.sentences += static_cast<int64_t>(sentences.size());
+  return prepared;
+}
 
-  std::vector<std::vector<Hypothesis>> outputs = translate_ids(inputs);
-  std::vector<TranslationResult> result(sentences.size());
-  for (size_t i = 0; i < sentences.size(); ++i) {
+std::vector<TranslationResult> Translator::assemble(const PreparedSentences& prepared,
+                                                    const std::vector<std::vector<Hypothesis>>& outputs) const {
+  const std::vector<std::vector<int64_t>>& inputs = prepared.inputs;
+  const std::vector<size_t>& first_part = prepared.first_part;
+  if (outputs.size() != inputs.size()) fail("Translator::assemble: {} outputs for {} inputs", outputs.size(), inputs.size());
+  const size_t n_sentences = first_part.empty() ? 0 : first_part.size() - 1;
+  std::vector<TranslationResult> result(n_sentences);
+  for (size_t i = 0; i < n_sentences; ++i) {
     TranslationResult& r = result[i];
     r.parts = static_cast<int64_t>(first_part[i + 1] - first_part[i]);
     r.split = r.parts > 1;
@@ -172,17 +187,21 @@ std::vector<TranslationResult> Translator::translate_full(const std::vector<std:
   return result;
 }
 
-std::vector<std::vector<Hypothesis>> Translator::translate_ids(
-    const std::vector<std::vector<int64_t>>& sources) {
-  std::vector<std::vector<Hypothesis>> results(sources.size());
+std::vector<std::vector<int64_t>> Translator::batches(const std::vector<std::vector<int64_t>>& sources) const {
   // Length buckets: sort by source length so a batch pads little, then fill each batch up to the
   // token budget (batch size × longest source) and the sentence limit.
   std::vector<int64_t> order(sources.size());
   std::iota(order.begin(), order.end(), 0);
   auto length = [&](int64_t i) { return static_cast<int64_t>(sources[static_cast<size_t>(i)].size()); };
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return length(a) < length(b); });
-  for (const std::vector<int64_t>& members : data::pack_token_budget(order, length, options_.max_tokens,
-                                                                     options_.max_sentences)) {
+  return data::pack_token_budget(order, length, options_.max_tokens, options_.max_sentences);
+}
+
+std::vector<std::vector<Hypothesis>> Translator::translate_ids(
+    const std::vector<std::vector<int64_t>>& sources) {
+  std::vector<std::vector<Hypothesis>> results(sources.size());
+  auto length = [&](int64_t i) { return static_cast<int64_t>(sources[static_cast<size_t>(i)].size()); };
+  for (const std::vector<int64_t>& members : batches(sources)) {
     std::vector<std::vector<int64_t>> batch;
     for (int64_t i : members) {
       batch.push_back(sources[static_cast<size_t>(i)]);

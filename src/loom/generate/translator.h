@@ -60,6 +60,16 @@ struct TranslationResult {
   int64_t target_tokens = 0;  ///< tokens of the best hypothesis over its parts (</s> included)
 };
 
+/// Sentences cut into model inputs by Translator::prepare, for a caller that runs the search
+/// itself (the server's continuous batching) and hands the outputs to Translator::assemble.
+struct PreparedSentences {
+  /// Model inputs (source token ids, specials included); a sentence longer than
+  /// max_source_tokens gives several (its parts, in order).
+  std::vector<std::vector<int64_t>> inputs;
+  /// Sentence i's parts are inputs[first_part[i] .. first_part[i + 1]) (size sentences + 1).
+  std::vector<size_t> first_part;
+};
+
 /// Translates sentences with one model and tokenizer. Not thread-safe; libtorch's intra-op
 /// threads parallelise each batch (torch::set_num_threads).
 class Translator {
@@ -74,6 +84,19 @@ class Translator {
 
   /// The same with n-best lists, scores and per-sentence diagnostics; result[i] is sentences[i]'s.
   std::vector<TranslationResult> translate_full(const std::vector<std::string>& sentences);
+
+  /// translate_full in two halves around the search: prepare() tokenizes and splits the
+  /// sentences (counted in stats() as sentences / split_sentences), assemble() joins and
+  /// detokenizes outputs[p], the n-best list of prepared.inputs[p], into the sentences' results.
+  /// translate_full(s) == assemble(prepare(s), translate_ids(prepare(s).inputs)). Throws
+  /// loom::Error on invalid UTF-8 (prepare) or when outputs has the wrong size (assemble).
+  PreparedSentences prepare(const std::vector<std::string>& sentences);
+  std::vector<TranslationResult> assemble(const PreparedSentences& prepared,
+                                          const std::vector<std::vector<Hypothesis>>& outputs) const;
+
+  /// The batches translate_ids runs: indices into sources, grouped by length under the token
+  /// budget (max_tokens, max_sentences), shortest first.
+  std::vector<std::vector<int64_t>> batches(const std::vector<std::vector<int64_t>>& sources) const;
 
   /// The same on token ids (specials included): batching, splitting aside. Exposed for tests
   /// (batch == single invariants) and benchmarks. Returns the n-best lists per source.

@@ -47,6 +47,26 @@ class DecoderState {
   /// Beam reordering inside sentences: like reorder() but leaves the cross-attention memory as
   /// is, which is valid only when old row index[r] and row r attend to the same source.
   void reorder_self(const torch::Tensor& index);
+  /// Continuous batching: appends the rows of `fresh` (a state just filled by init_state, so
+  /// fresh.length() == 0) after this state's rows, while this state may already be decoding.
+  /// The new rows' self-attention caches are length() masked positions (their row offset, see
+  /// row_offsets()), their first token takes decoder position 0; the cross-attention
+  /// keys/values of both are padded to the longer source and the padding masked. An
+  /// uninitialised state simply becomes `fresh`. Throws loom::Error when fresh has fed tokens
+  /// or its layers differ.
+  void append(DecoderState&& fresh);
+  /// Per-row count of leading cache positions that are not the row's own (rows appended after
+  /// decoding started): [R] int64, or undefined when every row started at position 0 (the
+  /// one-shot path, bit for bit the state without append). reorder() drops the leading
+  /// positions no remaining row uses.
+  const torch::Tensor& row_offsets() const { return offsets_; }
+  /// (Implementations) Decoder positions of the next T tokens per row, [R, T] int64:
+  /// length() - row offset + 0..T-1. Undefined when row_offsets() is (position = length() + t).
+  torch::Tensor row_positions(int64_t t) const;
+  /// (Implementations) Additive self-attention mask for T new tokens: undefined (T = 1, no row
+  /// offsets), causal [T, length()+T], or [R, 1, T, length()+T] masking each row's leading
+  /// offset positions as well.
+  torch::Tensor self_mask(int64_t t) const;
 
   /// (Implementations) Starts a fresh state: `cross_kv` holds per decoder layer the source keys
   /// and values {k, v}, each [B, H, S, d_head]; `keep` [B, S] bool is the source keep-mask (or
@@ -70,6 +90,7 @@ class DecoderState {
   std::vector<nn::KVCache> self_;                    // per decoder layer
   std::vector<torch::Tensor> cross_k_, cross_v_;     // per layer [R, H, S, dh]
   torch::Tensor memory_mask_;                        // [R, 1, 1, S] additive, undefined = no padding
+  torch::Tensor offsets_;                            // [R] int64, undefined = all 0
   int64_t rows_ = 0;
   int64_t length_ = 0;
   int64_t capacity_hint_ = 0;

@@ -542,9 +542,15 @@ torch::Tensor NativeSeq2Seq::positions(int64_t past, int64_t t, int64_t dim) {
   return position_table_.narrow(0, past, t);  // [T, d]
 }
 
-torch::Tensor NativeSeq2Seq::embed(const torch::Tensor& ids, bool decoder, int64_t past) {
+torch::Tensor NativeSeq2Seq::embed(const torch::Tensor& ids, bool decoder, int64_t past, const torch::Tensor& row_pos) {
   const NativeSeq2SeqConfig& c = config_;
   Impl& m = *impl_;
+  auto position_rows = [&]() -> torch::Tensor {  // [1|B, T, d_model]
+    const int64_t t = ids.size(1);
+    if (!row_pos.defined()) return positions(past, t, c.d_model).unsqueeze(0);
+    positions(0, row_pos.max().item<int64_t>() + 1, c.d_model);  // grows the table when needed
+    return position_table_.index_select(0, row_pos.reshape({-1})).view({ids.size(0), t, c.d_model});
+  };
   const torch::Tensor& table = decoder ? m.dec_embed : m.enc_embed;
   check_ids(ids, table.size(0), decoder ? "decoder_input_ids" : "input_ids");
   const bool tr = is_training();
@@ -555,12 +561,12 @@ torch::Tensor NativeSeq2Seq::embed(const torch::Tensor& ids, bool decoder, int64
     torch::Tensor x = torch::embedding(table, ids, c.pad_token_id) * std::sqrt(static_cast<double>(map));  // [B, T, map_dim]
     x = nn::recurrent_dropout(x, c.delight.emb_dropout, tr);                                             // [B, T, map_dim]
     x = (decoder ? m.dec_emb_unit : m.enc_emb_unit)->forward(x);                                         // [B, T, d_m]
-    x = x + positions(past, ids.size(1), c.d_model).unsqueeze(0);                                        // [B, T, d_m]
+    x = x + position_rows();                                                                             // [B, T, d_m]
     return nn::recurrent_dropout(x, c.delight.pe_dropout, tr);                                           // [B, T, d_m]
   }
   const double scale = c.scale_embedding ? std::sqrt(static_cast<double>(c.d_model)) : 1.0;
   torch::Tensor x = torch::embedding(table, ids, c.pad_token_id) * scale;  // [B, T, d]
-  x = x + positions(past, ids.size(1), c.d_model).unsqueeze(0);            // [B, T, d]
+  x = x + position_rows();                                                 // [B, T, d]
   return drop(x, c.dropout, tr);                                           // [B, T, d]
 }
 
@@ -602,9 +608,8 @@ torch::Tensor NativeSeq2Seq::run_decoder(const torch::Tensor& ids, const torch::
   } else {
     TORCH_CHECK(ids.size(0) == state->rows(), "decode: ", ids.size(0), " rows of decoder input for a state of ", state->rows());
     const int64_t past = state->length();
-    torch::Tensor self_mask;  // [T, past+T]
-    if (t > 1) self_mask = nn::additive_causal_mask(t, past);
-    x = embed(ids, true, past);  // [B, T, d]
+    torch::Tensor self_mask = state->self_mask(t);  // [T, past+T] or [B, 1, T, past+T] or undefined
+    x = embed(ids, true, past, state->row_positions(t));  // [B, T, d]
     const int64_t capacity = state->capacity_for(t);
     for (size_t i = 0; i < m.dec.size(); ++i) {
       x = m.dec[i]->run(x, self_mask, &state->self_cache(i), capacity, state->cross_k(i), state->cross_v(i),

@@ -191,7 +191,8 @@ class NativeSeq2Seq : public torch::nn::Module, public EncoderDecoder {
 
  private:
   struct Impl;
-  torch::Tensor embed(const torch::Tensor& ids, bool decoder, int64_t past);  // [B, T, d]
+  // row_pos [B, T] int64: per-row positions (DecoderState::row_positions), undefined = past + t
+  torch::Tensor embed(const torch::Tensor& ids, bool decoder, int64_t past, const torch::Tensor& row_pos = {});  // [B, T, d]
   torch::Tensor run_encoder(const torch::Tensor& ids, const torch::Tensor& keep);  // [B, S, d]
   torch::Tensor run_decoder(const torch::Tensor& ids, const torch::Tensor& memory, const torch::Tensor& memory_keep,
                             DecoderState* state);  // logits [B, T, V]

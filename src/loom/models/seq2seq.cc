@@ -278,16 +278,25 @@ void Seq2SeqModel::release_pages(const torch::nn::Module& root) const {
   }
 }
 
-torch::Tensor Seq2SeqModel::position_rows(const torch::Tensor& ids, int64_t past) {
+torch::Tensor Seq2SeqModel::position_rows(const torch::Tensor& ids, int64_t past, const torch::Tensor& row_pos) {
   const int64_t b = ids.size(0), t = ids.size(1), d = config_.d_model;
   if (config_.kind == Seq2SeqConfig::Kind::kMarian) {
-    if (past + t > positions_.size(0)) {
+    const int64_t last = row_pos.defined() ? row_pos.max().item<int64_t>() + 1 : past + t;
+    if (last > positions_.size(0)) {
       fail(Where{"config.json", 0, "max_position_embeddings"},
-           "sequence of {} tokens is longer than the model's {} positions", past + t, positions_.size(0));
+           "sequence of {} tokens is longer than the model's {} positions", last, positions_.size(0));
     }
+    if (row_pos.defined()) return positions_.index_select(0, row_pos.reshape({-1})).view({b, t, d});  // [B, T, d]
     return positions_.narrow(0, past, t).unsqueeze(0);  // [1, T, d]
   }
-  torch::Tensor pos = nn::fairseq_position_ids(ids, config_.pad_token_id, past);  // [B, T]
+  torch::Tensor pos;  // [B, T]
+  if (row_pos.defined()) {
+    // per-row past length (rows that joined a running batch): row_pos[:, 0] = that row's past
+    pos = nn::fairseq_position_ids(ids, config_.pad_token_id, 0) +
+          row_pos.narrow(1, 0, 1) * ids.ne(config_.pad_token_id).to(torch::kInt64);  // [B, T]
+  } else {
+    pos = nn::fairseq_position_ids(ids, config_.pad_token_id, past);  // [B, T]
+  }
   const int64_t needed = pos.max().item<int64_t>() + 1;
   if (needed > positions_.size(0)) {
     // transformers rebuilds the table when a sequence outgrows it; rows are independent of its size
@@ -296,7 +305,8 @@ torch::Tensor Seq2SeqModel::position_rows(const torch::Tensor& ids, int64_t past
   return positions_.index_select(0, pos.reshape({-1})).view({b, t, d});  // [B, T, d]
 }
 
-torch::Tensor Seq2SeqModel::embed(const torch::Tensor& ids, const torch::Tensor& table, int64_t past, bool decoder) {
+torch::Tensor Seq2SeqModel::embed(const torch::Tensor& ids, const torch::Tensor& table, int64_t past, bool decoder,
+                                  const torch::Tensor& row_pos) {
   TORCH_CHECK(ids.dim() == 2 && ids.scalar_type() == torch::kInt64, "token ids must be [B, T] int64");
   if (ids.numel() > 0) {
     const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
@@ -306,7 +316,7 @@ torch::Tensor Seq2SeqModel::embed(const torch::Tensor& ids, const torch::Tensor&
     }
   }
   torch::Tensor x = torch::embedding(table, ids).mul_(config_.embed_scale());  // [B, T, d]
-  return x.add_(position_rows(ids, past));                                     // [B, T, d]
+  return x.add_(position_rows(ids, past, row_pos));                            // [B, T, d]
 }
 
 EncoderOutput Seq2SeqModel::encode(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
@@ -369,9 +379,8 @@ torch::Tensor Seq2SeqModel::decode(const torch::Tensor& ids, const EncoderOutput
   if (!state->initialized()) init_state(*state, encoder, 1);
   TORCH_CHECK(ids.size(0) == state->rows(), "decode: ", ids.size(0), " rows of decoder input for a state of ", state->rows());
   const int64_t past = state->length();
-  torch::Tensor self_mask;  // [T, past+T]
-  if (t > 1) self_mask = nn::additive_causal_mask(t, past);
-  torch::Tensor x = embed(ids, dec_embed_, past, true);  // [B, T, d]
+  torch::Tensor self_mask = state->self_mask(t);  // [T, past+T] or [B, 1, T, past+T] or undefined
+  torch::Tensor x = embed(ids, dec_embed_, past, true, state->row_positions(t));  // [B, T, d]
   const int64_t capacity = state->capacity_for(t);
   for (size_t i = 0; i < dec_layers_.size(); ++i) {
     x = static_cast<DecoderLayer&>(*dec_layers_[i]).forward(x, self_mask, &state->self_cache(i), capacity, state->cross_k(i),

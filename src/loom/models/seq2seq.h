@@ -131,8 +131,10 @@ class Seq2SeqModel : public torch::nn::Module, public EncoderDecoder {
   struct DecoderLayer;
   void build();
   void fuse();
-  torch::Tensor embed(const torch::Tensor& ids, const torch::Tensor& table, int64_t past, bool decoder);
-  torch::Tensor position_rows(const torch::Tensor& ids, int64_t past);  // [B, T, d]
+  // row_pos [B, T] int64: per-row positions (DecoderState::row_positions), undefined = past + t
+  torch::Tensor embed(const torch::Tensor& ids, const torch::Tensor& table, int64_t past, bool decoder,
+                      const torch::Tensor& row_pos = {});
+  torch::Tensor position_rows(const torch::Tensor& ids, int64_t past, const torch::Tensor& row_pos);  // [B|1, T, d]
 
   Seq2SeqConfig config_;
   torch::Tensor shared_;                    // model.shared.weight [V, d] (when shared)

@@ -129,10 +129,11 @@ struct ServiceLimits {
   int64_t max_input_tokens = 16384;   ///< tokens of one request's input (prompt / all segments, specials included)
   size_t max_queued = 64;             ///< queued requests; more -> 429 (code "queue_full")
   double timeout_seconds = 120;       ///< per request, from enqueue; then 504 and the work is dropped
-  int64_t max_batch_segments = 1024;  ///< translation: segments one scheduler round takes (>= one request)
+  int64_t max_batch_segments = 1024;  ///< translation: segments of the running requests in the decode
+                                      ///< batch; a queued request joins when it fits (alone: always)
   int64_t max_tokens = 2048;          ///< LLM: largest "max_tokens" a request may ask for (400 above)
   int64_t max_running = 32;           ///< LLM: sequences in the running decode batch (the rest wait)
-  int step_delay_ms = 0;              ///< pause after each LLM decode step / translation round (demos, the
+  int step_delay_ms = 0;              ///< pause after each decode step, LLM or translation (demos, the
                                       ///< browser test's stop button, the disconnect tests)
 };
 

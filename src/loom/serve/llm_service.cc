@@ -228,6 +228,7 @@ void LlmService::retire(std::vector<std::shared_ptr<Generation>>& running) {
   };
   for (auto& g : running) {
     if (!done(g)) continue;
+    if (g->state == Generation::kCancelled && g->seq) metrics_.record_cancelled_sequences(1);
     // The HTTP thread may still hold g (to read its text): free the KV cache and decoder now.
     g->seq.reset();
     g->decoder.reset();

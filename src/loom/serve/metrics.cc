@@ -50,6 +50,11 @@ void Metrics::set_running(const std::string& model, int64_t n) {
   running_[model] = n;
 }
 
+void Metrics::record_cancelled_sequences(int64_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancelled_sequences_ += static_cast<uint64_t>(std::max<int64_t>(0, n));
+}
+
 void Metrics::record_rejected() {
   std::lock_guard<std::mutex> lock(mu_);
   ++rejected_;
@@ -84,7 +89,11 @@ std::string Metrics::render() const {
   for (const auto& [model, n] : running_) out += fmt::format("loom_running{{model=\"{}\"}} {}\n", model, n);
   out += fmt::format("# HELP loom_rejected_total Requests refused with 429 (queue full).\n"
                      "# TYPE loom_rejected_total counter\nloom_rejected_total {}\n", rejected_);
-  out += "# HELP loom_batch_requests Requests sharing one scheduler batch.\n# TYPE loom_batch_requests histogram\n";
+  out += fmt::format("# HELP loom_cancelled_sequences_total Sequences dropped from a running batch because their "
+                     "request was cancelled.\n# TYPE loom_cancelled_sequences_total counter\n"
+                     "loom_cancelled_sequences_total {}\n", cancelled_sequences_);
+  out += "# HELP loom_batch_requests Requests sharing one scheduler step (decoder step / translation step).\n"
+         "# TYPE loom_batch_requests histogram\n";
   render_histogram(out, "loom_batch_requests", "", batch_requests_);
   out += "# HELP loom_batch_sequences Sequences (segments) in one scheduler batch.\n"
          "# TYPE loom_batch_sequences histogram\n";

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <set>
 
 #include <arpa/inet.h>
@@ -66,9 +67,10 @@ Server::Server(ServerOptions options) : options_(std::move(options)), created_(u
   // One server per address: httplib's default socket options add SO_REUSEPORT, with which a
   // second `loom serve` binds the same port and takes part of the connections. SO_REUSEADDR
   // only (a restart may rebind while old connections sit in TIME_WAIT).
-  http_->set_socket_options([](socket_t sock) {
+  http_->set_socket_options([this](socket_t sock) {
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listen_fd_ = sock;  // the last socket tried is the one that bound
   });
   register_routes();
 }
@@ -84,6 +86,11 @@ void Server::bind() {
       fail(Where{"", 0, "--port"}, "cannot bind {}:{} (address in use or not permitted)", options_.host, options_.port);
     port_ = options_.port;
   }
+  // Debian's compiled cpp-httplib 0.11.4 listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG):
+  // a burst of new connections (64 clients at once) overflows the accept queue. Linux lets a
+  // second listen() on the bound socket raise it.
+  if (listen_fd_ >= 0 && ::listen(listen_fd_, SOMAXCONN) != 0)
+    fail(Where{"", 0, "--port"}, "cannot raise the listen backlog: {}", std::strerror(errno));
 }
 
 void Server::listen() { http_->listen_after_bind(); }

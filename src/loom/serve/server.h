@@ -88,6 +88,7 @@ class Server {
   std::map<std::string, std::unique_ptr<EmbeddingService>> embedding_;
   std::unique_ptr<httplib::Server> http_;
   int port_ = 0;
+  int listen_fd_ = -1;  // the listening socket, seen by the socket-options hook (for its backlog)
   int64_t created_ = 0;
 };
 

@@ -1,12 +1,16 @@
 #include "loom/serve/translation_service.h"
 
+#include <algorithm>
 #include <chrono>
+#include <map>
+#include <tuple>
 
 #include <fmt/format.h>
 
 #include "loom/core/error.h"
 #include "loom/core/files.h"
 #include "loom/generate/options.h"
+#include "loom/generate/search.h"
 #include "loom/generate/translator.h"
 #include "loom/io/checkpoint.h"
 #include "loom/pipeline/text_segments.h"
@@ -26,6 +30,12 @@ struct TranslationService::Job {
   int64_t beam = 0;
   std::vector<pipeline::SegmentedText> segmented;  // per input, as `loom translate` cuts it
   std::vector<std::string> texts;                  // engine inputs, all inputs in order
+  // Scheduler thread only, while the job is running: its engine inputs (sentences split to the
+  // model's source length), their search ids in the running batch and finished n-best lists.
+  generate::PreparedSentences prepared;
+  std::vector<int64_t> search_ids;
+  std::vector<std::vector<generate::Hypothesis>> outputs;  // per prepared input
+  size_t pending = 0;                                      // prepared inputs still decoding
   // Results (written by the scheduler under queue_.mutex() before state changes to kDone/kFailed).
   State state = kQueued;
   std::vector<std::string> translations;  // per translate segment (inline spans re-joined)
@@ -166,76 +176,170 @@ nlohmann::json TranslationService::translate(const TranslationRequest& request,
             {"total_tokens", prompt_tokens + job->completion_tokens}}}};
 }
 
+// The scheduler's continuous batching: one generate::StepwiseSearch holds every running job's
+// sentences; each loop retires cancelled jobs, admits queued ones and runs one decoder step.
+struct TranslationService::Batch {
+  std::unique_ptr<generate::StepwiseSearch> search;
+  std::vector<std::shared_ptr<Job>> running;                    // admitted, not finished
+  std::map<int64_t, std::pair<std::shared_ptr<Job>, size_t>> owner;  // search id -> (job, prepared input)
+  int64_t segments = 0;                                         // engine inputs (texts) of the running jobs
+  // Generation options per (source_lang, target_lang, beam_size): one object per key, so the
+  // search advances jobs with the same options in the same tensor calls.
+  std::map<std::tuple<std::string, std::string, int64_t>, std::shared_ptr<const generate::GenerationOptions>> options;
+};
+
+std::shared_ptr<const generate::GenerationOptions> TranslationService::options_for(Batch& batch, const Job& job) {
+  auto key = std::make_tuple(job.src, job.tgt, job.beam);
+  auto it = batch.options.find(key);
+  if (it != batch.options.end()) return it->second;
+  auto gen = std::make_shared<generate::GenerationOptions>(*generation_);
+  if (job.beam > 0) gen->num_beams = job.beam;
+  // tokenizer_ is set to the job's languages
+  if (auto bos = tokenizer_->forced_bos_token_id()) gen->forced_bos_token_id = *bos;  // as `loom translate`
+  batch.options.emplace(key, gen);
+  return gen;
+}
+
 void TranslationService::scheduler_loop() {
   torch::InferenceMode guard;
+  Batch batch;
+  batch.search = std::make_unique<generate::StepwiseSearch>(*model_);
   for (;;) {
-    std::vector<std::shared_ptr<Job>> round;
+    std::vector<std::shared_ptr<Job>> admitted, cancelled;
     {
       std::unique_lock<std::mutex> lock(queue_.mutex());
       auto& queue = queue_.items();
-      queue_.work().wait(lock, [&] { return queue_.stopping() || !queue.empty(); });
+      queue_.work().wait(lock, [&] { return queue_.stopping() || !queue.empty() || !batch.running.empty(); });
       if (queue_.stopping()) return;
-      int64_t segments = 0;
-      while (!queue.empty() &&
-             (round.empty() || segments + static_cast<int64_t>(queue.front()->texts.size()) <= limits_.max_batch_segments)) {
-        segments += static_cast<int64_t>(queue.front()->texts.size());
-        queue.front()->state = Job::kRunning;
-        round.push_back(std::move(queue.front()));
+      // Jobs cancelled (client gone, timeout) since the last step: their rows leave the batch.
+      for (auto& j : batch.running)
+        if (j->state != Job::kRunning) cancelled.push_back(j);
+      // Admit queued jobs while the running ones leave room (max_batch_segments engine inputs;
+      // a job larger than that runs when it would be alone).
+      int64_t segments = batch.segments;
+      while (!queue.empty()) {
+        const auto n = static_cast<int64_t>(queue.front()->texts.size());
+        if (queue.front()->state == Job::kQueued && segments > 0 && segments + n > limits_.max_batch_segments) break;
+        auto j = std::move(queue.front());
         queue.pop_front();
+        if (j->state != Job::kQueued) continue;
+        j->state = Job::kRunning;
+        segments += n;
+        admitted.push_back(std::move(j));
       }
       queue_.queue_changed();
     }
-    // Group by what fixes the decoding: language pair and beam size (stable: arrival order).
-    while (!round.empty()) {
-      std::vector<std::shared_ptr<Job>> group, rest;
-      for (auto& j : round) {
-        if (group.empty() || (j->src == group[0]->src && j->tgt == group[0]->tgt && j->beam == group[0]->beam))
-          group.push_back(std::move(j));
-        else
-          rest.push_back(std::move(j));
-      }
-      run_group(group);
-      round = std::move(rest);
-    }
-    queue_.set_running(0);
-    if (limits_.step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(limits_.step_delay_ms));
+    for (auto& j : cancelled) retire(batch, *j, /*cancelled=*/true);
+    for (auto& j : admitted) admit(batch, j);
+    queue_.set_running(batch.search->sentences());
+    if (!batch.search->empty()) step(batch);
+    queue_.set_running(batch.search->sentences());
+    queue_.news().notify_all();
+    if (limits_.step_delay_ms > 0 && !batch.running.empty())
+      std::this_thread::sleep_for(std::chrono::milliseconds(limits_.step_delay_ms));
   }
 }
 
-void TranslationService::run_group(std::vector<std::shared_ptr<Job>>& group) {
-  const auto start = Clock::now();
-  std::vector<std::string> texts;
-  std::vector<std::shared_ptr<Job>> live;
-  {
-    std::lock_guard<std::mutex> lock(queue_.mutex());
-    for (auto& j : group) {
-      if (j->state != Job::kRunning) continue;  // cancelled while queued
-      texts.insert(texts.end(), j->texts.begin(), j->texts.end());
-      live.push_back(j);
-    }
+void TranslationService::retire(Batch& batch, Job& job, bool cancelled) {
+  int64_t dropped = 0;
+  for (int64_t id : job.search_ids) {
+    if (batch.search->cancel(id)) ++dropped;
+    batch.owner.erase(id);
   }
-  if (live.empty()) return;
-  queue_.set_running(static_cast<int64_t>(live.size()));
+  if (cancelled) metrics_.record_cancelled_sequences(dropped);
+  job.search_ids.clear();
+  job.prepared = {};
+  job.outputs.clear();
+  job.pending = 0;
+  batch.segments -= static_cast<int64_t>(job.texts.size());
+  batch.running.erase(std::remove_if(batch.running.begin(), batch.running.end(),
+                                     [&](const std::shared_ptr<Job>& j) { return j.get() == &job; }),
+                      batch.running.end());
+}
+
+void TranslationService::fail_job(Batch& batch, const std::shared_ptr<Job>& job, const std::string& error) {
+  retire(batch, *job, /*cancelled=*/false);
+  std::lock_guard<std::mutex> lock(queue_.mutex());
+  if (job->state == Job::kRunning) {
+    job->error = error;
+    job->state = Job::kFailed;
+  }
+}
+
+void TranslationService::admit(Batch& batch, const std::shared_ptr<Job>& job) {
+  batch.running.push_back(job);
+  batch.segments += static_cast<int64_t>(job->texts.size());
+  try {
+    tokenizer_->set_languages(job->src, job->tgt);
+    auto options = options_for(batch, *job);
+    generate::Translator translator(*model_, *tokenizer_, *options, generate::TranslatorOptions{});
+    job->prepared = translator.prepare(job->texts);
+    const auto& inputs = job->prepared.inputs;
+    job->outputs.assign(inputs.size(), {});
+    job->pending = inputs.size();
+    // The encoder runs once per admitted job, in length-bucketed batches as `loom translate`'s.
+    for (const std::vector<int64_t>& members : translator.batches(inputs)) {
+      std::vector<std::vector<int64_t>> sources;
+      for (int64_t i : members) sources.push_back(inputs[static_cast<size_t>(i)]);
+      const std::vector<int64_t> ids = batch.search->add(sources, options);
+      for (size_t k = 0; k < ids.size(); ++k) {
+        job->search_ids.push_back(ids[k]);
+        batch.owner[ids[k]] = {job, static_cast<size_t>(members[k])};
+      }
+    }
+  } catch (const std::exception& e) {
+    fail_job(batch, job, e.what());
+  }
+}
+
+void TranslationService::step(Batch& batch) {
+  const auto start = Clock::now();
+  const int64_t requests = static_cast<int64_t>(batch.running.size());
+  const int64_t sequences = batch.search->sentences();
+  std::vector<generate::FinishedSentence> finished;
+  try {
+    finished = batch.search->step();
+  } catch (const std::exception& e) {
+    // The search is unusable: every running job fails, the next admission starts a new one.
+    const std::vector<std::shared_ptr<Job>> running = batch.running;
+    batch.search = std::make_unique<generate::StepwiseSearch>(*model_);
+    for (const auto& j : running) fail_job(batch, j, e.what());
+    batch.owner.clear();
+    return;
+  }
+  int64_t generated = 0;
+  std::vector<std::shared_ptr<Job>> complete;
+  for (generate::FinishedSentence& f : finished) {
+    auto it = batch.owner.find(f.id);
+    if (it == batch.owner.end()) continue;
+    auto [job, input] = it->second;
+    batch.owner.erase(it);
+    if (!f.hypotheses.empty()) generated += static_cast<int64_t>(f.hypotheses.front().tokens.size());
+    job->outputs[input] = std::move(f.hypotheses);
+    if (--job->pending == 0) complete.push_back(job);
+  }
+  for (const auto& j : complete) generated += finish(batch, j);
+  metrics_.record_batch(requests, sequences, generated, std::chrono::duration<double>(Clock::now() - start).count());
+}
+
+int64_t TranslationService::finish(Batch& batch, const std::shared_ptr<Job>& job) {
   std::vector<std::string> translations;
   std::vector<int64_t> completion;
-  std::string error;
   int64_t generated = 0;
+  std::string error;
   try {
-    tokenizer_->set_languages(live[0]->src, live[0]->tgt);
-    generate::GenerationOptions gen = *generation_;
-    if (live[0]->beam > 0) gen.num_beams = live[0]->beam;
-    if (auto bos = tokenizer_->forced_bos_token_id()) gen.forced_bos_token_id = *bos;  // as `loom translate`
-    generate::Translator translator(*model_, *tokenizer_, gen, generate::TranslatorOptions{});
-    translations = translator.translate(texts);
-    // Sentences joined around inline code / URLs that lost a span: translated again in parts,
-    // as `loom translate` does (one more call for the whole group).
+    tokenizer_->set_languages(job->src, job->tgt);
+    auto options = options_for(batch, *job);
+    generate::Translator translator(*model_, *tokenizer_, *options, generate::TranslatorOptions{});
+    for (generate::TranslationResult& r : translator.assemble(job->prepared, job->outputs))
+      translations.push_back(r.hypotheses.empty() ? std::string() : std::move(r.hypotheses.front()));
+    // Sentences joined around inline code / URLs that lost a span: translated again in parts, as
+    // `loom translate` does. This second call runs outside the running batch (one-shot search).
     std::vector<pipeline::PlacedText> placed;
     size_t first = 0;
-    for (auto& j : live) {
-      for (const auto& st : j->segmented) {
-        placed.push_back({&st, first});
-        first += st.count;
-      }
+    for (const auto& st : job->segmented) {
+      placed.push_back({&st, first});
+      first += st.count;
     }
     pipeline::retranslate_lost_spans(placed, translations,
                                      [&](const std::vector<std::string>& b) { return translator.translate(b); });
@@ -244,28 +348,19 @@ void TranslationService::run_group(std::vector<std::shared_ptr<Job>>& group) {
   } catch (const std::exception& e) {
     error = e.what();
   }
-  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  metrics_.record_batch(static_cast<int64_t>(live.size()), static_cast<int64_t>(texts.size()), generated, seconds);
-  {
-    std::lock_guard<std::mutex> lock(queue_.mutex());
-    size_t next = 0;
-    for (auto& j : live) {
-      const size_t n = j->texts.size();
-      if (j->state == Job::kRunning) {
-        if (!error.empty()) {
-          j->error = error;
-          j->state = Job::kFailed;
-        } else {
-          j->translations.assign(translations.begin() + static_cast<std::ptrdiff_t>(next),
-                                 translations.begin() + static_cast<std::ptrdiff_t>(next + n));
-          for (size_t k = next; k < next + n; ++k) j->completion_tokens += completion[k];
-          j->state = Job::kDone;
-        }
-      }
-      next += n;
+  retire(batch, *job, /*cancelled=*/false);
+  std::lock_guard<std::mutex> lock(queue_.mutex());
+  if (job->state == Job::kRunning) {
+    if (!error.empty()) {
+      job->error = error;
+      job->state = Job::kFailed;
+    } else {
+      job->translations = std::move(translations);
+      for (int64_t c : completion) job->completion_tokens += c;
+      job->state = Job::kDone;
     }
   }
-  queue_.news().notify_all();
+  return generated;
 }
 
 }  // namespace loom::serve
