@@ -97,6 +97,22 @@ TEST(ChatTemplate, WhatItCannotRenderIsAnErrorNamingIt) {
   EXPECT_THAT(render_error("{{ '\xFF' }}"), HasSubstr("UTF-8"));
 }
 
+// 64-bit integer arithmetic: Python's exact results where they fit, an error where Python's
+// unbounded integers would go beyond int64 (found by fuzz_chat_template: `4 ** 12 ** 12`).
+TEST(ChatTemplate, IntegerOverflowIsAnErrorNotAWrongNumber) {
+  auto render = [](const std::string& t) {
+    return render_chat_template(t, json::array({{{"role", "user"}, {"content", "hi"}}}), true, json::object(), "t.jinja");
+  };
+  EXPECT_EQ(render("{{ 2 ** 10 }} {{ 2 ** 62 }} {{ (-2) ** 63 }} {{ 0 ** 0 }} {{ (-1) ** 99 }} {{ 1 ** 1000000000 }}"),
+            "1024 4611686018427387904 -9223372036854775808 1 -1 1");
+  EXPECT_EQ(render("{{ 9223372036854775806 + 1 }} {{ -7 // 2 }} {{ -7 % 2 }}"), "9223372036854775807 -4 1");
+  EXPECT_THAT(render_error("{{ 4 ** 12 ** 12 }}"), HasSubstr("integer overflow"));
+  EXPECT_THAT(render_error("{{ 2 ** 64 }}"), HasSubstr("integer overflow in 2 ** 64"));
+  EXPECT_THAT(render_error("{{ 9223372036854775807 + 1 }}"), HasSubstr("integer overflow"));
+  EXPECT_THAT(render_error("{{ -9223372036854775807 - 2 }}"), HasSubstr("integer overflow"));
+  EXPECT_THAT(render_error("{{ 4294967296 * 4294967296 }}"), HasSubstr("integer overflow"));
+}
+
 TEST(ChatTemplate, TemplateSourceOfTheTokenizer) {
   loom_test::TempDir tmp;
   const std::string d = tmp.path().string() + "/m";

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstring>
 #include <ctime>
 #include <functional>
@@ -1462,17 +1463,26 @@ class Interpreter {
       error(e.line, fmt::format("unsupported operand types for {}: {} and {}", op, l.type_name(), r.type_name()));
     const bool ints = l.is_number_integer() && r.is_number_integer();
     if (ints && op != "/") {
-      int64_t a = l.get<int64_t>(), b = r.get<int64_t>();
-      if (op == "+") return json(a + b);
-      if (op == "-") return json(a - b);
-      if (op == "*") return json(a * b);
+      int64_t a = l.get<int64_t>(), b = r.get<int64_t>(), v = 0;
+      // Python's integers do not overflow; loom's are 64-bit, so an overflow is an error.
+      auto checked = [&](bool overflow) {
+        if (overflow) error(e.line, fmt::format("integer overflow in {} {} {}", a, op, b));
+        return json(v);
+      };
+      if (op == "+") return checked(__builtin_add_overflow(a, b, &v));
+      if (op == "-") return checked(__builtin_sub_overflow(a, b, &v));
+      if (op == "*") return checked(__builtin_mul_overflow(a, b, &v));
       if (op == "**") {
         if (b < 0) return json(std::pow(static_cast<double>(a), static_cast<double>(b)));
-        int64_t p = 1;
-        for (int64_t i = 0; i < b && i < 64; ++i) p *= a;
-        return json(p);
+        v = 1;
+        if (a == 0 || a == 1) return json(b == 0 ? int64_t{1} : a);
+        if (a == -1) return json(b % 2 == 0 ? int64_t{1} : int64_t{-1});
+        for (int64_t i = 0; i < b; ++i)  // |a| >= 2: overflows within 63 steps
+          if (__builtin_mul_overflow(v, a, &v)) return checked(true);
+        return json(v);
       }
       if (b == 0) error(e.line, "division by zero");
+      if (a == std::numeric_limits<int64_t>::min() && b == -1) return checked(true);
       int64_t q = a / b, m = a % b;
       if (m != 0 && ((m < 0) != (b < 0))) q -= 1, m += b;  // Python floors
       if (op == "//") return json(q);
