@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "loom/core/allocator.h"
 #include "loom/core/error.h"
 #include "loom/models/causal_lm.h"
 #include "loom/nn/gemv.h"
@@ -39,6 +40,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  loom::core::tune_allocator();
   std::string model_dir, compute = "float32";
   int threads = 1, pp = 512, tg = 128, reps = 1;
   for (int i = 1; i + 1 < argc; i += 2) {

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "loom/core/allocator.h"
 #include "loom/core/error.h"
 #include "loom/generate/translator.h"
 #include "loom/io/checkpoint.h"
@@ -19,6 +20,7 @@
 #include "loom/text/seq2seq_tokenizer.h"
 
 int main(int argc, char** argv) {
+  loom::core::tune_allocator();
   CLI::App app{"loom translation benchmark (one configuration)"};
   std::string model_dir, input;
   int sentences = 64, batch = 16, beam = 1, threads = 2, new_tokens = 32, repeat = 3;

@@ -11,9 +11,11 @@
 #include <filesystem>
 
 #include "loom/cli/commands.h"
+#include "loom/core/allocator.h"
 #include "loom/core/error.h"
 
 int main(int argc, char** argv) {
+  loom::core::tune_allocator();
   CLI::App app{"loom: a C++ engine for transformer sequence models"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for all sub-commands");
