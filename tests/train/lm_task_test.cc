@@ -107,6 +107,44 @@ TEST(PasskeyTask, LabelsOnlyOnTheAnswerAndDeterministicSamples) {
   EXPECT_GT(v.at("valid_loss"), 0.0);
 }
 
+TEST(PasskeyTask, CurriculumPicksTheStageLengthsAndLossOnPromptLabelsEveryNextToken) {
+  auto tok = text::LmTokenizer::bytes();
+  data::EncodeFn enc = [&](std::string_view s) { return tok.encode(s); };
+  models::DecoderLM model(tiny("infini"), 1);
+  PasskeyTaskOptions o;
+  o.min_tokens = 600;
+  o.max_tokens = 700;
+  o.batches_per_epoch = 10;
+  o.curriculum = {{5, 90, 100}, {15, 300, 320}};
+  PasskeyTask task(model, enc, o);
+  EXPECT_EQ(task.length_range(0), (std::pair<int64_t, int64_t>{90, 100}));
+  EXPECT_EQ(task.length_range(4), (std::pair<int64_t, int64_t>{90, 100}));
+  EXPECT_EQ(task.length_range(5), (std::pair<int64_t, int64_t>{300, 320}));
+  EXPECT_EQ(task.length_range(15), (std::pair<int64_t, int64_t>{600, 700}));
+  // Global batch = epoch * batches_per_epoch + index: (0, 3) is stage 0, (1, 2) = 12 stage 1,
+  // (2, 0) = 20 past the curriculum; validation (epoch -1) always uses the final range.
+  // Lengths are exact up to one filler unit (92 bytes).
+  auto len = [&](int64_t e, int64_t i) { return static_cast<int64_t>(task.sample(e, i, 0).prompt.size()); };
+  EXPECT_LE(len(0, 3), 100 + 92);
+  EXPECT_GE(len(1, 2), 300 - 92);
+  EXPECT_LE(len(1, 2), 320 + 92);
+  EXPECT_GE(len(2, 0), 600 - 92);
+  EXPECT_GE(len(-1, 0), 600 - 92);
+
+  auto s = task.sample(0, 1, 0);
+  auto [ids, labels] = PasskeyTask::make_batch({s}, /*loss_on_prompt=*/true);
+  const int64_t T = ids.size(1);
+  ASSERT_EQ(T, static_cast<int64_t>(s.prompt.size() + s.answer.size()) - 1);
+  EXPECT_EQ((labels >= 0).sum().item<int64_t>(), T);  // every position predicts its next token
+  for (int64_t t = 0; t + 1 < T; ++t) EXPECT_EQ(labels[0][t].item<int64_t>(), ids[0][t + 1].item<int64_t>());
+
+  PasskeyTaskOptions bad = o;
+  bad.curriculum = {{5, 90, 100}, {5, 300, 320}};
+  EXPECT_THROW(PasskeyTask(model, enc, bad), loom::Error);
+  bad.curriculum = {{5, 100, 90}};
+  EXPECT_THROW(PasskeyTask(model, enc, bad), loom::Error);
+}
+
 // ---- the real binary, killed and resumed ----
 
 using loom_test::run_loom;

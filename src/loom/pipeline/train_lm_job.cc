@@ -222,6 +222,23 @@ int train_lm_job(const TrainLmOptions& f) {
     po.max_depth = take_field<double>(pk_json, config, "passkey", "max_depth", 1.0);
     po.batches_per_epoch = take_field<int64_t>(pk_json, config, "passkey", "batches_per_epoch", 1000);
     po.valid_samples = take_field<int64_t>(pk_json, config, "passkey", "valid_samples", 64);
+    po.loss_on_prompt = take_field<bool>(pk_json, config, "passkey", "loss_on_prompt", false);
+    nlohmann::json stages = nlohmann::json::array();
+    if (auto it = pk_json.find("curriculum"); it != pk_json.end()) {
+      stages = *it;
+      pk_json.erase(it);
+    }
+    if (!stages.is_array()) fail(Where{config, 0, "passkey.curriculum"}, "must be an array of stages");
+    for (size_t i = 0; i < stages.size(); ++i) {
+      const std::string sec = fmt::format("passkey.curriculum[{}]", i);
+      if (!stages[i].is_object()) fail(Where{config, 0, sec}, "must be an object {{until_step, min_tokens, max_tokens}}");
+      train::PasskeyStage st;
+      st.until_step = take_field<int64_t>(stages[i], config, sec, "until_step", 0);
+      st.min_tokens = take_field<int64_t>(stages[i], config, sec, "min_tokens", 0);
+      st.max_tokens = take_field<int64_t>(stages[i], config, sec, "max_tokens", 0);
+      reject_unknown_fields(stages[i], config, sec);
+      po.curriculum.push_back(st);
+    }
     reject_unknown_fields(pk_json, config, "passkey");
     data::EncodeFn enc = [tok](std::string_view s) { return tok.encode(s); };
     the_task = std::make_unique<train::PasskeyTask>(model, enc, po);

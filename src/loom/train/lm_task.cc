@@ -117,6 +117,22 @@ PasskeyTask::PasskeyTask(models::DecoderLM model, data::EncodeFn encode, Passkey
   need(opt_.min_depth >= 0 && opt_.min_depth <= opt_.max_depth && opt_.max_depth <= 1, "passkey.min_depth",
        fmt::format("need 0 <= min_depth <= max_depth <= 1, got {} and {}", opt_.min_depth, opt_.max_depth));
   need(opt_.valid_samples >= 0, "passkey.valid_samples", "must be >= 0");
+  int64_t prev = 0;
+  for (size_t i = 0; i < opt_.curriculum.size(); ++i) {
+    const auto& st = opt_.curriculum[i];
+    const std::string f = fmt::format("passkey.curriculum[{}]", i);
+    need(st.until_step > prev, f.c_str(),
+         fmt::format("until_step must increase and be > 0, got {} after {}", st.until_step, prev));
+    need(st.min_tokens >= 1 && st.min_tokens <= st.max_tokens, f.c_str(),
+         fmt::format("need 1 <= min_tokens <= max_tokens, got {} and {}", st.min_tokens, st.max_tokens));
+    prev = st.until_step;
+  }
+}
+
+std::pair<int64_t, int64_t> PasskeyTask::length_range(int64_t global_batch) const {
+  for (const auto& st : opt_.curriculum)
+    if (global_batch < st.until_step) return {st.min_tokens, st.max_tokens};
+  return {opt_.min_tokens, opt_.max_tokens};
 }
 
 data::PasskeySample PasskeyTask::sample(int64_t epoch, int64_t index, int64_t row) const {
@@ -132,14 +148,17 @@ data::PasskeySample PasskeyTask::sample(int64_t epoch, int64_t index, int64_t ro
   s = mix(s ^ static_cast<uint64_t>(index));
   s = mix(s ^ static_cast<uint64_t>(row));
   std::mt19937_64 rng(s);
-  const uint64_t span = static_cast<uint64_t>(opt_.max_tokens - opt_.min_tokens + 1);
-  const int64_t len = opt_.min_tokens + static_cast<int64_t>(rng() % span);
+  const auto [lo, hi] = epoch < 0 ? std::pair<int64_t, int64_t>{opt_.min_tokens, opt_.max_tokens}
+                                  : length_range(epoch * opt_.batches_per_epoch + index);
+  const uint64_t span = static_cast<uint64_t>(hi - lo + 1);
+  const int64_t len = lo + static_cast<int64_t>(rng() % span);
   const double u = static_cast<double>(rng() >> 11) * (1.0 / 9007199254740992.0);
   const double depth = opt_.min_depth + u * (opt_.max_depth - opt_.min_depth);
   return data::make_passkey_sample(encode_, len, depth, data::random_passkey(rng()));
 }
 
-std::pair<torch::Tensor, torch::Tensor> PasskeyTask::make_batch(const std::vector<data::PasskeySample>& samples) {
+std::pair<torch::Tensor, torch::Tensor> PasskeyTask::make_batch(const std::vector<data::PasskeySample>& samples,
+                                                                bool loss_on_prompt) {
   int64_t T = 0;
   for (auto& s : samples) T = std::max<int64_t>(T, static_cast<int64_t>(s.prompt.size() + s.answer.size()) - 1);
   const int64_t b = static_cast<int64_t>(samples.size());
@@ -154,7 +173,7 @@ std::pair<torch::Tensor, torch::Tensor> PasskeyTask::make_batch(const std::vecto
     const int64_t P = static_cast<int64_t>(s.prompt.size());
     for (int64_t t = 0; t + 1 < static_cast<int64_t>(all.size()); ++t) {
       pi[r][t] = all[static_cast<size_t>(t)];
-      if (t + 1 >= P) pl[r][t] = all[static_cast<size_t>(t + 1)];
+      if (loss_on_prompt || t + 1 >= P) pl[r][t] = all[static_cast<size_t>(t + 1)];
     }
   }
   return {ids, labels};
@@ -167,7 +186,7 @@ LossSum PasskeyTask::batch_loss(int64_t epoch, int64_t index, int rank, int worl
   if (mine.empty()) return {torch::zeros({}), torch::zeros({}), 0};
   std::vector<data::PasskeySample> samples;
   for (auto r : mine) samples.push_back(sample(epoch, index, r));
-  auto [ids, labels] = make_batch(samples);
+  auto [ids, labels] = make_batch(samples, opt_.loss_on_prompt);
   return lm_loss(*model_, ids, labels, opt_.chunk);
 }
 

@@ -2,9 +2,10 @@
 //   - LmTask: next-token prediction on fixed windows of W consecutive segments of one document
 //     (train::make_lm_windows); each window starts with a fresh DecoderLMState (memories reset,
 //     papers.md §5.4), so windows are independent and a batch depends only on (epoch, index);
-//   - PasskeyTask: passkey retrieval (data::make_passkey_sample, papers.md §5.3) with the loss on
-//     the answer tokens only; samples are generated from a seed derived from (epoch, index, row),
-//     so training needs no stored data and resumes exactly.
+//   - PasskeyTask: passkey retrieval (data::make_passkey_sample, papers.md §5.3; Mohtashami &
+//     Jaggi 2023, Munkhdalai et al. 2024 §4.1) with the loss on the answer tokens (or on every
+//     token), optionally with a length curriculum; samples are generated from a seed derived from
+//     (epoch, index, row), so training needs no stored data and resumes exactly.
 #pragma once
 
 #include <cstdint>
@@ -63,6 +64,14 @@ class LmTask : public TrainTask {
 };
 
 /// Settings of PasskeyTask.
+/// One stage of a passkey length curriculum: updates before `until_step` draw prompt lengths
+/// uniformly in [min_tokens, max_tokens] (short prompts first, then longer).
+struct PasskeyStage {
+  int64_t until_step = 0;  ///< the stage covers global batches [previous until_step, until_step)
+  int64_t min_tokens = 0;
+  int64_t max_tokens = 0;
+};
+
 struct PasskeyTaskOptions {
   int64_t batch_size = 8;        ///< samples per global batch
   int64_t batches_per_epoch = 1000;  ///< the epoch length (samples are generated, not stored)
@@ -73,9 +82,18 @@ struct PasskeyTaskOptions {
   uint64_t seed = 1;             ///< data seed
   int64_t valid_samples = 64;    ///< fixed validation samples (seed-derived, disjoint stream)
   int64_t chunk = 0;             ///< tokens per forward call (0 = whole sequence)
+  /// Length curriculum, stages in increasing until_step; global batch g = epoch ·
+  /// batches_per_epoch + index uses the first stage with g < until_step, and
+  /// [min_tokens, max_tokens] after the last one. Validation always uses [min_tokens, max_tokens].
+  std::vector<PasskeyStage> curriculum;
+  /// false: loss on the answer tokens only (the task as evaluated); true: next-token loss on the
+  /// whole prompt too (filler, needle — whose second copy of the key is predictable from the
+  /// first — and question), an auxiliary signal that teaches copying within a segment.
+  bool loss_on_prompt = false;
 };
 
-/// Passkey retrieval training: loss on the answer tokens " " + 5 digits only.
+/// Passkey retrieval training: loss on the answer tokens " " + 5 digits (and, with
+/// loss_on_prompt, on the prompt). Validation always scores the answer tokens only.
 class PasskeyTask : public TrainTask {
  public:
   /// encode: the model's tokenizer. Throws loom::Error for inconsistent options.
@@ -91,8 +109,12 @@ class PasskeyTask : public TrainTask {
   std::map<std::string, double> validate() override;
   /// The sample of (epoch, index, row); epoch −1 is the validation stream.
   data::PasskeySample sample(int64_t epoch, int64_t index, int64_t row) const;
-  /// ids [b, T] and labels [b, T] (-1 except on the answer tokens) of samples.
-  static std::pair<torch::Tensor, torch::Tensor> make_batch(const std::vector<data::PasskeySample>& samples);
+  /// ids [b, T] and labels [b, T] of samples: labels are -1 except on the answer tokens (and,
+  /// with loss_on_prompt, on every prompt token after the first); -1 also pads short rows.
+  static std::pair<torch::Tensor, torch::Tensor> make_batch(const std::vector<data::PasskeySample>& samples,
+                                                           bool loss_on_prompt = false);
+  /// The [min_tokens, max_tokens] range of global batch g under the curriculum.
+  std::pair<int64_t, int64_t> length_range(int64_t global_batch) const;
 
  private:
   models::DecoderLM model_;
