@@ -363,7 +363,9 @@ TEST(ServeServer, ClientDisconnectCancelsTheRequest) {
 // ("format": "text") equals the line `loom translate` writes for it from a TXT file, which is
 // plain text by default (default beam and with beam 1). Markdown and long inputs: see
 // MarkdownAndLongInputsMatchLoomTranslate.
-TEST(ServeServer, BinaryMatchesLoomTranslate) {
+// `loom serve --compute-type T` answers /v1/translations with the bytes of `loom translate
+// --compute-type T` (greedy and the checkpoint's beam), through the binary.
+void expect_serve_matches_translate(const std::string& compute_type) {
   TempDir dir;
   const std::vector<std::string> lines = {"Hello world.", "The weather is nice today. Let us go for a walk!",
                                           "**Bold** text with `code` and a [link](http://example.com).",
@@ -373,8 +375,9 @@ TEST(ServeServer, BinaryMatchesLoomTranslate) {
   loom_test::write_file(dir.path() / "in.txt", input);
 
   const auto err_path = dir.path() / "serve.err";
-  const pid_t pid = loom_test::spawn_loom({"serve", "--model", "mt=" + kMarian, "--port", "0"},
-                                          dir.path() / "serve.out", err_path);
+  const pid_t pid = loom_test::spawn_loom(
+      {"serve", "--model", "mt=" + kMarian, "--port", "0", "--compute-type", compute_type}, dir.path() / "serve.out",
+      err_path);
   int port = 0;
   for (int i = 0; i < 600 && port == 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -386,7 +389,7 @@ TEST(ServeServer, BinaryMatchesLoomTranslate) {
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(120, 0);
   for (const std::string beam : {"", "1"}) {
-    std::vector<std::string> args = {"translate", "--model", kMarian, "--no-progress"};
+    std::vector<std::string> args = {"translate", "--model", kMarian, "--no-progress", "--compute-type", compute_type};
     if (!beam.empty()) args.insert(args.end(), {"--beam", beam});
     args.insert(args.end(), {(dir.path() / "in.txt").string(), (dir.path() / ("out" + beam + ".txt")).string()});
     const auto r = loom_test::run_loom(args, dir.path());
@@ -404,6 +407,18 @@ TEST(ServeServer, BinaryMatchesLoomTranslate) {
   ::kill(pid, SIGTERM);
   EXPECT_EQ(loom_test::wait_exit_code(pid), 0) << loom_test::slurp(err_path);
   EXPECT_THAT(loom_test::slurp(err_path), HasSubstr("loom serve: stopped"));
+}
+
+TEST(ServeServer, BinaryMatchesLoomTranslate) { expect_serve_matches_translate("float32"); }
+
+TEST(ServeServer, ComputeTypeInt8MatchesLoomTranslateInt8) { expect_serve_matches_translate("int8"); }
+
+TEST(ServeServer, UnknownComputeTypeIsOneClearError) {
+  TempDir dir;
+  const auto r = loom_test::run_loom({"serve", "--model", "mt=" + kMarian, "--port", "0", "--compute-type", "fp8"}, dir.path());
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("--compute-type"));
+  EXPECT_THAT(r.err, HasSubstr("fp8"));
 }
 
 // /v1/translations returns byte-identical text to `loom translate` (a JSONL field, which is

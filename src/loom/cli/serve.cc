@@ -19,7 +19,7 @@ namespace {
 
 struct ServeArgs {
   std::vector<std::string> models;
-  std::string host = "127.0.0.1", api_key;
+  std::string host = "127.0.0.1", api_key, compute_type = "float32";
   int port = 8080, threads = 0, http_threads = 64;
   size_t max_body_bytes = 4 << 20, max_queued = 64, max_inputs = 256;
   int64_t max_input_tokens = 16384, max_beam_size = 16, max_tokens = 2048, max_running = 32;
@@ -52,6 +52,7 @@ void run_serve(const ServeArgs& a) {
   o.service_limits.max_running = a.max_running;
   o.service_limits.step_delay_ms = a.step_delay_ms;
   o.http_threads = a.http_threads;
+  o.compute_type = a.compute_type;
   if (a.threads > 0) torch::set_num_threads(a.threads);
 
   // SIGINT/SIGTERM are handled by a watcher thread (sigwait), so every other thread has them
@@ -109,6 +110,10 @@ void add_serve(CLI::App& app) {
       ->check(CLI::Range(0.001, 86400.0));
   cmd->add_option("--http-threads", a.http_threads, "Connections served at once")->capture_default_str()
       ->check(CLI::Range(1, 4096));
+  cmd->add_option("--compute-type", a.compute_type,
+                  "Weights of translation and LLM models' linear layers: float32, int8, bf16 or auto "
+                  "(as loom translate/chat; embedding models stay float32)")
+      ->capture_default_str();
   cmd->add_option("--threads", a.threads, "Intra-op threads of the model (default: all cores)")
       ->check(CLI::Range(1, 1024));
   cmd->callback([] { run_serve(a); });

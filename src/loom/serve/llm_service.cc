@@ -8,6 +8,7 @@
 #include "loom/core/error.h"
 #include "loom/generate/causal_generate.h"
 #include "loom/models/causal_lm.h"
+#include "loom/nn/packed_linear.h"
 #include "loom/serve/metrics.h"
 #include "loom/text/causal_tokenizer.h"
 #include "loom/text/chat_template.h"
@@ -35,9 +36,10 @@ struct Generation {
   std::string finish_reason, error;
 };
 
-LlmService::LlmService(std::string name, const std::string& model_dir, Metrics& metrics, ServiceLimits limits)
+LlmService::LlmService(std::string name, const std::string& model_dir, Metrics& metrics, ServiceLimits limits,
+                       const std::string& compute_type)
     : name_(std::move(name)), metrics_(metrics), limits_(limits), queue_(name_, metrics, limits.max_queued) {
-  model_ = models::CausalLM::load(model_dir);
+  model_ = models::CausalLM::load(model_dir, nn::parse_compute_type(compute_type, "--compute-type"));
   tokenizer_ = std::make_unique<text::CausalTokenizer>(text::CausalTokenizer::load(model_dir));
   try {
     text::chat_template_of(*tokenizer_);

@@ -60,7 +60,10 @@ class LlmService {
  public:
   /// Loads an HF causal-LM directory (model + tokenizer; throws loom::Error naming the file)
   /// and starts the scheduler.
-  LlmService(std::string name, const std::string& model_dir, Metrics& metrics, ServiceLimits limits);
+  /// compute_type: weight type of the model's linear layers ("float32", "int8", "bf16", "auto";
+  /// nn::parse_compute_type; loom::Error naming --compute-type for another value).
+  LlmService(std::string name, const std::string& model_dir, Metrics& metrics, ServiceLimits limits,
+             const std::string& compute_type = "float32");
   ~LlmService();  ///< stops the scheduler; waiting requests fail with 503
   LlmService(const LlmService&) = delete;
   LlmService& operator=(const LlmService&) = delete;

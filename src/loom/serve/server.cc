@@ -47,13 +47,14 @@ Server::Server(ServerOptions options) : options_(std::move(options)), created_(u
       fail(Where{"", 0, "--model"}, "model name '{}' is given twice", name);
     switch (detect_model_kind(dir)) {
       case ModelKind::kTranslation:
-        translation_[name] = std::make_unique<TranslationService>(name, dir, metrics_, options_.service_limits);
+        translation_[name] = std::make_unique<TranslationService>(name, dir, metrics_, options_.service_limits,
+                                                                  options_.compute_type);
         break;
       case ModelKind::kEmbedding:
         embedding_[name] = std::make_unique<EmbeddingService>(name, dir, metrics_, options_.service_limits);
         break;
       case ModelKind::kDecoderLm:
-        llm_[name] = std::make_unique<LlmService>(name, dir, metrics_, options_.service_limits);
+        llm_[name] = std::make_unique<LlmService>(name, dir, metrics_, options_.service_limits, options_.compute_type);
         break;
     }
   }

@@ -53,6 +53,10 @@ struct ServerOptions {
   ServiceLimits service_limits;
   int http_threads = 64;           ///< connections served at once
   int retry_after_seconds = 1;     ///< Retry-After of a 429
+  /// Weight type of translation and LLM models' linear layers: "float32", "int8", "bf16" or
+  /// "auto" (nn::parse_compute_type; as `loom translate/chat --compute-type`). Embedding models
+  /// stay float32.
+  std::string compute_type = "float32";
 };
 
 /// Loads the models and serves them. Thread-safe start/stop.

@@ -16,6 +16,7 @@
 #include "loom/pipeline/text_segments.h"
 #include "loom/pipeline/translation_engine.h"
 #include "loom/models/encoder_decoder.h"
+#include "loom/nn/packed_linear.h"
 #include "loom/serve/metrics.h"
 #include "loom/text/seq2seq_tokenizer.h"
 
@@ -59,7 +60,7 @@ std::string config_string(const std::string& model_dir, std::initializer_list<co
 }  // namespace
 
 TranslationService::TranslationService(std::string name, const std::string& model_dir, Metrics& metrics,
-                                       ServiceLimits limits)
+                                       ServiceLimits limits, const std::string& compute_type)
     : name_(std::move(name)),
       model_dir_(model_dir),
       metrics_(metrics),
@@ -68,7 +69,7 @@ TranslationService::TranslationService(std::string name, const std::string& mode
   io::HfCheckpoint checkpoint(model_dir);
   tokenizer_ = text::load_seq2seq_tokenizer(model_dir);
   validator_ = text::load_seq2seq_tokenizer(model_dir);
-  model_ = models::load_encoder_decoder(checkpoint);
+  model_ = models::load_encoder_decoder(checkpoint, nn::parse_compute_type(compute_type, "--compute-type"));
   generation_ = std::make_unique<generate::GenerationOptions>(
       generate::GenerationOptions::from_hf(checkpoint.config(), checkpoint.generation_config()));
   generation_->num_return_sequences = 1;  // as `loom translate` (its default --length-cap 2,10 is the options' default)

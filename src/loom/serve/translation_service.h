@@ -59,7 +59,10 @@ class TranslationService {
  public:
   /// Loads the model directory (HF Marian / M2M100-NLLB or a loom model directory) and starts
   /// the scheduler. Throws loom::Error for a bad directory (as `loom translate`).
-  TranslationService(std::string name, const std::string& model_dir, Metrics& metrics, ServiceLimits limits);
+  /// compute_type: weight type of the model's linear layers ("float32", "int8", "bf16", "auto";
+  /// nn::parse_compute_type; loom::Error naming --compute-type for another value).
+  TranslationService(std::string name, const std::string& model_dir, Metrics& metrics, ServiceLimits limits,
+                     const std::string& compute_type = "float32");
   ~TranslationService();  ///< stops the scheduler (queued requests fail with 503)
   TranslationService(const TranslationService&) = delete;
   TranslationService& operator=(const TranslationService&) = delete;
