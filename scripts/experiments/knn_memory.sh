@@ -18,14 +18,15 @@
 #          at evaluation time to 0 (memory off: the layer outputs (1 - gate) x local), 128 (only
 #          the previous subsequence, which the XL window already holds), 2K, 8K and 32K tokens,
 #          for the phase-1 and the phase-2 weights, with --memory-stats (gates, attention mass on
-#          memory, retrieval distances, same-chapter share); the XL baseline once per phase.
+#          memory, retrieval distances, same-chapter share); the XL baseline once per phase;
+#          then the phase-2 weights at 128 / 8K / 32K and XL phase 2 on the first EVAL2_TOKENS.
 #
 # The two models train in parallel (one process each, OMP_NUM_THREADS=1); about 1 hour on 2
 # cores with the defaults. Every step resumes (`--resume`), so a rerun skips finished work.
 #
 # Usage: scripts/experiments/knn_memory.sh [OUT_DIR]
-#        env: STEPS1 (1000), STEPS2 (200), EVAL_TOKENS (32768), LOOM (build/loom), PAR (2 = jobs
-#        at once)
+#        env: STEPS1 (1000), STEPS2 (200), EVAL_TOKENS (32768), EVAL2_TOKENS (65536; 0 = skip the
+#        longer check), LOOM (build/loom), PAR (2 = jobs at once)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-runs/exp-knn}
@@ -33,6 +34,7 @@ loom=${LOOM:-build/loom}
 steps1=${STEPS1:-1000}
 steps2=${STEPS2:-200}
 eval_tokens=${EVAL_TOKENS:-32768}
+eval2_tokens=${EVAL2_TOKENS:-65536}
 par=${PAR:-2}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 cfg=scripts/experiments/configs
@@ -61,26 +63,33 @@ train xl-p2 $cfg/xl-gutenberg-ft.json "$steps2" --init-from "$out/xl-p1" & p2=$!
 wait $p1; wait $p2
 
 # Evaluations: EVAL_TOKENS of the held-out book, PAR at a time. Chapters ("Chapter N" and
-# "Letter N" headings) are the sections of the same-section statistic.
+# "Letter N" headings) are the sections of the same-section statistic. A second, longer pass
+# (EVAL2_TOKENS, 0 = skip) checks the phase-2 gain on more text: memory 128 / 8K / 32K and XL.
 jobs_file=$out/eval-jobs.txt
 : > "$jobs_file"
 for run in knn-p1 knn-p2; do
   for mem in 0 128 2048 8192 32768; do
-    echo "$run $mem" >> "$jobs_file"
+    echo "$run $mem $eval_tokens" >> "$jobs_file"
   done
 done
-echo "xl-p1 -1" >> "$jobs_file"
-echo "xl-p2 -1" >> "$jobs_file"
+echo "xl-p1 -1 $eval_tokens" >> "$jobs_file"
+echo "xl-p2 -1 $eval_tokens" >> "$jobs_file"
+if [ "$eval2_tokens" -gt 0 ]; then
+  for mem in 128 8192 32768; do echo "knn-p2 $mem $eval2_tokens" >> "$jobs_file"; done
+  echo "xl-p2 -1 $eval2_tokens" >> "$jobs_file"
+fi
 export loom out eval_tokens heldout
 xargs -P "$par" -L 1 bash -c '
-  run=$0 mem=$1 name=$0
+  run=$0 mem=$1 tokens=$2 name=$0
   args=()
   if [ "$mem" -ge 0 ]; then
     name=$run-mem$mem
-    args=(--knn-memory-size "$mem" --memory-stats "$out/stats-$name.json" --section-marker "Chapter ,Letter ")
+    args=(--knn-memory-size "$mem" --section-marker "Chapter ,Letter ")
   fi
+  [ "$tokens" != "$eval_tokens" ] && name=$name-t$tokens
+  [ "$mem" -ge 0 ] && args+=(--memory-stats "$out/stats-$name.json")
   [ -s "$out/eval-$name.json" ] && exit 0
-  "$loom" eval lm --model "$out/$run/model" --max-tokens "$eval_tokens" --threads 1 --json "${args[@]}" \
+  "$loom" eval lm --model "$out/$run/model" --max-tokens "$tokens" --threads 1 --json "${args[@]}" \
     "$heldout" > "$out/eval-$name.json.tmp"
   mv "$out/eval-$name.json.tmp" "$out/eval-$name.json"' < "$jobs_file"
 

@@ -72,7 +72,25 @@ for r in RUNS:
         for layer in s["layers"]:
             print(f"- {r} layer {layer['layer']}: " + ", ".join(f"h{h['head']} {h['gate']:.4f}" for h in layer["heads"]))
 
-summary = {"memories": MEMS,
+# The longer check (EVAL2_TOKENS): files eval-<run>[-mem<M>]-t<N>.json.
+longer = sorted({f.rsplit("-t", 1)[1][:-5] for f in os.listdir(out) if f.startswith("eval-") and "-t" in f
+                 and f.endswith(".json") and f.rsplit("-t", 1)[1][:-5].isdigit()}, key=int)
+long_rows = {}
+for n in longer:
+    print(f"\nLonger check, first {n} tokens of the held-out book (loss nats/byte / perplexity):")
+    print("| arm | loss / ppl | memory mass | share > 2K | same chapter |")
+    print("|---|---:|---:|---:|---:|")
+    for arm in ["knn-p2-mem128", "knn-p2-mem8192", "knn-p2-mem32768", "xl-p2"]:
+        j, st = load(f"eval-{arm}-t{n}.json"), load(f"stats-{arm}-t{n}.json")
+        if not j:
+            continue
+        long_rows.setdefault(n, {})[arm] = {k: j[k] for k in ("loss", "ppl", "tokens")}
+        h = st["layers"][0]["mean"] if st else None
+        w2k = h["share_within"].get("2048") if h else None
+        print(f"| {arm} | {cell(j)} | {f(h and h['memory_mass'], '.4f')} "
+              f"| {f(None if w2k is None else max(0.0, 1 - w2k), '.4f')} | {f(h and h['same_section_share'], '.4f')} |")
+
+summary = {"memories": MEMS, "longer": long_rows,
            "knn": {r: {str(m): (evals[r][m] and {k: evals[r][m][k] for k in ("loss", "ppl", "tokens")})
                        for m in MEMS} for r in RUNS},
            "xl": {b: base[b] and {k: base[b][k] for k in ("loss", "ppl", "tokens")} for b in BASE}}
