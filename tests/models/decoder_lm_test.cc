@@ -245,6 +245,57 @@ TEST(DecoderLM, SaveLoadRoundTrip) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(DecoderLM, InitFromCopiesWeightsIntoAChangedConfig) {
+  namespace fs = std::filesystem;
+  const fs::path run = fs::temp_directory_path() / "loom_decoder_lm_init_test";
+  fs::remove_all(run);
+  DecoderLM src(DecoderLMConfig::from_json(tiny_config()), 7);
+  src->save((run / "model").string());
+  // the fine-tuning config differs in memory size and window (not in any tensor shape)
+  json j = tiny_config();
+  j["knn_memory_size"] = 1024;
+  j["local_window"] = 8;
+  DecoderLM dst(DecoderLMConfig::from_json(j), 8);
+  ASSERT_FALSE(torch::equal(dst->embed, src->embed));  // different seeds: different weights before
+  // a run directory resolves to its model/ subdirectory; a model directory is used as it is
+  EXPECT_EQ(init_decoder_lm_from(*dst, run.string()), (run / "model").string());
+  EXPECT_EQ(init_decoder_lm_from(*dst, (run / "model").string()), (run / "model").string());
+  auto sp = src->named_parameters(), dp = dst->named_parameters();
+  ASSERT_EQ(sp.size(), dp.size());
+  for (const auto& p : dp) EXPECT_TRUE(torch::equal(p.value(), sp[p.key()])) << p.key();
+  EXPECT_EQ(dst->config().knn_memory.capacity, 1024);  // the new config stays
+
+  // a shape mismatch names the tensor (the first layer's q/k/v projection: 2 vs 4 heads)
+  json wide = tiny_config();
+  wide["qkv_multipliers"] = 1.0;
+  DecoderLM other(DecoderLMConfig::from_json(wide), 9);
+  try {
+    init_decoder_lm_from(*other, run.string());
+    ADD_FAILURE() << "loaded mismatching weights";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.where().field, "layers.0.attn.qkv_proj") << e.what();
+    EXPECT_NE(std::string(e.what()).find("shape"), std::string::npos) << e.what();
+  }
+  // a model with a tensor the source lacks (layer 2 standard instead of kNN: q_norm) names it
+  json std_cfg = tiny_config();
+  std_cfg["layer_attention"] = {"standard", "infini", "standard"};
+  DecoderLM plain(DecoderLMConfig::from_json(std_cfg), 9);
+  try {
+    init_decoder_lm_from(*plain, run.string());
+    ADD_FAILURE() << "loaded a source without q_norm";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.where().field, "layers.2.attn.q_norm.weight") << e.what();
+  }
+  // neither a model nor a run directory
+  try {
+    init_decoder_lm_from(*dst, (run / "nothing").string());
+    ADD_FAILURE() << "accepted a missing directory";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.where().field, "--init-from") << e.what();
+  }
+  fs::remove_all(run);
+}
+
 TEST(DecoderLM, GradientsReachEveryParameter) {
   DecoderLM m(DecoderLMConfig::from_json(tiny_config()), 6);
   torch::Tensor ids = torch::randint(0, 50, {2, 13}, torch::kInt64);

@@ -10,6 +10,7 @@
 #include "loom/core/error.h"
 #include "loom/core/plot.h"
 #include "loom/data/passkey.h"
+#include "loom/pipeline/knn_stats.h"
 #include "loom/pipeline/lm_eval.h"
 #include "loom/models/decoder_lm.h"
 #include "loom/text/lm_tokenizer.h"
@@ -22,13 +23,16 @@ struct EvalLmOptions {
   std::string model;
   std::vector<std::string> files;
   std::string doc_split = "file";
-  int64_t chunk = 0, max_tokens = 0, knn_memory_size = 0, threads = 0;
+  int64_t chunk = 0, max_tokens = 0, knn_memory_size = -1, threads = 0;
   bool json = false;
+  std::string memory_stats;                  // JSON file of kNN diagnostics ("" = off)
+  std::vector<std::string> section_markers;  // line prefixes that start a section
 };
 
-/// Loads a model directory, optionally with a different kNN memory capacity.
+/// Loads a model directory, optionally with a different kNN memory capacity (< 0: the config's;
+/// 0: memory off).
 models::DecoderLM load_lm(const std::string& dir, int64_t knn_memory_size) {
-  if (knn_memory_size <= 0) return models::load_decoder_lm(dir);
+  if (knn_memory_size < 0) return models::load_decoder_lm(dir);
   auto model = models::load_decoder_lm(dir);
   auto cfg = model->config();
   cfg.knn_memory.capacity = knn_memory_size;
@@ -46,10 +50,15 @@ void run_eval_lm(const EvalLmOptions& o) {
   std::string marker;
   auto split = train::parse_doc_split(o.doc_split, &marker);
   auto docs = train::read_lm_documents(o.files, split, marker);
+  if (!o.section_markers.empty() && o.memory_stats.empty())
+    fail(Where{"", 0, "--section-marker"}, "only used with --memory-stats");
+  if (!o.memory_stats.empty()) pipeline::attach_knn_stats(*model, {128, 512, 2048, 8192, 32768});
   pipeline::PerplexityResult total;
   nlohmann::json per_doc = nlohmann::json::array();
   for (auto& d : docs) {
     auto ids = tok.encode(d.text);
+    if (!o.memory_stats.empty())
+      pipeline::set_knn_stat_sections(*model, pipeline::section_starts(d.text, o.section_markers, tok));
     auto r = pipeline::document_perplexity(*model, ids, o.chunk, o.max_tokens);
     total.nll += r.nll;
     total.tokens += r.tokens;
@@ -59,6 +68,19 @@ void run_eval_lm(const EvalLmOptions& o) {
     if (!o.json)
       std::printf("%s\ttokens %lld\tloss %.4f nats/token\tppl %.3f\t%.0f tokens/s\n", d.name.c_str(),
                   static_cast<long long>(r.tokens), r.loss(), r.ppl(), r.tokens_per_s());
+  }
+  if (!o.memory_stats.empty()) {
+    nlohmann::json st = pipeline::knn_stats_json(*model);
+    st["model"] = o.model;
+    st["knn_memory_size"] = model->config().knn_memory.capacity;
+    st["tokens"] = total.tokens;
+    st["section_markers"] = o.section_markers;
+    std::ofstream out(o.memory_stats, std::ios::trunc);
+    out << st.dump(1) << "\n";
+    if (!out) fail(Where{o.memory_stats, 0, ""}, "cannot write");
+    std::fprintf(stderr, "kNN memory statistics (memory %lld tokens; shares of memory attention mass):\n%s",
+                 static_cast<long long>(model->config().knn_memory.capacity),
+                 pipeline::format_knn_stats(st).c_str());
   }
   if (o.json) {
     nlohmann::json j = {{"model", o.model}, {"documents", per_doc}, {"tokens", total.tokens},
@@ -151,7 +173,16 @@ void add_eval_lm(CLI::App& eval) {
   cmd->add_option("--doc-split", o->doc_split, "file, blank_lines or marker:TEXT")->capture_default_str();
   cmd->add_option("--chunk", o->chunk, "Tokens per forward call (0 = the model's segment_len)");
   cmd->add_option("--max-tokens", o->max_tokens, "Evaluate only the first N predicted tokens of each document");
-  cmd->add_option("--knn-memory-size", o->knn_memory_size, "Override the kNN memory capacity (tokens per head)");
+  cmd->add_option("--knn-memory-size", o->knn_memory_size,
+                  "Override the kNN memory capacity (tokens per head; 0 = memory off; default: the model's)");
+  cmd->add_option("--memory-stats", o->memory_stats,
+                  "Write kNN-layer diagnostics as JSON to this file and print a table to stderr: per layer and head "
+                  "the gate sigmoid(b), attention mass on memory vs local keys, retrieval distances in tokens, "
+                  "same-section share");
+  cmd->add_option("--section-marker", o->section_markers,
+                  "With --memory-stats: lines starting with one of these prefixes start a section "
+                  "(comma-separated, e.g. 'Chapter ,Letter ')")
+      ->delimiter(',');
   cmd->add_option("--threads", o->threads, "torch intra-op threads (0 = default)");
   cmd->add_flag("--json", o->json, "Print one JSON object");
   cmd->callback([o] { run_eval_lm(*o); });

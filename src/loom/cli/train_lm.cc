@@ -24,6 +24,9 @@ void add_train_lm(CLI::App& train) {
   lm->add_option("--export", f.run.export_which, "Model to export: auto (best if validated, else last), last, best")
       ->capture_default_str();
   lm->add_flag("--resume", f.run.resume, "Continue the run in --out from its newest checkpoint");
+  lm->add_option("--init-from", f.init_from,
+                 "Start from the weights of this model or run directory (same names and shapes; the config may "
+                 "differ otherwise, e.g. kNN memory size; fresh optimizer)");
   lm->add_option("--nproc", f.run.nproc, "Data-parallel worker processes on this machine")->capture_default_str();
   lm->add_flag("--quiet", f.run.quiet, "No progress output");
   lm->callback([] {

@@ -163,7 +163,8 @@ void DecoderLMConfig::validate(const std::string& file) const {
   positive("segment_len", segment_len);
   if (infini_detach_every < 0)
     fail(Where{file, 0, "infini_detach_every"}, "must be >= 0, got {}", infini_detach_every);
-  positive("knn_memory_size", knn_memory.capacity);
+  if (knn_memory.capacity < 0)
+    fail(Where{file, 0, "knn_memory_size"}, "must be >= 0 (0 = memory off), got {}", knn_memory.capacity);
   positive("knn_top_k", knn_top_k);
   positive("knn_faiss_nlist", knn_memory.faiss_nlist);
   positive("knn_faiss_nprobe", knn_memory.faiss_nprobe);
@@ -380,16 +381,14 @@ void DecoderLMImpl::save(const std::string& dir) const {
   core::write_file_atomic(path, config_.to_json().dump(2) + "\n");
 }
 
-DecoderLM load_decoder_lm(const std::string& dir) {
-  io::HfCheckpoint ck(dir);
-  DecoderLMConfig config = DecoderLMConfig::from_json(ck.config(), dir + "/config.json");
-  if (!ck.config().contains("model_type"))
-    fail(Where{dir + "/config.json", 0, "model_type"}, "missing required field (expected \"{}\")", kModelType);
-  DecoderLM model(config);
-  const std::string weights = dir + "/" + ck.weight_files().front();
+namespace {
+
+// Copies every parameter of `model` from `ck` by name (shape-checked); the checkpoint may hold no
+// other tensor. `weights` names the file in errors.
+void copy_weights(DecoderLMImpl& model, io::HfCheckpoint& ck, const std::string& weights) {
   std::set<std::string> expected;
   torch::NoGradGuard no_grad;
-  for (auto& p : model->named_parameters()) {
+  for (auto& p : model.named_parameters()) {
     expected.insert(p.key());
     if (!ck.has(p.key())) fail(Where{weights, 0, p.key()}, "missing tensor");
     torch::Tensor t = ck.load(p.key());
@@ -400,7 +399,31 @@ DecoderLM load_decoder_lm(const std::string& dir) {
   }
   for (const std::string& name : ck.names())
     if (!expected.count(name)) fail(Where{weights, 0, name}, "unexpected tensor (not part of this config)");
+}
+
+}  // namespace
+
+DecoderLM load_decoder_lm(const std::string& dir) {
+  io::HfCheckpoint ck(dir);
+  DecoderLMConfig config = DecoderLMConfig::from_json(ck.config(), dir + "/config.json");
+  if (!ck.config().contains("model_type"))
+    fail(Where{dir + "/config.json", 0, "model_type"}, "missing required field (expected \"{}\")", kModelType);
+  DecoderLM model(config);
+  copy_weights(*model, ck, dir + "/" + ck.weight_files().front());
   return model;
+}
+
+std::string init_decoder_lm_from(DecoderLMImpl& model, const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::string src;
+  if (fs::exists(fs::path(dir) / "model.safetensors")) src = dir;
+  else if (fs::exists(fs::path(dir) / "model" / "model.safetensors")) src = (fs::path(dir) / "model").string();
+  else
+    fail(Where{dir, 0, "--init-from"},
+         "neither a model directory (model.safetensors) nor a run directory with model/model.safetensors");
+  io::HfCheckpoint ck(src);
+  copy_weights(model, ck, src + "/" + ck.weight_files().front());
+  return src;
 }
 
 DecoderLMConfig openelm_config(const std::string& name) {

@@ -55,7 +55,7 @@ struct LayerShape {
 ///   segment_len      [2048] Infini segment / kNN subsequence length
 ///   infini_update ["linear"|"delta"], infini_first_segment ["skip_gate"|"zero_memory"],
 ///   infini_detach_every [0]
-///   knn_memory_size [65536], knn_top_k [32], knn_search ["exact"|"faiss_ivf"],
+///   knn_memory_size [65536] (0 = memory off), knn_top_k [32], knn_search ["exact"|"faiss_ivf"],
 ///   knn_faiss_nlist [64], knn_faiss_nprobe [8], knn_temperature_init [1.0], knn_local_rope [false]
 ///   tie_word_embeddings [true] (only true is supported)
 /// Unknown fields are rejected (typos must not pass silently).
@@ -190,6 +190,16 @@ TORCH_MODULE(DecoderLM);
 /// Loads a model directory written by DecoderLMImpl::save. Throws loom::Error naming the file and
 /// field/tensor for a bad config, a missing or extra tensor, or a shape mismatch.
 DecoderLM load_decoder_lm(const std::string& dir);
+
+/// Copies into `model` the weights of a model directory (written by DecoderLMImpl::save) or of a
+/// `loom train lm` run directory (its model/ subdirectory), by parameter name: every parameter
+/// of `model` must be there with the same shape and the source may hold no other tensor. Only
+/// the weights are read, so a run can start from another run's weights with a changed config
+/// (kNN memory size, windows, ...; `loom train lm --init-from`, the Memorizing Transformer's
+/// small-memory pre-training then large-memory fine-tuning, papers.md §4.3). Returns the model
+/// directory read. Throws loom::Error naming the weights file and the tensor for a missing,
+/// extra or differently shaped tensor, or naming `dir` when it is neither kind of directory.
+std::string init_decoder_lm_from(DecoderLMImpl& model, const std::string& dir);
 
 /// OpenELM's released configurations (papers.md §2.2) by name: "openelm-270m", "openelm-450m",
 /// "openelm-1.1b", "openelm-3b" (32,128-token vocabulary, GQA ratio 4, α 0.5→1.0, β 0.5→4.0,

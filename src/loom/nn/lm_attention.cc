@@ -58,6 +58,56 @@ int64_t AttentionState::nbytes() const {
   return n;
 }
 
+void KnnAttentionStats::add(const torch::Tensor& weights, const torch::Tensor& key_pos,
+                            const torch::Tensor& query_pos, const torch::Tensor& memory_lse,
+                            const torch::Tensor& local_lse) {
+  torch::NoGradGuard no_grad;
+  if (weights.dim() != 4 || key_pos.sizes() != weights.sizes() || query_pos.dim() != 1 ||
+      query_pos.size(0) != weights.size(2) || memory_lse.sizes() != weights.sizes().slice(0, 3) ||
+      local_lse.sizes() != memory_lse.sizes())
+    fail("kNN stats: weights {} / key_pos {} must be [B, H, Q, K], query_pos {} [Q], memory_lse {} and "
+         "local_lse {} [B, H, Q]", c10::str(weights.sizes()), c10::str(key_pos.sizes()),
+         c10::str(query_pos.sizes()), c10::str(memory_lse.sizes()), c10::str(local_lse.sizes()));
+  for (size_t i = 0; i < distance_edges.size(); ++i)
+    if (distance_edges[i] < 1 || (i > 0 && distance_edges[i] <= distance_edges[i - 1]))
+      fail("kNN stats: distance edges must be ascending and >= 1");
+  for (size_t i = 1; i < section_starts.size(); ++i)
+    if (section_starts[i] < section_starts[i - 1]) fail("kNN stats: section starts must be ascending");
+  const int64_t h = weights.size(1), nb = static_cast<int64_t>(distance_edges.size()) + 1;
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  if (!queries.defined()) {
+    queries = torch::zeros({h}, f64);
+    with_memory = torch::zeros({h}, f64);
+    joint_memory_mass = torch::zeros({h}, f64);
+    distance_mass = torch::zeros({h, nb}, f64);
+    distance_sum = torch::zeros({h}, f64);
+    same_section_mass = torch::zeros({h}, f64);
+  } else if (queries.size(0) != h || distance_mass.size(1) != nb) {
+    fail("kNN stats: {} heads / {} buckets after {} / {} in earlier calls", h, nb, queries.size(0),
+         distance_mass.size(1));
+  }
+  const std::vector<int64_t> d02{0, 2}, d023{0, 2, 3};  // sum over batch (and query, neighbour)
+  torch::Tensor kp = key_pos.to(torch::kInt64), qp = query_pos.to(torch::kInt64);
+  torch::Tensor valid = kp >= 0;                                                  // [B,H,Q,K]
+  torch::Tensor w = weights.detach().to(torch::kFloat64) * valid;
+  torch::Tensor has = valid.any(-1);                                              // [B,H,Q]
+  queries += static_cast<double>(weights.size(0) * weights.size(2));
+  with_memory += has.to(torch::kFloat64).sum(d02);
+  joint_memory_mass += (torch::sigmoid((memory_lse.detach() - local_lse.detach()).to(torch::kFloat64)) * has)
+                           .sum(d02);
+  torch::Tensor dist = qp.view({1, 1, -1, 1}) - kp;                               // [B,H,Q,K] tokens
+  torch::Tensor edges = torch::tensor(distance_edges, torch::kInt64);
+  torch::Tensor bucket = torch::bucketize(dist, edges, /*out_int32=*/false, /*right=*/false);
+  distance_mass += (torch::one_hot(bucket, nb).to(torch::kFloat64) * w.unsqueeze(-1)).sum(d023);
+  distance_sum += (w * dist.to(torch::kFloat64)).sum(d023);
+  if (!section_starts.empty()) {
+    torch::Tensor starts = torch::tensor(section_starts, torch::kInt64);
+    torch::Tensor sec_k = torch::bucketize(kp, starts, false, /*right=*/true);  // sections starting <= pos
+    torch::Tensor sec_q = torch::bucketize(qp, starts, false, /*right=*/true).view({1, 1, -1, 1});
+    same_section_mass += (w * (sec_k == sec_q)).sum(d023);
+  }
+}
+
 torch::Tensor elu_plus_one(const torch::Tensor& x) { return torch::elu(x) + 1.0; }
 
 torch::Tensor infini_retrieve(const torch::Tensor& sq, const torch::Tensor& mem, const torch::Tensor& z) {
@@ -206,7 +256,27 @@ torch::Tensor LMAttentionImpl::forward_knn(const torch::Tensor& q, const torch::
     ql = apply_rope(q, pos0, options.rope_base);
     kl = apply_rope(k, pos0, options.rope_base);
   }
+  KnnAttentionStats* stats = knn_stats.get();
+  torch::Tensor local_lse;  // [B,H_q,T] (stats only): computed before local_windowed updates st
+  if (stats) {
+    torch::NoGradGuard no_grad;
+    torch::Tensor k_all = cat_time(st.k, kl, 2);
+    torch::Tensor pos_all = cat_time(st.pos, torch::arange(pos0, pos0 + t, torch::kInt64), 0);
+    torch::Tensor mask = position_mask(pos0, t, pos_all, doc_start, options.window, q.scalar_type());
+    torch::Tensor logits = ungroup_heads(torch::matmul(group_heads(ql, n_kv), k_all.transpose(-1, -2)), n_q);
+    local_lse = torch::logsumexp(logits * tau.view({1, n_q, 1, 1}) + mask, -1);  // [B,H_q,T]
+  }
   torch::Tensor v_c = local_windowed(ql, kl, v, pos0, doc_start, st, tau);
+  const bool memory_on = options.knn_memory.capacity > 0;
+  if (!memory_on) {  // memory off: nothing stored or read
+    if (stats) {
+      auto sz = std::vector<int64_t>{b, n_q, t, 0};
+      stats->add(torch::zeros(sz), torch::zeros(sz, torch::kInt64), torch::arange(pos0, pos0 + t, torch::kInt64),
+                 torch::full({b, n_q, t}, -1e9), local_lse);
+    }
+    torch::Tensor g = torch::sigmoid(gate).view({1, n_q, 1, 1}).to(q.scalar_type());
+    return (1.0 - g) * v_c;
+  }
   if (!st.knn)
     st.knn = std::make_shared<KnnMemory>(b, n_kv, dh, dh, options.knn_memory, q.scalar_type());
   std::vector<torch::Tensor> mems;
@@ -221,6 +291,12 @@ torch::Tensor LMAttentionImpl::forward_knn(const torch::Tensor& q, const torch::
     torch::Tensor w = torch::softmax(scores * tau_g + (valid - 1.0) * 1e9, -1) * valid;  // 0 if nothing stored
     torch::Tensor v_m = (w.unsqueeze(-1) * res.values).sum(-2);                     // [B,H_kv,r·len,d]
     mems.push_back(ungroup_heads(v_m, n_q));
+    if (stats) {
+      torch::NoGradGuard no_grad;
+      torch::Tensor lse_m = torch::logsumexp(scores * tau_g + (valid - 1.0) * 1e9, -1, /*keepdim=*/true);
+      stats->add(ungroup_heads(w, n_q), ungroup_heads(res.positions, n_q), torch::arange(p, p + len, torch::kInt64),
+                 ungroup_heads(lse_m, n_q).squeeze(-1), local_lse.narrow(2, i, len));
+    }
     st.pending_k = cat_time(st.pending_k, k.narrow(2, i, len).detach(), 2);
     st.pending_v = cat_time(st.pending_v, v.narrow(2, i, len).detach(), 2);
     st.pending_pos = cat_time(st.pending_pos, torch::arange(p, p + len, torch::kInt64), 0);

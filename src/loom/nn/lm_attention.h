@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -74,7 +75,9 @@ struct AttentionOptions {
   /// Truncated BPTT through the Infini memory: detach (M, z) after every K folded segments
   /// (0 = never: full back-propagation through all segments, as the paper trains).
   int64_t infini_detach_every = 0;
-  KnnMemoryOptions knn_memory;      ///< "knn": store size and search method
+  KnnMemoryOptions knn_memory;      ///< "knn": store size and search method; capacity 0 =
+                                    ///< memory off (nothing stored or read: the layer outputs
+                                    ///< (1 − g)·local, as on a document's first subsequence)
   int64_t knn_top_k = 32;           ///< "knn": neighbours per query (paper k = 32; meliad 128)
   double knn_temperature_init = 1.0;///< "knn": initial per-head τ (meliad 1.0; papers.md §5.4
                                     ///< suggests 10–20 for small models)
@@ -123,6 +126,41 @@ std::pair<torch::Tensor, torch::Tensor> infini_update(const torch::Tensor& mem, 
                                                       const torch::Tensor& sk, const torch::Tensor& v,
                                                       InfiniUpdate rule);
 
+/// Diagnostics of one "knn" layer accumulated over the queries it serves (`loom eval lm
+/// --memory-stats`): how often memory is available, where the memory attention mass goes in
+/// token distance, how strongly the retrieved keys compete with the local ones. Attach one to a
+/// layer through LMAttentionImpl::knn_stats; every forward() then calls add(). All
+/// accumulators are float64 per query head [H] (allocated on the first add()); "mass" sums are
+/// in units of queries (each query's memory weights sum to 1 when its memory is non-empty).
+struct KnnAttentionStats {
+  /// Distance buckets: bucket i holds distances d (query position − key position, tokens) with
+  /// edges[i−1] < d <= edges[i]; a last bucket holds d > edges.back(). Ascending, >= 1.
+  std::vector<int64_t> distance_edges = {128, 512, 2048, 8192, 32768};
+  /// Optional first positions of the sections of the stream (ascending; e.g. chapter starts):
+  /// a position belongs to the last section starting at or before it (positions before the
+  /// first start form section −1). Empty: same_section is not computed.
+  std::vector<int64_t> section_starts;
+
+  torch::Tensor queries;            ///< [H] queries seen
+  torch::Tensor with_memory;        ///< [H] queries whose memory held at least one key
+  torch::Tensor joint_memory_mass;  ///< [H] Σ over queries with memory of the share the
+                                    ///< retrieved keys would get in one softmax over local and
+                                    ///< retrieved keys together (same τ-scaled logits)
+  torch::Tensor distance_mass;      ///< [H, distance_edges.size() + 1] Σ of memory attention
+                                    ///< weight per distance bucket
+  torch::Tensor distance_sum;       ///< [H] Σ of memory attention weight × distance (tokens)
+  torch::Tensor same_section_mass;  ///< [H] Σ of memory attention weight on keys of the
+                                    ///< query's own section (0 when section_starts is empty)
+
+  /// Adds the queries of one call. weights [B, H, Q, K]: the memory attention weights (0 on
+  /// invalid neighbours); key_pos [B, H, Q, K] int64: the neighbours' positions (−1 = invalid);
+  /// query_pos [Q] int64; memory_lse / local_lse [B, H, Q]: logsumexp of the τ-scaled logits
+  /// of the retrieved keys and of the visible local keys. Throws loom::Error on inconsistent
+  /// shapes or a change of H between calls.
+  void add(const torch::Tensor& weights, const torch::Tensor& key_pos, const torch::Tensor& query_pos,
+           const torch::Tensor& memory_lse, const torch::Tensor& local_lse);
+};
+
 /// One attention layer. Parameters: "qkv_proj.weight" [(n_q + 2·n_kv)·d_head, d_model] (rows: q
 /// heads, then k heads, then v heads; no bias), "out_proj" [d_model, n_q·d_head],
 /// "q_norm.weight"/"k_norm.weight" [d_head] (qk_norm, not "knn"), "gate" [n_q] ("infini": β,
@@ -152,6 +190,9 @@ class LMAttentionImpl : public torch::nn::Module {
   torch::Tensor out_proj;     ///< [d_model, n_q·d_head]
   torch::Tensor gate;         ///< [n_q]
   torch::Tensor temperature;  ///< [n_q]
+  /// "knn": when set, forward() accumulates retrieval diagnostics here (costs one extra local
+  /// logit pass per call; off by default).
+  std::shared_ptr<KnnAttentionStats> knn_stats;
   RMSNorm q_norm{nullptr}, k_norm{nullptr};  ///< QK-norm over d_head (null when off or "knn")
 
  private:

@@ -164,9 +164,15 @@ int train_lm_job(const TrainLmOptions& f) {
     resolved["data"] = cfg.value("data", nlohmann::json::object());
     resolved["train"] = cfg.value("train", nlohmann::json::object());
     resolved["passkey"] = cfg.value("passkey", nlohmann::json::object());
+    if (!f.init_from.empty()) resolved["init_from"] = f.init_from;
     core::write_file_atomic((run / "config.json").string(), resolved.dump(2) + "\n");
   }
   models::DecoderLM model(mcfg, topt.seed);
+  if (!f.init_from.empty()) {
+    const std::string src = models::init_decoder_lm_from(*model, f.init_from);
+    if (main_rank && !f.run.quiet)
+      std::fprintf(stderr, "loom train lm: weights initialised from %s (fresh optimizer)\n", src.c_str());
+  }
   if (main_rank && !f.run.quiet)
     std::fprintf(stderr, "loom train lm: %s task, %lld parameters, tokenizer %s (V = %lld)\n", task.c_str(),
                  static_cast<long long>(model->parameter_count()), tok.type().c_str(),

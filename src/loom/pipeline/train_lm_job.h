@@ -17,6 +17,10 @@ struct TrainLmOptions {
   std::vector<std::string> data;   ///< training text files (documents per data.doc_split)
   std::vector<std::string> valid;  ///< validation text files (empty: data.valid_windows held out of data)
   std::string task;                ///< "lm" or "passkey"; "" = the config's "task" (default "lm")
+  /// Model or run directory whose weights initialise the model (models::init_decoder_lm_from;
+  /// names and shapes must match, fresh optimizer and schedule); "" = random initialisation.
+  /// With --resume, a checkpoint already in the run directory takes precedence.
+  std::string init_from;
 };
 
 /// Runs the whole job (every rank calls it; rank 0 trains the tokenizer and exports). Returns
