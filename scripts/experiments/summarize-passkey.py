@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Summarizes scripts/experiments/passkey_infini.sh: prints Markdown tables (exact 5-digit match
+and per-digit accuracy at the training length and per test length, Infini beside the local
+baseline, with the number of Infini memory updates = segments folded before the answer) and writes
+OUT/passkey-vs-memory-updates.svg (exact match vs memory updates, both arms) and
+OUT/passkey-valid-curve.svg (validation exact match vs training update, both arms).
+Python standard library only. Usage: summarize-passkey.py OUT [SEGMENT_LEN]"""
+import json, math, os, sys
+
+out = sys.argv[1]
+seg = int(sys.argv[2]) if len(sys.argv) > 2 else 64
+arms = ["infini", "local"]
+colors = {"infini": "#1f77b4", "local": "#d62728"}
+
+
+def load(name):
+    p = os.path.join(out, name)
+    return json.load(open(p)) if os.path.exists(p) else None
+
+
+def label(n):
+    return f"{n // 1024}K" if n % 1024 == 0 else str(n)
+
+
+def row_means(g, i):
+    ex = sum(g["exact"][i]) / len(g["exact"][i])
+    dg = sum(g["digit"][i]) / len(g["digit"][i])
+    toks = sum(g["prompt_tokens"][i]) / len(g["prompt_tokens"][i])
+    return ex, dg, toks
+
+
+# ---- training length: the >= 95 % check
+print("### At the training length\n")
+print("| model | prompt tokens | trials | exact match (mean over depths) | per depth (0/25/50/75/100 %) | per-digit |")
+print("|---|---:|---:|---:|---|---:|")
+for a in arms:
+    g = load(f"{a}-trainlen.json")
+    if not g:
+        continue
+    for i, n in enumerate(g["lengths"]):
+        ex, dg, toks = row_means(g, i)
+        per = " / ".join(f"{v:.2f}" for v in g["exact"][i])
+        print(f"| {a} | {toks:.0f} | {g['trials'] * len(g['depths'])} | **{ex:.3f}** | {per} | {dg:.3f} |")
+
+# ---- the length grid = accuracy vs memory updates
+grids = {a: load(f"{a}-passkey.json") for a in arms}
+print("\n### Longer prompts (accuracy vs number of memory updates)\n")
+print("| prompt length | × training length | Infini memory updates | Infini exact / per-digit | local exact / per-digit |")
+print("|---:|---:|---:|---:|---:|")
+base = grids["infini"] or grids["local"]
+train_len = int(sys.argv[3]) if len(sys.argv) > 3 else 512
+points = {a: [] for a in arms}
+if base:
+    for i, n in enumerate(base["lengths"]):
+        cells = []
+        toks = None
+        for a in arms:
+            g = grids[a]
+            if not g:
+                cells.append("–")
+                continue
+            ex, dg, toks = row_means(g, i)
+            points[a].append((math.ceil(toks / seg), ex, dg))
+            cells.append(f"{ex:.2f} / {dg:.2f}")
+        print(f"| {label(n)} | {n / train_len:g} | {math.ceil(toks / seg)} | {cells[0]} | {cells[1]} |")
+
+
+def svg_lines(path, title, xlabel, ylabel, series, logx):
+    W, H, L, R, T, B = 640, 380, 70, 150, 40, 50
+    xs = [x for s in series.values() for x, _ in s]
+    if not xs:
+        return
+    fx = (lambda v: math.log2(v)) if logx else (lambda v: v)
+    x0, x1 = fx(min(xs)), fx(max(xs))
+    if x1 == x0:
+        x1 = x0 + 1
+    px = lambda v: L + (fx(v) - x0) / (x1 - x0) * (W - L - R)
+    py = lambda v: T + (1 - v) * (H - T - B)
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="14">{title}</text>']
+    for k in range(6):
+        v = k / 5
+        o.append(f'<line x1="{L}" x2="{W - R}" y1="{py(v)}" y2="{py(v)}" stroke="#ddd"/>')
+        o.append(f'<text x="{L - 6}" y="{py(v) + 4}" text-anchor="end">{v:.1f}</text>')
+    ticks = sorted(set(xs))
+    for t in ticks:
+        o.append(f'<text x="{px(t)}" y="{H - B + 16}" text-anchor="middle">{t}</text>')
+    o.append(f'<text x="{(L + W - R) / 2}" y="{H - 10}" text-anchor="middle">{xlabel}</text>')
+    o.append(f'<text x="16" y="{(T + H - B) / 2}" text-anchor="middle" transform="rotate(-90 16 {(T + H - B) / 2})">{ylabel}</text>')
+    o.append(f'<line x1="{L}" x2="{W - R}" y1="{py(0)}" y2="{py(0)}" stroke="black"/>')
+    o.append(f'<line x1="{L}" x2="{L}" y1="{py(0)}" y2="{py(1)}" stroke="black"/>')
+    for k, (name, s) in enumerate(series.items()):
+        c = colors.get(name.split()[0], "#555")
+        pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in s)
+        o.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="{pts}"/>')
+        for x, y in s:
+            o.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{c}"/>')
+        o.append(f'<line x1="{W - R + 10}" x2="{W - R + 30}" y1="{T + 20 * k + 10}" y2="{T + 20 * k + 10}" stroke="{c}" stroke-width="2"/>')
+        o.append(f'<text x="{W - R + 35}" y="{T + 20 * k + 14}">{name}</text>')
+    o.append("</svg>")
+    open(path, "w").write("\n".join(o) + "\n")
+
+
+svg_lines(os.path.join(out, "passkey-vs-memory-updates.svg"),
+          "passkey exact match vs memory updates (segments of %d tokens)" % seg,
+          "segments before the answer (log scale)", "exact 5-digit match",
+          {f"{a} exact": [(x, e) for x, e, _ in points[a]] for a in arms if points[a]}, True)
+
+curves = {}
+for a in arms:
+    p = os.path.join(out, a, "metrics.jsonl")
+    if os.path.exists(p):
+        rows = [json.loads(l) for l in open(p) if l.strip()]
+        curves[f"{a} valid"] = [(r["step"], r["passkey_acc"]) for r in rows if r.get("kind") == "valid"]
+svg_lines(os.path.join(out, "passkey-valid-curve.svg"), "validation exact match (teacher forced) during training",
+          "update", "exact 5-digit match", curves, False)
