@@ -147,17 +147,29 @@ TEST(DExTraLayer, DropoutIsDelightDropoutsMaskAndScale) {
 }
 
 TEST(DExTraLayer, KeepFlagsFromAnyOffsetMatchTheWholeMask) {
-  std::vector<uint8_t> whole(101), part(60);
   const uint32_t threshold = delight_drop_threshold(0.5);
-  delight_keep_flags(1234, threshold, 0, 101, whole.data());
-  for (int64_t e0 : {0, 1, 2, 17, 41}) {
-    delight_keep_flags(1234, threshold, e0, 60, part.data());
-    for (int64_t i = 0; i < 60; ++i) ASSERT_EQ(part[i], whole[e0 + i]) << "offset " << e0 << " element " << i;
+  std::vector<uint8_t> scalar(1001);  // element e: half (e % 2) of splitmix64(seed + e/2) >= threshold
+  for (int64_t e = 0; e < 1001; ++e) {
+    const uint64_t r = splitmix64(1234 + static_cast<uint64_t>(e / 2));
+    scalar[e] = static_cast<uint32_t>(e % 2 == 0 ? r : r >> 32) >= threshold;
   }
+  for (bool avx2 : {true, false}) {
+    dextra_layer_allow_avx2(avx2);
+    std::vector<uint8_t> part(600);
+    for (int64_t e0 : {0, 1, 2, 17, 41, 400}) {
+      for (int64_t n : {1, 7, 8, 9, 64, 600}) {
+        delight_keep_flags(1234, threshold, e0, n, part.data());
+        for (int64_t i = 0; i < n; ++i) {
+          ASSERT_EQ(part[i], scalar[e0 + i]) << "avx2 " << avx2 << " offset " << e0 << " n " << n << " element " << i;
+        }
+      }
+    }
+  }
+  dextra_layer_allow_avx2(true);
   int64_t kept = 0;
-  for (uint8_t k : whole) kept += k;
-  EXPECT_GT(kept, 30);
-  EXPECT_LT(kept, 71);
+  for (uint8_t k : scalar) kept += k;
+  EXPECT_GT(kept, 440);  // 1001 draws of p = 0.5: 4 standard deviations ~ 63
+  EXPECT_LT(kept, 561);
 }
 
 TEST(DExTraLayer, RejectsMismatchedShapesAndUnsupportedOperands) {

@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -25,10 +26,65 @@ uint64_t delight_dropout_seed() {
   return at::check_generator<at::CPUGeneratorImpl>(gen)->random64();
 }
 
+namespace {
+
+std::atomic<bool> g_allow_avx2{true};
+
+bool has_avx2() {
+  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
+  return yes && g_allow_avx2.load(std::memory_order_relaxed);
+}
+
+// Low 64 bits of a·c in each 64-bit lane, from 32-bit halves (AVX2 has no 64-bit multiply).
+LOOM_TARGET_AVX2 inline __m256i mul64(__m256i a, __m256i c) {
+  const __m256i lo = _mm256_mul_epu32(a, c);
+  const __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), c),
+                                         _mm256_mul_epu32(a, _mm256_srli_epi64(c, 32)));
+  return _mm256_add_epi64(lo, _mm256_slli_epi64(cross, 32));
+}
+
+// Keep flags of elements e0 .. e0+n-1 with e0 even, n even, 4 splitmix64 draws (8 elements) per
+// step in 64-bit lanes.
+LOOM_TARGET_AVX2 void keep_flags_avx2(uint64_t seed, uint32_t threshold, int64_t e0, int64_t n, uint8_t* keep) {
+  static const auto spread = [] {  // 8 bits -> 8 bytes of 0/1
+    std::array<uint64_t, 256> t{};
+    for (int b = 0; b < 256; ++b) {
+      for (int j = 0; j < 8; ++j) t[b] |= static_cast<uint64_t>((b >> j) & 1) << (8 * j);
+    }
+    return t;
+  }();
+  const __m256i c1 = _mm256_set1_epi64x(static_cast<int64_t>(0xbf58476d1ce4e5b9ULL));
+  const __m256i c2 = _mm256_set1_epi64x(static_cast<int64_t>(0x94d049bb133111ebULL));
+  const __m256i thr = _mm256_set1_epi32(static_cast<int32_t>(threshold));
+  const __m256i step = _mm256_set1_epi64x(4);
+  __m256i z0 = _mm256_add_epi64(_mm256_set1_epi64x(static_cast<int64_t>(seed + static_cast<uint64_t>(e0 / 2) + 0x9e3779b97f4a7c15ULL)),
+                                _mm256_set_epi64x(3, 2, 1, 0));
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8, z0 = _mm256_add_epi64(z0, step)) {
+    __m256i z = mul64(_mm256_xor_si256(z0, _mm256_srli_epi64(z0, 30)), c1);
+    z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)), c2);
+    z = _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));  // 8 uint32 uniforms in element order (low half first)
+    const __m256i ge = _mm256_cmpeq_epi32(_mm256_max_epu32(z, thr), z);  // u >= threshold
+    const uint64_t bytes = spread[_mm256_movemask_ps(_mm256_castsi256_ps(ge))];
+    std::memcpy(keep + i, &bytes, 8);
+  }
+  for (; i < n; i += 2) {
+    const uint64_t r = splitmix64(seed + static_cast<uint64_t>((e0 + i) / 2));
+    keep[i] = static_cast<uint32_t>(r) >= threshold;
+    if (i + 1 < n) keep[i + 1] = static_cast<uint32_t>(r >> 32) >= threshold;
+  }
+}
+
+}  // namespace
+
 void delight_keep_flags(uint64_t seed, uint32_t threshold, int64_t e0, int64_t n, uint8_t* keep) {
   int64_t i = 0;
   if (n > 0 && (e0 & 1) != 0) {  // odd start: the high half of the pair (e0 - 1, e0)
     keep[i++] = static_cast<uint32_t>(splitmix64(seed + static_cast<uint64_t>(e0 / 2)) >> 32) >= threshold;
+  }
+  if (has_avx2() && n - i >= 8) {
+    keep_flags_avx2(seed, threshold, e0 + i, n - i, keep + i);
+    return;
   }
   for (; i + 1 < n; i += 2) {
     const uint64_t r = splitmix64(seed + static_cast<uint64_t>((e0 + i) / 2));
@@ -267,13 +323,6 @@ LOOM_TARGET_AVX2 void backward_row_avx2(const Layout& L, const float* dh, const 
     }
   }
   for (int64_t p = 0; p < n; ++p) dy[L.col[p]] = t[p];
-}
-
-std::atomic<bool> g_allow_avx2{true};
-
-bool has_avx2() {
-  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
-  return yes && g_allow_avx2.load(std::memory_order_relaxed);
 }
 
 // ---- the layer ------------------------------------------------------------------------------------

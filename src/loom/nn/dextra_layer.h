@@ -42,8 +42,9 @@ void delight_keep_flags(uint64_t seed, uint32_t threshold, int64_t e0, int64_t n
 /// ("swish") or relu, dropout p in [0, 1), and oneDNN's sgemm available (not LOOM_GEMM=torch).
 bool dextra_layer_supported(const torch::Tensor& x, const torch::Tensor& weight, Activation act, double dropout);
 
-/// Lets dextra_layer() use its AVX2 + FMA row kernels when the CPU has them (the default, true)
-/// or forces the portable ones (false), process-wide; for tests and benchmarks of both paths.
+/// Lets dextra_layer() and delight_keep_flags() use their AVX2 + FMA kernels when the CPU has them
+/// (the default, true) or forces the portable ones (false), process-wide; for tests and
+/// benchmarks of both paths.
 void dextra_layer_allow_avx2(bool allow);
 
 /// out = dropout(act(LN_g(shuffle(x·W + b)))) for x [..., in] -> [..., out], differentiable in
