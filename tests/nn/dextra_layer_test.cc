@@ -2,8 +2,9 @@
 // per-group LayerNorm, activation, dropout in one autograd node) against a straightforward
 // float64 reference written op by op with one product per group (papers.md §1.2–1.3,
 // nn_functions.py GroupLinear): forward values and all five gradients, with the AVX2 row
-// kernels and the portable ones, odd widths (vector tails), the dropout mask of
-// nn::delight_dropout, the no-autograd path, and bad shapes.
+// kernels and the portable ones, odd widths (vector tails), the two-input form that replaces the
+// input mixer (nn::delight_mix), a whole DExTra unit against its float64 per-op form, the dropout
+// mask of nn::delight_dropout, the no-autograd path, and bad shapes.
 #include "loom/nn/dextra_layer.h"
 
 #include <gtest/gtest.h>
@@ -116,6 +117,66 @@ void check_against_reference(bool avx2) {
 TEST(DExTraLayer, EqualsThePerGroupReferenceForwardAndGradientsAvx2) { check_against_reference(true); }
 
 TEST(DExTraLayer, EqualsThePerGroupReferenceForwardAndGradientsPortable) { check_against_reference(false); }
+
+TEST(DExTraLayer, MixedInputsEqualTheLayerOnTheMixerOutput) {
+  torch::manual_seed(23);
+  struct Mixed {
+    int64_t c0, o, out, g;
+    bool dense;
+  };
+  for (const Mixed& mc : {Mixed{64, 64, 256, 4, false}, Mixed{64, 312, 312, 4, false}, Mixed{64, 216, 64, 2, false},
+                          Mixed{8, 12, 20, 2, false}, Mixed{64, 224, 64, 1, true}, Mixed{6, 10, 7, 1, true}}) {
+    SCOPED_TRACE(testing::Message() << mc.c0 << " + " << mc.o << " -> " << mc.out << " g " << mc.g);
+    const Case c{mc.c0 + mc.o, mc.out, mc.g, true, mc.dense, Activation::kSilu};
+    Params p = make_params(c);
+    torch::Tensor x0 = torch::randn({2, 29, mc.c0}).requires_grad_(true);
+    torch::Tensor y = torch::randn({2, 29, mc.o}).requires_grad_(true);
+    torch::Tensor got = dextra_layer_mixed(x0, y, p.w, p.b, p.lnw, p.lnb, c.g, c.shuffle, c.act, 1e-5, 0.0);
+    ASSERT_EQ(got.sizes(), (std::vector<int64_t>{2, 29, mc.out}));
+    std::vector<torch::Tensor> ref_in = {to64(x0), to64(y), to64(p.w), to64(p.b), to64(p.lnw), to64(p.lnb)};
+    torch::Tensor z = delight_mix(ref_in[0].view({-1, mc.c0}), ref_in[1].view({-1, mc.o}), mc.g);  // [M, c0 + o]
+    torch::Tensor want = reference(c, z, ref_in[2], ref_in[3], ref_in[4], ref_in[5]);
+    EXPECT_LT(rel_err(got.view({-1, mc.out}), want), 2e-6);
+    torch::Tensor v = torch::randn({2 * 29, mc.out}, torch::kFloat64);
+    auto g = torch::autograd::grad({(got.view({-1, mc.out}).to(torch::kFloat64) * v).sum()}, {x0, y, p.w, p.b, p.lnw, p.lnb});
+    auto r = torch::autograd::grad({(want * v).sum()}, ref_in);
+    const char* names[] = {"x0", "y", "weight", "bias", "ln weight", "ln bias"};
+    for (size_t i = 0; i < g.size(); ++i) {
+      ASSERT_EQ(g[i].sizes(), r[i].sizes()) << names[i];
+      EXPECT_LT(rel_err(g[i], r[i]), 2e-6) << "gradient of " << names[i];
+    }
+  }
+  Params p = make_params({16, 8, 2, true, false, Activation::kSilu});
+  EXPECT_THROW(dextra_layer_mixed(torch::randn({3, 6}), torch::randn({3, 9}), p.w, p.b, p.lnw, p.lnb, 2, true,
+                                  Activation::kSilu, 1e-5, 0.0), Error);  // 6 + 9 = 15 != 16
+  EXPECT_THROW(dextra_layer_mixed(torch::randn({3, 7}), torch::randn({3, 9}), p.w, p.b, p.lnw, p.lnb, 2, true,
+                                  Activation::kSilu, 1e-5, 0.0), Error);  // 7 does not split into 2 groups
+  EXPECT_THROW(dextra_layer_mixed(torch::randn({3, 8}), torch::randn({4, 8}), p.w, p.b, p.lnw, p.lnb, 2, true,
+                                  Activation::kSilu, 1e-5, 0.0), Error);  // 3 vs 4 rows
+}
+
+// The whole DExTra unit in float32 (fused layers reading x0 and y without the mixer) against the
+// same unit in float64 (the per-op path with delight_mix): values and input gradient.
+TEST(DExTraLayer, FusedUnitEqualsThePerOpUnitInDoublePrecision) {
+  torch::manual_seed(24);
+  DExTraUnit unit(dextra_spec(128, 64, 64, 2.4, 4, 4), Activation::kSilu, 0.0);
+  {
+    torch::NoGradGuard ng;
+    for (auto& t : unit->parameters()) {
+      if (t.dim() < 3 && t.numel() < 400) t.copy_(torch::randn_like(t));  // biases and LayerNorm affines matter too
+    }
+  }
+  torch::Tensor x = torch::randn({3, 11, 128}).requires_grad_(true);
+  torch::Tensor y = unit->forward(x);  // [3, 11, 64]
+  torch::Tensor v = torch::randn_like(y);
+  torch::Tensor gx = torch::autograd::grad({(y * v).sum()}, {x})[0];
+  unit->to(torch::kFloat64);
+  torch::Tensor x64 = to64(x);
+  torch::Tensor want = unit->forward(x64);
+  torch::Tensor gwant = torch::autograd::grad({(want * v.to(torch::kFloat64)).sum()}, {x64})[0];
+  EXPECT_LT(rel_err(y, want), 1e-5);
+  EXPECT_LT(rel_err(gx, gwant), 1e-5);
+}
 
 TEST(DExTraLayer, DropoutIsDelightDropoutsMaskAndScale) {
   const Case c{64, 128, 4, true, false, Activation::kSilu};

@@ -167,6 +167,15 @@ torch::Tensor GroupLinearImpl::forward(const torch::Tensor& x) {
   return h.reshape(shape);                        // [..., out]
 }
 
+torch::Tensor GroupLinearImpl::forward_mixed(const torch::Tensor& x0, const torch::Tensor& y) {
+  const double p = is_training() ? dropout : 0.0;
+  if (dextra_layer_supported(x0, weight, act, p) && y.scalar_type() == torch::kFloat32 && y.device().is_cpu()) {
+    return dextra_layer_mixed(x0, y, weight, bias, layer_norm->weight, layer_norm->bias, groups, shuffle, act,
+                              layer_norm->eps, p);  // [..., out]
+  }
+  return forward(delight_mix(x0, y, groups));  // [..., out]
+}
+
 DenseNormActImpl::DenseNormActImpl(int64_t in, int64_t out, Activation act_, double dropout_, double eps)
     : act(act_), dropout(dropout_) {
   linear = register_module("linear", Linear(in, out));
@@ -185,6 +194,16 @@ torch::Tensor DenseNormActImpl::forward(const torch::Tensor& x) {
   return drop(h, dropout, is_training());                     // [..., out]
 }
 
+torch::Tensor DenseNormActImpl::forward_mixed(const torch::Tensor& x0, const torch::Tensor& y) {
+  const double p = is_training() ? dropout : 0.0;
+  if (linear->bias.defined() && dextra_layer_supported(x0, linear->weight, act, p) && y.scalar_type() == torch::kFloat32 &&
+      y.device().is_cpu()) {
+    return dextra_layer_mixed(x0, y, linear->weight, linear->bias, layer_norm->weight, layer_norm->bias, 1, false, act,
+                              layer_norm->eps, p);  // [..., out]
+  }
+  return forward(torch::cat({x0, y}, -1));  // [..., out]
+}
+
 DExTraUnitImpl::DExTraUnitImpl(DExTraSpec spec, Activation act, double dropout, double eps) : spec_(std::move(spec)) {
   input_layer = register_module("input_layer", DenseNormAct(spec_.in_features, spec_.in_proj, act, dropout, eps));
   auto& layers = *register_module("glt", std::make_shared<torch::nn::Module>());
@@ -196,14 +215,11 @@ DExTraUnitImpl::DExTraUnitImpl(DExTraSpec spec, Activation act, double dropout, 
 }
 
 torch::Tensor DExTraUnitImpl::forward(const torch::Tensor& x) {
+  // Z_{l+1} = mix(X0, Y_l; g_{l+1}) is never built: each layer reads X0 and Y_l group by group.
   torch::Tensor x0 = input_layer->forward(x);  // [..., in_proj]
-  torch::Tensor z = x0;                        // [..., in_proj]
-  for (size_t l = 0; l < glt.size(); ++l) {
-    torch::Tensor y = glt[l]->forward(z);                                          // [..., o_l]
-    const int64_t g_next = l + 1 < glt.size() ? spec_.glt[l + 1].groups : 1;
-    z = delight_mix(x0, y, g_next);                                                // [..., in_proj + o_l]
-  }
-  return output_layer->forward(z);  // [..., out_features]
+  torch::Tensor y;                             // [..., o_l]
+  for (size_t l = 0; l < glt.size(); ++l) y = l == 0 ? glt[0]->forward(x0) : glt[l]->forward_mixed(x0, y);
+  return y.defined() ? output_layer->forward_mixed(x0, y) : output_layer->forward(x0);  // [..., out_features]
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -95,6 +95,9 @@ class GroupLinearImpl : public torch::nn::Module {
                   double eps = 1e-5);
   /// x [..., in] -> [..., out].
   torch::Tensor forward(const torch::Tensor& x);
+  /// forward(delight_mix(x0, y, groups)) for x0 [..., c0], y [..., o] with c0 + o = in, without
+  /// building the mixed tensor on the fused path (nn::dextra_layer_mixed). -> [..., out].
+  torch::Tensor forward_mixed(const torch::Tensor& x0, const torch::Tensor& y);
   int64_t in, out, groups;
   bool shuffle;
   Activation act;
@@ -114,6 +117,9 @@ class DenseNormActImpl : public torch::nn::Module {
   DenseNormActImpl(int64_t in, int64_t out, Activation act, double dropout, double eps = 1e-5);
   /// x [..., in] -> [..., out].
   torch::Tensor forward(const torch::Tensor& x);
+  /// forward(cat([x0, y], -1)) for x0 [..., c0], y [..., o] with c0 + o = in, without the cat
+  /// on the fused path (nn::dextra_layer_mixed). -> [..., out].
+  torch::Tensor forward_mixed(const torch::Tensor& x0, const torch::Tensor& y);
   Linear linear{nullptr};
   LayerNorm layer_norm{nullptr};
   Activation act;

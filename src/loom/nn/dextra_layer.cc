@@ -99,6 +99,7 @@ namespace {
 // Everything a row kernel needs, in output order p = 0..out-1 (after the shuffle).
 struct Layout {
   int64_t m = 0, in = 0, out = 0, g = 1, ci = 0, co = 0;  // rows, widths, groups, per-group widths
+  int64_t in0 = 0, in1 = 0;                              // input parts x0 [M, in0], x1 [M, in1]; in = in0 + in1
   bool dense = false;                                    // weight [out, in] instead of [g, ci, co]
   Activation act = Activation::kSilu;
   float eps = 1e-5f;
@@ -329,21 +330,29 @@ LOOM_TARGET_AVX2 void backward_row_avx2(const Layout& L, const float* dh, const 
 
 void check_sgemm(int status) { TORCH_CHECK(status == 0, "dnnl_sgemm failed with status ", status); }
 
-// y [M, out] (group-major columns k·co + j) = x2 [M, in] · W per group.
-torch::Tensor product(const Layout& L, const torch::Tensor& x2, const torch::Tensor& w) {
-  torch::Tensor y = torch::empty({L.m, L.out}, x2.options());
-  const float* px = x2.data_ptr<float>();
+// y [M, out] (group-major columns k·co + j) = mix(x0, x1) · W per group: group k's input is
+// [x0[:, k·a : (k+1)·a], x1[:, k·b : (k+1)·b]] (a = in0/g, b = in1/g), so its product is two sgemm
+// calls on strided slices, the second one accumulating (dense: [x0, x1]·Wᵀ, the same split).
+torch::Tensor product(const Layout& L, const torch::Tensor& x0, const torch::Tensor& x1, const torch::Tensor& w) {
+  torch::Tensor y = torch::empty({L.m, L.out}, x0.options());
+  const float* p0 = x0.data_ptr<float>();
+  const float* p1 = L.in1 > 0 ? x1.data_ptr<float>() : nullptr;
   const float* pw = w.data_ptr<float>();
   float* py = y.data_ptr<float>();
   if (L.m == 0) return y;
   RECORD_FUNCTION(L.dense ? "loom::dextra_dense_gemm" : "loom::dextra_glt_gemm", std::vector<c10::IValue>());
   SgemmFn gemm = onednn_sgemm();
   if (L.dense) {
-    check_sgemm(gemm('N', 'T', L.m, L.out, L.in, 1.0f, px, L.in, pw, L.in, 0.0f, py, L.out));
+    check_sgemm(gemm('N', 'T', L.m, L.out, L.in0, 1.0f, p0, L.in0, pw, L.in, 0.0f, py, L.out));
+    if (L.in1 > 0) check_sgemm(gemm('N', 'T', L.m, L.out, L.in1, 1.0f, p1, L.in1, pw + L.in0, L.in, 1.0f, py, L.out));
   } else {
+    const int64_t a = L.in0 / L.g, b = L.in1 / L.g;
     for (int64_t k = 0; k < L.g; ++k) {
-      check_sgemm(gemm('N', 'N', L.m, L.co, L.ci, 1.0f, px + k * L.ci, L.in, pw + k * L.ci * L.co, L.co, 0.0f,
-                       py + k * L.co, L.out));
+      const float* wk = pw + k * L.ci * L.co;  // [ci, co]: a rows for x0, then b rows for x1
+      check_sgemm(gemm('N', 'N', L.m, L.co, a, 1.0f, p0 + k * a, L.in0, wk, L.co, 0.0f, py + k * L.co, L.out));
+      if (b > 0) {
+        check_sgemm(gemm('N', 'N', L.m, L.co, b, 1.0f, p1 + k * b, L.in1, wk + a * L.co, L.co, 1.0f, py + k * L.co, L.out));
+      }
     }
   }
   return y;
@@ -386,11 +395,13 @@ torch::Tensor forward_rows(const Layout& L, const torch::Tensor& y, bool save, t
   return out;
 }
 
-Layout layout_for(const torch::Tensor& x2, const torch::Tensor& w, const torch::Tensor& bias, const torch::Tensor& ln_w,
-                  const torch::Tensor& ln_b, int64_t groups, bool shuffle, Activation act, double eps, double dropout) {
+Layout layout_for(const torch::Tensor& x0, const torch::Tensor& x1, const torch::Tensor& w, const torch::Tensor& bias,
+                  const torch::Tensor& ln_w, const torch::Tensor& ln_b, int64_t groups, bool shuffle, Activation act,
+                  double eps, double dropout) {
   const bool dense = w.dim() == 2;
-  const int64_t in = x2.size(1), out = dense ? w.size(0) : groups * w.size(2);
-  Layout L = make_layout(x2.size(0), in, out, groups, shuffle, dense, act, eps, bias, ln_w, ln_b);
+  const int64_t in = x0.size(1) + x1.size(1), out = dense ? w.size(0) : groups * w.size(2);
+  Layout L = make_layout(x0.size(0), in, out, groups, shuffle, dense, act, eps, bias, ln_w, ln_b);
+  L.in0 = x0.size(1), L.in1 = x1.size(1);
   if (dropout > 0.0) {
     L.drop = true;
     L.seed = delight_dropout_seed();
@@ -404,14 +415,15 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 struct DExTraLayerFn : public torch::autograd::Function<DExTraLayerFn> {
-  // x2 [M, in] contiguous; the rest as dextra_layer().
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x2, const torch::Tensor& w,
-                               const torch::Tensor& bias, const torch::Tensor& ln_w, const torch::Tensor& ln_b,
-                               int64_t groups, bool shuffle, int64_t act, double eps, double dropout) {
-    Layout L = layout_for(x2, w, bias, ln_w, ln_b, groups, shuffle, static_cast<Activation>(act), eps, dropout);
+  // x0 [M, in0], x1 [M, in1] (in1 may be 0) contiguous; the rest as dextra_layer_mixed().
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x0, const torch::Tensor& x1,
+                               const torch::Tensor& w, const torch::Tensor& bias, const torch::Tensor& ln_w,
+                               const torch::Tensor& ln_b, int64_t groups, bool shuffle, int64_t act, double eps,
+                               double dropout) {
+    Layout L = layout_for(x0, x1, w, bias, ln_w, ln_b, groups, shuffle, static_cast<Activation>(act), eps, dropout);
     torch::Tensor xh, rs, keep;
-    torch::Tensor out = forward_rows(L, product(L, x2, w), true, &xh, &rs, &keep);
-    ctx->save_for_backward({x2, w, bias, ln_w, ln_b, xh, rs, keep});
+    torch::Tensor out = forward_rows(L, product(L, x0, x1, w), true, &xh, &rs, &keep);
+    ctx->save_for_backward({x0, x1, w, bias, ln_w, ln_b, xh, rs, keep});
     ctx->saved_data["groups"] = groups;
     ctx->saved_data["shuffle"] = shuffle;
     ctx->saved_data["act"] = act;
@@ -423,12 +435,13 @@ struct DExTraLayerFn : public torch::autograd::Function<DExTraLayerFn> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
-    const torch::Tensor &x2 = saved[0], &w = saved[1], &bias = saved[2], &ln_w = saved[3], &ln_b = saved[4];
-    const torch::Tensor &xh = saved[5], &rs = saved[6], &keep = saved[7];
+    const torch::Tensor &x0 = saved[0], &x1 = saved[1], &w = saved[2], &bias = saved[3], &ln_w = saved[4];
+    const torch::Tensor &ln_b = saved[5], &xh = saved[6], &rs = saved[7], &keep = saved[8];
     const int64_t groups = ctx->saved_data["groups"].toInt();
-    Layout L = make_layout(x2.size(0), x2.size(1), xh.size(1), groups, ctx->saved_data["shuffle"].toBool(), w.dim() == 2,
+    Layout L = make_layout(x0.size(0), x0.size(1) + x1.size(1), xh.size(1), groups, ctx->saved_data["shuffle"].toBool(), w.dim() == 2,
                            static_cast<Activation>(ctx->saved_data["act"].toInt()), ctx->saved_data["eps"].toDouble(),
                            bias, ln_w, ln_b);
+    L.in0 = x0.size(1), L.in1 = x1.size(1);
     L.drop = ctx->saved_data["drop"].toBool();
     if (L.drop) L.scale = static_cast<float>(1.0 / (1.0 - ctx->saved_data["dropout"].toDouble()));
     torch::Tensor dh = grads[0].contiguous();  // [M, out]
@@ -461,34 +474,50 @@ struct DExTraLayerFn : public torch::autograd::Function<DExTraLayerFn> {
     torch::Tensor d_bias_p = sums[2].contiguous();                            // [out] output order
     torch::Tensor d_bias = torch::empty({L.out}, dh.options());              // [out] group-major
     for (int64_t p = 0; p < L.out; ++p) d_bias.data_ptr<float>()[L.col[p]] = d_bias_p.data_ptr<float>()[p];
-    // products: dx = dy·Wᵀ, dW = xᵀ·dy (per group)
+    // products: dx = dy·Wᵀ, dW = xᵀ·dy (per group and input part)
     SgemmFn gemm = onednn_sgemm();
-    const float* px = x2.data_ptr<float>();
     const float* pw = w.data_ptr<float>();
-    torch::Tensor dx = torch::empty({L.m, L.in}, dh.options()), dw = torch::empty(w.sizes(), dh.options());
-    float* pdx = dx.data_ptr<float>();
+    torch::Tensor dx0 = torch::empty({L.m, L.in0}, dh.options()), dx1 = torch::empty({L.m, L.in1}, dh.options());
+    torch::Tensor dw = torch::empty(w.sizes(), dh.options());
     float* pdw = dw.data_ptr<float>();
+    struct Part {
+      const float* x;
+      float* dx;
+      int64_t width, offset;  // columns of this part; its first row of W_k (GLT) or column of W (dense)
+    };
+    std::vector<Part> parts;
+    const int64_t a = L.in0 / L.g;
+    if (L.in0 > 0) parts.push_back({x0.data_ptr<float>(), dx0.data_ptr<float>(), L.in0, 0});
+    if (L.in1 > 0) parts.push_back({x1.data_ptr<float>(), dx1.data_ptr<float>(), L.in1, L.dense ? L.in0 : a});
     if (L.m == 0) {
-      dx.zero_(), dw.zero_();
+      dw.zero_();
     } else if (L.dense) {
       RECORD_FUNCTION("loom::dextra_dense_gemm_backward", std::vector<c10::IValue>());
-      check_sgemm(gemm('N', 'N', L.m, L.in, L.out, 1.0f, pdy, L.out, pw, L.in, 0.0f, pdx, L.in));
-      check_sgemm(gemm('T', 'N', L.out, L.in, L.m, 1.0f, pdy, L.out, px, L.in, 0.0f, pdw, L.in));
+      for (const Part& q : parts) {
+        check_sgemm(gemm('N', 'N', L.m, q.width, L.out, 1.0f, pdy, L.out, pw + q.offset, L.in, 0.0f, q.dx, q.width));
+        check_sgemm(gemm('T', 'N', L.out, q.width, L.m, 1.0f, pdy, L.out, q.x, q.width, 0.0f, pdw + q.offset, L.in));
+      }
     } else {
       {
         RECORD_FUNCTION("loom::dextra_glt_gemm_backward_input", std::vector<c10::IValue>());
         for (int64_t k = 0; k < L.g; ++k) {
-          check_sgemm(gemm('N', 'T', L.m, L.ci, L.co, 1.0f, pdy + k * L.co, L.out, pw + k * L.ci * L.co, L.co, 0.0f,
-                           pdx + k * L.ci, L.in));
+          for (const Part& q : parts) {
+            const int64_t wg = q.width / L.g;
+            check_sgemm(gemm('N', 'T', L.m, wg, L.co, 1.0f, pdy + k * L.co, L.out, pw + (k * L.ci + q.offset) * L.co, L.co,
+                             0.0f, q.dx + k * wg, q.width));
+          }
         }
       }
       RECORD_FUNCTION("loom::dextra_glt_gemm_backward_weight", std::vector<c10::IValue>());
       for (int64_t k = 0; k < L.g; ++k) {
-        check_sgemm(gemm('T', 'N', L.ci, L.co, L.m, 1.0f, px + k * L.ci, L.in, pdy + k * L.co, L.out, 0.0f,
-                         pdw + k * L.ci * L.co, L.co));
+        for (const Part& q : parts) {
+          const int64_t wg = q.width / L.g;
+          check_sgemm(gemm('T', 'N', wg, L.co, L.m, 1.0f, q.x + k * wg, q.width, pdy + k * L.co, L.out, 0.0f,
+                           pdw + (k * L.ci + q.offset) * L.co, L.co));
+        }
       }
     }
-    return {dx, dw, d_bias.view(bias.sizes()), d_lnw, d_lnb,
+    return {dx0, dx1, dw, d_bias.view(bias.sizes()), d_lnw, d_lnb,
             torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -503,10 +532,11 @@ bool dextra_layer_supported(const torch::Tensor& x, const torch::Tensor& weight,
          dropout >= 0.0 && dropout < 1.0;
 }
 
-torch::Tensor dextra_layer(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
-                           const torch::Tensor& ln_weight, const torch::Tensor& ln_bias, int64_t groups, bool shuffle,
-                           Activation act, double eps, double dropout) {
-  if (!dextra_layer_supported(x, weight, act, dropout)) {
+torch::Tensor dextra_layer_mixed(const torch::Tensor& x0, const torch::Tensor& y, const torch::Tensor& weight,
+                                 const torch::Tensor& bias, const torch::Tensor& ln_weight, const torch::Tensor& ln_bias,
+                                 int64_t groups, bool shuffle, Activation act, double eps, double dropout) {
+  if (!dextra_layer_supported(x0, weight, act, dropout) || (y.defined() && y.scalar_type() != torch::kFloat32) ||
+      (y.defined() && !y.device().is_cpu())) {
     fail("dextra_layer: needs float32 CPU tensors, silu or relu, dropout in [0, 1) and oneDNN sgemm");
   }
   const bool dense = weight.dim() == 2;
@@ -515,26 +545,39 @@ torch::Tensor dextra_layer(const torch::Tensor& x, const torch::Tensor& weight, 
   }
   const int64_t in = dense ? weight.size(1) : groups * weight.size(1);
   const int64_t out = dense ? weight.size(0) : groups * weight.size(2);
-  if (x.dim() < 1 || x.size(-1) != in) fail("dextra_layer: input has {} features, the weight expects {}", x.dim() < 1 ? 0 : x.size(-1), in);
+  if (x0.dim() < 1) fail("dextra_layer: the input has no feature dimension");
+  const int64_t in0 = x0.size(-1), in1 = y.defined() ? y.size(-1) : 0;
+  if (in0 + in1 != in) fail("dextra_layer: inputs have {} + {} features, the weight expects {}", in0, in1, in);
+  if (in0 % groups != 0 || in1 % groups != 0) fail("dextra_layer: {} + {} features do not split into {} groups", in0, in1, groups);
+  if (y.defined() && y.sizes().slice(0, y.dim() - 1) != x0.sizes().slice(0, x0.dim() - 1)) {
+    fail("dextra_layer: the two inputs have different leading shapes");
+  }
   if (!bias.defined() || bias.numel() != out || ln_weight.numel() != out / groups || ln_bias.numel() != out / groups) {
     fail("dextra_layer: bias needs {} and the LayerNorm affine {} elements", out, out / groups);
   }
-  std::vector<int64_t> shape = x.sizes().vec();
+  std::vector<int64_t> shape = x0.sizes().vec();
   shape.back() = out;
-  torch::Tensor x2 = x.reshape({-1, in}).contiguous();  // [M, in]
+  torch::Tensor a = x0.reshape({-1, in0}).contiguous();                                              // [M, in0]
+  torch::Tensor b = y.defined() ? y.reshape({-1, in1}).contiguous() : torch::empty({a.size(0), 0}, a.options());  // [M, in1]
   torch::Tensor w = weight.contiguous();
   const bool grad = torch::GradMode::is_enabled() &&
-                    (x.requires_grad() || weight.requires_grad() || bias.requires_grad() || ln_weight.requires_grad() ||
-                     ln_bias.requires_grad());
-  torch::Tensor y;
+                    (x0.requires_grad() || (y.defined() && y.requires_grad()) || weight.requires_grad() ||
+                     bias.requires_grad() || ln_weight.requires_grad() || ln_bias.requires_grad());
+  torch::Tensor out_t;
   if (grad) {
-    y = DExTraLayerFn::apply(x2, w, bias, ln_weight, ln_bias, groups, shuffle, static_cast<int64_t>(act), eps, dropout);
+    out_t = DExTraLayerFn::apply(a, b, w, bias, ln_weight, ln_bias, groups, shuffle, static_cast<int64_t>(act), eps, dropout);
   } else {
     torch::NoGradGuard ng;
-    Layout L = layout_for(x2, w, bias, ln_weight, ln_bias, groups, shuffle, act, eps, dropout);
-    y = forward_rows(L, product(L, x2, w), false, nullptr, nullptr, nullptr);
+    Layout L = layout_for(a, b, w, bias, ln_weight, ln_bias, groups, shuffle, act, eps, dropout);
+    out_t = forward_rows(L, product(L, a, b, w), false, nullptr, nullptr, nullptr);
   }
-  return y.view(shape);  // [..., out]
+  return out_t.view(shape);  // [..., out]
+}
+
+torch::Tensor dextra_layer(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                           const torch::Tensor& ln_weight, const torch::Tensor& ln_bias, int64_t groups, bool shuffle,
+                           Activation act, double eps, double dropout) {
+  return dextra_layer_mixed(x, torch::Tensor(), weight, bias, ln_weight, ln_bias, groups, shuffle, act, eps, dropout);
 }
 
 }  // namespace loom::nn

@@ -63,4 +63,14 @@ torch::Tensor dextra_layer(const torch::Tensor& x, const torch::Tensor& weight, 
                            const torch::Tensor& ln_weight, const torch::Tensor& ln_bias, int64_t groups,
                            bool shuffle, Activation act, double eps, double dropout);
 
+/// dextra_layer() on the DExTra input mixer's output (papers.md §1.4) without building it:
+/// x0 [..., c0] (the unit's projected input), y [..., o] (the previous layer's output, same leading
+/// dims), c0 and o divisible by g; group k reads [x0[..., k·c0/g : (k+1)·c0/g], y[..., k·o/g :
+/// (k+1)·o/g]] (dense, g = 1: [x0, y]), so this equals dextra_layer(delight_mix(x0, y, g), ...)
+/// with weight rows (GLT) or columns (dense) in that order. An undefined y means no y. Returns
+/// [..., out] and gradients for x0 and y separately. Throws loom::Error as dextra_layer().
+torch::Tensor dextra_layer_mixed(const torch::Tensor& x0, const torch::Tensor& y, const torch::Tensor& weight,
+                                 const torch::Tensor& bias, const torch::Tensor& ln_weight, const torch::Tensor& ln_bias,
+                                 int64_t groups, bool shuffle, Activation act, double eps, double dropout);
+
 }  // namespace loom::nn
