@@ -101,6 +101,7 @@ struct Layout {
   int64_t m = 0, in = 0, out = 0, g = 1, ci = 0, co = 0;  // rows, widths, groups, per-group widths
   int64_t in0 = 0, in1 = 0;                              // input parts x0 [M, in0], x1 [M, in1]; in = in0 + in1
   bool dense = false;                                    // weight [out, in] instead of [g, ci, co]
+  bool shuffled = false;                                 // col[p] != p (shuffle with g > 1)
   Activation act = Activation::kSilu;
   float eps = 1e-5f;
   std::vector<int32_t> col;                  // [out] column of the product y (k·co + j) read by position p
@@ -116,6 +117,7 @@ Layout make_layout(int64_t m, int64_t in, int64_t out, int64_t g, bool shuffle, 
   Layout L;
   L.m = m, L.in = in, L.out = out, L.g = g, L.ci = in / g, L.co = out / g, L.dense = dense, L.act = act;
   L.eps = static_cast<float>(eps);
+  L.shuffled = shuffle && g > 1;
   L.col.resize(out);
   for (int64_t p = 0; p < out; ++p) {
     L.col[p] = static_cast<int32_t>(shuffle && g > 1 ? (p % g) * L.co + p / g : p);  // output j·g + k <- group k, channel j
@@ -251,10 +253,79 @@ LOOM_TARGET_AVX2 inline void store(float* p, __m256 v, int64_t n) {
   else _mm256_maskstore_ps(p, tail_mask(n), v);
 }
 
+// z [out] (output order) = y[col] + bias: the feature shuffle as 2x8 / 4x8 register transposes for
+// g = 2 and 4 (channels j0..j0+7 of every group -> positions 8g contiguous), scalar otherwise and
+// for the last co % 8 channels.
+LOOM_TARGET_AVX2 void gather_row_avx2(const Layout& L, const float* y, float* z) {
+  const int64_t co = L.co, g = L.g;
+  const float* b = L.bias.data();
+  int64_t j0 = 0;
+  if (!L.shuffled) {
+    for (int64_t p = 0; p < L.out; p += 8) store(z + p, _mm256_add_ps(load(y + p, L.out - p), load(b + p, L.out - p)), L.out - p);
+    return;
+  }
+  if (g == 2) {
+    for (; j0 + 8 <= co; j0 += 8) {
+      const __m256 a = _mm256_loadu_ps(y + j0), c = _mm256_loadu_ps(y + co + j0);
+      const __m256 lo = _mm256_unpacklo_ps(a, c), hi = _mm256_unpackhi_ps(a, c);
+      const int64_t p = 2 * j0;
+      _mm256_storeu_ps(z + p, _mm256_add_ps(_mm256_permute2f128_ps(lo, hi, 0x20), _mm256_loadu_ps(b + p)));
+      _mm256_storeu_ps(z + p + 8, _mm256_add_ps(_mm256_permute2f128_ps(lo, hi, 0x31), _mm256_loadu_ps(b + p + 8)));
+    }
+  } else if (g == 4) {
+    for (; j0 + 8 <= co; j0 += 8) {
+      const __m256 a = _mm256_loadu_ps(y + j0), c = _mm256_loadu_ps(y + co + j0);
+      const __m256 d = _mm256_loadu_ps(y + 2 * co + j0), e = _mm256_loadu_ps(y + 3 * co + j0);
+      const __m256 t0 = _mm256_unpacklo_ps(a, c), t1 = _mm256_unpackhi_ps(a, c);
+      const __m256 t2 = _mm256_unpacklo_ps(d, e), t3 = _mm256_unpackhi_ps(d, e);
+      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+      const int64_t p = 4 * j0;
+      _mm256_storeu_ps(z + p, _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_loadu_ps(b + p)));
+      _mm256_storeu_ps(z + p + 8, _mm256_add_ps(_mm256_permute2f128_ps(u2, u3, 0x20), _mm256_loadu_ps(b + p + 8)));
+      _mm256_storeu_ps(z + p + 16, _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x31), _mm256_loadu_ps(b + p + 16)));
+      _mm256_storeu_ps(z + p + 24, _mm256_add_ps(_mm256_permute2f128_ps(u2, u3, 0x31), _mm256_loadu_ps(b + p + 24)));
+    }
+  }
+  for (int64_t p = j0 * g; p < L.out; ++p) z[p] = y[L.col[p]] + b[p];
+}
+
+// dy[col[p]] = t[p]: the inverse of gather_row_avx2's shuffle (without the bias).
+LOOM_TARGET_AVX2 void scatter_row_avx2(const Layout& L, const float* t, float* dy) {
+  const int64_t co = L.co, g = L.g;
+  int64_t j0 = 0;
+  if (!L.shuffled) {
+    for (int64_t p = 0; p < L.out; p += 8) store(dy + p, load(t + p, L.out - p), L.out - p);
+    return;
+  }
+  if (g == 2) {
+    for (; j0 + 8 <= co; j0 += 8) {
+      const __m256 o0 = _mm256_loadu_ps(t + 2 * j0), o1 = _mm256_loadu_ps(t + 2 * j0 + 8);
+      const __m256 a = _mm256_shuffle_ps(o0, o1, 0x88), c = _mm256_shuffle_ps(o0, o1, 0xDD);  // 64-bit chunks 0 2 1 3
+      _mm256_storeu_ps(dy + j0, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(a), 0xD8)));
+      _mm256_storeu_ps(dy + co + j0, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(c), 0xD8)));
+    }
+  } else if (g == 4) {
+    for (; j0 + 8 <= co; j0 += 8) {
+      const float* s = t + 4 * j0;
+      const __m256 o0 = _mm256_loadu_ps(s), o1 = _mm256_loadu_ps(s + 8), o2 = _mm256_loadu_ps(s + 16), o3 = _mm256_loadu_ps(s + 24);
+      const __m256 u0 = _mm256_permute2f128_ps(o0, o2, 0x20), u1 = _mm256_permute2f128_ps(o0, o2, 0x31);
+      const __m256 u2 = _mm256_permute2f128_ps(o1, o3, 0x20), u3 = _mm256_permute2f128_ps(o1, o3, 0x31);
+      const __m256 t0 = _mm256_unpacklo_ps(u0, u1), t1 = _mm256_unpackhi_ps(u0, u1);
+      const __m256 t2 = _mm256_unpacklo_ps(u2, u3), t3 = _mm256_unpackhi_ps(u2, u3);
+      _mm256_storeu_ps(dy + j0, _mm256_shuffle_ps(t0, t2, 0x44));
+      _mm256_storeu_ps(dy + co + j0, _mm256_shuffle_ps(t0, t2, 0xEE));
+      _mm256_storeu_ps(dy + 2 * co + j0, _mm256_shuffle_ps(t1, t3, 0x44));
+      _mm256_storeu_ps(dy + 3 * co + j0, _mm256_shuffle_ps(t1, t3, 0xEE));
+    }
+  }
+  for (int64_t p = j0 * g; p < L.out; ++p) dy[L.col[p]] = t[p];
+}
+
 LOOM_TARGET_AVX2 void forward_row_avx2(const Layout& L, const float* y, float* xh, float* rs, const uint8_t* keep,
                                        float* out) {
   const int64_t n = L.out, co = L.co;
-  for (int64_t p = 0; p < n; ++p) xh[p] = y[L.col[p]] + L.bias[p];
+  gather_row_avx2(L, y, xh);
   const float inv = 1.0f / static_cast<float>(co);
   for (int64_t q = 0; q < L.g; ++q) {
     float* c = xh + q * co;
@@ -323,7 +394,7 @@ LOOM_TARGET_AVX2 void backward_row_avx2(const Layout& L, const float* dh, const 
       store(bq + i, _mm256_add_ps(dz, load(bq + i, k)), k);
     }
   }
-  for (int64_t p = 0; p < n; ++p) dy[L.col[p]] = t[p];
+  scatter_row_avx2(L, t, dy);
 }
 
 // ---- the layer ------------------------------------------------------------------------------------
