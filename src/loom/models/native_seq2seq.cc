@@ -163,6 +163,12 @@ struct TransformerDecoderBlock : DecoderBlock {
   nn::Linear fc1{nullptr}, fc2{nullptr};
 };
 
+// Residual dropout of the DeLighT blocks: nn::delight_dropout, the DExTra layers' counter-based
+// masks (the same distribution as torch::dropout, without one mt19937 draw per element).
+auto delight_drop(double p) {
+  return [p](torch::Tensor y) { return nn::delight_dropout(y, p); };  // [B, L, d]
+}
+
 // DeLighT encoder block (papers.md §1.7, delight_transformer_layer.py): DExTra d_m -> d_o = d_m/2,
 // single-head attention on d_o projected back to d_m, light FFN d_m -> d_m/r -> d_m.
 struct DelightEncoderBlock : EncoderBlock {
@@ -181,11 +187,11 @@ struct DelightEncoderBlock : EncoderBlock {
   torch::Tensor ffn(const torch::Tensor& x) { return feed_forward(packed_ffn, fc1, fc2, x, c_, is_training()); }  // [B, S, d]
   torch::Tensor run(const torch::Tensor& x0, const torch::Tensor& mask) override {
     const bool tr = is_training(), pre = c_.normalize_before;
-    torch::Tensor x = nn::residual(x0, self_attn_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) {
+    torch::Tensor x = nn::residual_with(x0, self_attn_layer_norm, pre, tr, delight_drop(c_.dropout), [&](const torch::Tensor& h) {
       return self_attn->forward(dextra_layer->forward(h), mask);
     });  // [B, S, d_m]
-    return nn::residual(x, final_layer_norm, pre, c_.delight.ffn_dropout, tr,
-                        [&](const torch::Tensor& h) { return ffn(h); });  // [B, S, d_m]
+    return nn::residual_with(x, final_layer_norm, pre, tr, delight_drop(c_.delight.ffn_dropout),
+                             [&](const torch::Tensor& h) { return ffn(h); });  // [B, S, d_m]
   }
   const NativeSeq2SeqConfig& c_;
   nn::DExTraUnit dextra_layer{nullptr};
@@ -218,14 +224,14 @@ struct DelightDecoderBlock : DecoderBlock {
   torch::Tensor run(const torch::Tensor& x0, const torch::Tensor& self_mask, nn::KVCache* cache, int64_t capacity,
                     const torch::Tensor& ck, const torch::Tensor& cv, const torch::Tensor& cross_mask) override {
     const bool tr = is_training(), pre = c_.normalize_before;
-    torch::Tensor x = nn::residual(x0, self_attn_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) {
+    torch::Tensor x = nn::residual_with(x0, self_attn_layer_norm, pre, tr, delight_drop(c_.dropout), [&](const torch::Tensor& h) {
       return self_attn->forward(dextra_layer->forward(h), self_mask, cache, capacity);
     });  // [B, T, d_m]
-    x = nn::residual(x, encoder_attn_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) {
+    x = nn::residual_with(x, encoder_attn_layer_norm, pre, tr, delight_drop(c_.dropout), [&](const torch::Tensor& h) {
       return encoder_attn->forward(h, ck, cv, cross_mask);
     });  // [B, T, d_m]
-    return nn::residual(x, final_layer_norm, pre, c_.delight.ffn_dropout, tr,
-                        [&](const torch::Tensor& h) { return ffn(h); });  // [B, T, d_m]
+    return nn::residual_with(x, final_layer_norm, pre, tr, delight_drop(c_.delight.ffn_dropout),
+                             [&](const torch::Tensor& h) { return ffn(h); });  // [B, T, d_m]
   }
   const NativeSeq2SeqConfig& c_;
   nn::DExTraUnit dextra_layer{nullptr};

@@ -1,12 +1,11 @@
 #include "loom/nn/delight.h"
+#include "loom/nn/dextra_layer.h"
 #include "loom/nn/linear.h"
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
-#include <mutex>
 
 #include "loom/core/error.h"
 
@@ -40,35 +39,18 @@ void init_linear(Linear& l) {
 
 }  // namespace
 
-namespace {
-uint64_t splitmix64(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-}  // namespace
-
 torch::Tensor delight_dropout(const torch::Tensor& x, double p) {
   if (p <= 0.0) return x;
   if (!(p < 1.0) || x.scalar_type() != torch::kFloat32 || !x.device().is_cpu()) return torch::dropout(x, p, true);
-  uint64_t seed = 0;
-  {
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    seed = at::check_generator<at::CPUGeneratorImpl>(gen)->random64();
-  }
+  const uint64_t seed = delight_dropout_seed();
   torch::Tensor mask = torch::empty(x.sizes(), x.options().requires_grad(false));  // [...] 0 or 1/(1-p)
   float* m = mask.data_ptr<float>();
-  const int64_t n = mask.numel();
-  const uint32_t threshold = static_cast<uint32_t>(std::min(p * 4294967296.0, 4294967295.0));
+  const uint32_t threshold = delight_drop_threshold(p);
   const float scale = static_cast<float>(1.0 / (1.0 - p));
-  at::parallel_for(0, (n + 1) / 2, 4096, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {  // counter i gives the uniforms of elements 2i and 2i+1
-      const uint64_t r = splitmix64(seed + static_cast<uint64_t>(i));
-      m[2 * i] = static_cast<uint32_t>(r) >= threshold ? scale : 0.0f;
-      if (2 * i + 1 < n) m[2 * i + 1] = static_cast<uint32_t>(r >> 32) >= threshold ? scale : 0.0f;
-    }
+  at::parallel_for(0, mask.numel(), 8192, [&](int64_t begin, int64_t end) {
+    std::vector<uint8_t> keep(static_cast<size_t>(end - begin));
+    delight_keep_flags(seed, threshold, begin, end - begin, keep.data());
+    for (int64_t i = begin; i < end; ++i) m[i] = keep[i - begin] != 0 ? scale : 0.0f;
   });
   return x * mask;  // [...]
 }
@@ -165,6 +147,10 @@ GroupLinearImpl::GroupLinearImpl(int64_t in_, int64_t out_, int64_t groups_, boo
 }
 
 torch::Tensor GroupLinearImpl::forward(const torch::Tensor& x) {
+  const double p = is_training() ? dropout : 0.0;
+  if (dextra_layer_supported(x, weight, act, p)) {  // one fused node (float32 CPU, silu/relu)
+    return dextra_layer(x, weight, bias, layer_norm->weight, layer_norm->bias, groups, shuffle, act, layer_norm->eps, p);
+  }
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   const int64_t m = x.numel() / in;
   torch::Tensor h = x.reshape({m, groups, in / groups}).transpose(0, 1);  // [g, M, in/g]
@@ -181,6 +167,15 @@ torch::Tensor GroupLinearImpl::forward(const torch::Tensor& x) {
   return h.reshape(shape);                        // [..., out]
 }
 
+torch::Tensor GroupLinearImpl::forward_mixed(const torch::Tensor& x0, const torch::Tensor& y) {
+  const double p = is_training() ? dropout : 0.0;
+  if (dextra_layer_supported(x0, weight, act, p) && y.scalar_type() == torch::kFloat32 && y.device().is_cpu()) {
+    return dextra_layer_mixed(x0, y, weight, bias, layer_norm->weight, layer_norm->bias, groups, shuffle, act,
+                              layer_norm->eps, p);  // [..., out]
+  }
+  return forward(delight_mix(x0, y, groups));  // [..., out]
+}
+
 DenseNormActImpl::DenseNormActImpl(int64_t in, int64_t out, Activation act_, double dropout_, double eps)
     : act(act_), dropout(dropout_) {
   linear = register_module("linear", Linear(in, out));
@@ -189,9 +184,24 @@ DenseNormActImpl::DenseNormActImpl(int64_t in, int64_t out, Activation act_, dou
 }
 
 torch::Tensor DenseNormActImpl::forward(const torch::Tensor& x) {
+  const double p = is_training() ? dropout : 0.0;
+  if (linear->bias.defined() && dextra_layer_supported(x, linear->weight, act, p)) {  // one fused node
+    return dextra_layer(x, linear->weight, linear->bias, layer_norm->weight, layer_norm->bias, 1, false, act,
+                        layer_norm->eps, p);
+  }
   torch::Tensor h = layer_norm->forward(linear->forward(x));  // [..., out]
   h = activate(std::move(h), act);                            // [..., out]
   return drop(h, dropout, is_training());                     // [..., out]
+}
+
+torch::Tensor DenseNormActImpl::forward_mixed(const torch::Tensor& x0, const torch::Tensor& y) {
+  const double p = is_training() ? dropout : 0.0;
+  if (linear->bias.defined() && dextra_layer_supported(x0, linear->weight, act, p) && y.scalar_type() == torch::kFloat32 &&
+      y.device().is_cpu()) {
+    return dextra_layer_mixed(x0, y, linear->weight, linear->bias, layer_norm->weight, layer_norm->bias, 1, false, act,
+                              layer_norm->eps, p);  // [..., out]
+  }
+  return forward(torch::cat({x0, y}, -1));  // [..., out]
 }
 
 DExTraUnitImpl::DExTraUnitImpl(DExTraSpec spec, Activation act, double dropout, double eps) : spec_(std::move(spec)) {
@@ -205,14 +215,11 @@ DExTraUnitImpl::DExTraUnitImpl(DExTraSpec spec, Activation act, double dropout, 
 }
 
 torch::Tensor DExTraUnitImpl::forward(const torch::Tensor& x) {
+  // Z_{l+1} = mix(X0, Y_l; g_{l+1}) is never built: each layer reads X0 and Y_l group by group.
   torch::Tensor x0 = input_layer->forward(x);  // [..., in_proj]
-  torch::Tensor z = x0;                        // [..., in_proj]
-  for (size_t l = 0; l < glt.size(); ++l) {
-    torch::Tensor y = glt[l]->forward(z);                                          // [..., o_l]
-    const int64_t g_next = l + 1 < glt.size() ? spec_.glt[l + 1].groups : 1;
-    z = delight_mix(x0, y, g_next);                                                // [..., in_proj + o_l]
-  }
-  return output_layer->forward(z);  // [..., out_features]
+  torch::Tensor y;                             // [..., o_l]
+  for (size_t l = 0; l < glt.size(); ++l) y = l == 0 ? glt[0]->forward(x0) : glt[l]->forward_mixed(x0, y);
+  return y.defined() ? output_layer->forward_mixed(x0, y) : output_layer->forward(x0);  // [..., out_features]
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -72,8 +72,9 @@ torch::Tensor recurrent_dropout(const torch::Tensor& x, double p, bool training)
 
 /// Training-mode dropout x [...] -> x · mask / (1 - p), each element kept with probability
 /// 1 - p, for the DExTra layers (papers.md §1.9, delight_dropout). The same distribution as
-/// torch::dropout, but the mask comes from a counter-based generator (splitmix64 of one seed
-/// drawn from torch's default CPU generator, so torch::manual_seed makes it reproducible)
+/// torch::dropout, but the mask comes from a counter-based generator (nn::delight_keep_flags:
+/// splitmix64 of one seed drawn from torch's default CPU generator, so torch::manual_seed makes
+/// it reproducible)
 /// instead of one Bernoulli draw of libtorch's mt19937 per element, which was ~20% of a DeLighT
 /// training step on CPU. float32 CPU only; other tensors use torch::dropout. p in [0, 1).
 torch::Tensor delight_dropout(const torch::Tensor& x, double p);
@@ -85,6 +86,8 @@ torch::Tensor delight_dropout(const torch::Tensor& x, double p);
 /// per group over out/g features with one shared affine, activation, dropout.
 /// Parameters: weight [g, in/g, out/g] (xavier_uniform_ on the 3-D tensor as the code: fan_in =
 /// (in/g)(out/g), fan_out = out), bias [g, 1, out/g] (zero), layer_norm.{weight,bias} [out/g].
+/// float32 CPU inputs with silu or relu run all of this as one node, nn::dextra_layer() (per-group
+/// sgemm on strided slices, one fused pass after it); other inputs take the per-op form.
 class GroupLinearImpl : public torch::nn::Module {
  public:
   /// Throws loom::Error if in or out is not divisible by groups.
@@ -92,6 +95,9 @@ class GroupLinearImpl : public torch::nn::Module {
                   double eps = 1e-5);
   /// x [..., in] -> [..., out].
   torch::Tensor forward(const torch::Tensor& x);
+  /// forward(delight_mix(x0, y, groups)) for x0 [..., c0], y [..., o] with c0 + o = in, without
+  /// building the mixed tensor on the fused path (nn::dextra_layer_mixed). -> [..., out].
+  torch::Tensor forward_mixed(const torch::Tensor& x0, const torch::Tensor& y);
   int64_t in, out, groups;
   bool shuffle;
   Activation act;
@@ -104,12 +110,16 @@ TORCH_MODULE(GroupLinear);
 
 /// Dense layer + LayerNorm + activation + dropout, the DExTra unit's input and output layers
 /// (dextra_unit.py get_weight_layer with norm and activation). Parameters linear.{weight,bias}
-/// [out, in]/[out] (xavier_uniform_, zero bias), layer_norm.{weight,bias} [out].
+/// [out, in]/[out] (xavier_uniform_, zero bias), layer_norm.{weight,bias} [out]. float32 CPU
+/// inputs with silu or relu run as one node, nn::dextra_layer() with g = 1.
 class DenseNormActImpl : public torch::nn::Module {
  public:
   DenseNormActImpl(int64_t in, int64_t out, Activation act, double dropout, double eps = 1e-5);
   /// x [..., in] -> [..., out].
   torch::Tensor forward(const torch::Tensor& x);
+  /// forward(cat([x0, y], -1)) for x0 [..., c0], y [..., o] with c0 + o = in, without the cat
+  /// on the fused path (nn::dextra_layer_mixed). -> [..., out].
+  torch::Tensor forward_mixed(const torch::Tensor& x0, const torch::Tensor& y);
   Linear linear{nullptr};
   LayerNorm layer_norm{nullptr};
   Activation act;

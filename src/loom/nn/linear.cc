@@ -1,5 +1,6 @@
 #include "loom/nn/linear.h"
 #include "loom/nn/param_init.h"
+#include "loom/nn/sgemm.h"
 
 #include <dlfcn.h>
 
@@ -11,21 +12,13 @@
 namespace loom::nn {
 namespace {
 
-// oneDNN C API (dnnl.h): row-major C = alpha·op(A)·op(B) + beta·C; returns dnnl_success (0).
-using SgemmFn = int (*)(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha,
-                        const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
-                        float* C, int64_t ldc);
-
 SgemmFn find_sgemm() {
   const char* env = std::getenv("LOOM_GEMM");
   if (env != nullptr && std::strcmp(env, "torch") == 0) return nullptr;
   return reinterpret_cast<SgemmFn>(dlsym(RTLD_DEFAULT, "dnnl_sgemm"));
 }
 
-SgemmFn sgemm() {
-  static const SgemmFn fn = find_sgemm();
-  return fn;
-}
+SgemmFn sgemm() { return onednn_sgemm(); }
 
 bool fast_bmm(const torch::Tensor& a, const torch::Tensor& b) {
   return sgemm() != nullptr && a.scalar_type() == torch::kFloat32 && b.scalar_type() == torch::kFloat32 &&
@@ -93,6 +86,11 @@ struct BmmNN : public torch::autograd::Function<BmmNN> {
 };
 
 }  // namespace
+
+SgemmFn onednn_sgemm() {
+  static const SgemmFn fn = find_sgemm();
+  return fn;
+}
 
 torch::Tensor bmm_nt(const torch::Tensor& a, const torch::Tensor& b) {
   if (!fast_bmm(a, b)) return torch::matmul(a, b.transpose(-1, -2));
