@@ -8,11 +8,12 @@
 #   - exact 5-digit match at the training length (512 tokens, TRAIN_TRIALS keys x 5 depths);
 #   - the grid at LENGTHS (up to 128x the training length) x 5 depths: a prompt of L tokens
 #     folds L/64 segments into the Infini memory, so its rows are accuracy vs memory updates;
-#   - the learned memory gates per layer and head (`loom model-info --gates`).
+#   - the learned memory gates per layer and head (`loom model-info --gates`);
+#   - stage 2: the Infini model fine-tuned on 1K-2K-token prompts, tested at 2K and 8x/32x/128x.
 # Writes OUT/summary.md, OUT/*.json, OUT/*.svg.
 #
 # Usage: scripts/experiments/passkey_infini.sh [OUT_DIR]
-#   env: STEPS (default: the configs' 5000), LENGTHS, TRIALS, TRAIN_TRIALS, LOOM, ARMS
+#   env: STEPS (default: the configs' 5000), LENGTHS, TRIALS, TRAIN_TRIALS, LOOM, ARMS, FT2K (1)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-runs/exp-passkey}
@@ -43,3 +44,21 @@ for arm in $arms; do
 done
 python3 scripts/experiments/summarize-passkey.py "$out" 64 512 | tee "$out/summary.md"
 cat "$out"/infini-gates.txt
+
+# Stage 2 (FT2K=0 skips it): the paper's remedy for length, fine-tuning on longer prompts —
+# the Infini model, from its exported weights (--init-from), 300 updates on 1K-2K-token prompts
+# (16-32 memory updates), then the same tests at its new training length 2K and at 8x/32x/128x.
+if [ "${FT2K:-1}" = 1 ] && [[ " $arms " == *" infini "* ]]; then
+  arm=infini-ft2k
+  start=$(date +%s)
+  "$loom" train lm --config scripts/experiments/configs/passkey-infini-ft2k.json --init-from "$out/infini" \
+    --out "$out/$arm" --quiet --resume
+  echo "$arm: trained in $(( $(date +%s) - start )) s" | tee -a "$out/machine.txt"
+  start=$(date +%s)
+  "$loom" eval passkey --model "$out/$arm/model" --lengths 2K --depths 0,25,50,75,100 --trials "$train_trials" \
+    --seed 7 --json "$out/$arm-trainlen.json" --quiet | tee "$out/$arm-trainlen.txt"
+  "$loom" eval passkey --model "$out/$arm/model" --lengths 2K,4K,8K,16K,32K,64K,128K,256K --depths 0,25,50,75,100 \
+    --trials "$trials" --json "$out/$arm-passkey.json" --svg "$out/$arm-passkey.svg" --quiet | tee "$out/$arm-passkey.txt"
+  "$loom" model-info --gates "$out/$arm/model" > "$out/$arm-gates.txt" 2>&1 || true
+  echo "$arm: evaluated in $(( $(date +%s) - start )) s" | tee -a "$out/machine.txt"
+fi

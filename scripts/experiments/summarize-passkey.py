@@ -10,7 +10,7 @@ import json, math, os, sys
 out = sys.argv[1]
 seg = int(sys.argv[2]) if len(sys.argv) > 2 else 64
 arms = ["infini", "local"]
-colors = {"infini": "#1f77b4", "local": "#d62728"}
+colors = {"infini": "#1f77b4", "local": "#d62728", "infini-ft2k": "#2ca02c"}
 
 
 def load(name):
@@ -65,6 +65,23 @@ if base:
         print(f"| {label(n)} | {n / train_len:g} | {math.ceil(toks / seg)} | {cells[0]} | {cells[1]} |")
 
 
+# ---- stage 2: the Infini model fine-tuned on 1K-2K-token prompts
+ft_t, ft_g = load("infini-ft2k-trainlen.json"), load("infini-ft2k-passkey.json")
+if ft_t:
+    ex, dg, toks = row_means(ft_t, 0)
+    per = " / ".join(f"{v:.2f}" for v in ft_t["exact"][0])
+    print("\n### Stage 2: Infini fine-tuned on 1K-2K-token prompts\n")
+    print(f"At its training length 2K ({toks:.0f} tokens, {ft_t['trials'] * len(ft_t['depths'])} prompts): "
+          f"exact match **{ex:.3f}** (per depth {per}), per-digit {dg:.3f}.\n")
+if ft_g:
+    print("| prompt length | × 2K | memory updates | exact / per-digit |")
+    print("|---:|---:|---:|---:|")
+    for i, n in enumerate(ft_g["lengths"]):
+        ex, dg, toks = row_means(ft_g, i)
+        points.setdefault("infini-ft2k", []).append((math.ceil(toks / seg), ex, dg))
+        print(f"| {label(n)} | {n / 2048:g} | {math.ceil(toks / seg)} | {ex:.2f} / {dg:.2f} |")
+
+
 def svg_lines(path, title, xlabel, ylabel, series, logx):
     W, H, L, R, T, B = 640, 380, 70, 150, 40, 50
     xs = [x for s in series.values() for x, _ in s]
@@ -105,7 +122,7 @@ def svg_lines(path, title, xlabel, ylabel, series, logx):
 svg_lines(os.path.join(out, "passkey-vs-memory-updates.svg"),
           "passkey exact match vs memory updates (segments of %d tokens)" % seg,
           "segments before the answer (log scale)", "exact 5-digit match",
-          {f"{a} exact": [(x, e) for x, e, _ in points[a]] for a in arms if points[a]}, True)
+          {f"{a} exact": [(x, e) for x, e, _ in points[a]] for a in points if points[a]}, True)
 
 curves = {}
 for a in arms:
