@@ -151,6 +151,29 @@ using loom_test::run_loom;
 using loom_test::run_loom_killed_after;
 using loom_test::slurp;
 
+// A bad passkey curriculum is one error naming the config file and the stage.
+TEST(TrainLmCli, BadPasskeyCurriculumNamesFileAndStage) {
+  loom_test::TempDir tmp;
+  const fs::path& dir = tmp.path();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"("x")", "'passkey.curriculum'"},
+      {R"([{"until_step": 10, "min_tokens": 5}])", "'passkey.curriculum[0]': need 1 <= min_tokens <= max_tokens"},
+      {R"([{"until_step": 10, "min_tokens": 5, "max_tokens": 9}, {"until_step": 10, "min_tokens": 5, "max_tokens": 9}])",
+       "'passkey.curriculum[1]': until_step must increase"},
+      {R"([{"until_step": 10, "min_tokens": 5, "max_tokens": 9, "max_token": 9}])", "'passkey.curriculum[0].max_token'"}};
+  for (const auto& [curriculum, want] : cases) {
+    const fs::path cfg = dir / "config.json";
+    std::ofstream(cfg) << R"({"n_layers": 1, "d_model": 32, "d_head": 8, "attention": "infini", "segment_len": 16,
+      "task": "passkey", "passkey": {"min_tokens": 64, "max_tokens": 96, "curriculum": )"
+                       << curriculum << R"(}, "train": {"steps": 2, "warmup_steps": 0, "batch_size": 2}})";
+    fs::remove_all(dir / "run");
+    auto r = run_loom({"train", "lm", "--config", cfg.string(), "--out", (dir / "run").string(), "--quiet"}, dir);
+    EXPECT_EQ(r.code, 1) << curriculum;
+    EXPECT_NE(r.err.find(cfg.string()), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(want), std::string::npos) << r.err;
+  }
+}
+
 TEST(TrainLmCli, KilledAtRandomMomentsAndResumedEqualsUninterrupted) {
   loom_test::TempDir tmp;
   const fs::path& dir = tmp.path();

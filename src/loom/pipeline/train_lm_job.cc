@@ -247,7 +247,11 @@ int train_lm_job(const TrainLmOptions& f) {
     }
     reject_unknown_fields(pk_json, config, "passkey");
     data::EncodeFn enc = [tok](std::string_view s) { return tok.encode(s); };
-    the_task = std::make_unique<train::PasskeyTask>(model, enc, po);
+    try {
+      the_task = std::make_unique<train::PasskeyTask>(model, enc, po);
+    } catch (const Error& e) {
+      fail(Where{config, 0, e.where().field}, "{}", e.message());  // name the config file too
+    }
   }
 
   train::Trainer trainer(*the_task, topt, *comm);
