@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "loom/core/error.h"
+#include "loom/core/random.h"
 #include "loom/nn/delight.h"
 
 namespace loom::nn {
@@ -211,7 +212,7 @@ TEST(DExTraLayer, KeepFlagsFromAnyOffsetMatchTheWholeMask) {
   const uint32_t threshold = delight_drop_threshold(0.5);
   std::vector<uint8_t> scalar(1001);  // element e: half (e % 2) of splitmix64(seed + e/2) >= threshold
   for (int64_t e = 0; e < 1001; ++e) {
-    const uint64_t r = splitmix64(1234 + static_cast<uint64_t>(e / 2));
+    const uint64_t r = core::splitmix64(1234 + static_cast<uint64_t>(e / 2));
     scalar[e] = static_cast<uint32_t>(e % 2 == 0 ? r : r >> 32) >= threshold;
   }
   for (bool avx2 : {true, false}) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "loom/core/error.h"
+#include "loom/core/random.h"
 #include "loom/nn/sgemm.h"
 
 #define LOOM_TARGET_AVX2 __attribute__((target("avx2,fma")))
@@ -69,7 +70,7 @@ LOOM_TARGET_AVX2 void keep_flags_avx2(uint64_t seed, uint32_t threshold, int64_t
     std::memcpy(keep + i, &bytes, 8);
   }
   for (; i < n; i += 2) {
-    const uint64_t r = splitmix64(seed + static_cast<uint64_t>((e0 + i) / 2));
+    const uint64_t r = core::splitmix64(seed + static_cast<uint64_t>((e0 + i) / 2));
     keep[i] = static_cast<uint32_t>(r) >= threshold;
     if (i + 1 < n) keep[i + 1] = static_cast<uint32_t>(r >> 32) >= threshold;
   }
@@ -80,18 +81,18 @@ LOOM_TARGET_AVX2 void keep_flags_avx2(uint64_t seed, uint32_t threshold, int64_t
 void delight_keep_flags(uint64_t seed, uint32_t threshold, int64_t e0, int64_t n, uint8_t* keep) {
   int64_t i = 0;
   if (n > 0 && (e0 & 1) != 0) {  // odd start: the high half of the pair (e0 - 1, e0)
-    keep[i++] = static_cast<uint32_t>(splitmix64(seed + static_cast<uint64_t>(e0 / 2)) >> 32) >= threshold;
+    keep[i++] = static_cast<uint32_t>(core::splitmix64(seed + static_cast<uint64_t>(e0 / 2)) >> 32) >= threshold;
   }
   if (has_avx2() && n - i >= 8) {
     keep_flags_avx2(seed, threshold, e0 + i, n - i, keep + i);
     return;
   }
   for (; i + 1 < n; i += 2) {
-    const uint64_t r = splitmix64(seed + static_cast<uint64_t>((e0 + i) / 2));
+    const uint64_t r = core::splitmix64(seed + static_cast<uint64_t>((e0 + i) / 2));
     keep[i] = static_cast<uint32_t>(r) >= threshold;
     keep[i + 1] = static_cast<uint32_t>(r >> 32) >= threshold;
   }
-  if (i < n) keep[i] = static_cast<uint32_t>(splitmix64(seed + static_cast<uint64_t>((e0 + i) / 2))) >= threshold;
+  if (i < n) keep[i] = static_cast<uint32_t>(core::splitmix64(seed + static_cast<uint64_t>((e0 + i) / 2))) >= threshold;
 }
 
 namespace {

@@ -14,15 +14,6 @@
 
 namespace loom::nn {
 
-/// splitmix64 (Steele, Lea, Flood 2014) of z: the counter-based generator of the DeLighT
-/// dropout masks (nn::delight_dropout, dextra_layer()).
-inline uint64_t splitmix64(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 /// Seed of one DeLighT dropout mask: one random64() of torch's default CPU generator (so
 /// torch::manual_seed makes masks reproducible).
 uint64_t delight_dropout_seed();
@@ -35,7 +26,7 @@ inline uint32_t delight_drop_threshold(double p) {
 
 /// Keep flags of a DeLighT dropout mask for elements e0 .. e0+n-1 (flat index of the
 /// row-major tensor): the uniform of element e is the low (e even) or high (e odd) 32 bits of
-/// splitmix64(seed + e/2); keep[i] = 1 when it is >= threshold, else 0.
+/// core::splitmix64(seed + e/2); keep[i] = 1 when it is >= threshold, else 0.
 void delight_keep_flags(uint64_t seed, uint32_t threshold, int64_t e0, int64_t n, uint8_t* keep);
 
 /// True when dextra_layer() runs these operands: float32 CPU x and weight, activation silu

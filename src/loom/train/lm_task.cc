@@ -4,6 +4,7 @@
 #include <random>
 
 #include "loom/core/error.h"
+#include "loom/core/random.h"
 #include "loom/data/batching.h"
 #include "loom/data/shuffle.h"
 
@@ -136,13 +137,8 @@ std::pair<int64_t, int64_t> PasskeyTask::length_range(int64_t global_batch) cons
 }
 
 data::PasskeySample PasskeyTask::sample(int64_t epoch, int64_t index, int64_t row) const {
-  // SplitMix-style mixing of (seed, epoch, index, row) into one 64-bit seed.
-  auto mix = [](uint64_t x) {
-    x += 0x9E3779B97F4A7C15ULL;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-  };
+  // splitmix64 mixing of (seed, epoch, index, row) into one 64-bit seed.
+  const auto mix = core::splitmix64;
   uint64_t s = mix(opt_.seed);
   s = mix(s ^ static_cast<uint64_t>(epoch + 1));
   s = mix(s ^ static_cast<uint64_t>(index));
