@@ -9,7 +9,6 @@ Needs numpy and the ctranslate2 Python package (built from its public source, ou
 """
 import json
 import math
-import struct
 import sys
 import types
 from pathlib import Path
@@ -17,25 +16,10 @@ from pathlib import Path
 import numpy as np
 import ctranslate2.converters.transformers as ct2_hf
 from ctranslate2.converters.converter import Converter
+from safetensors_f32 import read_f32
 
 # The loader checks isinstance(module, transformers.Conv1D); no module here is one.
 ct2_hf.transformers = types.SimpleNamespace(Conv1D=type("Conv1D", (), {}))
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        if meta["dtype"] != "F32":
-            sys.exit(f"{path}: {name} is {meta['dtype']}; F32 only")
-        b, e = meta["data_offsets"]
-        out[name] = np.frombuffer(data[b:e], dtype=np.float32).reshape(meta["shape"]).copy()
-    return out
 
 
 def sinusoidal(n_pos, dim):
@@ -80,7 +64,7 @@ class MarianFromArrays(Converter):
 
     def _load(self):
         cfg = json.loads((self.dir / "config.json").read_text())
-        w = read_safetensors(self.dir / "model.safetensors")
+        w = read_f32(self.dir / "model.safetensors", copy=True)
         config = types.SimpleNamespace(**cfg)
         model = types.SimpleNamespace(config=config, model=types.SimpleNamespace())
         for side in ("encoder", "decoder"):

@@ -10,31 +10,12 @@ Needs numpy and llama.cpp's own gguf-py package (from your llama.cpp checkout):
 Then `llama-quantize OUT.gguf OUT-bf16.gguf BF16` / `... Q8_0` for the other precisions.
 """
 import json
-import struct
 import sys
 from pathlib import Path
 
 import numpy as np
 import gguf
-
-
-def safetensors_arrays(path):
-    """name -> read-only numpy memmap of a float32 safetensors file (no copy)."""
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-    base = 8 + n
-    out = {}
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        if meta["dtype"] != "F32":
-            sys.exit(f"{path}: tensor {name} is {meta['dtype']}; this script reads F32 checkpoints only")
-        begin, end = meta["data_offsets"]
-        out[name] = np.memmap(path, dtype=np.float32, mode="r", offset=base + begin,
-                              shape=tuple(meta["shape"]))
-        assert out[name].nbytes == end - begin
-    return out
+from safetensors_f32 import read_f32
 
 
 def main():
@@ -45,7 +26,7 @@ def main():
     arch = {"llama": "llama", "gemma": "gemma"}.get(cfg["model_type"])
     if arch is None:
         sys.exit(f"{ckpt}/config.json: model_type {cfg['model_type']!r} not handled (llama, gemma)")
-    tensors = safetensors_arrays(ckpt / "model.safetensors")
+    tensors = read_f32(ckpt / "model.safetensors")
     head_dim = cfg.get("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
 
     w = gguf.GGUFWriter(out_path, arch)

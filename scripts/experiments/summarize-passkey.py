@@ -4,11 +4,12 @@ and per-digit accuracy at the training length and per test length, Infini beside
 baseline, with the number of Infini memory updates = segments folded before the answer) and writes
 OUT/passkey-vs-memory-updates.svg (exact match vs memory updates, both arms) and
 OUT/passkey-valid-curve.svg (validation exact match vs training update, both arms).
-Python standard library only. Usage: summarize-passkey.py OUT [SEGMENT_LEN]"""
+Python standard library only. Usage: summarize-passkey.py OUT [SEGMENT_LEN (64)] [TRAIN_LEN (512)]"""
 import json, math, os, sys
 
 out = sys.argv[1]
 seg = int(sys.argv[2]) if len(sys.argv) > 2 else 64
+train_len = int(sys.argv[3]) if len(sys.argv) > 3 else 512
 arms = ["infini", "local"]
 colors = {"infini": "#1f77b4", "local": "#d62728", "infini-ft2k": "#2ca02c"}
 
@@ -48,7 +49,6 @@ print("\n### Longer prompts (accuracy vs number of memory updates)\n")
 print("| prompt length | × training length | Infini memory updates | Infini exact / per-digit | local exact / per-digit |")
 print("|---:|---:|---:|---:|---:|")
 base = grids["infini"] or grids["local"]
-train_len = int(sys.argv[3]) if len(sys.argv) > 3 else 512
 points = {a: [] for a in arms}
 if base:
     for i, n in enumerate(base["lengths"]):
