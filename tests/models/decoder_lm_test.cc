@@ -1,9 +1,12 @@
-// DecoderLM: OpenELM layer-wise scaling (papers.md §2.2 golden values), config validation,
-// save/load, streaming equivalence and per-row document resets.
+// DecoderLM: OpenELM layer-wise scaling (papers.md §2.2 golden values), DeLighT blocks with
+// block-wise scaling (papers.md §1.7–1.8), config validation, save/load, streaming equivalence
+// and per-row document resets.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <cmath>
 
 #include "loom/models/decoder_lm.h"
 
@@ -307,6 +310,144 @@ TEST(DecoderLM, GradientsReachEveryParameter) {
     ASSERT_TRUE(p.value().grad().defined()) << p.key();
     EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0.0) << p.key();
   }
+}
+
+// A 3-block DeLighT LM: d_model 64 (d_o = 32, one head), DExTra depth 2 -> 4, FFN 64 -> 16 -> 64.
+json delight_config() {
+  return json{{"vocab_size", 50}, {"n_layers", 3}, {"d_model", 64}, {"block", "delight"},
+              {"delight_min_depth", 2}, {"delight_max_depth", 4}, {"delight_width_mult", 2.0},
+              {"delight_ffn_red", 4}, {"segment_len", 4}, {"local_window", 0}};
+}
+
+TEST(DelightLM, BlockWiseScalingShapesAndParameterNames) {
+  DecoderLMConfig c = DecoderLMConfig::from_json(delight_config(), "dl.json");
+  EXPECT_EQ(c.d_head, 32);  // d_model / 2, filled in
+  std::vector<int64_t> depth;
+  std::vector<double> width;
+  for (const LayerShape& s : c.layer_shapes()) {
+    depth.push_back(s.dextra_depth);
+    width.push_back(s.dextra_width_mult);
+    EXPECT_EQ(s.n_q, 1);
+    EXPECT_EQ(s.n_kv, 1);
+    EXPECT_EQ(s.ffn_dim, 16);
+  }
+  // papers.md §1.8: N^b = int(linspace(2, 4, 3)), w^b = linspace(2, 2 + (4 - 2)/2, 3)
+  EXPECT_EQ(depth, (std::vector<int64_t>{2, 3, 4}));
+  EXPECT_EQ(width, (std::vector<double>{2.0, 2.5, 3.0}));
+  DecoderLM m(c, 1);
+  EXPECT_EQ(m->parameter_count(), c.parameter_count());
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& p : m->named_parameters()) shapes[p.key()] = p.value().sizes().vec();
+  EXPECT_EQ(shapes.at("layers.0.attn.qkv_proj"), (std::vector<int64_t>{96, 32}));  // 3·d_o x d_o
+  EXPECT_EQ(shapes.at("layers.0.attn.out_proj"), (std::vector<int64_t>{64, 32}));  // d_model x d_o
+  EXPECT_EQ(shapes.at("layers.2.fc1.weight"), (std::vector<int64_t>{16, 64}));
+  EXPECT_EQ(shapes.at("layers.2.fc2.bias"), (std::vector<int64_t>{64}));
+  EXPECT_EQ(shapes.at("layers.1.dextra.input_layer.linear.weight"), (std::vector<int64_t>{32, 64}));  // d -> d/2
+  EXPECT_EQ(shapes.count("layers.0.ffn.proj_1"), 0u);
+  // Per block, everything but the DExTra unit by hand: norms 2·64, qkv 96·32, out 64·32,
+  // q/k norms 2·32, fc1 16·64 + 16, fc2 64·16 + 64; plus embedding 50·64 and the final norm 64.
+  int64_t n = 50 * 64 + 64;
+  for (int64_t i = 0; i < 3; ++i) n += 128 + 3072 + 2048 + 64 + 1040 + 1088 + c.dextra_spec(i).parameter_count();
+  EXPECT_EQ(c.parameter_count(), n);
+  // the block's DExTra unit is the MT model's (dextra_spec of d -> d/2 with in_proj d/2, max groups 2 at d 64)
+  EXPECT_EQ(c.dextra_spec(2).glt.size(), 4u);
+  EXPECT_EQ(c.dextra_spec(2).out_features, 32);
+  torch::Tensor logits = m->forward(torch::randint(0, 50, {2, 9}, torch::kInt64));
+  EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{2, 9, 50}));
+}
+
+TEST(DelightLM, ValidationNamesTheField) {
+  auto expect_field = [](json j, const std::string& field) {
+    try {
+      DecoderLMConfig::from_json(j, "dl.json");
+      ADD_FAILURE() << "accepted bad " << field;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.where().field, field) << e.what();
+      EXPECT_EQ(e.where().file, "dl.json");
+    }
+  };
+  json j = delight_config();
+  j["block"] = "deep";
+  expect_field(j, "block");
+  j = delight_config();
+  j["d_head"] = 16;  // DeLighT has one head of width d_model/2
+  expect_field(j, "d_head");
+  j = delight_config();
+  j["delight_min_depth"] = 5;
+  expect_field(j, "delight_min_depth");
+  j = delight_config();
+  j["delight_ffn_red"] = 3;
+  expect_field(j, "delight_ffn_red");
+  j = delight_config();
+  j["delight_width_mult"] = 0.0;
+  expect_field(j, "delight_width_mult");
+  j = delight_config();
+  j["d_model"] = 66;
+  expect_field(j, "d_model");
+  j = delight_config();
+  j["delight_depth"] = 3;  // a typo is not silently ignored
+  expect_field(j, "delight_depth");
+  DecoderLMConfig d = DecoderLMConfig::from_json(delight_config());
+  EXPECT_EQ(d.to_json()["block"], "delight");
+  EXPECT_EQ(DecoderLMConfig::from_json(d.to_json()).to_json(), d.to_json());
+  // standard configs do not grow DeLighT fields
+  EXPECT_FALSE(DecoderLMConfig::from_json(tiny_config()).to_json().contains("block"));
+}
+
+TEST(DelightLM, StreamingEqualsOneShotAndAttentionKindsCompose) {
+  for (const char* kinds : {"full", "window", "infini"}) {
+    json j = delight_config();
+    if (std::string(kinds) == "window") j["local_window"] = 5;
+    if (std::string(kinds) == "infini") j["layer_attention"] = {"standard", "infini", "standard"};
+    DecoderLM m(DecoderLMConfig::from_json(j), 3);
+    m->eval();
+    torch::NoGradGuard g;
+    torch::Tensor ids = torch::randint(0, 50, {2, 19}, torch::kInt64);
+    torch::Tensor ref = m->forward(ids);
+    for (int64_t chunk : {1, 6, 19}) {
+      EXPECT_TRUE(torch::allclose(stream(m, ids, chunk), ref, 1e-4, 1e-5)) << kinds << " chunk " << chunk;
+    }
+  }
+}
+
+TEST(DelightLM, InitIsDeterministicInTheSeedAndGradientsReachEveryParameter) {
+  DecoderLMConfig c = DecoderLMConfig::from_json(delight_config());
+  DecoderLM a(c, 7), b(c, 7), other(c, 8);
+  auto pa = a->named_parameters(), pb = b->named_parameters(), po = other->named_parameters();
+  for (const auto& p : pa) {
+    EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
+    if (p.key().find("glt.1.weight") != std::string::npos) {
+      EXPECT_FALSE(torch::equal(p.value(), po[p.key()])) << p.key();
+      // xavier_uniform_ with torch's fans of the [g, in/g, out/g] weight
+      const auto s = p.value().sizes();
+      const double bound = std::sqrt(6.0 / double(s[1] * s[2] + s[0] * s[2]));
+      EXPECT_LE(p.value().abs().max().item<double>(), bound) << p.key();
+      EXPECT_GT(p.value().abs().max().item<double>(), 0.8 * bound) << p.key();
+    }
+  }
+  torch::Tensor ids = torch::randint(0, 50, {2, 13}, torch::kInt64);
+  torch::Tensor logits = a->forward(ids);
+  torch::Tensor loss = torch::nn::functional::cross_entropy(logits.reshape({-1, 50}).narrow(0, 0, 24),
+                                                            ids.narrow(1, 1, 12).reshape({-1}));
+  loss.backward();
+  for (const auto& p : a->named_parameters()) {
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0.0) << p.key();
+  }
+}
+
+TEST(DelightLM, SaveLoadRoundTrip) {
+  const std::string dir = (std::filesystem::temp_directory_path() / "loom_delight_lm_test").string();
+  std::filesystem::remove_all(dir);
+  DecoderLM m(DecoderLMConfig::from_json(delight_config()), 5);
+  m->eval();
+  m->save(dir);
+  DecoderLM back = load_decoder_lm(dir);
+  back->eval();
+  torch::NoGradGuard g;
+  torch::Tensor ids = torch::randint(0, 50, {1, 10}, torch::kInt64);
+  EXPECT_TRUE(torch::equal(back->forward(ids), m->forward(ids)));
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -41,6 +41,17 @@ void normal_(torch::Tensor& t, double std, at::Generator& gen) {
   t.copy_(at::normal(0.0, std, t.sizes(), gen, t.options()));
 }
 
+// torch.nn.init.xavier_uniform_ from a private generator: U(-a, a), a = sqrt(6 / (fan_in +
+// fan_out)), fan_in = size(1)·rf, fan_out = size(0)·rf, rf = prod(size[2:]) (torch's fans, which
+// dextra_unit.py's GroupLinear inherits for its [g, in/g, out/g] weight). t has >= 2 dims.
+void xavier_uniform_(torch::Tensor& t, at::Generator& gen) {
+  torch::NoGradGuard no_grad;
+  int64_t rf = 1;
+  for (int64_t i = 2; i < t.dim(); ++i) rf *= t.size(i);
+  const double a = std::sqrt(6.0 / double(t.size(1) * rf + t.size(0) * rf));
+  t.copy_(at::rand(t.sizes(), gen, t.options()) * (2.0 * a) - a);
+}
+
 }  // namespace
 
 int64_t make_divisible(double v, int64_t divisor) {
@@ -72,7 +83,8 @@ DecoderLMConfig DecoderLMConfig::from_json(const json& j, const std::string& fil
       "rope_base", "attention", "knn_layers", "layer_attention", "local_window", "segment_len",
       "infini_update", "infini_first_segment", "infini_detach_every", "knn_memory_size",
       "knn_top_k", "knn_search", "knn_faiss_nlist", "knn_faiss_nprobe", "knn_temperature_init",
-      "knn_local_rope", "tie_word_embeddings"};
+      "knn_local_rope", "tie_word_embeddings", "block", "delight_min_depth", "delight_max_depth",
+      "delight_width_mult", "delight_max_groups", "delight_ffn_red"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (!known.count(it.key())) fail(Where{file, 0, it.key()}, "unknown config field");
   if (j.contains("model_type") && j["model_type"] != kModelType)
@@ -81,7 +93,15 @@ DecoderLMConfig DecoderLMConfig::from_json(const json& j, const std::string& fil
   c.vocab_size = core::get_int(j, file, "vocab_size", std::nullopt);
   c.n_layers = core::get_int(j, file, "n_layers", std::nullopt);
   c.d_model = core::get_int(j, file, "d_model", std::nullopt);
-  c.d_head = core::get_int(j, file, "d_head", std::nullopt);
+  c.block = core::get_string(j, file, "block", "standard");
+  if (c.block != "standard" && c.block != "delight")
+    fail(Where{file, 0, "block"}, "expected \"standard\" or \"delight\", got \"{}\"", c.block);
+  if (c.is_delight() && (c.d_model < 4 || c.d_model % 4 != 0))
+    fail(Where{file, 0, "d_model"}, "DeLighT blocks need d_model divisible by 4 (d_o = d_model/2 is an even head width), got {}", c.d_model);
+  // DeLighT blocks have one head of width d_model/2; d_head is then optional (and must agree).
+  c.d_head = core::get_int(j, file, "d_head", c.is_delight() ? std::optional<int64_t>(c.d_model / 2) : std::nullopt);
+  if (c.is_delight() && c.d_head != c.d_model / 2)
+    fail(Where{file, 0, "d_head"}, "DeLighT blocks have one head of width d_model/2 = {}, got {}", c.d_model / 2, c.d_head);
   get_range(j, "qkv_multipliers", c.qkv_min, c.qkv_max, file);
   get_range(j, "ffn_multipliers", c.ffn_min, c.ffn_max, file);
   c.gqa_ratio = core::get_int(j, file, "gqa_ratio", 1);
@@ -136,6 +156,11 @@ DecoderLMConfig DecoderLMConfig::from_json(const json& j, const std::string& fil
   c.knn_memory.faiss_nprobe = core::get_int(j, file, "knn_faiss_nprobe", 8);
   c.knn_temperature_init = core::get_double(j, file, "knn_temperature_init", 1.0);
   c.knn_local_rope = core::get_bool(j, file, "knn_local_rope", false);
+  c.delight_min_depth = core::get_int(j, file, "delight_min_depth", 4);
+  c.delight_max_depth = core::get_int(j, file, "delight_max_depth", 8);
+  c.delight_width_mult = core::get_double(j, file, "delight_width_mult", 2.0);
+  c.delight_max_groups = core::get_int(j, file, "delight_max_groups", 0);
+  c.delight_ffn_red = core::get_int(j, file, "delight_ffn_red", 4);
   c.validate(file);
   return c;
 }
@@ -170,6 +195,35 @@ void DecoderLMConfig::validate(const std::string& file) const {
   positive("knn_faiss_nprobe", knn_memory.faiss_nprobe);
   if (!(knn_temperature_init > 0))
     fail(Where{file, 0, "knn_temperature_init"}, "must be > 0, got {}", knn_temperature_init);
+  if (block != "standard" && block != "delight")
+    fail(Where{file, 0, "block"}, "expected \"standard\" or \"delight\", got \"{}\"", block);
+  if (is_delight()) {
+    if (d_model % 4 != 0) fail(Where{file, 0, "d_model"}, "DeLighT blocks need d_model divisible by 4 (d_o = d_model/2 is an even head width), got {}", d_model);
+    positive("delight_min_depth", delight_min_depth);
+    positive("delight_max_depth", delight_max_depth);
+    if (delight_min_depth > delight_max_depth)
+      fail(Where{file, 0, "delight_min_depth"}, "must be <= delight_max_depth ({}), got {}", delight_max_depth, delight_min_depth);
+    if (!(delight_width_mult > 0) || !std::isfinite(delight_width_mult))
+      fail(Where{file, 0, "delight_width_mult"}, "must be > 0, got {}", delight_width_mult);
+    if (delight_max_groups < 0) fail(Where{file, 0, "delight_max_groups"}, "must be >= 0 (0 = automatic), got {}", delight_max_groups);
+    positive("delight_ffn_red", delight_ffn_red);
+    if (d_model % delight_ffn_red != 0)
+      fail(Where{file, 0, "delight_ffn_red"}, "d_model {} is not divisible by {}", d_model, delight_ffn_red);
+    // Building every unit's spec checks that each GLT width splits into its groups.
+    for (int64_t i = 0; i < n_layers; ++i) {
+      try {
+        (void)dextra_spec(i);
+      } catch (const Error& e) {
+        fail(Where{file, 0, "d_model"}, "DeLighT block {}: {}", i, e.what());
+      }
+    }
+  }
+}
+
+nn::DExTraSpec DecoderLMConfig::dextra_spec(int64_t layer) const {
+  const nn::BlockScaling bs = nn::delight_block_scaling(delight_min_depth, delight_max_depth, n_layers, delight_width_mult);
+  const int64_t groups = delight_max_groups > 0 ? delight_max_groups : nn::delight_max_groups(d_model);
+  return nn::dextra_spec(d_model, d_model / 2, d_model / 2, bs.width_mult[layer], bs.depth[layer], groups);
 }
 
 json DecoderLMConfig::to_json() const {
@@ -203,6 +257,14 @@ json DecoderLMConfig::to_json() const {
   j["knn_temperature_init"] = knn_temperature_init;
   j["knn_local_rope"] = knn_local_rope;
   j["tie_word_embeddings"] = true;
+  if (is_delight()) {  // written only for DeLighT models, so existing config.json files stay as they were
+    j["block"] = block;
+    j["delight_min_depth"] = delight_min_depth;
+    j["delight_max_depth"] = delight_max_depth;
+    j["delight_width_mult"] = delight_width_mult;
+    j["delight_max_groups"] = delight_max_groups;
+    j["delight_ffn_red"] = delight_ffn_red;
+  }
   return j;
 }
 
@@ -210,6 +272,19 @@ std::vector<LayerShape> DecoderLMConfig::layer_shapes() const {
   std::vector<double> alpha = layerwise_multipliers(qkv_min, qkv_max, n_layers);
   std::vector<double> beta = layerwise_multipliers(ffn_min, ffn_max, n_layers);
   std::vector<LayerShape> out;
+  if (is_delight()) {
+    const nn::BlockScaling bs = nn::delight_block_scaling(delight_min_depth, delight_max_depth, n_layers, delight_width_mult);
+    for (int64_t i = 0; i < n_layers; ++i) {
+      LayerShape s;
+      s.n_q = s.n_kv = 1;  // single head of width d_o = d_model/2
+      s.ffn_dim = d_model / delight_ffn_red;
+      s.attention = kind(i);
+      s.dextra_depth = bs.depth[i];
+      s.dextra_width_mult = bs.width_mult[i];
+      out.push_back(s);
+    }
+    return out;
+  }
   for (int64_t i = 0; i < n_layers; ++i) {
     LayerShape s;
     const int64_t q_dim = make_divisible(double(d_model) * alpha[i], d_head * gqa_ratio);
@@ -230,6 +305,11 @@ nn::AttentionOptions DecoderLMConfig::attention_options(int64_t layer) const {
   o.n_q = s.n_q;
   o.n_kv = s.n_kv;
   o.d_head = d_head;
+  if (is_delight()) {  // one head on the DExTra output d_o, projected back to d_model
+    o.d_model = d_model / 2;
+    o.d_head = d_model / 2;
+    o.d_out = d_model;
+  }
   o.qk_norm = qk_norm;
   o.norm_eps = norm_eps;
   o.rope_base = rope_base;
@@ -249,14 +329,22 @@ nn::AttentionOptions DecoderLMConfig::attention_options(int64_t layer) const {
 
 int64_t DecoderLMConfig::parameter_count() const {
   int64_t n = vocab_size * d_model + d_model;  // tied embedding + final norm
-  for (const LayerShape& s : layer_shapes()) {
+  const std::vector<LayerShape> shapes = layer_shapes();
+  for (int64_t i = 0; i < n_layers; ++i) {
+    const LayerShape& s = shapes[i];
+    const nn::AttentionOptions a = attention_options(i);
     n += 2 * d_model;                                        // attn_norm, ffn_norm
-    n += d_model * (s.n_q + 2 * s.n_kv) * d_head;            // qkv_proj
-    n += s.n_q * d_head * d_model;                           // out_proj
-    if (qk_norm && s.attention != nn::AttentionKind::kKnn) n += 2 * d_head;
+    n += a.d_model * (s.n_q + 2 * s.n_kv) * a.d_head;        // qkv_proj
+    n += s.n_q * a.d_head * (a.d_out > 0 ? a.d_out : a.d_model);  // out_proj
+    if (qk_norm && s.attention != nn::AttentionKind::kKnn) n += 2 * a.d_head;
     if (s.attention != nn::AttentionKind::kStandard) n += s.n_q;  // gate
     if (s.attention == nn::AttentionKind::kKnn) n += s.n_q;       // temperature
-    n += 3 * d_model * s.ffn_dim;                            // proj_1 (2·ffn), proj_2
+    if (is_delight()) {
+      n += dextra_spec(i).parameter_count();                 // DExTra unit
+      n += 2 * d_model * s.ffn_dim + s.ffn_dim + d_model;    // fc1, fc2 with biases
+    } else {
+      n += 3 * d_model * s.ffn_dim;                          // proj_1 (2·ffn), proj_2
+    }
   }
   return n;
 }
@@ -279,8 +367,23 @@ DecoderBlockImpl::DecoderBlockImpl(const nn::AttentionOptions& a, int64_t ffn_di
   ffn = register_module("ffn", nn::GatedFeedForward(a.d_model, ffn_dim, act));
 }
 
+DecoderBlockImpl::DecoderBlockImpl(const nn::AttentionOptions& a, const nn::DExTraSpec& spec, int64_t ffn_hidden,
+                                   double eps) {
+  const int64_t d = a.d_out > 0 ? a.d_out : a.d_model;  // residual width
+  attn_norm = register_module("attn_norm", nn::RMSNorm(d, eps));
+  dextra = register_module("dextra", nn::DExTraUnit(spec, nn::Activation::kSilu, 0.0));
+  attn = register_module("attn", nn::LMAttention(a));
+  ffn_norm = register_module("ffn_norm", nn::RMSNorm(d, eps));
+  fc1 = register_module("fc1", nn::Linear(d, ffn_hidden));
+  fc2 = register_module("fc2", nn::Linear(ffn_hidden, d));
+}
+
 torch::Tensor DecoderBlockImpl::forward(const torch::Tensor& x, int64_t pos0, const torch::Tensor& doc_start,
                                         nn::AttentionState& state) {
+  if (dextra) {  // DeLighT block (papers.md §1.7, pre-norm)
+    torch::Tensor y = x + attn->forward(dextra->forward(attn_norm->forward(x)), pos0, doc_start, state);  // [B,T,d]
+    return y + fc2->forward(torch::silu(fc1->forward(ffn_norm->forward(y))));                              // [B,T,d]
+  }
   torch::Tensor y = x + attn->forward(attn_norm->forward(x), pos0, doc_start, state);
   return y + ffn->forward(ffn_norm->forward(y));
 }
@@ -293,11 +396,16 @@ DecoderLMImpl::DecoderLMImpl(const DecoderLMConfig& config, uint64_t seed) : con
   layers = register_module("layers", torch::nn::ModuleList());
   const std::vector<LayerShape> shapes = config_.layer_shapes();
   for (int64_t i = 0; i < config_.n_layers; ++i) {
-    DecoderBlock block(config_.attention_options(i), shapes[i].ffn_dim, config_.ffn_activation, config_.norm_eps);
+    DecoderBlock block = config_.is_delight()
+        ? DecoderBlock(config_.attention_options(i), config_.dextra_spec(i), shapes[i].ffn_dim, config_.norm_eps)
+        : DecoderBlock(config_.attention_options(i), shapes[i].ffn_dim, config_.ffn_activation, config_.norm_eps);
     layers->push_back(block);
     blocks_.push_back(block);
   }
   norm = register_module("norm", nn::RMSNorm(d, config_.norm_eps));
+  // nn::Linear / nn::LayerNorm (the DeLighT blocks' modules, shared with inference) register
+  // their parameters without grad; everything here is trained.
+  for (auto& p : parameters()) p.set_requires_grad(true);
   // OpenELM init (corenet general_gpt.py reset_parameters): N(0, fan_in^-1/2) for linear layers
   // and the embedding (fan_in = d_model), out_proj / proj_2 re-initialised with
   // std = d_model^-1/2 · (2N)^-1/2.
@@ -306,10 +414,20 @@ DecoderLMImpl::DecoderLMImpl(const DecoderLMConfig& config, uint64_t seed) : con
   const double std_out = std_d / std::sqrt(2.0 * double(config_.n_layers));
   normal_(embed, std_d, gen);
   for (auto& b : blocks_) {
-    normal_(b->attn->qkv_proj, std_d, gen);
+    normal_(b->attn->qkv_proj, 1.0 / std::sqrt(double(b->attn->options.d_model)), gen);  // fan_in
     normal_(b->attn->out_proj, std_out, gen);
-    normal_(b->ffn->proj_1, std_d, gen);
-    normal_(b->ffn->proj_2, std_out, gen);
+    if (b->dextra) {
+      for (auto& p : b->dextra->named_parameters())
+        if (p.value().dim() >= 2) xavier_uniform_(p.value(), gen);  // biases 0, LayerNorms 1 (as built)
+      normal_(b->fc1->weight, std_d, gen);
+      normal_(b->fc2->weight, std_out, gen);
+      torch::NoGradGuard no_grad;
+      b->fc1->bias.zero_();
+      b->fc2->bias.zero_();
+    } else {
+      normal_(b->ffn->proj_1, std_d, gen);
+      normal_(b->ffn->proj_2, std_out, gen);
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 // Decoder-only language model for long-context experiments: pre-norm blocks with RMSNorm, RoPE,
 // GQA, QK-norm and a gated FFN (SwiGLU/GeGLU), tied input/output embeddings, OpenELM layer-wise
-// scaling (papers.md §2), and per-layer attention kinds "standard", "infini" (Infini-attention,
+// scaling (papers.md §2), DeLighT blocks with block-wise scaling (block "delight", papers.md
+// §1.7–1.8; Mehta et al., ICLR 2021), and per-layer attention kinds "standard", "infini" (Infini-attention,
 // §3) and "knn" (Memorizing Transformer, §4). A long input is streamed chunk by chunk through an
 // explicit DecoderLMState; with Infini-attention (or windowed attention) the state has a
 // constant size, so memory does not grow with the input length (except a kNN store, which is
@@ -17,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "loom/nn/delight.h"
 #include "loom/nn/lm_attention.h"
 #include "loom/nn/lm_blocks.h"
 
@@ -34,8 +36,10 @@ std::vector<double> layerwise_multipliers(double lo, double hi, int64_t n);
 struct LayerShape {
   int64_t n_q;   ///< query heads = make_divisible(α_i·d_model, d_head·gqa_ratio) / d_head
   int64_t n_kv;  ///< key/value heads = n_q / gqa_ratio
-  int64_t ffn_dim;  ///< make_divisible(β_i·d_model, ffn_divisor)
+  int64_t ffn_dim;  ///< make_divisible(β_i·d_model, ffn_divisor); DeLighT: d_model / delight_ffn_red
   nn::AttentionKind attention;  ///< the layer's attention kind
+  int64_t dextra_depth = 0;          ///< DeLighT: GLT layers N^b of the block's DExTra unit (0 otherwise)
+  double dextra_width_mult = 0.0;    ///< DeLighT: width multiplier w_m^b
 };
 
 /// Configuration of a DecoderLM (the config.json of a model directory). JSON fields (defaults in
@@ -58,6 +62,15 @@ struct LayerShape {
 ///   knn_memory_size [65536] (0 = memory off), knn_top_k [32], knn_search ["exact"|"faiss_ivf"],
 ///   knn_faiss_nlist [64], knn_faiss_nprobe [8], knn_temperature_init [1.0], knn_local_rope [false]
 ///   tie_word_embeddings [true] (only true is supported)
+///   block ["standard"] or "delight": DeLighT blocks (papers.md §1.7, pre-norm as the authors' LM):
+///     x + attn(DExTra(norm(x))) with one head of width d_o = d_model/2 (n_q = n_kv = 1,
+///     d_head = d_o, RoPE and qk_norm as the other blocks; out_proj d_o -> d_model), then
+///     x + fc2(silu(fc1(norm(x)))) with fc1 d_model -> d_model / delight_ffn_red (biases). Block i's
+///     DExTra depth and width come from block-wise scaling (§1.8) over the n_layers blocks:
+///     delight_min_depth [4], delight_max_depth [8], delight_width_mult [2.0],
+///     delight_max_groups [0 = 2^ceil(log2(d_model/32)) as the code], delight_ffn_red [4].
+///     qkv_multipliers, ffn_multipliers, gqa_ratio, ffn_divisor and ffn_activation do not apply;
+///     d_head is optional (d_model/2, any other value is an error).
 /// Unknown fields are rejected (typos must not pass silently).
 struct DecoderLMConfig {
   int64_t vocab_size = 0;   ///< V
@@ -82,6 +95,14 @@ struct DecoderLMConfig {
   int64_t knn_top_k = 32;           ///< neighbours per query
   double knn_temperature_init = 1.0;  ///< initial τ
   bool knn_local_rope = false;       ///< RoPE on the kNN layer's local path
+  std::string block = "standard";    ///< "standard" (OpenELM/LLaMA block) or "delight"
+  int64_t delight_min_depth = 4, delight_max_depth = 8;  ///< N_min, N_max of block-wise scaling
+  double delight_width_mult = 2.0;   ///< w_m
+  int64_t delight_max_groups = 0;    ///< largest GLT group count (0 = nn::delight_max_groups(d_model))
+  int64_t delight_ffn_red = 4;       ///< light FFN reduction r: hidden = d_model / r
+  bool is_delight() const { return block == "delight"; }
+  /// DeLighT: the DExTra unit of block i (d_model -> d_model/2, in_proj d_model/2).
+  nn::DExTraSpec dextra_spec(int64_t layer) const;
 
   /// Parses and validates a config object; `file` names the source in errors. Throws loom::Error
   /// naming the file and the field for a missing required field, a wrong type, an out-of-range
@@ -120,16 +141,24 @@ struct DecoderLMState {
 
 /// One pre-norm block: x + attn(RMSNorm(x)), then + ffn(RMSNorm(·)) (papers.md §2.3).
 /// Parameters: attn_norm.weight, attn.*, ffn_norm.weight, ffn.proj_1, ffn.proj_2.
+/// DeLighT block (papers.md §1.7, pre-norm): x + attn(dextra(RMSNorm(x))), then
+/// + fc2(silu(fc1(RMSNorm(·)))). Parameters: attn_norm.weight, dextra.*, attn.*,
+/// ffn_norm.weight, fc1.{weight,bias} [h, d_model]/[h], fc2.{weight,bias} [d_model, h]/[d_model].
 class DecoderBlockImpl : public torch::nn::Module {
  public:
   /// One block with the given attention, FFN width, activation and RMSNorm epsilon.
   DecoderBlockImpl(const nn::AttentionOptions& attn, int64_t ffn_dim, nn::GatedActivation act, double eps);
+  /// A DeLighT block: DExTra unit `dextra` (d_model -> d_o), attention `attn` with d_model = d_o
+  /// and d_out = the residual width, light FFN with `ffn_hidden` units, RMSNorm epsilon `eps`.
+  DecoderBlockImpl(const nn::AttentionOptions& attn, const nn::DExTraSpec& dextra, int64_t ffn_hidden, double eps);
   /// x [B, T, d_model] -> [B, T, d_model]; see nn::LMAttentionImpl::forward.
   torch::Tensor forward(const torch::Tensor& x, int64_t pos0, const torch::Tensor& doc_start,
                         nn::AttentionState& state);
   nn::RMSNorm attn_norm{nullptr}, ffn_norm{nullptr};  ///< pre-norms
   nn::LMAttention attn{nullptr};                      ///< standard / infini / knn
-  nn::GatedFeedForward ffn{nullptr};                  ///< SwiGLU / GeGLU
+  nn::GatedFeedForward ffn{nullptr};                  ///< SwiGLU / GeGLU (standard blocks)
+  nn::DExTraUnit dextra{nullptr};                     ///< DeLighT blocks: d_model -> d_o
+  nn::Linear fc1{nullptr}, fc2{nullptr};              ///< DeLighT blocks: light FFN
 };
 TORCH_MODULE(DecoderBlock);
 
@@ -139,8 +168,10 @@ class DecoderLMImpl : public torch::nn::Module {
  public:
   /// Builds the model with OpenELM's initialisation (papers.md §2.3): every projection and the
   /// embedding ~ N(0, fan_in^-1/2), out_proj and ffn.proj_2 ~ N(0, d_model^-1/2·(2N)^-1/2),
-  /// norms 1, gates 0, temperatures knn_temperature_init; deterministic in `seed` (torch's global
-  /// generator is not touched). Validates the config first (loom::Error).
+  /// norms 1, gates 0, temperatures knn_temperature_init; DeLighT blocks: fc1 like proj_1, fc2
+  /// like proj_2, biases 0, DExTra weights xavier-uniform as dextra_unit.py (torch's fans of the
+  /// 2-D/3-D weight); deterministic in `seed` (torch's global generator is not touched).
+  /// Validates the config first (loom::Error).
   explicit DecoderLMImpl(const DecoderLMConfig& config, uint64_t seed = 0);
 
   /// A fresh state for `batch` rows (position 0, every row at a new document).

@@ -135,11 +135,12 @@ LMAttentionImpl::LMAttentionImpl(const AttentionOptions& o) : options(o) {
   if (o.d_head % 2 != 0) fail("attention: d_head {} must be even (RoPE)", o.d_head);
   if (o.segment_len < 1) fail("attention: segment_len {} must be >= 1", o.segment_len);
   if (o.window < 0) fail("attention: window {} must be >= 0", o.window);
+  if (o.d_out < 0) fail("attention: d_out {} must be >= 0", o.d_out);
   const double std_in = 1.0 / std::sqrt(double(o.d_model));
   qkv_proj = register_parameter("qkv_proj",
                                 torch::randn({(o.n_q + 2 * o.n_kv) * o.d_head, o.d_model}) * std_in);
   out_proj = register_parameter("out_proj",
-                                torch::randn({o.d_model, o.n_q * o.d_head}) / std::sqrt(double(o.n_q * o.d_head)));
+                                torch::randn({o.d_out > 0 ? o.d_out : o.d_model, o.n_q * o.d_head}) / std::sqrt(double(o.n_q * o.d_head)));
   if (o.qk_norm && o.kind != AttentionKind::kKnn) {
     q_norm = register_module("q_norm", RMSNorm(o.d_head, o.norm_eps));
     k_norm = register_module("k_norm", RMSNorm(o.d_head, o.norm_eps));
@@ -325,7 +326,7 @@ torch::Tensor LMAttentionImpl::forward(const torch::Tensor& x, int64_t pos0, con
     case AttentionKind::kKnn: out = forward_knn(q, k, v, pos0, doc_start, st); break;
   }
   out = out.transpose(1, 2).reshape({b, t, options.n_q * options.d_head});  // concat heads
-  return dense(out, out_proj);                                          // [B,T,d_model]
+  return dense(out, out_proj);                                          // [B,T,d_out or d_model]
 }
 
 void LMAttentionImpl::reset_rows(AttentionState& st, const torch::Tensor& rows) const {

@@ -54,7 +54,10 @@ enum class InfiniFirstSegment {
 /// Shape and behaviour of one attention layer.
 struct AttentionOptions {
   AttentionKind kind = AttentionKind::kStandard;
-  int64_t d_model = 0;   ///< input/output width
+  int64_t d_model = 0;   ///< input width (and output width unless d_out is set)
+  /// Output width of out_proj (0 = d_model). DeLighT's single-head attention reads the DExTra
+  /// output (d_model = d_o = d_m/2) and writes the residual width d_out = d_m (papers.md §1.7).
+  int64_t d_out = 0;
   int64_t n_q = 0;       ///< query heads
   int64_t n_kv = 0;      ///< key/value heads (n_q % n_kv == 0; GQA ratio r = n_q / n_kv)
   int64_t d_head = 0;    ///< head width (even: RoPE)
@@ -162,7 +165,7 @@ struct KnnAttentionStats {
 };
 
 /// One attention layer. Parameters: "qkv_proj.weight" [(n_q + 2·n_kv)·d_head, d_model] (rows: q
-/// heads, then k heads, then v heads; no bias), "out_proj" [d_model, n_q·d_head],
+/// heads, then k heads, then v heads; no bias), "out_proj" [d_out or d_model, n_q·d_head],
 /// "q_norm.weight"/"k_norm.weight" [d_head] (qk_norm, not "knn"), "gate" [n_q] ("infini": β,
 /// "knn": b_h; init 0 = a 0.5 mix), "temperature" [n_q] ("knn": τ, used as |τ|).
 class LMAttentionImpl : public torch::nn::Module {
@@ -173,7 +176,7 @@ class LMAttentionImpl : public torch::nn::Module {
   /// Processes the next T tokens of the stream. x [B, T, d_model]; the tokens sit at absolute
   /// positions pos0 .. pos0+T−1; doc_start [B] int64: first position of each row's current
   /// document (keys before it are invisible, and Infini/kNN memories hold nothing older).
-  /// Updates `state` in place. Returns [B, T, d_model].
+  /// Updates `state` in place. Returns [B, T, d_out] (d_out = d_model when unset).
   torch::Tensor forward(const torch::Tensor& x, int64_t pos0, const torch::Tensor& doc_start,
                         AttentionState& state);
 
@@ -187,7 +190,7 @@ class LMAttentionImpl : public torch::nn::Module {
   AttentionOptions options;   ///< shape and behaviour (may be changed between calls, e.g.
                               ///< infini_detach_every; not the sizes)
   torch::Tensor qkv_proj;     ///< [(n_q + 2·n_kv)·d_head, d_model]
-  torch::Tensor out_proj;     ///< [d_model, n_q·d_head]
+  torch::Tensor out_proj;     ///< [d_out or d_model, n_q·d_head]
   torch::Tensor gate;         ///< [n_q]
   torch::Tensor temperature;  ///< [n_q]
   /// "knn": when set, forward() accumulates retrieval diagnostics here (costs one extra local
