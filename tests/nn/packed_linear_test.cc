@@ -61,6 +61,40 @@ TEST(PackedLinear, Int8IsPerRowSymmetricWithinHalfAStep) {
   EXPECT_EQ(p.bytes(), 16 * 64 + 16 * 4);
 }
 
+// With Activations::kLowPrecision the int8 weight has one scale per row and block of 32 input
+// features: each block's largest weight maps to ±127 and every weight is within half a step of
+// its block. A block of small weights next to a large one keeps its precision, where one scale
+// per row would round it to a few levels.
+TEST(PackedLinear, Int8LowPrecisionWeightsHaveBlockScales) {
+  using loom::nn::Activations;
+  torch::manual_seed(6);
+  const int64_t N = 8, K = 70;  // blocks [0, 32), [32, 64), [64, 70)
+  auto w = torch::randn({N, K}) * 0.01;
+  w.narrow(1, 32, 32).mul_(1000);  // block 1: 1000× larger
+  w[2].narrow(0, 64, 6).zero_();   // an all-zero block
+  PackedLinear p(w, {}, WeightType::kInt8, Activations::kLowPrecision);
+  ASSERT_EQ(p.scale().sizes(), (std::vector<int64_t>{3, N}));
+  for (int64_t j = 0; j < 3; ++j) {
+    const int64_t k0 = j * 32, kb = std::min<int64_t>(32, K - k0);
+    for (int64_t n = 0; n < N; ++n) {
+      auto blk = w[n].narrow(0, k0, kb);
+      const double amax = blk.abs().max().item<double>();
+      if (amax == 0) {
+        EXPECT_EQ(p.weight()[n].narrow(0, k0, kb).abs().max().item<int>(), 0);
+        continue;
+      }
+      EXPECT_NEAR(p.scale()[j][n].item<double>(), amax / 127, 1e-6 * amax / 127) << "block " << j << " row " << n;
+      EXPECT_EQ(p.weight()[n].narrow(0, k0, kb).abs().max().item<int>(), 127) << "block " << j << " row " << n;
+      auto err = (p.dequantized()[n].narrow(0, k0, kb) - blk).abs().max().item<double>();
+      EXPECT_LE(err, 0.5 * p.scale()[j][n].item<double>() + 1e-7) << "block " << j << " row " << n;
+    }
+  }
+  // The small block 0 is kept to 1/254 of its own range, not of block 1's (1000× coarser).
+  auto e0 = (p.dequantized().narrow(1, 0, 32) - w.narrow(1, 0, 32)).abs().max().item<double>();
+  EXPECT_LT(e0, w.narrow(1, 0, 32).abs().max().item<double>() / 200);
+  EXPECT_EQ(p.bytes(), N * K + 3 * N * 4);
+}
+
 TEST(PackedLinear, MatchingDtypeIsKeptWithoutCopyAndBadShapesAreErrors) {
   auto w16 = torch::randn({8, 32}).to(torch::kBFloat16);
   PackedLinear p(w16, {}, WeightType::kBFloat16);
@@ -79,12 +113,14 @@ TEST(PackedLinear, MatchingDtypeIsKeptWithoutCopyAndBadShapesAreErrors) {
             std::string::npos);
 }
 
-// Activations::kLowPrecision (translation models' --compute-type). int8: row m of x is quantized
-// with s_m = max|x_m| / 127, q = round(x / s_m), and y = (q·Wqᵀ)·s_m·scale_n + b with exact integer
-// sums — so a row's output is bit-identical whatever the other rows of the batch are. bf16:
-// bf16(x)·bf16(W)ᵀ with float32 sums.
+// Activations::kLowPrecision (translation models' --compute-type). int8: weights and activations
+// in blocks of kInt8BlockSize = 32 input features (K = 83: blocks of 32, 32 and 19). Block j of row
+// m of x is quantized with s_mj = max|x[m, block j]| / 127, q = round(x / s_mj), and
+// y = Σ_j (q_j·Wq_jᵀ)·s_mj·scale[j, n] + b with exact integer sums — so a row's output is
+// bit-identical whatever the other rows of the batch are. bf16: bf16(x)·bf16(W)ᵀ with float32 sums.
 TEST(PackedLinear, LowPrecisionActivationsMatchTheirDefinition) {
   using loom::nn::Activations;
+  using loom::nn::kInt8BlockSize;
   torch::manual_seed(5);
   const int64_t N = 37, K = 83;
   auto w = torch::randn({N, K});
@@ -93,15 +129,20 @@ TEST(PackedLinear, LowPrecisionActivationsMatchTheirDefinition) {
   PackedLinear p16(w, b, WeightType::kBFloat16, Activations::kLowPrecision);
   EXPECT_EQ(p8.activations(), Activations::kLowPrecision);
   EXPECT_EQ(PackedLinear(w, b, WeightType::kFloat32, Activations::kLowPrecision).activations(), Activations::kFloat32);
+  ASSERT_EQ(p8.scale().sizes(), (std::vector<int64_t>{3, N}));
   for (int64_t M : {1, 3, 8, 9, 40}) {
     auto x = torch::randn({M, K}) * torch::linspace(0.1, 5, M).unsqueeze(1);  // rows of different scale
     x[0][3] = 0;                                                              // exact zeros stay zero
     // int8 reference, the quantization done in float32 as the kernel does, the rest in float64.
-    auto s = std::get<0>(x.abs().max(1)) / 127.0f;                                 // [M]
-    auto q = torch::round(x * (1.0f / s).unsqueeze(1)).clamp(-127, 127);           // [M, K]
-    auto want8 = torch::matmul(q.to(torch::kDouble), p8.weight().to(torch::kDouble).t()) *
-                     s.to(torch::kDouble).unsqueeze(1) * p8.scale().to(torch::kDouble).unsqueeze(0) +
-                 b.to(torch::kDouble);
+    auto want8 = b.to(torch::kDouble).unsqueeze(0).repeat({M, 1});  // [M, N]
+    for (int64_t j = 0; j < 3; ++j) {
+      const int64_t k0 = j * kInt8BlockSize, kb = std::min(kInt8BlockSize, K - k0);
+      auto xj = x.narrow(1, k0, kb);
+      auto s = std::get<0>(xj.abs().max(1)) / 127.0f;                                  // [M]
+      auto q = torch::round(xj * (1.0f / s).unsqueeze(1)).clamp(-127, 127);            // [M, kb]
+      want8 += torch::matmul(q.to(torch::kDouble), p8.weight().narrow(1, k0, kb).to(torch::kDouble).t()) *
+               s.to(torch::kDouble).unsqueeze(1) * p8.scale()[j].to(torch::kDouble).unsqueeze(0);
+    }
     auto got8 = p8.forward(x);
     EXPECT_LT((got8.to(torch::kDouble) - want8).abs().max().item<double>(), 1e-5 * want8.abs().max().item<double>())
         << "M=" << M;

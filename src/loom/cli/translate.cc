@@ -180,7 +180,7 @@ void add_translate(CLI::App& app) {
   cmd->add_flag("--with-scores", a.with_scores, "JSONL: also write T_score (length-normalised log-probability)");
   cmd->add_flag("--meta", a.meta, "JSONL: add loom_meta per row (line, segments, copied, split, capped, tokens)");
   cmd->add_option("--compute-type", a.engine.compute_type,
-                  "Linear layers in float32, int8 (per-channel weights, activations quantized per row) or bf16; "
+                  "Linear layers in float32, int8 (weights and activations quantized in blocks of 32) or bf16; "
                   "auto = int8 on CPUs with VNNI, else bf16 with AVX512-BF16, else float32")
       ->capture_default_str();
   cmd->add_flag("--check-quality", a.check_quality,

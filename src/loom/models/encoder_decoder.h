@@ -119,8 +119,10 @@ class EncoderDecoder {
   virtual void init_state(DecoderState& state, const EncoderOutput& encoder, int64_t repeat = 1) = 0;
 
   /// Precision of the linear layers (attention projections, feed-forward, vocabulary
-  /// projection) for inference: float32 (the default, exactly the float32 path), int8 (per
-  /// output channel weights, activations quantized per row on the fly, oneDNN u8·s8 GEMM) or
+  /// projection) for inference: float32 (the default, exactly the float32 path), int8 (weights
+  /// and activations quantized in blocks of 32 input features, activations on the fly, exact
+  /// integer block sums by oneDNN's u8·s8 GEMM; NativeSeq2Seq keeps its output projection in
+  /// float32) or
   /// bfloat16 (bf16 weights and activations, float32 accumulation) — nn::PackedLinear with
   /// Activations::kLowPrecision. Weights are converted now; embeddings, LayerNorms and attention
   /// scores stay float32. Not for training (packed layers have no gradients).

@@ -634,9 +634,10 @@ void NativeSeq2Seq::set_compute_type(nn::WeightType type) {
   nn::pack_attention(*this, type);
   for (auto& b : impl_->enc) b->packed_ffn.pack(*b, type);
   for (auto& b : impl_->dec) b->packed_ffn.pack(*b, type);
-  output_packed_ = type == nn::WeightType::kFloat32
-                       ? nn::PackedLinear()
-                       : nn::PackedLinear(impl_->output, torch::Tensor(), type, nn::Activations::kLowPrecision);
+  // int8 leaves the output projection in float32 (see native_seq2seq.h): no packed copy.
+  output_packed_ = type == nn::WeightType::kBFloat16
+                       ? nn::PackedLinear(impl_->output, torch::Tensor(), type, nn::Activations::kLowPrecision)
+                       : nn::PackedLinear();
   compute_ = type;
 }
 

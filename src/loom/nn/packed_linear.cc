@@ -100,19 +100,28 @@ PackedLinear::PackedLinear(const torch::Tensor& weight, const torch::Tensor& bia
                : weight.to(torch::kBFloat16).contiguous();
       break;
     case WeightType::kInt8: {
-      // Row by row blocks, so a float32 copy of a large weight never exists at once.
+      // Row by row blocks, so a float32 copy of a large weight never exists at once. One scale
+      // per row (weight-only) or per row and block of kInt8BlockSize columns (kLowPrecision).
       const int64_t N = weight.size(0), K = weight.size(1);
+      const int64_t G = act_ == Activations::kLowPrecision ? kInt8BlockSize : std::max<int64_t>(1, K);
+      const int64_t nblocks = (K + G - 1) / G;
       w_ = torch::empty({N, K}, torch::kInt8);
-      scale_ = torch::empty({N}, torch::kFloat32);
-      const int64_t block = std::max<int64_t>(1, (int64_t{4} << 20) / std::max<int64_t>(1, K * 4));
-      for (int64_t n0 = 0; n0 < N; n0 += block) {
-        const int64_t nb = std::min(block, N - n0);
-        auto w = weight.narrow(0, n0, nb).to(torch::kFloat32);
-        auto s = std::get<0>(w.abs().max(1)) / 127.0f;             // [nb]
-        s = torch::where(s > 0, s, torch::ones_like(s));            // an all-zero row: q = 0
-        auto q = torch::round(w / s.unsqueeze(1)).clamp(-127, 127);  // [nb, K]
-        w_.narrow(0, n0, nb).copy_(q.to(torch::kInt8));
-        scale_.narrow(0, n0, nb).copy_(s);
+      scale_ = act_ == Activations::kLowPrecision ? torch::empty({nblocks, N}, torch::kFloat32)
+                                                  : torch::empty({N}, torch::kFloat32);
+      const int64_t rows = std::max<int64_t>(1, (int64_t{4} << 20) / std::max<int64_t>(1, K * 4));
+      for (int64_t n0 = 0; n0 < N; n0 += rows) {
+        const int64_t nb = std::min(rows, N - n0);
+        auto w = weight.narrow(0, n0, nb).to(torch::kFloat32);  // [nb, K]
+        for (int64_t j = 0; j < nblocks; ++j) {
+          const int64_t k0 = j * G, kb = std::min(G, K - k0);
+          auto wj = w.narrow(1, k0, kb);                                  // [nb, kb]
+          auto s = std::get<0>(wj.abs().max(1)) / 127.0f;                 // [nb]
+          s = torch::where(s > 0, s, torch::ones_like(s));                // an all-zero block: q = 0
+          auto q = torch::round(wj / s.unsqueeze(1)).clamp(-127, 127);   // [nb, kb]
+          w_.narrow(0, n0, nb).narrow(1, k0, kb).copy_(q.to(torch::kInt8));
+          if (scale_.dim() == 2) scale_[j].narrow(0, n0, nb).copy_(s);
+          else scale_.narrow(0, n0, nb).copy_(s);
+        }
       }
       break;
     }
@@ -129,7 +138,10 @@ int64_t PackedLinear::bytes() const {
 torch::Tensor PackedLinear::dequantized() const {
   if (type_ == WeightType::kFloat32) return w_;
   if (type_ == WeightType::kBFloat16) return w_.to(torch::kFloat32);
-  return w_.to(torch::kFloat32) * scale_.unsqueeze(1);
+  if (scale_.dim() == 1) return w_.to(torch::kFloat32) * scale_.unsqueeze(1);
+  // Block scales [nblocks, N]: column k of W has the scales of block k / kInt8BlockSize.
+  const int64_t K = w_.size(1);
+  return w_.to(torch::kFloat32) * scale_.t().repeat_interleave(kInt8BlockSize, 1).narrow(1, 0, K);
 }
 
 torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
@@ -183,43 +195,40 @@ torch::Tensor PackedLinear::forward_low_precision(const torch::Tensor& x2) const
     }
     return linear(xb.to(torch::kFloat32), w_.to(torch::kFloat32), bias_);  // same products, float32 sums
   }
-  // int8: per-row symmetric quantization of x, stored as u8 = q + 128 (oneDNN's u8·s8 product).
+  // int8: x quantized symmetrically per row and block of kInt8BlockSize columns (as the weight),
+  // stored as u8 = q + 128 (oneDNN's u8·s8 product); per block the exact int32 sums, scaled by
+  // both block scales and added up in float32.
+  const int64_t G = kInt8BlockSize, nblocks = (K + G - 1) / G;
+  if (nblocks == 0) return bias_.defined() ? y.zero_().add_(bias_) : y.zero_();  // K = 0: empty sums
   const float* X = x2.data_ptr<float>();
-  torch::Tensor xq = torch::empty({M, K}, torch::kUInt8);  // [M, K]
-  torch::Tensor xs = torch::empty({M}, torch::kFloat32);    // [M] activation scales s_m
+  torch::Tensor xq = torch::empty({M, K}, torch::kUInt8);       // [M, K]
+  torch::Tensor xs = torch::empty({M, nblocks}, torch::kFloat32);  // [M, nblocks] activation scales
   uint8_t* XQ = xq.data_ptr<uint8_t>();
   float* XS = xs.data_ptr<float>();
   at::parallel_for(0, M, 1, [&](int64_t m0, int64_t m1) {
-    for (int64_t m = m0; m < m1; ++m) {
-      const float* row = X + m * K;
-      float amax = 0.0f;
-      for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(row[k]));
-      const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
-      const float inv = 1.0f / s;
-      for (int64_t k = 0; k < K; ++k) {
-        const float q = std::nearbyint(row[k] * inv);
-        XQ[m * K + k] = static_cast<uint8_t>(static_cast<int>(std::min(127.0f, std::max(-127.0f, q))) + 128);
+    for (int64_t m = m0; m < m1; ++m)
+      for (int64_t j = 0; j < nblocks; ++j) {
+        const int64_t k0 = j * G, k1 = std::min(K, k0 + G);
+        const float* row = X + m * K;
+        float amax = 0.0f;
+        for (int64_t k = k0; k < k1; ++k) amax = std::max(amax, std::fabs(row[k]));
+        const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
+        const float inv = 1.0f / s;
+        for (int64_t k = k0; k < k1; ++k) {
+          const float q = std::nearbyint(row[k] * inv);
+          XQ[m * K + k] = static_cast<uint8_t>(static_cast<int>(std::min(127.0f, std::max(-127.0f, q))) + 128);
+        }
+        XS[m * nblocks + j] = s;
       }
-      XS[m] = s;
-    }
   });
-  // The exact int32 sums [M, N] go into y's own buffer (4-byte elements both), converted to
-  // float32 in place below: no second [M, N] buffer (for the vocabulary projection of a beam
-  // batch that is tens of MB).
-  static_assert(sizeof(int32_t) == sizeof(float), "int32 sums share the float32 output buffer");
-  int32_t* C = reinterpret_cast<int32_t*>(y.data_ptr<float>());
-  const int8_t* W = w_.data_ptr<int8_t>();
-  if (gemm_u8s8s32() != nullptr && has_vnni()) {
-    const int32_t zero = 0;
-    const int status = gemm_u8s8s32()('N', 'T', 'F', M, N, K, 1.0f, XQ, K, 128, W, K, 0, 0.0f, C, N, &zero);
-    if (status != 0) fail("PackedLinear: dnnl_gemm_u8s8s32 failed with status {}", status);
-  } else if (gemm_u8s8s32() != nullptr) {
-    // Without VNNI, oneDNN adds pairs of u8·s8 products in int16 with saturation (vpmaddubsw):
-    // 255·127·2 overflows, 127·127·2 does not. So split u = q + 128 = 2h + l with h = u >> 1 in
-    // [0, 127] and l = u & 1: q·w = 2·(h − 64)·w + l·w, two saturation-free integer GEMMs whose
-    // combination equals the exact sums of the loop below (and of the VNNI path). Columns go in
-    // chunks so the second product needs only an [M, chunk] buffer.
-    torch::Tensor xl = torch::empty({M, K}, torch::kUInt8);  // [M, K] l = u & 1
+  const bool vnni = gemm_u8s8s32() != nullptr && has_vnni();
+  // Without VNNI, oneDNN adds pairs of u8·s8 products in int16 with saturation (vpmaddubsw):
+  // 255·127·2 overflows, 127·127·2 does not. So split u = q + 128 = 2h + l with h = u >> 1 in
+  // [0, 127] and l = u & 1: q·w = 2·(h − 64)·w + l·w, two saturation-free integer GEMMs whose
+  // combination equals the exact sums (of the VNNI path and of the portable loop).
+  torch::Tensor xl;  // [M, K] l = u & 1 (XQ then holds h)
+  if (!vnni && gemm_u8s8s32() != nullptr) {
+    xl = torch::empty({M, K}, torch::kUInt8);
     uint8_t* XL = xl.data_ptr<uint8_t>();
     at::parallel_for(0, M * K, 4096, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
@@ -227,42 +236,67 @@ torch::Tensor PackedLinear::forward_low_precision(const torch::Tensor& x2) const
         XQ[i] = static_cast<uint8_t>(XQ[i] >> 1);  // h
       }
     });
-    const int64_t chunk = std::min<int64_t>(N, 4096);
-    torch::Tensor low = torch::empty({M, chunk}, torch::kInt32);  // [M, chunk] l·w sums
-    int32_t* L = low.data_ptr<int32_t>();
-    const int32_t zero = 0;
-    for (int64_t n0 = 0; n0 < N; n0 += chunk) {
-      const int64_t nb = std::min(chunk, N - n0);
-      int status = gemm_u8s8s32()('N', 'T', 'F', M, nb, K, 1.0f, XQ, K, 64, W + n0 * K, K, 0, 0.0f, C + n0, N, &zero);
-      if (status == 0) status = gemm_u8s8s32()('N', 'T', 'F', M, nb, K, 1.0f, XL, K, 0, W + n0 * K, K, 0, 0.0f, L, nb, &zero);
-      if (status != 0) fail("PackedLinear: dnnl_gemm_u8s8s32 failed with status {}", status);
+  }
+  // Columns go in chunks, so the int32 sums of one block need only [M, chunk] buffers (<= 4 MB
+  // each, e.g. for the vocabulary projection of a beam batch).
+  const int64_t chunk = std::min<int64_t>(N, std::max<int64_t>(256, (int64_t{1} << 20) / M));
+  torch::Tensor sums = torch::empty({M, chunk}, torch::kInt32);  // [M, chunk] one block's sums
+  torch::Tensor low = xl.defined() ? torch::empty({M, chunk}, torch::kInt32) : torch::Tensor();  // l·w sums
+  int32_t* C = sums.data_ptr<int32_t>();
+  const int8_t* W = w_.data_ptr<int8_t>();
+  const float* S = scale_.data_ptr<float>();
+  float* Y = y.data_ptr<float>();
+  const int32_t zero = 0;
+  for (int64_t n0 = 0; n0 < N; n0 += chunk) {
+    const int64_t nb = std::min(chunk, N - n0);
+    for (int64_t j = 0; j < nblocks; ++j) {
+      const int64_t k0 = j * G, kb = std::min(G, K - k0);
+      const int8_t* Wj = W + n0 * K + k0;
+      if (vnni) {
+        const int status = gemm_u8s8s32()('N', 'T', 'F', M, nb, kb, 1.0f, XQ + k0, K, 128, Wj, K, 0, 0.0f, C, nb, &zero);
+        if (status != 0) fail("PackedLinear: dnnl_gemm_u8s8s32 failed with status {}", status);
+      } else if (xl.defined()) {
+        int32_t* L = low.data_ptr<int32_t>();
+        int status = gemm_u8s8s32()('N', 'T', 'F', M, nb, kb, 1.0f, XQ + k0, K, 64, Wj, K, 0, 0.0f, C, nb, &zero);
+        if (status == 0)
+          status = gemm_u8s8s32()('N', 'T', 'F', M, nb, kb, 1.0f, xl.data_ptr<uint8_t>() + k0, K, 0, Wj, K, 0, 0.0f, L,
+                                  nb, &zero);
+        if (status != 0) fail("PackedLinear: dnnl_gemm_u8s8s32 failed with status {}", status);
+      } else {
+        at::parallel_for(0, nb, 16, [&](int64_t a, int64_t b) {
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = a; n < b; ++n) {
+              int32_t sum = 0;
+              for (int64_t k = 0; k < kb; ++k) sum += (static_cast<int32_t>(XQ[m * K + k0 + k]) - 128) * Wj[n * K + k];
+              C[m * nb + n] = sum;
+            }
+        });
+      }
+      // y[m, n] (+)= sums · xs[m, j] · scale[j, n], with sums = 2·C + L on the split path. The
+      // first block writes y and the bias follows the last, so every row gets the same float32
+      // operations whatever the batch.
+      const float* Sj = S + j * N + n0;
+      const int32_t* L = xl.defined() ? low.data_ptr<int32_t>() : nullptr;
       at::parallel_for(0, M, 1, [&](int64_t m0, int64_t m1) {
-        for (int64_t m = m0; m < m1; ++m)
-          for (int64_t n = 0; n < nb; ++n) C[m * N + n0 + n] = 2 * C[m * N + n0 + n] + L[m * nb + n];
+        for (int64_t m = m0; m < m1; ++m) {
+          const float a = XS[m * nblocks + j];
+          float* yr = Y + m * N + n0;
+          int32_t* cr = C + m * nb;
+          if (L != nullptr) {
+            const int32_t* lr = L + m * nb;
+            for (int64_t n = 0; n < nb; ++n) cr[n] = 2 * cr[n] + lr[n];
+          }
+          if (j == 0) {
+            for (int64_t n = 0; n < nb; ++n) yr[n] = static_cast<float>(cr[n]) * a * Sj[n];
+          } else {
+            for (int64_t n = 0; n < nb; ++n) yr[n] += static_cast<float>(cr[n]) * a * Sj[n];
+          }
+          if (j == nblocks - 1 && B != nullptr)
+            for (int64_t n = 0; n < nb; ++n) yr[n] += B[n0 + n];
+        }
       });
     }
-  } else {
-    at::parallel_for(0, N, 16, [&](int64_t n0, int64_t n1) {
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t n = n0; n < n1; ++n) {
-          int32_t sum = 0;
-          for (int64_t k = 0; k < K; ++k) sum += (static_cast<int32_t>(XQ[m * K + k]) - 128) * W[n * K + k];
-          C[m * N + n] = sum;
-        }
-    });
   }
-  const float* S = scale_.data_ptr<float>();
-  unsigned char* YC = reinterpret_cast<unsigned char*>(y.data_ptr<float>());  // C, then Y, element by element
-  at::parallel_for(0, M, 1, [&](int64_t m0, int64_t m1) {
-    for (int64_t m = m0; m < m1; ++m)
-      for (int64_t n = 0; n < N; ++n) {
-        int32_t c;
-        std::memcpy(&c, YC + 4 * (m * N + n), 4);  // (memcpy: the buffer is read as int32, written as float)
-        float v = static_cast<float>(c) * XS[m] * S[n];
-        if (B != nullptr) v += B[n];
-        std::memcpy(YC + 4 * (m * N + n), &v, 4);
-      }
-  });
   return y;
 }
 

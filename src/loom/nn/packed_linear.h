@@ -3,7 +3,7 @@
 // (models/causal_lm) for `--compute-type`; a translation model can hold its projections as
 // PackedLinear the same way (construct from the float weight, call forward).
 //
-// int8 is symmetric per output channel (row n of W): scale_n = max_k |W[n,k]| / 127,
+// int8 (weight-only) is symmetric per output channel (row n of W): scale_n = max_k |W[n,k]| / 127,
 // q[n,k] = round(W[n,k] / scale_n) in [-127, 127], W ≈ q · scale_n — the weight format of
 // LLM.int8()'s vector-wise quantization (Dettmers et al. 2022, §3.1) without its outlier part, and
 // of llama.cpp's Q8_0 with one block per row instead of 32-element blocks.
@@ -17,16 +17,25 @@
 //
 // Low-precision activations (`Activations::kLowPrecision`, used by the translation models'
 // `--compute-type`): the activations are converted too, so the product runs on the CPU's integer
-// or bf16 dot-product units for every M. int8: each row m of x is quantized symmetrically,
-// s_m = max_k |x[m,k]| / 127, and oneDNN's dnnl_gemm_u8s8s32 (VNNI vpdpbusd; on CPUs without
-// VNNI two saturation-free u8·s8 GEMMs over the split u = 2h + l, as oneDNN's int16 pair sums
-// saturate there) sums
-// (round(x/s_m) + 128 - 128)·q exactly in int32; y = C·s_m·scale_n + b — the dynamic
-// quantization of CTranslate2's int8 compute type and of torch.ao.nn.quantized.dynamic.Linear
-// (per-row instead of per-tensor activation scales). bfloat16: x is rounded to bf16 and
-// dnnl_gemm_bf16bf16f32 accumulates in float32 (AVX512-BF16 vdpbf16ps where available; on CPUs
-// without AVX-512, where oneDNN lacks it, the same products through sgemm). Rows are
-// independent in both, so a row's result does not depend on the other rows of the batch.
+// or bf16 dot-product units for every M. int8: weights and activations are both quantized
+// symmetrically in blocks of kInt8BlockSize = 32 consecutive input features (the last block of a
+// row may be shorter): weight block j of row n has scale_nj = max |W[n, block j]| / 127, activation
+// block j of row m has s_mj = max |x[m, block j]| / 127 (computed on the fly), and
+// y[m, n] = Σ_j s_mj·scale_nj·C_mnj + b_n, where C_mnj = Σ_{k in block j} round(x/s_mj)·q is summed
+// exactly in int32 by oneDNN's dnnl_gemm_u8s8s32 on u8 = round(x/s_mj) + 128 (VNNI vpdpbusd; on
+// CPUs without VNNI two saturation-free u8·s8 GEMMs over the split u = 2h + l, as oneDNN's int16
+// pair sums saturate there). This is the block format of llama.cpp's Q8_0 weights multiplied with
+// its Q8_0-quantized activations (one int8 dot product and one pair of scales per 32 elements),
+// computed here one block column of the GEMM at a time (K / 32 integer GEMMs instead of one).
+// Per-row scales (one block per row, as CTranslate2's int8 and torch.ao's dynamic quantized
+// Linear) left 8.2 % of the greedy translations of the held-out test of models/en-zh different
+// from float32, blocks of 32 5.5 % (docs/benchmarks.md); activations and weights of that model
+// have no outlier channels (largest |x| about 3× the row's RMS), so finer blocks, not outlier
+// handling, are what reduces the error.
+// bfloat16: x is rounded to bf16 and dnnl_gemm_bf16bf16f32 accumulates in float32 (AVX512-BF16
+// vdpbf16ps where available; on CPUs without AVX-512, where oneDNN lacks it, the same products
+// through sgemm). Rows are independent in both, so a row's result does not depend on the other
+// rows of the batch.
 #pragma once
 
 #include <cstdint>
@@ -60,6 +69,9 @@ WeightType auto_weight_type();
 /// Parses a `--compute-type` value: parse_weight_type() plus "auto" (auto_weight_type()).
 WeightType parse_compute_type(const std::string& s, const std::string& field);
 
+/// Input features per int8 scale block with Activations::kLowPrecision (weights and activations).
+constexpr int64_t kInt8BlockSize = 32;
+
 /// Rows up to which forward() uses the fused gemv kernel instead of tile dequantization + sgemm.
 constexpr int64_t kGemvMaxRows = 8;
 
@@ -89,7 +101,8 @@ class PackedLinear {
   int64_t bytes() const;
   /// The stored weight: [N, K] float32, bfloat16 or int8.
   const torch::Tensor& weight() const { return w_; }
-  /// int8 only: per-row scales [N] float32 (undefined otherwise).
+  /// int8 only (undefined otherwise), float32: per-row scales [N] (Activations::kFloat32) or
+  /// per-block-and-row scales [ceil(K / kInt8BlockSize), N] (Activations::kLowPrecision).
   const torch::Tensor& scale() const { return scale_; }
 
  private:
