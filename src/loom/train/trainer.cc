@@ -15,6 +15,7 @@
 #include "loom/core/progress.h"
 #include "loom/io/checkpoint.h"
 #include "loom/io/safetensors.h"
+#include "loom/train/flat_adam.h"
 #include "loom/train/plot_metrics.h"
 
 namespace fs = std::filesystem;
@@ -239,7 +240,7 @@ struct Trainer::Impl {
   TrainerOptions opt;
   Communicator& comm;
   std::vector<torch::Tensor> params;
-  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  std::unique_ptr<FlatAdam> optimizer;  // Adam/AdamW + clipping in one pass (torch::optim's file format)
   fs::path run, ckpt_dir;
   std::vector<nlohmann::json> records;
 
@@ -251,15 +252,14 @@ struct Trainer::Impl {
     for (auto& p : task.model().parameters())
       if (p.requires_grad()) params.push_back(p);
     if (params.empty()) fail("the model has no trainable parameters");
-    if (opt.optimizer == "adamw") {
-      torch::optim::AdamWOptions ao(opt.schedule.lr);
-      ao.betas({opt.beta1, opt.beta2}).eps(opt.adam_eps).weight_decay(opt.weight_decay);
-      optimizer = std::make_unique<torch::optim::AdamW>(params, ao);
-    } else {
-      torch::optim::AdamOptions ao(opt.schedule.lr);
-      ao.betas({opt.beta1, opt.beta2}).eps(opt.adam_eps).weight_decay(opt.weight_decay);
-      optimizer = std::make_unique<torch::optim::Adam>(params, ao);
-    }
+    FlatAdamOptions ao;
+    ao.lr = opt.schedule.lr;
+    ao.beta1 = opt.beta1;
+    ao.beta2 = opt.beta2;
+    ao.eps = opt.adam_eps;
+    ao.weight_decay = opt.weight_decay;
+    ao.decoupled = opt.optimizer == "adamw";
+    optimizer = std::make_unique<FlatAdam>(params, ao);
   }
 
   bool is_main() const { return comm.rank() == 0; }
@@ -487,15 +487,9 @@ TrainState Trainer::run() {
     comm.all_reduce_sum(stats);
     const double total_tok = stats[2].item<double>();
     if (total_tok <= 0) fail("update {} saw no target tokens (empty batches)", st.step + 1);
-    {
-      torch::NoGradGuard ng;
-      for (auto& p : m.params)
-        if (p.grad().defined()) p.mutable_grad().div_(total_tok);
-    }
-    if (o.clip_norm > 0) torch::nn::utils::clip_grad_norm_(m.params, o.clip_norm);
+    // Gradients / total_tok, clipped to clip_norm, Adam(W): one fused pass over all parameters.
     const double lr = learning_rate(o.schedule, st.step + 1);
-    for (auto& g : m.optimizer->param_groups()) g.options().set_lr(lr);
-    m.optimizer->step();
+    m.optimizer->step(lr, 1.0 / total_tok, o.clip_norm);
     for (auto& p : m.params) p.mutable_grad() = torch::Tensor();
     ++st.step;
     st.tokens += total_tok;
