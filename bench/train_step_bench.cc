@@ -2,7 +2,9 @@
 // configs/mt/*.json) spends its time, without data loading or tokenization. Builds the model
 // from --config with --vocab tokens, then runs --steps updates on one fixed random batch of
 // --batch rows × --src-len / --tgt-len tokens (no padding): forward + label-smoothed loss,
-// backward, clip_grad_norm_ + Adam (the trainer's optimizer settings). Prints the mean
+// backward, clipping to norm 1 + Adam (the trainer's optimizer settings; --optimizer flat = the
+// trainer's loom::train::FlatAdam, gradients set to none before each backward; torch =
+// torch::optim::Adam after clip_grad_norm_, gradients zeroed by zero_grad). Prints the mean
 // milliseconds of each phase after --warmup updates and the target tokens/s; with --profile N
 // it then records N more updates with libtorch's autograd profiler and prints the N operators
 // of largest self time (forward and backward ops; a parent's time excludes its children's).
@@ -19,6 +21,7 @@
 #include "loom/core/error.h"
 #include "loom/core/files.h"
 #include "loom/models/native_seq2seq.h"
+#include "loom/train/flat_adam.h"
 #include "loom/train/loss.h"
 
 namespace {
@@ -67,6 +70,7 @@ int main(int argc, char** argv) {
   std::string config_path;
   int64_t vocab = 4000, batch = 128, src_len = 14, tgt_len = 14, steps = 10, warmup = 3, profile = 0, top = 40;
   int threads = 2;
+  std::string optimizer = "flat";
   app.add_option("--config", config_path, "configs/mt/*.json")->required();
   app.add_option("--vocab", vocab, "vocabulary size (shared)");
   app.add_option("--batch", batch, "rows per batch");
@@ -77,6 +81,8 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads);
   app.add_option("--profile", profile, "profiled updates after the timed ones (0 = none)");
   app.add_option("--top", top, "operators listed by the profile");
+  app.add_option("--optimizer", optimizer, "flat (loom::train::FlatAdam, as the trainer) or torch (torch::optim::Adam)")
+      ->check(CLI::IsMember({"flat", "torch"}));
   CLI11_PARSE(app, argc, argv);
   try {
     torch::set_num_threads(threads);
@@ -89,6 +95,11 @@ int main(int argc, char** argv) {
     model->train(true);
     std::vector<torch::Tensor> params = model->parameters();
     torch::optim::Adam adam(params, torch::optim::AdamOptions(1e-4).betas({0.9, 0.98}).eps(1e-8));
+    loom::train::FlatAdamOptions fo;
+    fo.lr = 1e-4;
+    fo.beta2 = 0.98;
+    loom::train::FlatAdam flat(params, fo);
+    const bool use_flat = optimizer == "flat";
     const torch::Tensor src = torch::randint(4, vocab, {batch, src_len}, torch::kInt64);    // [B, S]
     const torch::Tensor mask = torch::ones({batch, src_len}, torch::kBool);                   // [B, S]
     const torch::Tensor tgt = torch::randint(4, vocab, {batch, tgt_len + 1}, torch::kInt64);  // [B, T+1]
@@ -100,11 +111,18 @@ int main(int argc, char** argv) {
       loom::train::LossSum ls = loom::train::label_smoothed_nll_loss(logits, labels, 0.1, 0);
       torch::Tensor loss = ls.loss / static_cast<double>(ls.n_tokens);
       auto t1 = Clock::now();
-      adam.zero_grad();
+      if (use_flat)
+        for (auto& p : params) p.mutable_grad() = torch::Tensor();
+      else
+        adam.zero_grad();
       loss.backward();
       auto t2 = Clock::now();
-      torch::nn::utils::clip_grad_norm_(params, 1.0);
-      adam.step();
+      if (use_flat) {
+        flat.step(1e-4, 1.0, 1.0);
+      } else {
+        torch::nn::utils::clip_grad_norm_(params, 1.0);
+        adam.step();
+      }
       if (timed) {
         t_fwd += std::chrono::duration<double, std::milli>(t1 - t0).count();
         t_bwd += std::chrono::duration<double, std::milli>(t2 - t1).count();
@@ -115,9 +133,9 @@ int main(int argc, char** argv) {
     for (int64_t i = 0; i < steps; ++i) step(true);
     const double n = static_cast<double>(std::max<int64_t>(steps, 1));
     const double total = (t_fwd + t_bwd + t_opt) / n;
-    std::printf("%s: %lld parameters in %zu tensors; batch %lld x (%lld src, %lld tgt), %d threads\n",
+    std::printf("%s: %lld parameters in %zu tensors; batch %lld x (%lld src, %lld tgt), %d threads, %s optimizer\n",
                 config_path.c_str(), static_cast<long long>(model->parameter_counts().total), params.size(),
-                static_cast<long long>(batch), static_cast<long long>(src_len), static_cast<long long>(tgt_len), threads);
+                static_cast<long long>(batch), static_cast<long long>(src_len), static_cast<long long>(tgt_len), threads, optimizer.c_str());
     std::printf("ms/update: forward+loss %.1f, backward %.1f, clip+adam %.1f, total %.1f; %.0f target tok/s\n",
                 t_fwd / n, t_bwd / n, t_opt / n, total, static_cast<double>(batch * tgt_len) / total * 1000.0);
     if (profile > 0) {
