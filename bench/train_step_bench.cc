@@ -3,8 +3,9 @@
 // from --config with --vocab tokens, then runs --steps updates on one fixed random batch of
 // --batch rows × --src-len / --tgt-len tokens (no padding): forward + label-smoothed loss,
 // backward, clipping to norm 1 + Adam (the trainer's optimizer settings; --optimizer flat = the
-// trainer's loom::train::FlatAdam, gradients set to none before each backward; torch =
-// torch::optim::Adam after clip_grad_norm_, gradients zeroed by zero_grad). Prints the mean
+// trainer's loom::train::FlatAdam; torch = clip_grad_norm_ + torch::optim::Adam, the trainer's
+// code before FlatAdam; both set the gradients to none before each backward, as the trainer
+// does). Prints the mean
 // milliseconds of each phase after --warmup updates and the target tokens/s; with --profile N
 // it then records N more updates with libtorch's autograd profiler and prints the N operators
 // of largest self time (forward and backward ops; a parent's time excludes its children's).
@@ -111,10 +112,7 @@ int main(int argc, char** argv) {
       loom::train::LossSum ls = loom::train::label_smoothed_nll_loss(logits, labels, 0.1, 0);
       torch::Tensor loss = ls.loss / static_cast<double>(ls.n_tokens);
       auto t1 = Clock::now();
-      if (use_flat)
-        for (auto& p : params) p.mutable_grad() = torch::Tensor();
-      else
-        adam.zero_grad();
+      for (auto& p : params) p.mutable_grad() = torch::Tensor();
       loss.backward();
       auto t2 = Clock::now();
       if (use_flat) {
