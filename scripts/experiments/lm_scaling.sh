@@ -19,7 +19,8 @@
 #
 # Usage: scripts/experiments/lm_scaling.sh [OUT_DIR]
 #        env: STEPS (1200), PAR (2), LOOM (build/loom), ARMS ("standard openelm delight"),
-#             SIZES ("192 128 64")
+#             SIZES ("192 128 64"), LR (empty = the configs' 3e-3; e.g. LR=0.006 ARMS=delight
+#             SIZES=128 into another OUT_DIR for the learning-rate check of the results page)
 # Writes OUT_DIR/<arm>-d<size>/ (runs), OUT_DIR/results.md, OUT_DIR/summary.json and
 # OUT_DIR/lm-ppl-vs-params.svg, OUT_DIR/lm-valid-curves.svg.
 set -euo pipefail
@@ -30,25 +31,26 @@ steps=${STEPS:-1200}
 par=${PAR:-2}
 arms=${ARMS:-standard openelm delight}
 sizes=${SIZES:-192 128 64}
+lr_args=${LR:+--lr $LR}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 cfg=scripts/experiments/configs/lm-scaling
 mkdir -p "$out"
 g=data/lm-text/gutenberg
 books="$g/11-0.txt $g/1342-0.txt $g/1661.txt $g/2600-0.txt $g/2701-0.txt $g/345.txt $g/98-0.txt"
 heldout=$g/84-0.txt
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc --all) cores, OMP_NUM_THREADS=$OMP_NUM_THREADS; $(date -u '+%Y-%m-%d %H:%M UTC'); loom $(git rev-parse --short HEAD 2>/dev/null || echo '?'); steps $steps" | tee "$out/machine.txt"
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc --all) cores, OMP_NUM_THREADS=$OMP_NUM_THREADS; $(date -u '+%Y-%m-%d %H:%M UTC'); loom $(git rev-parse --short HEAD 2>/dev/null || echo '?'); steps $steps${LR:+, lr $LR}" | tee "$out/machine.txt"
 
 jobs_file=$out/jobs.txt
 : > "$jobs_file"
 for d in $sizes; do  # largest first, so the longest runs start early
   for a in $arms; do echo "$a-d$d" >> "$jobs_file"; done
 done
-export loom out steps cfg books heldout
+export loom out steps cfg books heldout lr_args
 xargs -P "$par" -L 1 bash -c '
   name=$0
   t0=$(date +%s)
   "$loom" train lm --config "$cfg/$name.json" --data $books --valid "$heldout" --out "$out/$name" \
-    --steps "$steps" --export best --quiet --resume
+    --steps "$steps" --export best --quiet --resume $lr_args
   echo "$name: $steps updates in $(( $(date +%s) - t0 )) s" >> "$out/machine.txt"' < "$jobs_file"
 
 python3 scripts/experiments/summarize-lm-scaling.py "$out" | tee "$out/results.md"

@@ -3,8 +3,8 @@
 line_chart(path, title, xlabel, ylabel, series, logx, colors, ylim=(0, 1), yfmt="{:.1f}",
            xfmt=str): series maps a legend name to [(x, y), ...]; a series' colour is
 colors[first word of its name] (grey otherwise); logx puts x on a log2 axis; x ticks are the
-distinct x values written with xfmt; 6 y ticks span ylim written with yfmt. Writes nothing when no
-series has a point."""
+distinct x values written with xfmt (at most one label per 40 px); 6 y ticks span ylim written
+with yfmt. Writes nothing when no series has a point."""
 import math
 
 
@@ -27,8 +27,11 @@ def line_chart(path, title, xlabel, ylabel, series, logx, colors, ylim=(0.0, 1.0
         v = y0 + (y1 - y0) * k / 5
         o.append(f'<line x1="{L}" x2="{W - R}" y1="{py(v)}" y2="{py(v)}" stroke="#ddd"/>')
         o.append(f'<text x="{L - 6}" y="{py(v) + 4}" text-anchor="end">{yfmt.format(v)}</text>')
-    for t in sorted(set(xs)):
-        o.append(f'<text x="{px(t)}" y="{H - B + 16}" text-anchor="middle">{xfmt(t)}</text>')
+    last = None
+    for t in sorted(set(xs)):  # a tick label closer than 40 px to the previous one is left out
+        if last is None or px(t) - last >= 40:
+            o.append(f'<text x="{px(t)}" y="{H - B + 16}" text-anchor="middle">{xfmt(t)}</text>')
+            last = px(t)
     o.append(f'<text x="{(L + W - R) / 2}" y="{H - 10}" text-anchor="middle">{xlabel}</text>')
     o.append(f'<text x="16" y="{(T + H - B) / 2}" text-anchor="middle" transform="rotate(-90 16 {(T + H - B) / 2})">{ylabel}</text>')
     o.append(f'<line x1="{L}" x2="{W - R}" y1="{py(y0)}" y2="{py(y0)}" stroke="black"/>')
