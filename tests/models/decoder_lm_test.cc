@@ -436,6 +436,33 @@ TEST(DelightLM, InitIsDeterministicInTheSeedAndGradientsReachEveryParameter) {
   }
 }
 
+TEST(DelightLM, SeveralHeadsSplitTheDExTraOutput) {
+  json j = delight_config();
+  j["delight_heads"] = 2;  // d_o = 32 -> 2 heads of 16
+  DecoderLMConfig c = DecoderLMConfig::from_json(j, "dl.json");
+  EXPECT_EQ(c.d_head, 16);
+  EXPECT_EQ(c.layer_shapes()[1].n_q, 2);
+  DecoderLM m(c, 4);
+  EXPECT_EQ(m->parameter_count(), c.parameter_count());
+  // the same projections as one head; only the q/k norms shrink to d_head
+  EXPECT_EQ(c.parameter_count(), DecoderLMConfig::from_json(delight_config()).parameter_count() - 3 * 2 * 16);
+  m->eval();
+  torch::NoGradGuard g;
+  torch::Tensor ids = torch::randint(0, 50, {2, 11}, torch::kInt64);
+  EXPECT_TRUE(torch::allclose(stream(m, ids, 3), m->forward(ids), 1e-4, 1e-5));
+  EXPECT_EQ(DecoderLMConfig::from_json(c.to_json()).to_json(), c.to_json());
+  for (auto [field, value] : {std::pair<const char*, int64_t>{"delight_heads", 3}, {"delight_heads", 0}, {"d_head", 32}}) {
+    json bad = j;
+    bad[field] = value;
+    try {
+      DecoderLMConfig::from_json(bad, "dl.json");
+      ADD_FAILURE() << "accepted " << field << " " << value;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.where().field, field) << e.what();
+    }
+  }
+}
+
 TEST(DelightLM, SaveLoadRoundTrip) {
   const std::string dir = (std::filesystem::temp_directory_path() / "loom_delight_lm_test").string();
   std::filesystem::remove_all(dir);

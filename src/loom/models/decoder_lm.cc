@@ -84,7 +84,7 @@ DecoderLMConfig DecoderLMConfig::from_json(const json& j, const std::string& fil
       "infini_update", "infini_first_segment", "infini_detach_every", "knn_memory_size",
       "knn_top_k", "knn_search", "knn_faiss_nlist", "knn_faiss_nprobe", "knn_temperature_init",
       "knn_local_rope", "tie_word_embeddings", "block", "delight_min_depth", "delight_max_depth",
-      "delight_width_mult", "delight_max_groups", "delight_ffn_red"};
+      "delight_width_mult", "delight_max_groups", "delight_ffn_red", "delight_heads"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (!known.count(it.key())) fail(Where{file, 0, it.key()}, "unknown config field");
   if (j.contains("model_type") && j["model_type"] != kModelType)
@@ -98,10 +98,14 @@ DecoderLMConfig DecoderLMConfig::from_json(const json& j, const std::string& fil
     fail(Where{file, 0, "block"}, "expected \"standard\" or \"delight\", got \"{}\"", c.block);
   if (c.is_delight() && (c.d_model < 4 || c.d_model % 4 != 0))
     fail(Where{file, 0, "d_model"}, "DeLighT blocks need d_model divisible by 4 (d_o = d_model/2 is an even head width), got {}", c.d_model);
-  // DeLighT blocks have one head of width d_model/2; d_head is then optional (and must agree).
-  c.d_head = core::get_int(j, file, "d_head", c.is_delight() ? std::optional<int64_t>(c.d_model / 2) : std::nullopt);
-  if (c.is_delight() && c.d_head != c.d_model / 2)
-    fail(Where{file, 0, "d_head"}, "DeLighT blocks have one head of width d_model/2 = {}, got {}", c.d_model / 2, c.d_head);
+  c.delight_heads = core::get_int(j, file, "delight_heads", 1);
+  if (c.is_delight() && (c.delight_heads < 1 || (c.d_model / 2) % c.delight_heads != 0))
+    fail(Where{file, 0, "delight_heads"}, "must be >= 1 and divide d_model/2 = {}, got {}", c.d_model / 2, c.delight_heads);
+  // DeLighT blocks split d_o = d_model/2 into delight_heads heads; d_head is then optional (and must agree).
+  const int64_t delight_d_head = c.is_delight() ? c.d_model / 2 / c.delight_heads : 0;
+  c.d_head = core::get_int(j, file, "d_head", c.is_delight() ? std::optional<int64_t>(delight_d_head) : std::nullopt);
+  if (c.is_delight() && c.d_head != delight_d_head)
+    fail(Where{file, 0, "d_head"}, "DeLighT blocks have heads of width d_model/2/delight_heads = {}, got {}", delight_d_head, c.d_head);
   get_range(j, "qkv_multipliers", c.qkv_min, c.qkv_max, file);
   get_range(j, "ffn_multipliers", c.ffn_min, c.ffn_max, file);
   c.gqa_ratio = core::get_int(j, file, "gqa_ratio", 1);
@@ -207,6 +211,9 @@ void DecoderLMConfig::validate(const std::string& file) const {
       fail(Where{file, 0, "delight_width_mult"}, "must be > 0, got {}", delight_width_mult);
     if (delight_max_groups < 0) fail(Where{file, 0, "delight_max_groups"}, "must be >= 0 (0 = automatic), got {}", delight_max_groups);
     positive("delight_ffn_red", delight_ffn_red);
+    positive("delight_heads", delight_heads);
+    if ((d_model / 2) % delight_heads != 0 || (d_model / 2 / delight_heads) % 2 != 0)
+      fail(Where{file, 0, "delight_heads"}, "d_model/2 = {} must split into {} heads of even width", d_model / 2, delight_heads);
     if (d_model % delight_ffn_red != 0)
       fail(Where{file, 0, "delight_ffn_red"}, "d_model {} is not divisible by {}", d_model, delight_ffn_red);
     // Building every unit's spec checks that each GLT width splits into its groups.
@@ -264,6 +271,7 @@ json DecoderLMConfig::to_json() const {
     j["delight_width_mult"] = delight_width_mult;
     j["delight_max_groups"] = delight_max_groups;
     j["delight_ffn_red"] = delight_ffn_red;
+    j["delight_heads"] = delight_heads;
   }
   return j;
 }
@@ -276,7 +284,7 @@ std::vector<LayerShape> DecoderLMConfig::layer_shapes() const {
     const nn::BlockScaling bs = nn::delight_block_scaling(delight_min_depth, delight_max_depth, n_layers, delight_width_mult);
     for (int64_t i = 0; i < n_layers; ++i) {
       LayerShape s;
-      s.n_q = s.n_kv = 1;  // single head of width d_o = d_model/2
+      s.n_q = s.n_kv = delight_heads;  // the paper: one head of width d_o = d_model/2
       s.ffn_dim = d_model / delight_ffn_red;
       s.attention = kind(i);
       s.dextra_depth = bs.depth[i];
@@ -305,9 +313,9 @@ nn::AttentionOptions DecoderLMConfig::attention_options(int64_t layer) const {
   o.n_q = s.n_q;
   o.n_kv = s.n_kv;
   o.d_head = d_head;
-  if (is_delight()) {  // one head on the DExTra output d_o, projected back to d_model
+  if (is_delight()) {  // heads on the DExTra output d_o, projected back to d_model
     o.d_model = d_model / 2;
-    o.d_head = d_model / 2;
+    o.d_head = d_model / 2 / delight_heads;
     o.d_out = d_model;
   }
   o.qk_norm = qk_norm;

@@ -68,9 +68,10 @@ struct LayerShape {
 ///     x + fc2(silu(fc1(norm(x)))) with fc1 d_model -> d_model / delight_ffn_red (biases). Block i's
 ///     DExTra depth and width come from block-wise scaling (§1.8) over the n_layers blocks:
 ///     delight_min_depth [4], delight_max_depth [8], delight_width_mult [2.0],
-///     delight_max_groups [0 = 2^ceil(log2(d_model/32)) as the code], delight_ffn_red [4].
+///     delight_max_groups [0 = 2^ceil(log2(d_model/32)) as the code], delight_ffn_red [4],
+///     delight_heads [1] (loom's extension: d_o split into H heads of d_o/H; 1 = the paper).
 ///     qkv_multipliers, ffn_multipliers, gqa_ratio, ffn_divisor and ffn_activation do not apply;
-///     d_head is optional (d_model/2, any other value is an error).
+///     d_head is optional (d_model/2/delight_heads, any other value is an error).
 /// Unknown fields are rejected (typos must not pass silently).
 struct DecoderLMConfig {
   int64_t vocab_size = 0;   ///< V
@@ -100,6 +101,7 @@ struct DecoderLMConfig {
   double delight_width_mult = 2.0;   ///< w_m
   int64_t delight_max_groups = 0;    ///< largest GLT group count (0 = nn::delight_max_groups(d_model))
   int64_t delight_ffn_red = 4;       ///< light FFN reduction r: hidden = d_model / r
+  int64_t delight_heads = 1;         ///< attention heads over d_o (1 = the paper's single head)
   bool is_delight() const { return block == "delight"; }
   /// DeLighT: the DExTra unit of block i (d_model -> d_model/2, in_proj d_model/2).
   nn::DExTraSpec dextra_spec(int64_t layer) const;
