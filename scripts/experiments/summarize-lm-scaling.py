@@ -13,8 +13,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import svgplot  # noqa: E402
 
 out = sys.argv[1]
-arms = ["standard", "openelm", "delight"]
-colors = {"standard": "#555555", "openelm": "#1f77b4", "delight": "#d62728"}
+arms = ["standard", "openelm", "delight", "delight-mh"]
+colors = {"standard": "#555555", "openelm": "#1f77b4", "delight": "#d62728", "delight-mh": "#ff7f0e"}
 LN2 = math.log(2.0)
 
 
