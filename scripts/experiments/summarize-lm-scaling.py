@@ -60,7 +60,6 @@ for r in runs:
 json.dump(runs, open(os.path.join(out, "summary.json"), "w"), indent=1)
 
 if runs:
-    bpb = [r["bits_per_byte"] for r in runs] + [v / LN2 for r in runs for _, v in r["curve"]]
     lo = math.floor(min(r["bits_per_byte"] for r in runs) * 10) / 10
     hi = math.ceil(max(r["bits_per_byte"] for r in runs) * 10) / 10
     if hi - lo < 0.2:

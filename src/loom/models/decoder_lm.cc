@@ -94,18 +94,11 @@ DecoderLMConfig DecoderLMConfig::from_json(const json& j, const std::string& fil
   c.n_layers = core::get_int(j, file, "n_layers", std::nullopt);
   c.d_model = core::get_int(j, file, "d_model", std::nullopt);
   c.block = core::get_string(j, file, "block", "standard");
-  if (c.block != "standard" && c.block != "delight")
-    fail(Where{file, 0, "block"}, "expected \"standard\" or \"delight\", got \"{}\"", c.block);
-  if (c.is_delight() && (c.d_model < 4 || c.d_model % 4 != 0))
-    fail(Where{file, 0, "d_model"}, "DeLighT blocks need d_model divisible by 4 (d_o = d_model/2 is an even head width), got {}", c.d_model);
   c.delight_heads = core::get_int(j, file, "delight_heads", 1);
-  if (c.is_delight() && (c.delight_heads < 1 || (c.d_model / 2) % c.delight_heads != 0))
-    fail(Where{file, 0, "delight_heads"}, "must be >= 1 and divide d_model/2 = {}, got {}", c.d_model / 2, c.delight_heads);
-  // DeLighT blocks split d_o = d_model/2 into delight_heads heads; d_head is then optional (and must agree).
-  const int64_t delight_d_head = c.is_delight() ? c.d_model / 2 / c.delight_heads : 0;
-  c.d_head = core::get_int(j, file, "d_head", c.is_delight() ? std::optional<int64_t>(delight_d_head) : std::nullopt);
-  if (c.is_delight() && c.d_head != delight_d_head)
-    fail(Where{file, 0, "d_head"}, "DeLighT blocks have heads of width d_model/2/delight_heads = {}, got {}", delight_d_head, c.d_head);
+  // DeLighT blocks split d_o = d_model/2 into delight_heads heads, so d_head is optional for them
+  // (validate() checks block, delight_heads and that a given d_head agrees).
+  const int64_t delight_d_head = c.delight_heads >= 1 ? c.d_model / 2 / c.delight_heads : 0;
+  c.d_head = core::get_int(j, file, "d_head", c.block == "standard" ? std::nullopt : std::optional<int64_t>(delight_d_head));
   get_range(j, "qkv_multipliers", c.qkv_min, c.qkv_max, file);
   get_range(j, "ffn_multipliers", c.ffn_min, c.ffn_max, file);
   c.gqa_ratio = core::get_int(j, file, "gqa_ratio", 1);
@@ -173,6 +166,19 @@ void DecoderLMConfig::validate(const std::string& file) const {
   auto positive = [&](const char* field, int64_t v) {
     if (v < 1) fail(Where{file, 0, field}, "must be >= 1, got {}", v);
   };
+  // The block kind and the DeLighT head split first: they decide what d_head must be.
+  if (block != "standard" && block != "delight")
+    fail(Where{file, 0, "block"}, "expected \"standard\" or \"delight\", got \"{}\"", block);
+  if (is_delight()) {
+    if (d_model < 4 || d_model % 4 != 0)
+      fail(Where{file, 0, "d_model"}, "DeLighT blocks need d_model divisible by 4 (d_o = d_model/2 is an even head width), got {}", d_model);
+    positive("delight_heads", delight_heads);
+    if ((d_model / 2) % delight_heads != 0 || (d_model / 2 / delight_heads) % 2 != 0)
+      fail(Where{file, 0, "delight_heads"}, "d_model/2 = {} must split into {} heads of even width", d_model / 2, delight_heads);
+    if (d_head != d_model / 2 / delight_heads)
+      fail(Where{file, 0, "d_head"}, "DeLighT blocks have heads of width d_model/2/delight_heads = {}, got {}",
+           d_model / 2 / delight_heads, d_head);
+  }
   positive("vocab_size", vocab_size);
   positive("n_layers", n_layers);
   positive("d_model", d_model);
@@ -199,10 +205,7 @@ void DecoderLMConfig::validate(const std::string& file) const {
   positive("knn_faiss_nprobe", knn_memory.faiss_nprobe);
   if (!(knn_temperature_init > 0))
     fail(Where{file, 0, "knn_temperature_init"}, "must be > 0, got {}", knn_temperature_init);
-  if (block != "standard" && block != "delight")
-    fail(Where{file, 0, "block"}, "expected \"standard\" or \"delight\", got \"{}\"", block);
   if (is_delight()) {
-    if (d_model % 4 != 0) fail(Where{file, 0, "d_model"}, "DeLighT blocks need d_model divisible by 4 (d_o = d_model/2 is an even head width), got {}", d_model);
     positive("delight_min_depth", delight_min_depth);
     positive("delight_max_depth", delight_max_depth);
     if (delight_min_depth > delight_max_depth)
@@ -211,9 +214,6 @@ void DecoderLMConfig::validate(const std::string& file) const {
       fail(Where{file, 0, "delight_width_mult"}, "must be > 0, got {}", delight_width_mult);
     if (delight_max_groups < 0) fail(Where{file, 0, "delight_max_groups"}, "must be >= 0 (0 = automatic), got {}", delight_max_groups);
     positive("delight_ffn_red", delight_ffn_red);
-    positive("delight_heads", delight_heads);
-    if ((d_model / 2) % delight_heads != 0 || (d_model / 2 / delight_heads) % 2 != 0)
-      fail(Where{file, 0, "delight_heads"}, "d_model/2 = {} must split into {} heads of even width", d_model / 2, delight_heads);
     if (d_model % delight_ffn_red != 0)
       fail(Where{file, 0, "delight_ffn_red"}, "d_model {} is not divisible by {}", d_model, delight_ffn_red);
     // Building every unit's spec checks that each GLT width splits into its groups.
