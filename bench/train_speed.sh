@@ -7,6 +7,10 @@
 #
 #   bench/train_speed.sh                                   # build/loom, 60 updates, 2 threads, 3 rounds
 #   BINS="main=/path/to/main/loom new=build/loom" STEPS=60 THREADS=2 ROUNDS=3 bench/train_speed.sh
+#   NPROC=2 THREADS=1 bench/train_speed.sh                 # 2 data-parallel workers of 1 thread each
+#
+# NPROC > 1 runs `loom train mt --nproc NPROC` (Gloo data parallel on this machine: the same
+# updates as one process, each worker back-propagating a slice of every batch), THREADS per worker.
 #
 # tokens/s = target (non-pad) tokens per second as `loom train` logs it (metrics.jsonl,
 # tokens_per_s), averaged over the log intervals after the first (warm-up); wall = training
@@ -18,12 +22,13 @@ BINS=${BINS:-"loom=build/loom"}
 MODELS=${MODELS:-"transformer-d128 delight-d128"}
 STEPS=${STEPS:-60}
 THREADS=${THREADS:-2}
+NPROC=${NPROC:-1}
 ROUNDS=${ROUNDS:-3}
 MAX_TOKENS=${MAX_TOKENS:-2000}
 OUT=${OUT:-runs/train-speed}
 DATA=data/tatoeba-cmn/cmn.txt
 mkdir -p "$OUT"
-export OMP_NUM_THREADS=$THREADS
+export OMP_NUM_THREADS=$THREADS THREADS NPROC
 first_bin=${BINS%% *}; first_bin=${first_bin#*=}
 if [ ! -f "$OUT/spm/source.spm" ]; then
   "$first_bin" train mt --config configs/mt/transformer-d128.json --data "$DATA" --out "$OUT/spm-run" --steps 1 \
@@ -38,16 +43,17 @@ for r in $(seq 1 "$ROUNDS"); do
       rm -rf "$run"
       "$bin" train mt --config "configs/mt/$m.json" --data "$DATA" --src-spm "$OUT/spm/source.spm" --out "$run" \
         --steps "$STEPS" --max-tokens "$MAX_TOKENS" --valid-size 500 --test-size 1000 --seed 1 \
-        --valid-every 1000000 --save-every 1000000 --bleu-sentences 0 --quiet
+        --valid-every 1000000 --save-every 1000000 --bleu-sentences 0 --nproc "$NPROC" --quiet
       "$bin" model-info "$run/model" | sed -n 's/^parameters: total \([0-9]*\).*/\1/p' > "$run/params.txt"
       echo "round $r $name $m: $(python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1]) if "tokens_per_s" in l][1:]; print(round(sum(x["tokens_per_s"] for x in r)/len(r)))' "$run/metrics.jsonl") tok/s" >&2
     done
   done
 done
 python3 - "$OUT" "$ROUNDS" "$BINS" "$MODELS" <<'PY'
-import json, sys
+import json, os, sys
 out, rounds, bins, models = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4].split()
-print("| binary | model | params | tokens/s (best of %d) | all rounds | ratio to transformer |" % rounds)
+print("| binary | model | params | tokens/s (best of %d) | all rounds | ratio to transformer |" % rounds
+      + "  (%s thread(s) x %s process(es))" % (os.environ.get("THREADS", "2"), os.environ.get("NPROC", "1")))
 print("|---|---|---:|---:|---|---:|")
 for b in bins:
     name = b.split("=", 1)[0]
