@@ -8,27 +8,38 @@ import json, math, os, re, sys
 
 out, models = sys.argv[1], sys.argv[2:]
 tests = ["tatoeba-heldout", "flores200-devtest", "ntrex"]
-print("| model | params (total) | params w/o embedding tables | updates | train tok/s | wall | final valid ppl | "
-      + " | ".join(f"{t} BLEU / chrF2" for t in tests) + " |")
-print("|---" * (7 + len(tests)) + "|")
-for m in models:
+
+
+def load_run(m):
+    """One run directory: parameter counts, metrics.jsonl records and the test-set scores."""
     run = os.path.join(out, m)
     info = open(os.path.join(run, "model-info.txt")).read()
     mm = re.search(r"parameters: total (\d+) .*?embedding tables (\d+) \| output projection (\d+)", info)
     total, emb, outp = (int(x) for x in mm.groups())
     rows = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl")) if l.strip()]
-    train = [r for r in rows if r.get("kind") == "train"]
-    valid = [r for r in rows if r.get("kind") == "valid"]
-    steps = max(r["step"] for r in train)
-    tps = sum(r.get("tokens_per_s", 0) for r in train[len(train) // 2:]) / max(1, len(train) - len(train) // 2)
-    wall = f"{train[-1]['wall_s'] / 60:.1f} min"  # training wall time (resumed runs: summed segments)
-    best = valid[-1]["valid_ppl"] if valid else float("nan")
-    cells = []
+    scores = {}
     for t in tests:
         j = json.load(open(os.path.join(run, "eval", t + ".json")))
-        cells.append(f"{j['bleu']['score']:.1f} / {j['chrf']['score']:.1f}")
-    print(f"| {m} | {total/1e6:.2f} M | {(total-emb-outp)/1e6:.2f} M | {steps} | {tps:.0f} | {wall} | {best:.1f} | "
-          + " | ".join(cells) + " |")
+        scores[t] = (j["bleu"]["score"], j["chrf"]["score"])
+    return {"total": total, "emb": emb, "outp": outp, "scores": scores,
+            "train": [r for r in rows if r.get("kind") == "train"],
+            "valid": [r for r in rows if r.get("kind") == "valid"]}
+
+
+loaded = {m: load_run(m) for m in models}
+print("| model | params (total) | params w/o embedding tables | updates | train tok/s | wall | final valid ppl | "
+      + " | ".join(f"{t} BLEU / chrF2" for t in tests) + " |")
+print("|---" * (7 + len(tests)) + "|")
+for m in models:
+    r = loaded[m]
+    train, valid = r["train"], r["valid"]
+    steps = max(x["step"] for x in train)
+    tps = sum(x.get("tokens_per_s", 0) for x in train[len(train) // 2:]) / max(1, len(train) - len(train) // 2)
+    wall = f"{train[-1]['wall_s'] / 60:.1f} min"  # training wall time (resumed runs: summed segments)
+    best = valid[-1]["valid_ppl"] if valid else float("nan")
+    cells = [f"{b:.1f} / {c:.1f}" for b, c in (r["scores"][t] for t in tests)]
+    print(f"| {m} | {r['total']/1e6:.2f} M | {(r['total']-r['emb']-r['outp'])/1e6:.2f} M | {steps} | {tps:.0f} | {wall} | "
+          f"{best:.1f} | " + " | ".join(cells) + " |")
 
 # Runs named <model>-s<seed> (delight-en-zh.sh with SEEDS): one row per model with the mean over
 # seeds and each seed's value, OUT/summary.json, and two charts: OUT/valid-loss-curves.svg
@@ -47,19 +58,12 @@ if groups:
     for g, runs in groups.items():
         per = []
         for m in runs:
-            run = os.path.join(out, m)
-            info = open(os.path.join(run, "model-info.txt")).read()
-            total = int(re.search(r"parameters: total (\d+)", info).group(1))
-            rows = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl")) if l.strip()]
-            valid = [(r["step"], r["valid_loss"]) for r in rows if r.get("kind") == "valid"]
+            r = loaded[m]
+            valid = [(x["step"], x["valid_loss"]) for x in r["valid"]]
             curves[f"{g} s{m.rsplit('-s', 1)[1]}"] = valid
-            scores = {}
-            for t in tests:
-                j = json.load(open(os.path.join(run, "eval", t + ".json")))
-                scores[t] = (j["bleu"]["score"], j["chrf"]["score"])
             best_step, best = min(valid, key=lambda v: v[1])
-            per.append({"run": m, "parameters": total, "best_valid_loss": best, "best_step": best_step,
-                        "last_valid_loss": valid[-1][1], "last_step": valid[-1][0], "test": scores})
+            per.append({"run": m, "parameters": r["total"], "best_valid_loss": best, "best_step": best_step,
+                        "last_valid_loss": valid[-1][1], "last_step": valid[-1][0], "test": r["scores"]})
         mean = lambda xs: sum(xs) / len(xs)
         summary.append({"model": g, "parameters": per[0]["parameters"], "seeds": per,
                         "mean": {t: [mean([p["test"][t][k] for p in per]) for k in (0, 1)] for t in tests}})
