@@ -45,11 +45,11 @@ for m in models:
 # seeds and each seed's value, OUT/summary.json, and two charts: OUT/valid-loss-curves.svg
 # (validation loss vs update, every run) and OUT/bleu-vs-params.svg (mean held-out Tatoeba BLEU
 # vs parameters, one line per architecture).
-groups = {}
+groups = {}  # model -> [(seed, run name)]
 for m in models:
     mm = re.fullmatch(r"(.*)-s(\d+)", m)
     if mm:
-        groups.setdefault(mm.group(1), []).append(m)
+        groups.setdefault(mm.group(1), []).append((mm.group(2), m))
 if groups:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import svgplot  # noqa: E402
@@ -57,10 +57,10 @@ if groups:
     summary, curves = [], {}
     for g, runs in groups.items():
         per = []
-        for m in runs:
+        for seed, m in runs:
             r = loaded[m]
             valid = [(x["step"], x["valid_loss"]) for x in r["valid"]]
-            curves[f"{g} s{m.rsplit('-s', 1)[1]}"] = valid
+            curves[f"{g} s{seed}"] = valid
             best_step, best = min(valid, key=lambda v: v[1])
             per.append({"run": m, "parameters": r["total"], "best_valid_loss": best, "best_step": best_step,
                         "last_valid_loss": valid[-1][1], "last_step": valid[-1][0], "test": r["scores"]})
