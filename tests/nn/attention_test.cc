@@ -36,6 +36,31 @@ TEST(Attention, SingleAndMultiQueryPathsMatchReference) {
   EXPECT_EQ(causal[1][4].item<float>(), 0.0f);
 }
 
+// One query per row with kv_rows: row b reads source entry kv_rows[b] (keys, values, mask row),
+// exactly as attention() on the gathered tensors; the fused one-query kernel also reads the
+// strided KV-cache layout and a per-row self-attention mask.
+TEST(Attention, SharedKeyValueRowsMatchGatheredRows) {
+  torch::manual_seed(3);
+  torch::Tensor k = torch::randn({3, 2, 6, 8}), v = torch::randn({3, 2, 6, 8});
+  torch::Tensor keep = torch::ones({3, 6}, torch::kBool);
+  keep[2].narrow(0, 3, 3).fill_(false);
+  torch::Tensor mask = additive_key_mask(keep);  // [3, 1, 1, 6], per source entry
+  torch::Tensor rows = torch::tensor(std::vector<int64_t>{0, 0, 2, 2, 1, 2});
+  for (int64_t t : {1, 4}) {
+    torch::Tensor q = torch::randn({6, 2, t, 8});
+    torch::Tensor shared = attention(q, k, v, mask, rows);
+    torch::Tensor want = reference_attention(q, k.index_select(0, rows), v.index_select(0, rows), mask.index_select(0, rows));
+    EXPECT_TRUE(torch::allclose(shared, want, 1e-5, 1e-6)) << "T = " << t;
+  }
+  // strided keys (a cache buffer narrowed to its length) and a per-row mask, T = 1
+  torch::Tensor buf_k = torch::randn({3, 2, 10, 8}), buf_v = torch::randn({3, 2, 10, 8});
+  torch::Tensor ks = buf_k.narrow(2, 0, 6), vs = buf_v.narrow(2, 0, 6);
+  torch::Tensor q = torch::randn({3, 2, 1, 8});
+  EXPECT_TRUE(torch::allclose(attention(q, ks, vs, mask), reference_attention(q, ks, vs, mask), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(attention(q, ks, vs, torch::Tensor()), reference_attention(q, ks, vs, torch::Tensor()), 1e-5, 1e-6));
+  EXPECT_ANY_THROW(attention(q, k, v, mask, torch::tensor(std::vector<int64_t>{0, 3, 1})));  // kv row 3 of 3
+}
+
 TEST(KVCacheTest, GrowsAndReorders) {
   KVCache cache;
   torch::Tensor all_k = torch::randn({3, 2, 7, 4}), all_v = torch::randn({3, 2, 7, 4});

@@ -9,6 +9,7 @@
 #include "loom/core/error.h"
 #include "loom/generate/sampling.h"
 #include "loom/models/encoder_decoder.h"
+#include "loom/nn/logits_ops.h"
 
 namespace loom::generate {
 namespace {
@@ -68,8 +69,9 @@ class BeamHypotheses {
 };
 
 // torch::topk(scores, n, 1, largest, sorted) for a few candidates out of a long row: one scan
-// with a small heap per row instead of a partial sort of a copy. Equal scores rank by lower
-// index. scores [N, M] contiguous float32 -> values [N, n] float32, indices [N, n] int64.
+// with a small heap per row (nn::row_top_k) instead of a partial sort of a copy. Equal scores
+// rank by lower index. scores [N, M] contiguous float32 -> values [N, n] float32, indices [N, n]
+// int64.
 std::pair<torch::Tensor, torch::Tensor> top_candidates(const torch::Tensor& scores, int64_t n) {
   const int64_t rows = scores.size(0), m = scores.size(1);
   TORCH_CHECK(scores.is_contiguous() && n <= m, "top_candidates: bad input");
@@ -79,29 +81,7 @@ std::pair<torch::Tensor, torch::Tensor> top_candidates(const torch::Tensor& scor
   float* out_v = values.data_ptr<float>();
   int64_t* out_i = indices.data_ptr<int64_t>();
   at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
-    using Item = std::pair<float, int64_t>;
-    // "a before b" = a ranks higher: larger value, or equal value and smaller index
-    auto better = [](const Item& a, const Item& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-    std::vector<Item> heap;
-    for (int64_t r = begin; r < end; ++r) {
-      const float* row = data + r * m;
-      heap.clear();
-      for (int64_t j = 0; j < n; ++j) heap.emplace_back(row[j], j);
-      std::make_heap(heap.begin(), heap.end(), better);  // heap.front() = the worst kept item
-      float worst = heap.front().first;
-      for (int64_t j = n; j < m; ++j) {
-        if (!(row[j] > worst)) continue;  // later indices never win ties
-        std::pop_heap(heap.begin(), heap.end(), better);
-        heap.back() = Item(row[j], j);
-        std::push_heap(heap.begin(), heap.end(), better);
-        worst = heap.front().first;
-      }
-      std::sort(heap.begin(), heap.end(), better);
-      for (int64_t j = 0; j < n; ++j) {
-        out_v[r * n + j] = heap[j].first;
-        out_i[r * n + j] = heap[j].second;
-      }
-    }
+    for (int64_t r = begin; r < end; ++r) nn::row_top_k(data + r * m, m, n, out_v + r * n, out_i + r * n);
   });
   return {values, indices};
 }
@@ -308,20 +288,27 @@ void greedy_step(std::vector<StepwiseSearch::Sentence*>& group, const std::vecto
   }
   apply_logits_processors(scores, rows, row_max, o);
   // renormalize_logits (log_softmax) changes neither the argmax nor the chosen token's
-  // log-probability computed below, so greedy search skips it.
-  torch::Tensor next = scores.argmax(-1);  // [N]
-  if (o.do_sample) {
-    auto next_w = next.accessor<int64_t, 1>();
-    for (int64_t i = 0; i < r; ++i) next_w[i] = draw_token(scores[i], o, *group[i]->rng);
-  }
-  torch::Tensor chosen = scores.gather(1, next.unsqueeze(1)).squeeze(1) - scores.logsumexp(-1);  // [N] log-probs
-  auto next_a = next.accessor<int64_t, 1>();
-  auto chosen_a = chosen.accessor<float, 1>();
+  // log-probability computed below, so greedy search skips it. The argmax (first index among
+  // equal maxima, as torch.argmax) and the log-softmax normaliser of each row come from reading
+  // the row; the chosen token's log-probability is (x - max) - log Σ exp(x - max).
+  const int64_t vocab = scores.size(1);
+  const float* data = scores.data_ptr<float>();
+  std::vector<int64_t> next(static_cast<size_t>(r));
+  std::vector<float> best(static_cast<size_t>(r)), logsum(static_cast<size_t>(r));
+  at::parallel_for(0, r, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float* row = data + i * vocab;
+      nn::row_top_k(row, vocab, 1, &best[static_cast<size_t>(i)], &next[static_cast<size_t>(i)]);
+      logsum[static_cast<size_t>(i)] = nn::row_logsum_exp(row, vocab, best[static_cast<size_t>(i)]);
+    }
+  });
   for (int64_t i = 0; i < r; ++i) {
     StepwiseSearch::Sentence& s = *group[i];
     Advance& adv = out[i];
-    const int64_t tok = next_a[i];
-    s.sum_logprobs += static_cast<double>(chosen_a[i]);
+    if (o.do_sample) next[static_cast<size_t>(i)] = draw_token(scores[i], o, *s.rng);
+    const int64_t tok = next[static_cast<size_t>(i)];
+    const float chosen = (data[i * vocab + tok] - best[static_cast<size_t>(i)]) - logsum[static_cast<size_t>(i)];  // log-prob
+    s.sum_logprobs += static_cast<double>(chosen);
     if (is_eos(tok, o.eos_token_ids)) {
       s.ended_eos = true;
       adv.finished = true;
@@ -338,6 +325,75 @@ void greedy_step(std::vector<StepwiseSearch::Sentence*>& group, const std::vecto
   }
 }
 
+// The n_keep best (log-probability + beam score) candidates of each sentence, as top_candidates
+// on the [N, K·V] view of log_softmax(logits) after the logits processors (and log_softmax again
+// when renormalize_logits) plus the beam scores — for processors that only mask tokens (-inf)
+// or force one (its log-probability becomes 0), i.e. no repetition penalty. Nothing of size
+// [R, V] is written: the masks go into the logits in place, each row's log-softmax normaliser
+// (max, log Σ exp(x - max)) and its n_keep best logits are read off the row, and only those
+// candidates are scored. A sentence's best n_keep over its K rows are among its rows' best
+// n_keep each. logits [R = N·K, V] float32 (modified) -> values [N, n_keep], flat indices
+// row·V + token [N, n_keep] (row within the sentence), best first, ties by lower index.
+std::pair<torch::Tensor, torch::Tensor> beam_candidates(const torch::Tensor& logits,
+                                                        const std::vector<const std::vector<int64_t>*>& rows,
+                                                        const std::vector<int64_t>& row_max,
+                                                        const std::vector<float>& beam_scores, int64_t n, int64_t k,
+                                                        int64_t n_keep, const GenerationOptions& o) {
+  const int64_t r = n * k, vocab = logits.size(1);
+  torch::Tensor scores = logits.is_contiguous() ? logits : logits.contiguous();  // [R, V]
+  float* data = scores.data_ptr<float>();
+  std::vector<float> shift(static_cast<size_t>(r)), logsum(static_cast<size_t>(r));  // per row
+  if (!o.renormalize_logits) {
+    // Log-probabilities of the unprocessed logits: normaliser before the masks go in.
+    at::parallel_for(0, r, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        shift[i] = nn::row_max(data + i * vocab, vocab);
+        logsum[i] = nn::row_logsum_exp(data + i * vocab, vocab, shift[i]);
+      }
+    });
+  }
+  apply_logits_processors(scores, rows, row_max, o);
+  std::vector<float> cand_v(static_cast<size_t>(r * n_keep));
+  std::vector<int64_t> cand_i(static_cast<size_t>(r * n_keep));
+  at::parallel_for(0, r, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float* row = data + i * vocab;
+      nn::row_top_k(row, vocab, n_keep, cand_v.data() + i * n_keep, cand_i.data() + i * n_keep);
+      const int64_t len = static_cast<int64_t>(rows[i]->size());
+      const bool forced = (o.forced_bos_token_id && len == 1) || (o.forced_eos_token_id && len == row_max[i] - 1);
+      if (o.renormalize_logits) {
+        shift[i] = cand_v[i * n_keep];  // the row's max after the masks
+        logsum[i] = nn::row_logsum_exp(row, vocab, shift[i]);
+      } else if (forced) {
+        shift[i] = logsum[i] = 0.0f;  // the forced token's log-probability is set to 0
+      }
+    }
+  });
+  torch::Tensor values = torch::empty({n, n_keep}, torch::kFloat32);  // [N, n_keep]
+  torch::Tensor indices = torch::empty({n, n_keep}, torch::kInt64);   // [N, n_keep]
+  auto vw = values.accessor<float, 2>();
+  auto iw = indices.accessor<int64_t, 2>();
+  using Item = std::pair<float, int64_t>;
+  auto better = [](const Item& a, const Item& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  std::vector<Item> items;
+  for (int64_t a = 0; a < n; ++a) {
+    items.clear();
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t i = a * k + j;
+      for (int64_t c = 0; c < n_keep; ++c) {
+        const float x = cand_v[i * n_keep + c];
+        items.emplace_back(((x - shift[i]) - logsum[i]) + beam_scores[i], j * vocab + cand_i[i * n_keep + c]);
+      }
+    }
+    std::partial_sort(items.begin(), items.begin() + n_keep, items.end(), better);
+    for (int64_t c = 0; c < n_keep; ++c) {
+      vw[a][c] = items[c].first;
+      iw[a][c] = items[c].second;
+    }
+  }
+  return {values, indices};
+}
+
 // Beam search over the rows of `group` (num_beams rows each); logits [N·K, V] (float32).
 void beam_step(std::vector<StepwiseSearch::Sentence*>& group, const std::vector<int64_t>& first_row,
                const torch::Tensor& logits, std::vector<Advance>& out) {
@@ -347,7 +403,6 @@ void beam_step(std::vector<StepwiseSearch::Sentence*>& group, const std::vector<
   const int64_t r = n * k;
   const int64_t n_keep = std::max<int64_t>(2, 1 + static_cast<int64_t>(o.eos_token_ids.size())) * k;
   const int64_t vocab = logits.size(1);
-  torch::Tensor scores = torch::log_softmax(logits, -1);  // [R, V]
   std::vector<const std::vector<int64_t>*> rows(r);
   std::vector<int64_t> row_max(r);
   std::vector<float> beam_scores(r);
@@ -356,11 +411,17 @@ void beam_step(std::vector<StepwiseSearch::Sentence*>& group, const std::vector<
     row_max[i] = group[i / k]->max_len;
     beam_scores[i] = group[i / k]->beam_scores[i % k];
   }
-  apply_logits_processors(scores, rows, row_max, o);
-  if (o.renormalize_logits) scores = torch::log_softmax(scores, -1);  // [R, V]
-  scores.add_(torch::tensor(beam_scores, torch::kFloat32).unsqueeze(1));  // [R, V]
-  torch::Tensor top_scores, top_ids;                                    // [N, n_keep] each
-  std::tie(top_scores, top_ids) = top_candidates(scores.view({n, k * vocab}), n_keep);
+  torch::Tensor top_scores, top_ids;  // [N, n_keep] each
+  if (o.repetition_penalty != 1.0) {
+    // The penalty depends on the log-probability values: the log-softmax is materialised.
+    torch::Tensor scores = torch::log_softmax(logits, -1);  // [R, V]
+    apply_logits_processors(scores, rows, row_max, o);
+    if (o.renormalize_logits) scores = torch::log_softmax(scores, -1);  // [R, V]
+    scores.add_(torch::tensor(beam_scores, torch::kFloat32).unsqueeze(1));  // [R, V]
+    std::tie(top_scores, top_ids) = top_candidates(scores.view({n, k * vocab}), n_keep);
+  } else {
+    std::tie(top_scores, top_ids) = beam_candidates(logits, rows, row_max, beam_scores, n, k, n_keep, o);
+  }
   auto ts = top_scores.accessor<float, 2>();
   auto ti = top_ids.accessor<int64_t, 2>();
   for (int64_t a = 0; a < n; ++a) {

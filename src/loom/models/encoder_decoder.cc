@@ -15,18 +15,12 @@ void DecoderState::reset(std::vector<std::pair<torch::Tensor, torch::Tensor>> cr
   int64_t b = keep.defined() ? keep.size(0) : 0;
   for (auto& kv : cross_kv) {
     b = kv.first.size(0);
-    if (repeat > 1) {
-      kv.first = kv.first.repeat_interleave(repeat, 0);    // [B·repeat, H, S, dh]
-      kv.second = kv.second.repeat_interleave(repeat, 0);  // [B·repeat, H, S, dh]
-    }
-    cross_k_.push_back(kv.first);
-    cross_v_.push_back(kv.second);
+    cross_k_.push_back(kv.first);   // [B, H, S, dh]
+    cross_v_.push_back(kv.second);  // [B, H, S, dh]
   }
   memory_mask_ = torch::Tensor();
-  if (keep.defined() && !keep.all().item<bool>()) {
-    torch::Tensor k = repeat > 1 ? keep.repeat_interleave(repeat, 0) : keep;  // [R, S]
-    memory_mask_ = nn::additive_key_mask(k);                                  // [R, 1, 1, S]
-  }
+  if (keep.defined() && !keep.all().item<bool>()) memory_mask_ = nn::additive_key_mask(keep);  // [B, 1, 1, S]
+  cross_rows_ = repeat > 1 ? torch::arange(b, torch::kInt64).repeat_interleave(repeat) : torch::Tensor();  // [B·repeat]
   rows_ = b * repeat;
   length_ = 0;
   offsets_ = torch::Tensor();
@@ -47,10 +41,31 @@ void reorder_caches(std::vector<nn::KVCache>& caches, const torch::Tensor& index
 
 void DecoderState::reorder(const torch::Tensor& index) {
   reorder_caches(self_, index);
-  for (auto& k : cross_k_) k = k.index_select(0, index);  // [R', H, S, dh]
-  for (auto& v : cross_v_) v = v.index_select(0, index);  // [R', H, S, dh]
-  if (memory_mask_.defined()) memory_mask_ = memory_mask_.index_select(0, index);  // [R', 1, 1, S]
   rows_ = index.size(0);
+  cross_rows_ = cross_rows_.defined() ? cross_rows_.index_select(0, index) : index.to(torch::kInt64);  // [R']
+  const int64_t held = cross_k_.empty() ? 0 : cross_k_.front().size(0);
+  if (held > 0) {
+    // Compact the source entries when a quarter of them is no longer read (amortised: each
+    // compaction at least shrinks the held entries to 3/4).
+    torch::Tensor used = std::get<0>(at::_unique(cross_rows_, /*sorted=*/true));  // [U] sorted source entries
+    const int64_t u = used.size(0);
+    if (rows_ == 0) {
+      for (auto& k : cross_k_) k = k.narrow(0, 0, 0).clone();
+      for (auto& v : cross_v_) v = v.narrow(0, 0, 0).clone();
+      if (memory_mask_.defined()) memory_mask_ = memory_mask_.narrow(0, 0, 0).clone();
+    } else if (4 * u <= 3 * held) {
+      for (auto& k : cross_k_) k = k.index_select(0, used);  // [U, H, S, dh]
+      for (auto& v : cross_v_) v = v.index_select(0, used);  // [U, H, S, dh]
+      if (memory_mask_.defined()) memory_mask_ = memory_mask_.index_select(0, used);  // [U, 1, 1, S]
+      torch::Tensor remap = torch::full({held}, -1, torch::kInt64);                     // old entry -> new
+      remap.index_put_({used}, torch::arange(u, torch::kInt64));
+      cross_rows_ = remap.index_select(0, cross_rows_);  // [R']
+    }
+    if (cross_k_.front().size(0) == rows_ &&
+        cross_rows_.equal(torch::arange(rows_, torch::kInt64))) {
+      cross_rows_ = torch::Tensor();  // identity again
+    }
+  }
   if (!offsets_.defined()) return;
   offsets_ = offsets_.index_select(0, index);  // [R']
   // Leading positions that no remaining row uses (its rows finished) are dropped.
@@ -89,6 +104,7 @@ void DecoderState::append(DecoderState&& fresh) {
     fail("DecoderState::append: {} decoder layers appended to a state of {}", fresh.cross_k_.size(), cross_k_.size());
   }
   const int64_t r0 = rows_, r1 = fresh.rows_;
+  const int64_t e0 = cross_k_.front().size(0), e1 = fresh.cross_k_.front().size(0);  // source entries
   const int64_t s0 = cross_k_.front().size(2), s1 = fresh.cross_k_.front().size(2), s = std::max(s0, s1);
   auto pad_source = [s](const torch::Tensor& t) {  // [R, H, S_i, dh] -> [R, H, S, dh], zero keys/values
     return t.size(2) == s ? t : at::constant_pad_nd(t, {0, 0, 0, s - t.size(2)}, 0.0);
@@ -102,7 +118,12 @@ void DecoderState::append(DecoderState&& fresh) {
       torch::Tensor a = m.defined() ? m : torch::zeros({rows, 1, 1, len}, torch::kFloat32);
       return len == s ? a : at::constant_pad_nd(a, {0, s - len}, nn::masked_score());
     };
-    memory_mask_ = torch::cat({padded_mask(memory_mask_, r0, s0), padded_mask(fresh.memory_mask_, r1, s1)}, 0);
+    memory_mask_ = torch::cat({padded_mask(memory_mask_, e0, s0), padded_mask(fresh.memory_mask_, e1, s1)}, 0);
+  }
+  if (cross_rows_.defined() || fresh.cross_rows_.defined()) {
+    torch::Tensor a = cross_rows_.defined() ? cross_rows_ : torch::arange(r0, torch::kInt64);
+    torch::Tensor b = fresh.cross_rows_.defined() ? fresh.cross_rows_ : torch::arange(r1, torch::kInt64);
+    cross_rows_ = torch::cat({a, b + e0});  // [R0+R1]
   }
   if (length_ > 0) {
     // The new rows' caches: length_ positions they never attend to (their offset).

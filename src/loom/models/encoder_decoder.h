@@ -40,9 +40,10 @@ class DecoderState {
   bool initialized() const { return rows_ > 0; }
   /// Expected final decoder length, so the KV buffers are allocated once (growth still works).
   void reserve(int64_t capacity) { capacity_hint_ = capacity; }
-  /// General row selection: new row r = old row index[r] for the self-attention caches, the
-  /// cross-attention keys/values and the source mask. index [R'] int64 (R' may be smaller:
-  /// finished rows are dropped).
+  /// General row selection: new row r = old row index[r] for the self-attention caches and the
+  /// rows' source entries. index [R'] int64 (R' may be smaller: finished rows are dropped). The
+  /// source keys/values are compacted once a quarter of them is no longer read by any row, so
+  /// finished sentences' memory is released without copying on every finish.
   void reorder(const torch::Tensor& index);
   /// Beam reordering inside sentences: like reorder() but leaves the cross-attention memory as
   /// is, which is valid only when old row index[r] and row r attend to the same source.
@@ -70,17 +71,23 @@ class DecoderState {
 
   /// (Implementations) Starts a fresh state: `cross_kv` holds per decoder layer the source keys
   /// and values {k, v}, each [B, H, S, d_head]; `keep` [B, S] bool is the source keep-mask (or
-  /// undefined). Every source row is repeated `repeat` times (rows b·repeat .. b·repeat+repeat-1
-  /// belong to source b), so rows() becomes B·repeat and length() 0.
+  /// undefined). Every source is decoded by `repeat` rows (rows b·repeat .. b·repeat+repeat-1
+  /// belong to source b and share its keys/values), so rows() becomes B·repeat and length() 0.
   void reset(std::vector<std::pair<torch::Tensor, torch::Tensor>> cross_kv, const torch::Tensor& keep,
              int64_t repeat);
   /// (Implementations) Self-attention cache of decoder layer i.
   nn::KVCache& self_cache(size_t i) { return self_.at(i); }
-  /// (Implementations) Cross-attention keys / values of layer i, [R, H, S, d_head].
+  /// (Implementations) Cross-attention keys / values of layer i, one entry per source (not per
+  /// row: the beams of a sentence share them), [B_src, H, S, d_head]; row r reads entry
+  /// cross_rows()[r].
   const torch::Tensor& cross_k(size_t i) const { return cross_k_.at(i); }
   const torch::Tensor& cross_v(size_t i) const { return cross_v_.at(i); }
-  /// (Implementations) Additive source mask [R, 1, 1, S], undefined when no source is padded.
+  /// (Implementations) Additive source mask [B_src, 1, 1, S] (indexed like cross_k), undefined
+  /// when no source is padded.
   const torch::Tensor& memory_mask() const { return memory_mask_; }
+  /// (Implementations) Source entry of each row, [R] int64 (pass as nn::attention's kv_rows), or
+  /// undefined when row r reads entry r.
+  const torch::Tensor& cross_rows() const { return cross_rows_; }
   /// (Implementations) Capacity to allocate for T new positions: max(reserve(), length() + T).
   int64_t capacity_for(int64_t t) const { return std::max<int64_t>(capacity_hint_, length_ + t); }
   /// (Implementations) Records that T more positions were fed.
@@ -88,8 +95,9 @@ class DecoderState {
 
  private:
   std::vector<nn::KVCache> self_;                    // per decoder layer
-  std::vector<torch::Tensor> cross_k_, cross_v_;     // per layer [R, H, S, dh]
-  torch::Tensor memory_mask_;                        // [R, 1, 1, S] additive, undefined = no padding
+  std::vector<torch::Tensor> cross_k_, cross_v_;     // per layer [B_src, H, S, dh]
+  torch::Tensor memory_mask_;                        // [B_src, 1, 1, S] additive, undefined = no padding
+  torch::Tensor cross_rows_;                         // [R] int64 source entry per row, undefined = identity
   torch::Tensor offsets_;                            // [R] int64, undefined = all 0
   int64_t rows_ = 0;
   int64_t length_ = 0;

@@ -91,11 +91,12 @@ struct DecoderBlock : torch::nn::Module {
   // Cross-attention keys/values of the encoder output memory [B, S, d] -> 2 × [B, H, S, d_head]
   virtual std::pair<torch::Tensor, torch::Tensor> memory_kv(const torch::Tensor& memory) = 0;
   // x [B, T, d]; self_mask additive broadcastable to [B, 1, T, past+T] or undefined; cache
-  // (nullptr = no cache: training / teacher forcing); ck, cv [B, H, S, dh]; cross_mask
-  // [B, 1, 1, S] or undefined -> [B, T, d]
+  // (nullptr = no cache: training / teacher forcing); ck, cv [B_kv, H, S, dh]; cross_mask
+  // [B_kv, 1, 1, S] or undefined; cross_rows [B] int64 (row b reads kv row cross_rows[b]) or
+  // undefined (B_kv = B) -> [B, T, d]
   virtual torch::Tensor run(const torch::Tensor& x, const torch::Tensor& self_mask, nn::KVCache* cache,
                             int64_t capacity, const torch::Tensor& ck, const torch::Tensor& cv,
-                            const torch::Tensor& cross_mask) = 0;
+                            const torch::Tensor& cross_mask, const torch::Tensor& cross_rows = {}) = 0;
 };
 
 // Vaswani et al. encoder layer with fairseq's names and dropout placement.
@@ -147,13 +148,14 @@ struct TransformerDecoderBlock : DecoderBlock {
     return encoder_attn->memory_kv(memory);  // 2 × [B, H, S, dh]
   }
   torch::Tensor run(const torch::Tensor& x0, const torch::Tensor& self_mask, nn::KVCache* cache, int64_t capacity,
-                    const torch::Tensor& ck, const torch::Tensor& cv, const torch::Tensor& cross_mask) override {
+                    const torch::Tensor& ck, const torch::Tensor& cv, const torch::Tensor& cross_mask,
+                    const torch::Tensor& cross_rows) override {
     const bool tr = is_training(), pre = c_.normalize_before;
     torch::Tensor x = nn::residual(x0, self_attn_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) {
       return self_attn->self_attention(h, self_mask, cache, capacity);
     });  // [B, T, d]
     x = nn::residual(x, encoder_attn_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) {
-      return encoder_attn->cross_attention(h, ck, cv, cross_mask);
+      return encoder_attn->cross_attention(h, ck, cv, cross_mask, cross_rows);
     });  // [B, T, d]
     return nn::residual(x, final_layer_norm, pre, c_.dropout, tr, [&](const torch::Tensor& h) { return ffn(h); });
   }
@@ -222,13 +224,14 @@ struct DelightDecoderBlock : DecoderBlock {
     return encoder_attn->memory_kv(memory);  // 2 × [B, 1, S, d_o]
   }
   torch::Tensor run(const torch::Tensor& x0, const torch::Tensor& self_mask, nn::KVCache* cache, int64_t capacity,
-                    const torch::Tensor& ck, const torch::Tensor& cv, const torch::Tensor& cross_mask) override {
+                    const torch::Tensor& ck, const torch::Tensor& cv, const torch::Tensor& cross_mask,
+                    const torch::Tensor& cross_rows) override {
     const bool tr = is_training(), pre = c_.normalize_before;
     torch::Tensor x = nn::residual_with(x0, self_attn_layer_norm, pre, tr, delight_drop(c_.dropout), [&](const torch::Tensor& h) {
       return self_attn->forward(dextra_layer->forward(h), self_mask, cache, capacity);
     });  // [B, T, d_m]
     x = nn::residual_with(x, encoder_attn_layer_norm, pre, tr, delight_drop(c_.dropout), [&](const torch::Tensor& h) {
-      return encoder_attn->forward(h, ck, cv, cross_mask);
+      return encoder_attn->forward(h, ck, cv, cross_mask, cross_rows);
     });  // [B, T, d_m]
     return nn::residual_with(x, final_layer_norm, pre, tr, delight_drop(c_.delight.ffn_dropout),
                              [&](const torch::Tensor& h) { return ffn(h); });  // [B, T, d_m]
@@ -619,7 +622,7 @@ torch::Tensor NativeSeq2Seq::run_decoder(const torch::Tensor& ids, const torch::
     const int64_t capacity = state->capacity_for(t);
     for (size_t i = 0; i < m.dec.size(); ++i) {
       x = m.dec[i]->run(x, self_mask, &state->self_cache(i), capacity, state->cross_k(i), state->cross_v(i),
-                        state->memory_mask());  // [B, T, d]
+                        state->memory_mask(), state->cross_rows());  // [B, T, d]
     }
     state->advance(t);
   }

@@ -130,16 +130,17 @@ struct Seq2SeqModel::DecoderLayer : torch::nn::Module {
     register_module("fc2", ffn_impl.fc2);
     final_layer_norm = register_module("final_layer_norm", nn::LayerNorm(d, eps));
   }
-  // x [B, T, d]; self_mask additive [T, past+T] or undefined; cross k/v [B, H, S, dh];
-  // cross_mask [B, 1, 1, S] or undefined -> [B, T, d]
+  // x [B, T, d]; self_mask additive [T, past+T] or undefined; cross k/v [B_kv, H, S, dh];
+  // cross_mask [B_kv, 1, 1, S] or undefined; cross_rows [B] int64 (row b reads kv row
+  // cross_rows[b]) or undefined (B_kv = B) -> [B, T, d]
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& self_mask, nn::KVCache* cache, int64_t capacity,
                         const torch::Tensor& ck, const torch::Tensor& cv, const torch::Tensor& cross_mask,
-                        bool pre_ln) {
+                        const torch::Tensor& cross_rows, bool pre_ln) {
     x = nn::residual(x, self_attn_layer_norm, pre_ln, 0.0, false, [&](const torch::Tensor& h) {
       return self_attn->self_attention(h, self_mask, cache, capacity);
     });  // [B, T, d]
     x = nn::residual(x, encoder_attn_layer_norm, pre_ln, 0.0, false, [&](const torch::Tensor& h) {
-      return encoder_attn->cross_attention(h, ck, cv, cross_mask);
+      return encoder_attn->cross_attention(h, ck, cv, cross_mask, cross_rows);
     });  // [B, T, d]
     return nn::residual(x, final_layer_norm, pre_ln, 0.0, false,
                         [&](const torch::Tensor& h) { return ffn(h); });  // [B, T, d]
@@ -384,7 +385,7 @@ torch::Tensor Seq2SeqModel::decode(const torch::Tensor& ids, const EncoderOutput
   const int64_t capacity = state->capacity_for(t);
   for (size_t i = 0; i < dec_layers_.size(); ++i) {
     x = static_cast<DecoderLayer&>(*dec_layers_[i]).forward(x, self_mask, &state->self_cache(i), capacity, state->cross_k(i),
-                                                            state->cross_v(i), state->memory_mask(),
+                                                            state->cross_v(i), state->memory_mask(), state->cross_rows(),
                                                             config_.normalize_before);  // [B, T, d]
   }
   if (config_.normalize_before) x = dec_final_ln_->forward(x);  // [B, T, d]

@@ -1,8 +1,10 @@
 #include "loom/nn/attention.h"
 #include "loom/nn/linear.h"  // bmm_nt, bmm_nn (oneDNN sgemm, also under autograd)
 
+#include <cmath>
 #include <limits>
 #include <utility>
+#include <vector>
 
 namespace loom::nn {
 
@@ -22,19 +24,124 @@ torch::Tensor additive_causal_mask(int64_t t, int64_t past) {
   return m;
 }
 
+namespace {
+
+#define LOOM_ATTN_AVX2 __attribute__((target("avx2,fma")))
+
+// One query row over S keys: out[0, dh) = Σ_s softmax_s(q·k_s + mask_s) · v_s, float32 throughout
+// (scores, max-subtracted exp, sum, weighted sum; the order of at::_softmax + sum over S).
+// k_s = k + s·ks, v_s = v + s·vs (rows of dh contiguous floats); mask: S floats or nullptr;
+// scores: S floats of scratch.
+template <int Lanes>
+inline void one_query_impl(const float* q, const float* k, int64_t ks, const float* v, int64_t vs, const float* mask,
+                           int64_t s_len, int64_t dh, float* scores, float* out) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t s = 0; s < s_len; ++s) {
+    const float* kr = k + s * ks;
+    float acc[Lanes] = {};
+    int64_t i = 0;
+    for (; i + Lanes <= dh; i += Lanes) {
+      for (int j = 0; j < Lanes; ++j) acc[j] += q[i + j] * kr[i + j];
+    }
+    float dot = 0.0f;
+    for (; i < dh; ++i) dot += q[i] * kr[i];
+    for (int j = 0; j < Lanes; ++j) dot += acc[j];
+    if (mask != nullptr) dot += mask[s];
+    scores[s] = dot;
+    mx = std::max(mx, dot);
+  }
+  float sum = 0.0f;
+  for (int64_t s = 0; s < s_len; ++s) {
+    scores[s] = std::exp(scores[s] - mx);
+    sum += scores[s];
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t i = 0; i < dh; ++i) out[i] = 0.0f;
+  for (int64_t s = 0; s < s_len; ++s) {
+    const float p = scores[s] * inv;
+    const float* vr = v + s * vs;
+    for (int64_t i = 0; i < dh; ++i) out[i] += p * vr[i];
+  }
+}
+
+LOOM_ATTN_AVX2 void one_query_avx2(const float* q, const float* k, int64_t ks, const float* v, int64_t vs,
+                                   const float* mask, int64_t s_len, int64_t dh, float* scores, float* out) {
+  one_query_impl<8>(q, k, ks, v, vs, mask, s_len, dh, scores, out);
+}
+
+void one_query_portable(const float* q, const float* k, int64_t ks, const float* v, int64_t vs, const float* mask,
+                        int64_t s_len, int64_t dh, float* scores, float* out) {
+  one_query_impl<8>(q, k, ks, v, vs, mask, s_len, dh, scores, out);
+}
+
+using OneQueryFn = void (*)(const float*, const float*, int64_t, const float*, int64_t, const float*, int64_t, int64_t,
+                            float*, float*);
+
+OneQueryFn one_query_kernel() {
+  static const OneQueryFn fn = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &one_query_avx2 : &one_query_portable;
+  }();
+  return fn;
+}
+
+// True when attention() can take the fused one-query kernel: float32, last dims contiguous, the
+// mask undefined or contiguous [M, 1, 1, S] (M = 1 or the rows it is indexed by).
+bool one_query_ok(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& mask,
+                  int64_t mask_rows) {
+  auto f32 = [](const torch::Tensor& t) { return t.scalar_type() == torch::kFloat32 && t.device().is_cpu(); };
+  if (!f32(q) || !f32(k) || !f32(v) || q.stride(3) != 1 || k.stride(3) != 1 || v.stride(3) != 1) return false;
+  if (k.sizes() != v.sizes()) return false;
+  if (!mask.defined()) return true;
+  return f32(mask) && mask.dim() == 4 && mask.is_contiguous() && (mask.size(0) == 1 || mask.size(0) == mask_rows) &&
+         mask.size(1) == 1 && mask.size(2) == 1 && mask.size(3) == k.size(2);
+}
+
+// attention() for T = 1: q [B, H, 1, dh], k/v [B_kv, H, S, dh] (strided rows), rows [B] int64 or
+// undefined (= b), mask [1|B_kv, 1, 1, S] contiguous or undefined -> [B, H, 1, dh].
+torch::Tensor attention_one_query(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                  const torch::Tensor& mask, const torch::Tensor& rows) {
+  const int64_t b = q.size(0), h = q.size(1), dh = q.size(3), s_len = k.size(2), b_kv = k.size(0);
+  torch::Tensor out = torch::empty({b, h, 1, dh}, q.options());  // [B, H, 1, dh]
+  torch::Tensor idx = rows.defined() ? rows.to(torch::kInt64).contiguous() : torch::Tensor();
+  const int64_t* row_of = idx.defined() ? idx.data_ptr<int64_t>() : nullptr;
+  for (int64_t i = 0; row_of != nullptr && i < b; ++i) {
+    TORCH_CHECK(row_of[i] >= 0 && row_of[i] < b_kv, "attention: kv row ", row_of[i], " outside ", b_kv, " rows");
+  }
+  const float* pq = q.data_ptr<float>();
+  const float* pk = k.data_ptr<float>();
+  const float* pv = v.data_ptr<float>();
+  const float* pm = mask.defined() ? mask.data_ptr<float>() : nullptr;
+  const bool mask_per_row = mask.defined() && mask.size(0) > 1;
+  float* po = out.data_ptr<float>();
+  const OneQueryFn fn = one_query_kernel();
+  at::parallel_for(0, b * h, 16, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(static_cast<size_t>(s_len));
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t r = bh / h, hd = bh % h;
+      const int64_t kr = row_of != nullptr ? row_of[r] : r;
+      fn(pq + r * q.stride(0) + hd * q.stride(1), pk + kr * k.stride(0) + hd * k.stride(1), k.stride(2),
+         pv + kr * v.stride(0) + hd * v.stride(1), v.stride(2), pm == nullptr ? nullptr : pm + (mask_per_row ? kr * s_len : 0),
+         s_len, dh, scores.data(), po + bh * dh);
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                        const torch::Tensor& mask) {
+                        const torch::Tensor& mask, const torch::Tensor& kv_rows) {
+  const int64_t t = q.size(2);
+  if (t == 1 && one_query_ok(q, k, v, mask, k.size(0))) return attention_one_query(q, k, v, mask, kv_rows);  // [B, H, 1, dh]
+  if (kv_rows.defined()) {
+    // General shapes: gather each query row's keys, values and mask row.
+    torch::Tensor m = mask.defined() && mask.size(0) > 1 ? mask.index_select(0, kv_rows) : mask;
+    return attention(q, k.index_select(0, kv_rows), v.index_select(0, kv_rows), m);  // [B, H, T, dh]
+  }
   // Explicit 3-D bmm: torch::matmul on 4-D strided views (the KV buffers) gave wrong results for
   // B = 1 in libtorch 1.13. The reshapes below are views for the cache layout [B, H, cap, d_head].
-  const int64_t b = q.size(0), h = q.size(1), t = q.size(2), dh = q.size(3), s = k.size(2);
-  if (t == 1) {
-    // One query per row (incremental decoding): at::bmm would run B·H tiny GEMMs one by one
-    // through the system BLAS; broadcast multiply + reduce runs as a few vectorised kernels.
-    torch::Tensor scores = (k * q).sum(-1, /*keepdim=*/true);                // [B, H, S, 1]
-    if (mask.defined()) scores.add_(mask.transpose(-2, -1));                  // [B, H, S, 1]
-    scores = at::_softmax(scores, 2, false);                                  // [B, H, S, 1]
-    return (v * scores).sum(2, /*keepdim=*/true);                             // [B, H, 1, dh]
-  }
+  const int64_t b = q.size(0), h = q.size(1), dh = q.size(3), s = k.size(2);
   torch::Tensor q3 = q.reshape({b * h, t, dh});                               // [B·H, T, dh]
   torch::Tensor k3 = k.reshape({b * h, s, dh});                               // [B·H, S, dh]
   torch::Tensor v3 = v.reshape({b * h, s, dh});                               // [B·H, S, dh]
@@ -46,10 +153,15 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
 }
 
 torch::Tensor attention_with_dropout(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                     const torch::Tensor& mask, double dropout_p, bool training) {
+                                     const torch::Tensor& mask, double dropout_p, bool training,
+                                     const torch::Tensor& kv_rows) {
   const bool drop = training && dropout_p > 0.0;
   const bool grad = torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
-  if (!drop && !grad) return attention(q, k, v, mask);                   // [B, H, T, dh]
+  if (!drop && !grad) return attention(q, k, v, mask, kv_rows);          // [B, H, T, dh]
+  if (kv_rows.defined()) {
+    torch::Tensor m = mask.defined() && mask.size(0) > 1 ? mask.index_select(0, kv_rows) : mask;
+    return attention_with_dropout(q, k.index_select(0, kv_rows), v.index_select(0, kv_rows), m, dropout_p, training);
+  }
   // 3-D bmm on reshaped copies, as attention() does (4-D matmul on strided views is unsafe in 1.13)
   const int64_t b = q.size(0), h = q.size(1), t = q.size(2), dh = q.size(3), s = k.size(2);
   torch::Tensor scores = bmm_nt(q.reshape({b * h, t, dh}), k.reshape({b * h, s, dh}))
@@ -206,13 +318,14 @@ std::pair<torch::Tensor, torch::Tensor> MultiHeadAttentionImpl::memory_kv(const 
 }
 
 torch::Tensor MultiHeadAttentionImpl::cross_attention(const torch::Tensor& x, const torch::Tensor& k,
-                                                      const torch::Tensor& v, const torch::Tensor& mask) {
+                                                      const torch::Tensor& v, const torch::Tensor& mask,
+                                                      const torch::Tensor& kv_rows) {
   // Fused: q_proj's rows of the fused QKV (the same numbers), so q_proj's own weight need not be read.
   torch::Tensor q = q_packed_.defined()    ? q_packed_.forward(x)
                     : qkv_weight_.defined() ? linear(x, qkv_weight_.narrow(0, 0, d_model), qkv_bias_.narrow(0, 0, d_model))
                                             : q_proj->forward(x);  // [B, T, d]
   q = split_heads(q.mul_(scaling));                                // [B, H, T, dh]
-  torch::Tensor ctx = attention_with_dropout(q, k, v, mask, dropout, is_training());  // [B, H, T, dh]
+  torch::Tensor ctx = attention_with_dropout(q, k, v, mask, dropout, is_training(), kv_rows);  // [B, H, T, dh]
   return out_packed_.defined() ? out_packed_.forward(merge_heads(ctx)) : out_proj->forward(merge_heads(ctx));  // [B, T, d]
 }
 

@@ -23,8 +23,13 @@ torch::Tensor additive_causal_mask(int64_t t, int64_t past);
 
 /// softmax(q·kᵀ + mask)·v. q [B, H, T, d_head] (already scaled), k and v [B, H, S, d_head],
 /// mask additive, broadcastable to [B, H, T, S], or undefined. Returns [B, H, T, d_head].
+/// kv_rows (optional, [B] int64): query row b attends to k[kv_rows[b]], v[kv_rows[b]], and the
+/// mask's first dim then indexes those kv rows too — k, v [B_kv, H, S, d_head], mask [B_kv|1, 1,
+/// 1|T, S] — so the beams of a sentence share one copy of its source keys/values. For T = 1
+/// (incremental decoding) one fused kernel per (row, head) computes the scores, the softmax and
+/// the weighted sum without [B, H, S, d_head] temporaries.
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                        const torch::Tensor& mask);
+                        const torch::Tensor& mask, const torch::Tensor& kv_rows = {});
 
 /// Training-capable attention: softmax(q·kᵀ + mask), dropout with probability `dropout_p` on the
 /// attention probabilities when `training` (inverted dropout, torch::dropout), then ·v. Built
@@ -32,8 +37,10 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
 /// Shapes as attention(): q [B, H, T, d_head] (already scaled), k and v [B, H, S, d_head], mask
 /// additive broadcastable to [B, H, T, S] or undefined; returns [B, H, T, d_head]. Source:
 /// fairseq MultiheadAttention (attn_probs = dropout(softmax(attn_weights))).
+/// kv_rows as in attention().
 torch::Tensor attention_with_dropout(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                     const torch::Tensor& mask, double dropout_p, bool training);
+                                     const torch::Tensor& mask, double dropout_p, bool training,
+                                     const torch::Tensor& kv_rows = {});
 
 /// Self-attention keys and values of the positions decoded so far, in preallocated buffers that
 /// grow geometrically (no torch::cat per step). Rows = batch entries (sentences or beams).
@@ -103,9 +110,11 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
   std::pair<torch::Tensor, torch::Tensor> memory_kv(const torch::Tensor& memory);
 
   /// Cross-attention of x [B, T, d_model] to precomputed k, v [B, H, S, d_head] with the
-  /// additive key mask [B, 1, 1, S] (or undefined). Returns [B, T, d_model].
+  /// additive key mask [B, 1, 1, S] (or undefined). Returns [B, T, d_model]. With kv_rows [B]
+  /// int64, row b reads k, v and mask row kv_rows[b] (k, v [B_kv, H, S, d_head]; see attention()).
   torch::Tensor cross_attention(const torch::Tensor& x, const torch::Tensor& k,
-                                const torch::Tensor& v, const torch::Tensor& mask);
+                                const torch::Tensor& v, const torch::Tensor& mask,
+                                const torch::Tensor& kv_rows = {});
 
   int64_t d_model, n_heads, d_head;
   double scaling;  ///< d_head^-0.5

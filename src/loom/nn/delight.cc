@@ -266,9 +266,9 @@ std::pair<torch::Tensor, torch::Tensor> DelightCrossAttentionImpl::memory_kv(con
 }
 
 torch::Tensor DelightCrossAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& k, const torch::Tensor& v,
-                                                 const torch::Tensor& mask) {
+                                                 const torch::Tensor& mask, const torch::Tensor& kv_rows) {
   torch::Tensor q = q_proj->forward(x).unsqueeze(1) * (1.0 / std::sqrt(static_cast<double>(d_o)));  // [B, 1, T, d_o]
-  torch::Tensor ctx = attention_with_dropout(q, k, v, mask, dropout, is_training());              // [B, 1, T, d_o]
+  torch::Tensor ctx = attention_with_dropout(q, k, v, mask, dropout, is_training(), kv_rows);     // [B, 1, T, d_o]
   return out_proj->forward(ctx.squeeze(1));                                                      // [B, T, d_m]
 }
 

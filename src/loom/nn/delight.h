@@ -179,8 +179,10 @@ class DelightCrossAttentionImpl : public torch::nn::Module {
   /// memory [B, S, d_m] -> {k, v}, each [B, 1, S, d_o] (compute once per source).
   std::pair<torch::Tensor, torch::Tensor> memory_kv(const torch::Tensor& memory);
   /// x [B, T, d_m] over k, v [B, 1, S, d_o] with the additive key mask [B, 1, 1, S] (or
-  /// undefined) -> [B, T, d_m].
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& mask);
+  /// undefined) -> [B, T, d_m]. kv_rows [B] int64 (optional): row b reads k, v and mask row
+  /// kv_rows[b] (nn::attention()).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& mask,
+                        const torch::Tensor& kv_rows = {});
   int64_t d_m, d_o;
   double dropout;
   Linear q_proj{nullptr}, kv_proj{nullptr}, out_proj{nullptr};
