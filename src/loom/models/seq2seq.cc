@@ -270,6 +270,7 @@ void Seq2SeqModel::load_weights(const io::HfCheckpoint& checkpoint) {
   }
   fuse();
   release_pages(*this);  // fuse() read q/k/v_proj, which the fused copy now stands in for
+  transpose_lm_head();
 }
 
 void Seq2SeqModel::release_pages(const torch::nn::Module& root) const {
@@ -342,6 +343,25 @@ void Seq2SeqModel::init_state(DecoderState& state, const EncoderOutput& encoder,
   state.reset(std::move(kv), encoder.mask, repeat);
 }
 
+void Seq2SeqModel::transpose_lm_head() {
+  torch::NoGradGuard no_grad;
+  lm_head_kn_ = torch::Tensor();
+  if (mapped_.count(lm_head_.data_ptr()) == 0) return;  // only where it costs no memory (see below)
+  // The vocabulary projection as [d, V], the layout oneDNN's sgemm streams faster for V ≫ d
+  // (nn::linear_kn). Built block by block, each block's mapped [V, d] pages released as soon as
+  // it is copied, so the model never holds both copies: the [V, d] checkpoint tensor is then
+  // read only row by row by embedding lookups.
+  const int64_t v = lm_head_.size(0), d = lm_head_.size(1);
+  lm_head_kn_ = torch::empty({d, v}, torch::kFloat32);  // [d, V]
+  constexpr int64_t kBlock = 4096;                      // vocabulary rows per block
+  for (int64_t v0 = 0; v0 < v; v0 += kBlock) {
+    const int64_t n = std::min(kBlock, v - v0);
+    torch::Tensor rows = lm_head_.narrow(0, v0, n);  // [n, d]
+    lm_head_kn_.narrow(1, v0, n).copy_(rows.t());
+    io::release_mapped_pages(rows.data_ptr(), static_cast<size_t>(n * d) * sizeof(float));
+  }
+}
+
 void Seq2SeqModel::set_compute_type(nn::WeightType type) {
   torch::NoGradGuard no_grad;
   // Layer by layer, releasing each layer's mapped float32 pages once it is packed (or fused
@@ -356,6 +376,8 @@ void Seq2SeqModel::set_compute_type(nn::WeightType type) {
     static_cast<DecoderLayer&>(*l).packed_ffn.pack(*l, type);
     release_pages(*l);
   }
+  if (type == nn::WeightType::kFloat32) transpose_lm_head();
+  else lm_head_kn_ = torch::Tensor();
   lm_head_packed_ = type == nn::WeightType::kFloat32
                         ? nn::PackedLinear()
                         : nn::PackedLinear(lm_head_, final_logits_bias_.defined() ? final_logits_bias_.view({-1}) : torch::Tensor(),
@@ -368,6 +390,8 @@ void Seq2SeqModel::set_compute_type(nn::WeightType type) {
 
 torch::Tensor Seq2SeqModel::lm_logits(const torch::Tensor& hidden) const {
   if (lm_head_packed_.defined()) return lm_head_packed_.forward(hidden);  // [B, T, V]
+  const torch::Tensor bias = final_logits_bias_.defined() ? final_logits_bias_.view({-1}) : torch::Tensor();
+  if (lm_head_kn_.defined() && !torch::GradMode::is_enabled()) return nn::linear_kn(hidden, lm_head_kn_, bias);  // [B, T, V]
   return nn::linear(hidden, lm_head_, final_logits_bias_.defined() ? final_logits_bias_.view({-1}) : torch::Tensor());  // [B, T, V]
 }
 

@@ -147,10 +147,12 @@ class Seq2SeqModel : public torch::nn::Module, public EncoderDecoder {
   std::vector<std::string> tolerated_extra_;
   nn::WeightType compute_ = nn::WeightType::kFloat32;
   nn::PackedLinear lm_head_packed_;         // [V, d] + final_logits_bias, when compute_ is not float32
+  torch::Tensor lm_head_kn_;                // [d, V] float32: lm_head_ transposed (faster sgemm layout), see set_compute_type
   // Parameters that alias the mapped checkpoint (load()): data pointer -> bytes. Only these
   // may have their pages released (madvise on anonymous memory would zero it).
   std::unordered_map<const void*, size_t> mapped_;
   // Releases the resident pages of the mapped parameters below `root` (read back on use).
+  void transpose_lm_head();  // builds lm_head_kn_ from a memory-mapped float32 lm_head_ (else leaves it undefined)
   void release_pages(const torch::nn::Module& root) const;
 };
 

@@ -145,11 +145,12 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   torch::Tensor q3 = q.reshape({b * h, t, dh});                               // [B·H, T, dh]
   torch::Tensor k3 = k.reshape({b * h, s, dh});                               // [B·H, S, dh]
   torch::Tensor v3 = v.reshape({b * h, s, dh});                               // [B·H, S, dh]
-  torch::Tensor scores = torch::bmm(q3, k3.transpose(1, 2)).view({b, h, t, s});  // [B, H, T, S]
-  // (inference keeps at::bmm: the HF parity tests are calibrated on its summation order)
+  // oneDNN sgemm per (row, head) (bmm_nt/bmm_nn); libtorch's bmm would send these to the
+  // system's reference BLAS, which made attention most of the encoder's time.
+  torch::Tensor scores = bmm_nt(q3, k3).view({b, h, t, s});                   // [B, H, T, S]
   if (mask.defined()) scores.add_(mask);                                      // [B, H, T, S]
   scores = at::_softmax(scores, -1, false);                                   // [B, H, T, S]
-  return torch::bmm(scores.view({b * h, t, s}), v3).view({b, h, t, dh});      // [B, H, T, dh]
+  return bmm_nn(scores.view({b * h, t, s}), v3).view({b, h, t, dh});          // [B, H, T, dh]
 }
 
 torch::Tensor attention_with_dropout(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

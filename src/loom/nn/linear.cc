@@ -4,9 +4,10 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
 #include <vector>
 
 namespace loom::nn {
@@ -40,9 +41,27 @@ torch::Tensor gemm(const torch::Tensor& a_in, bool ta, const torch::Tensor& b_in
   const float* pb = b.data_ptr<float>();
   float* pc = c.data_ptr<float>();
   const int64_t sa = a.size(0) == 1 ? 0 : a.size(1) * a.size(2), sb = b.size(0) == 1 ? 0 : b.size(1) * b.size(2);
+  auto one = [&](int64_t i) {
+    return sgemm()(ta ? 'T' : 'N', tb ? 'T' : 'N', m, p, k, 1.0f, pa + i * sa, ta ? m : k, pb + i * sb, tb ? k : p, 0.0f,
+                   pc + i * m * p, p);
+  };
+  // Many small products (attention over B·H heads): the threads take whole products, each
+  // sgemm then runs on one thread (oneDNN does not nest parallel regions). Large ones keep
+  // oneDNN's own threading.
+  constexpr int64_t kSmallProduct = 1 << 21;  // m·p·k multiply-adds
+  if (n > 1 && m * p * k <= kSmallProduct && at::get_num_threads() > 1) {
+    std::atomic<int> failed{0};
+    at::parallel_for(0, n, std::max<int64_t>(1, kSmallProduct / (m * p * k + 1) / 8), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int status = one(i);
+        if (status != 0) failed = status;
+      }
+    });
+    TORCH_CHECK(failed.load() == 0, "dnnl_sgemm failed with status ", failed.load());
+    return c;
+  }
   for (int64_t i = 0; i < n; ++i) {
-    const int status = sgemm()(ta ? 'T' : 'N', tb ? 'T' : 'N', m, p, k, 1.0f, pa + i * sa, ta ? m : k,
-                               pb + i * sb, tb ? k : p, 0.0f, pc + i * m * p, p);
+    const int status = one(i);
     TORCH_CHECK(status == 0, "dnnl_sgemm failed with status ", status);
   }
   return c;
@@ -158,6 +177,39 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
     }
   }
   return y.view(out_shape);                             // [..., out]
+}
+
+torch::Tensor linear_kn(const torch::Tensor& x, const torch::Tensor& weight_kn, const torch::Tensor& bias) {
+  SgemmFn fn = sgemm();
+  TORCH_CHECK(weight_kn.dim() == 2 && x.dim() >= 1 && x.size(-1) == weight_kn.size(0), "linear_kn: input has ",
+              x.size(-1), " features, weight expects ", weight_kn.size(0));
+  const int64_t in = weight_kn.size(0), out = weight_kn.size(1);  // K, N
+  const bool fast = fn != nullptr && x.scalar_type() == torch::kFloat32 && weight_kn.scalar_type() == torch::kFloat32 &&
+                    x.device().is_cpu() && weight_kn.device().is_cpu() &&
+                    (!bias.defined() || (bias.scalar_type() == torch::kFloat32 && bias.numel() == out));
+  if (!fast) {
+    torch::Tensor y = torch::matmul(x, weight_kn);  // [..., out]
+    return bias.defined() ? y + bias.reshape({out}) : y;
+  }
+  torch::Tensor a = x.reshape({-1, in}).contiguous();  // [M, in]
+  torch::Tensor w = weight_kn.contiguous();            // [in, out]
+  const int64_t rows = a.size(0);
+  std::vector<int64_t> out_shape = x.sizes().vec();
+  out_shape.back() = out;
+  torch::Tensor y = torch::empty({rows, out}, x.options());  // [M, out]
+  float beta = 0.0f;
+  if (bias.defined()) {
+    y.copy_(bias.reshape({1, out}).expand({rows, out}));  // = b (sgemm adds into it)
+    beta = 1.0f;
+  }
+  if (rows > 0 && out > 0 && in > 0) {
+    const int status = fn('N', 'N', rows, out, in, 1.0f, a.data_ptr<float>(), in, w.data_ptr<float>(), out, beta,
+                          y.data_ptr<float>(), out);
+    TORCH_CHECK(status == 0, "dnnl_sgemm failed with status ", status);
+  } else if (!bias.defined()) {
+    y.zero_();
+  }
+  return y.view(out_shape);  // [..., out]
 }
 
 namespace {
