@@ -31,6 +31,31 @@ TEST(Linear, MatchesTorchLinearAndLeavesBiasAlone) {
   EXPECT_TRUE(torch::allclose(linear(x, w, torch::Tensor()), torch::linear(x, w), 1e-5, 1e-5));
 }
 
+// linear_kn(x, Wᵀ, b) is linear(x, W, b) with the weight stored [in, out]; with a buffer the
+// result lives in it (grown when too small, reused when large enough).
+TEST(Linear, TransposedWeightMatchesLinearAndReusesItsBuffer) {
+  torch::manual_seed(6);
+  torch::Tensor w = torch::randn({37, 16}), b = torch::randn({37});  // [out, in]
+  torch::Tensor wkn = w.t().contiguous();                            // [in, out]
+  torch::Tensor x = torch::randn({2, 5, 16});
+  torch::Tensor want = torch::matmul(x.to(torch::kFloat64), w.t().to(torch::kFloat64)) + b.to(torch::kFloat64);
+  EXPECT_TRUE(torch::allclose(linear_kn(x, wkn, b).to(torch::kFloat64), want, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(linear_kn(x, wkn, torch::Tensor()), linear(x, w, torch::Tensor()), 1e-5, 1e-5));
+  torch::Tensor buffer;
+  torch::Tensor y = linear_kn(x, wkn, b, &buffer);  // [2, 5, 37]
+  ASSERT_TRUE(buffer.defined());
+  EXPECT_EQ(y.data_ptr(), buffer.data_ptr());
+  EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, 5, 37}));
+  EXPECT_TRUE(torch::allclose(y.to(torch::kFloat64), want, 1e-5, 1e-5));
+  torch::Tensor small = linear_kn(x.narrow(1, 0, 2), wkn, b, &buffer);  // fits: same storage
+  EXPECT_EQ(small.data_ptr(), buffer.data_ptr());
+  EXPECT_TRUE(torch::allclose(small.to(torch::kFloat64), want.narrow(1, 0, 2), 1e-5, 1e-5));
+  torch::Tensor big = linear_kn(torch::randn({4, 5, 16}), wkn, b, &buffer);  // grows
+  EXPECT_EQ(big.data_ptr(), buffer.data_ptr());
+  EXPECT_GE(buffer.numel(), 4 * 5 * 37);
+  EXPECT_ANY_THROW(linear_kn(torch::randn({3, 15}), wkn, b));  // 15 features for 16
+}
+
 TEST(Activations, HfNames) {
   torch::Tensor x = torch::linspace(-3, 3, 13);
   EXPECT_TRUE(torch::allclose(activate(x.clone(), parse_activation("swish", {})), x * torch::sigmoid(x)));

@@ -579,6 +579,7 @@ std::vector<FinishedSentence> StepwiseSearch::step() {
   tokens.reserve(static_cast<size_t>(r));
   for (const auto& s : sentences_) tokens.insert(tokens.end(), s->next.begin(), s->next.end());
   torch::Tensor input = torch::tensor(tokens, torch::kInt64).unsqueeze(1);  // [R, 1]
+  state_->set_reuse_logits(true);  // this step's logits are consumed before the next decode
   torch::Tensor logits = model_.decode(input, models::EncoderOutput{}, state_.get()).select(1, 0);  // [R, V]
   ++steps_;
 

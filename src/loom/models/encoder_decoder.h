@@ -92,6 +92,14 @@ class DecoderState {
   int64_t capacity_for(int64_t t) const { return std::max<int64_t>(capacity_hint_, length_ + t); }
   /// (Implementations) Records that T more positions were fed.
   void advance(int64_t t) { length_ += t; }
+  /// Lets decode() with this state return logits that live in a buffer the state keeps, which
+  /// the next decode with this state overwrites (generate/StepwiseSearch consumes each step's
+  /// logits before the next step). Saves a fresh [R, V] tensor per step: above glibc's 32 MiB
+  /// mmap threshold (e.g. 256 rows × 65,001 × 4 bytes = 66 MB at beam 4, batch 64) every step's
+  /// logits would be new pages faulted in and zeroed by the kernel. Off by default.
+  void set_reuse_logits(bool on) { reuse_logits_ = on; }
+  /// (Implementations) The buffer to write logits into, or nullptr when reuse is off.
+  torch::Tensor* logits_buffer() { return reuse_logits_ ? &logits_buffer_ : nullptr; }
 
  private:
   std::vector<nn::KVCache> self_;                    // per decoder layer
@@ -102,6 +110,8 @@ class DecoderState {
   int64_t rows_ = 0;
   int64_t length_ = 0;
   int64_t capacity_hint_ = 0;
+  bool reuse_logits_ = false;
+  torch::Tensor logits_buffer_;  // decode()'s logits when reuse_logits_ (any shape; grown as needed)
 };
 
 /// An encoder-decoder model as generate() and Translator see it (inference; float32 unless

@@ -388,10 +388,10 @@ void Seq2SeqModel::set_compute_type(nn::WeightType type) {
   compute_ = type;
 }
 
-torch::Tensor Seq2SeqModel::lm_logits(const torch::Tensor& hidden) const {
+torch::Tensor Seq2SeqModel::lm_logits(const torch::Tensor& hidden, torch::Tensor* buffer) const {
   if (lm_head_packed_.defined()) return lm_head_packed_.forward(hidden);  // [B, T, V]
   const torch::Tensor bias = final_logits_bias_.defined() ? final_logits_bias_.view({-1}) : torch::Tensor();
-  if (lm_head_kn_.defined() && !torch::GradMode::is_enabled()) return nn::linear_kn(hidden, lm_head_kn_, bias);  // [B, T, V]
+  if (lm_head_kn_.defined() && !torch::GradMode::is_enabled()) return nn::linear_kn(hidden, lm_head_kn_, bias, buffer);  // [B, T, V]
   return nn::linear(hidden, lm_head_, final_logits_bias_.defined() ? final_logits_bias_.view({-1}) : torch::Tensor());  // [B, T, V]
 }
 
@@ -414,7 +414,7 @@ torch::Tensor Seq2SeqModel::decode(const torch::Tensor& ids, const EncoderOutput
   }
   if (config_.normalize_before) x = dec_final_ln_->forward(x);  // [B, T, d]
   state->advance(t);
-  return lm_logits(x);  // [B, T, V]
+  return lm_logits(x, state->logits_buffer());  // [B, T, V]
 }
 
 }  // namespace loom::models

@@ -123,8 +123,9 @@ class Seq2SeqModel : public torch::nn::Module, public EncoderDecoder {
   void set_compute_type(nn::WeightType type) override;
   nn::WeightType compute_type() const override { return compute_; }
 
-  /// Decoder hidden states -> logits. hidden [B, T, d_model] -> [B, T, V].
-  torch::Tensor lm_logits(const torch::Tensor& hidden) const;
+  /// Decoder hidden states -> logits. hidden [B, T, d_model] -> [B, T, V]. With `buffer`, float32
+  /// logits are written into it (nn::linear_kn) and the result is a view of it.
+  torch::Tensor lm_logits(const torch::Tensor& hidden, torch::Tensor* buffer = nullptr) const;
 
  private:
   struct EncoderLayer;

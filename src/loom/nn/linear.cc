@@ -179,7 +179,8 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
   return y.view(out_shape);                             // [..., out]
 }
 
-torch::Tensor linear_kn(const torch::Tensor& x, const torch::Tensor& weight_kn, const torch::Tensor& bias) {
+torch::Tensor linear_kn(const torch::Tensor& x, const torch::Tensor& weight_kn, const torch::Tensor& bias,
+                        torch::Tensor* buffer) {
   SgemmFn fn = sgemm();
   TORCH_CHECK(weight_kn.dim() == 2 && x.dim() >= 1 && x.size(-1) == weight_kn.size(0), "linear_kn: input has ",
               x.size(-1), " features, weight expects ", weight_kn.size(0));
@@ -196,7 +197,15 @@ torch::Tensor linear_kn(const torch::Tensor& x, const torch::Tensor& weight_kn, 
   const int64_t rows = a.size(0);
   std::vector<int64_t> out_shape = x.sizes().vec();
   out_shape.back() = out;
-  torch::Tensor y = torch::empty({rows, out}, x.options());  // [M, out]
+  torch::Tensor y;  // [M, out]
+  if (buffer != nullptr) {
+    if (!buffer->defined() || buffer->scalar_type() != torch::kFloat32 || buffer->numel() < rows * out) {
+      *buffer = torch::empty({rows * out}, x.options());
+    }
+    y = buffer->view({-1}).narrow(0, 0, rows * out).view({rows, out});
+  } else {
+    y = torch::empty({rows, out}, x.options());
+  }
   float beta = 0.0f;
   if (bias.defined()) {
     y.copy_(bias.reshape({1, out}).expand({rows, out}));  // = b (sgemm adds into it)

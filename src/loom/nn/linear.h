@@ -20,8 +20,12 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
 /// linear(x, weight_kn.t(), bias), up to summation order). Inference only (no autograd), float32
 /// CPU tensors (else torch::matmul). For a vocabulary projection (out ≫ in) oneDNN's sgemm
 /// streams this layout faster than [out, in]: 24.7 vs 29.0 ms for M = 64, N = 65001, K = 512 on
-/// two AVX2 cores (bench/README: gemm layouts). x [..., in], bias [out] or undefined -> [..., out].
-torch::Tensor linear_kn(const torch::Tensor& x, const torch::Tensor& weight_kn, const torch::Tensor& bias);
+/// two AVX2 cores (docs/benchmarks.md). x [..., in], bias [out] or undefined -> [..., out]. With
+/// `buffer` (float32 fast path only), the result is a view of *buffer, which is reallocated
+/// when it holds fewer than M·out floats: a caller that reuses one buffer per step avoids a
+/// fresh allocation (and, above glibc's mmap threshold, fresh zeroed pages) per call.
+torch::Tensor linear_kn(const torch::Tensor& x, const torch::Tensor& weight_kn, const torch::Tensor& bias,
+                        torch::Tensor* buffer = nullptr);
 
 /// Batched C = A·Bᵀ: a [N, M, K], b [N, P, K] -> [N, M, P], differentiable (first order).
 /// Float32 CPU tensors run oneDNN's sgemm (dnnl_sgemm, the library libtorch already loads) in
