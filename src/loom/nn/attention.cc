@@ -1,5 +1,6 @@
 #include "loom/nn/attention.h"
 #include "loom/nn/linear.h"  // bmm_nt, bmm_nn (oneDNN sgemm, also under autograd)
+#include "loom/nn/simd_exp.h"
 
 #include <cmath>
 #include <limits>
@@ -32,7 +33,33 @@ namespace {
 // (scores, max-subtracted exp, sum, weighted sum; the order of at::_softmax + sum over S).
 // k_s = k + s·ks, v_s = v + s·vs (rows of dh contiguous floats); mask: S floats or nullptr;
 // scores: S floats of scratch.
-template <int Lanes>
+// scores[0, n) <- exp(scores - mx); returns their sum (float32).
+inline float exp_and_sum_portable(float* scores, int64_t n, float mx) {
+  float sum = 0.0f;
+  for (int64_t s = 0; s < n; ++s) {
+    scores[s] = std::exp(scores[s] - mx);
+    sum += scores[s];
+  }
+  return sum;
+}
+
+LOOM_ATTN_AVX2 inline float exp_and_sum_avx2(float* scores, int64_t n, float mx) {
+  const __m256 m = _mm256_set1_ps(mx);
+  __m256 acc = _mm256_setzero_ps();
+  int64_t s = 0;
+  for (; s + 8 <= n; s += 8) {
+    const __m256 e = exp_nonpositive_avx2(_mm256_sub_ps(_mm256_loadu_ps(scores + s), m));
+    _mm256_storeu_ps(scores + s, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, acc);
+  float sum = 0.0f;
+  for (float l : lanes) sum += l;
+  return sum + exp_and_sum_portable(scores + s, n - s, mx);
+}
+
+template <int Lanes, float (*ExpAndSum)(float*, int64_t, float)>
 inline void one_query_impl(const float* q, const float* k, int64_t ks, const float* v, int64_t vs, const float* mask,
                            int64_t s_len, int64_t dh, float* scores, float* out) {
   float mx = -std::numeric_limits<float>::infinity();
@@ -50,12 +77,7 @@ inline void one_query_impl(const float* q, const float* k, int64_t ks, const flo
     scores[s] = dot;
     mx = std::max(mx, dot);
   }
-  float sum = 0.0f;
-  for (int64_t s = 0; s < s_len; ++s) {
-    scores[s] = std::exp(scores[s] - mx);
-    sum += scores[s];
-  }
-  const float inv = 1.0f / sum;
+  const float inv = 1.0f / ExpAndSum(scores, s_len, mx);
   for (int64_t i = 0; i < dh; ++i) out[i] = 0.0f;
   for (int64_t s = 0; s < s_len; ++s) {
     const float p = scores[s] * inv;
@@ -66,12 +88,12 @@ inline void one_query_impl(const float* q, const float* k, int64_t ks, const flo
 
 LOOM_ATTN_AVX2 void one_query_avx2(const float* q, const float* k, int64_t ks, const float* v, int64_t vs,
                                    const float* mask, int64_t s_len, int64_t dh, float* scores, float* out) {
-  one_query_impl<8>(q, k, ks, v, vs, mask, s_len, dh, scores, out);
+  one_query_impl<8, exp_and_sum_avx2>(q, k, ks, v, vs, mask, s_len, dh, scores, out);
 }
 
 void one_query_portable(const float* q, const float* k, int64_t ks, const float* v, int64_t vs, const float* mask,
                         int64_t s_len, int64_t dh, float* scores, float* out) {
-  one_query_impl<8>(q, k, ks, v, vs, mask, s_len, dh, scores, out);
+  one_query_impl<8, exp_and_sum_portable>(q, k, ks, v, vs, mask, s_len, dh, scores, out);
 }
 
 using OneQueryFn = void (*)(const float*, const float*, int64_t, const float*, int64_t, const float*, int64_t, int64_t,
