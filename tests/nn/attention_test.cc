@@ -61,6 +61,23 @@ TEST(Attention, SharedKeyValueRowsMatchGatheredRows) {
   EXPECT_ANY_THROW(attention(q, k, v, mask, torch::tensor(std::vector<int64_t>{0, 3, 1})));  // kv row 3 of 3
 }
 
+// A row whose keys sit after masked leading positions (a row that joined a running batch) gets
+// bit-for-bit the result of the same keys without them: batching never changes a translation.
+TEST(Attention, OneQueryIgnoresLeadingMaskedPositionsExactly) {
+  torch::manual_seed(8);
+  for (int64_t s : {3, 8, 13, 21}) {
+    for (int64_t lead : {1, 5, 8}) {
+      torch::Tensor k = torch::randn({1, 2, s, 16}) * 3.0f, v = torch::randn({1, 2, s, 16});
+      torch::Tensor q = torch::randn({1, 2, 1, 16});
+      torch::Tensor kp = torch::cat({torch::randn({1, 2, lead, 16}), k}, 2), vp = torch::cat({torch::randn({1, 2, lead, 16}), v}, 2);
+      torch::Tensor keep = torch::ones({1, lead + s}, torch::kBool);
+      keep.narrow(1, 0, lead).fill_(false);
+      EXPECT_TRUE(torch::equal(attention(q, kp, vp, additive_key_mask(keep)), attention(q, k, v, torch::Tensor())))
+          << "S = " << s << ", leading = " << lead;
+    }
+  }
+}
+
 TEST(KVCacheTest, GrowsAndReorders) {
   KVCache cache;
   torch::Tensor all_k = torch::randn({3, 2, 7, 4}), all_v = torch::randn({3, 2, 7, 4});

@@ -43,20 +43,24 @@ inline float exp_and_sum_portable(float* scores, int64_t n, float mx) {
   return sum;
 }
 
+// exp_and_sum_portable with a vectorised exp. The sum stays sequential in position order (as
+// the portable one): a row whose keys sit at other positions — leading masked positions of a row
+// that joined a running batch (DecoderState::append) — then sums exactly the same numbers in the
+// same order, so results do not depend on batching.
 LOOM_ATTN_AVX2 inline float exp_and_sum_avx2(float* scores, int64_t n, float mx) {
   const __m256 m = _mm256_set1_ps(mx);
-  __m256 acc = _mm256_setzero_ps();
   int64_t s = 0;
-  for (; s + 8 <= n; s += 8) {
-    const __m256 e = exp_nonpositive_avx2(_mm256_sub_ps(_mm256_loadu_ps(scores + s), m));
-    _mm256_storeu_ps(scores + s, e);
-    acc = _mm256_add_ps(acc, e);
+  for (; s + 8 <= n; s += 8) _mm256_storeu_ps(scores + s, exp_nonpositive_avx2(_mm256_sub_ps(_mm256_loadu_ps(scores + s), m)));
+  if (s < n) {
+    // the tail through the same vector exp (a score's exp does not depend on where it falls)
+    alignas(32) float tail[8];
+    for (int64_t j = 0; j < 8; ++j) tail[j] = s + j < n ? scores[s + j] : -std::numeric_limits<float>::infinity();
+    _mm256_store_ps(tail, exp_nonpositive_avx2(_mm256_sub_ps(_mm256_load_ps(tail), m)));
+    for (int64_t j = 0; s + j < n; ++j) scores[s + j] = tail[j];
   }
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, acc);
   float sum = 0.0f;
-  for (float l : lanes) sum += l;
-  return sum + exp_and_sum_portable(scores + s, n - s, mx);
+  for (int64_t j = 0; j < n; ++j) sum += scores[j];
+  return sum;
 }
 
 template <int Lanes, float (*ExpAndSum)(float*, int64_t, float)>

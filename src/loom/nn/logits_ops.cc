@@ -21,11 +21,15 @@ LOOM_LOGITS_AVX2 float logsum_exp_avx2(const float* x, int64_t n, float max) {
     acc0 = _mm256_add_ps(acc0, exp_nonpositive_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), m)));
     acc1 = _mm256_add_ps(acc1, exp_nonpositive_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), m)));
   }
+  for (; i < n; i += 8) {  // the tail through the same exp, padded with -inf (exp 0)
+    alignas(32) float tail[8];
+    for (int64_t j = 0; j < 8; ++j) tail[j] = i + j < n ? x[i + j] : -std::numeric_limits<float>::infinity();
+    acc0 = _mm256_add_ps(acc0, exp_nonpositive_avx2(_mm256_sub_ps(_mm256_load_ps(tail), m)));
+  }
   alignas(32) float lanes[8];
   _mm256_store_ps(lanes, _mm256_add_ps(acc0, acc1));
   double sum = 0.0;
   for (float l : lanes) sum += l;
-  for (; i < n; ++i) sum += std::exp(x[i] - max);
   return static_cast<float>(std::log(sum));
 }
 

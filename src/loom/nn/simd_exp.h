@@ -1,7 +1,8 @@
 // exp(x) for x <= 0 on 8 float32 lanes (AVX2 + FMA), for softmax-style sums of exp(x - max):
 // x = n·ln2 + r with |r| <= ln2/2, exp(r) by Cephes expf's degree-5 polynomial (within 2 ulp of
-// expf), 2^n put into the exponent bits; x below -87.3 is clamped there (exp ≈ 1e-38, no
-// denormals). Include only from .cc files; call only where the CPU has AVX2 and FMA.
+// expf), 2^n put into the exponent bits. x below -87.3 (where expf turns denormal) gives exactly
+// 0, so masked scores (-inf or the lowest float) add nothing: a padded row sums the same numbers
+// as the unpadded one. Include only from .cc files; call only where the CPU has AVX2 and FMA.
 #pragma once
 
 #include <immintrin.h>
@@ -9,6 +10,7 @@
 namespace loom::nn {
 
 __attribute__((target("avx2,fma"))) inline __m256 exp_nonpositive_avx2(__m256 x) {
+  const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_GE_OQ);  // false also for NaN
   x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -22,7 +24,7 @@ __attribute__((target("avx2,fma"))) inline __m256 exp_nonpositive_avx2(__m256 x)
   y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
   y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+  return _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(e)), keep);
 }
 
 }  // namespace loom::nn
