@@ -41,6 +41,25 @@ TEST(PackedLinear, EveryPathEqualsTheDequantizedProduct) {
   }
 }
 
+// int8 activations only where int8 dot products are fast (VNNI); elsewhere int8 weights with
+// float32 products. bf16 always converts activations.
+TEST(PackedLinear, TranslationActivationsFollowTheCpu) {
+  __builtin_cpu_init();
+  const bool vnni = __builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni");
+  EXPECT_EQ(loom::nn::translation_activations(WeightType::kInt8), vnni ? loom::nn::Activations::kLowPrecision : loom::nn::Activations::kFloat32);
+  EXPECT_EQ(loom::nn::translation_activations(WeightType::kBFloat16), loom::nn::Activations::kLowPrecision);
+  torch::Tensor b = torch::randn({300});
+  PackedLinear p(torch::randn({300, 64}), b, WeightType::kInt8, loom::nn::translation_activations(WeightType::kInt8));
+  EXPECT_EQ(p.scale().dim(), vnni ? 2 : 1);  // block scales [K/32, N] or per-row scales [N]
+  if (vnni) return;
+  // weight-only: the many-rows path (tiles spread over the threads) equals the dequantized product
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  auto x = torch::randn({33, 64});
+  EXPECT_LT((p.forward(x).to(torch::kDouble) - reference(p, x, b)).abs().max().item<double>(), 1e-4);
+  at::set_num_threads(threads);
+}
+
 TEST(PackedLinear, Int8IsPerRowSymmetricWithinHalfAStep) {
   torch::manual_seed(4);
   auto w = torch::randn({16, 64}) * torch::linspace(0.01, 10, 16).unsqueeze(1);  // rows of very different scale
@@ -61,7 +80,7 @@ TEST(PackedLinear, Int8IsPerRowSymmetricWithinHalfAStep) {
   EXPECT_EQ(p.bytes(), 16 * 64 + 16 * 4);
 }
 
-// With Activations::kLowPrecision the int8 weight has one scale per row and block of 32 input
+// With loom::nn::Activations::kLowPrecision the int8 weight has one scale per row and block of 32 input
 // features: each block's largest weight maps to ±127 and every weight is within half a step of
 // its block. A block of small weights next to a large one keeps its precision, where one scale
 // per row would round it to a few levels.
@@ -72,7 +91,7 @@ TEST(PackedLinear, Int8LowPrecisionWeightsHaveBlockScales) {
   auto w = torch::randn({N, K}) * 0.01;
   w.narrow(1, 32, 32).mul_(1000);  // block 1: 1000× larger
   w[2].narrow(0, 64, 6).zero_();   // an all-zero block
-  PackedLinear p(w, {}, WeightType::kInt8, Activations::kLowPrecision);
+  PackedLinear p(w, {}, WeightType::kInt8, loom::nn::Activations::kLowPrecision);
   ASSERT_EQ(p.scale().sizes(), (std::vector<int64_t>{3, N}));
   for (int64_t j = 0; j < 3; ++j) {
     const int64_t k0 = j * 32, kb = std::min<int64_t>(32, K - k0);
@@ -113,7 +132,7 @@ TEST(PackedLinear, MatchingDtypeIsKeptWithoutCopyAndBadShapesAreErrors) {
             std::string::npos);
 }
 
-// Activations::kLowPrecision (translation models' --compute-type). int8: weights and activations
+// loom::nn::Activations::kLowPrecision (translation models' --compute-type). int8: weights and activations
 // in blocks of kInt8BlockSize = 32 input features (K = 83: blocks of 32, 32 and 19). Block j of row
 // m of x is quantized with s_mj = max|x[m, block j]| / 127, q = round(x / s_mj), and
 // y = Σ_j (q_j·Wq_jᵀ)·s_mj·scale[j, n] + b with exact integer sums — so a row's output is
@@ -125,10 +144,10 @@ TEST(PackedLinear, LowPrecisionActivationsMatchTheirDefinition) {
   const int64_t N = 37, K = 83;
   auto w = torch::randn({N, K});
   auto b = torch::randn({N});
-  PackedLinear p8(w, b, WeightType::kInt8, Activations::kLowPrecision);
-  PackedLinear p16(w, b, WeightType::kBFloat16, Activations::kLowPrecision);
-  EXPECT_EQ(p8.activations(), Activations::kLowPrecision);
-  EXPECT_EQ(PackedLinear(w, b, WeightType::kFloat32, Activations::kLowPrecision).activations(), Activations::kFloat32);
+  PackedLinear p8(w, b, WeightType::kInt8, loom::nn::Activations::kLowPrecision);
+  PackedLinear p16(w, b, WeightType::kBFloat16, loom::nn::Activations::kLowPrecision);
+  EXPECT_EQ(p8.activations(), loom::nn::Activations::kLowPrecision);
+  EXPECT_EQ(PackedLinear(w, b, WeightType::kFloat32, loom::nn::Activations::kLowPrecision).activations(), loom::nn::Activations::kFloat32);
   ASSERT_EQ(p8.scale().sizes(), (std::vector<int64_t>{3, N}));
   for (int64_t M : {1, 3, 8, 9, 40}) {
     auto x = torch::randn({M, K}) * torch::linspace(0.1, 5, M).unsqueeze(1);  // rows of different scale

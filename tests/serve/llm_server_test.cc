@@ -390,6 +390,10 @@ TEST(ServeLlm, QueueFullAndTimeout) {
 
   loom::serve::ServerOptions t = o;
   t.service_limits.timeout_seconds = 0.001;
+  // 20 ms per decoder step: the generation cannot finish before the handler looks at the
+  // deadline, even when the parallel suite delays the handler thread (a finished generation
+  // is answered 200 however late; seen once without the delay).
+  t.service_limits.step_delay_ms = 20;
   LiveServer slow(t);
   expect_error(slow, "/v1/completions", body, 504, "", "timeout");
 }

@@ -639,7 +639,7 @@ void NativeSeq2Seq::set_compute_type(nn::WeightType type) {
   for (auto& b : impl_->dec) b->packed_ffn.pack(*b, type);
   // int8 leaves the output projection in float32 (see native_seq2seq.h): no packed copy.
   output_packed_ = type == nn::WeightType::kBFloat16
-                       ? nn::PackedLinear(impl_->output, torch::Tensor(), type, nn::Activations::kLowPrecision)
+                       ? nn::PackedLinear(impl_->output, torch::Tensor(), type, nn::translation_activations(type))
                        : nn::PackedLinear();
   compute_ = type;
 }

@@ -384,7 +384,7 @@ void Seq2SeqModel::set_compute_type(nn::WeightType type) {
   lm_head_packed_ = type == nn::WeightType::kFloat32
                         ? nn::PackedLinear()
                         : nn::PackedLinear(lm_head_, final_logits_bias_.defined() ? final_logits_bias_.view({-1}) : torch::Tensor(),
-                                           type, nn::Activations::kLowPrecision);
+                                           type, nn::translation_activations(type));
   // The float32 vocabulary projection (the tied embedding) is read again only row by row for
   // embedding lookups when packed: only the rows looked up come back into memory.
   release_pages(*this);

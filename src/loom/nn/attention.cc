@@ -284,11 +284,11 @@ void MultiHeadAttentionImpl::pack(WeightType type) {
     return;
   }
   if (!qkv_weight_.defined()) fuse();
-  qkv_packed_ = PackedLinear(qkv_weight_, qkv_bias_, type, Activations::kLowPrecision);
-  kv_packed_ = PackedLinear(kv_weight_, kv_bias_, type, Activations::kLowPrecision);
+  qkv_packed_ = PackedLinear(qkv_weight_, qkv_bias_, type, translation_activations(type));
+  kv_packed_ = PackedLinear(kv_weight_, kv_bias_, type, translation_activations(type));
   q_packed_ = PackedLinear(qkv_weight_.narrow(0, 0, d_model), qkv_bias_.narrow(0, 0, d_model), type,
-                          Activations::kLowPrecision);  // q_proj's numbers
-  out_packed_ = PackedLinear(out_proj->weight, out_proj->bias, type, Activations::kLowPrecision);
+                          translation_activations(type));  // q_proj's numbers
+  out_packed_ = PackedLinear(out_proj->weight, out_proj->bias, type, translation_activations(type));
   // The packed copies replace the fused float32 ones, which would otherwise stay resident.
   qkv_weight_ = qkv_bias_ = kv_weight_ = kv_bias_ = torch::Tensor();
 }

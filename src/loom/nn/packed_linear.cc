@@ -1,15 +1,18 @@
 #include "loom/nn/packed_linear.h"
 
 #include <ATen/Parallel.h>
+#include <immintrin.h>
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 
 #include "loom/core/error.h"
 #include "loom/nn/gemv.h"
+#include "loom/nn/sgemm.h"
 #include "loom/nn/linear.h"
 
 namespace loom::nn {
@@ -50,6 +53,10 @@ bool has_vnni() {
 }
 
 }  // namespace
+
+Activations translation_activations(WeightType type) {
+  return type == WeightType::kInt8 && !has_vnni() ? Activations::kFloat32 : Activations::kLowPrecision;
+}
 
 WeightType auto_weight_type() {
   if (has_vnni()) return WeightType::kInt8;
@@ -168,15 +175,80 @@ torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
     if (bias_.defined()) y.add_(bias_);
     return y.view(out_shape);
   }
-  // Prompt processing: float32 tiles of ~2 MB (in cache) through sgemm.
-  const int64_t tile = std::max<int64_t>(16, (int64_t{2} << 20) / std::max<int64_t>(1, K * 4));
-  for (int64_t n0 = 0; n0 < N; n0 += tile) {
-    const int64_t nb = std::min(tile, N - n0);
-    auto wf = w_.narrow(0, n0, nb).to(torch::kFloat32);                           // [nb, K]
-    if (type_ == WeightType::kInt8) wf.mul_(scale_.narrow(0, n0, nb).unsqueeze(1));
-    y.narrow(1, n0, nb).copy_(linear(x2, wf, bias_.defined() ? bias_.narrow(0, n0, nb) : torch::Tensor()));
-  }
+  // Many rows (prompts, batched translation): float32 tiles of at most ~2 MB (in cache) through sgemm,
+  // each thread dequantizing its own tiles and multiplying them single-threaded straight into
+  // y's columns (sgemm with ldc = N onto the bias), so conversion and products both run in
+  // parallel and no tile is allocated or copied per call.
+  SgemmFn fn = onednn_sgemm();
+  const int64_t by_cache = (int64_t{2} << 20) / std::max<int64_t>(1, K * 4);             // ~2 MB of float32
+  const int64_t by_threads = (N + 2 * at::get_num_threads() - 1) / (2 * at::get_num_threads());  // >= 2 tiles a thread
+  const int64_t tile = std::max<int64_t>(16, std::min(by_cache, by_threads));
+  const int64_t tiles = (N + tile - 1) / tile;
+  if (bias_.defined()) y.copy_(bias_.reshape({1, N}).expand({M, N}));
+  const float beta = bias_.defined() ? 1.0f : 0.0f;
+  std::atomic<int> failed{0};
+  at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> wf(static_cast<size_t>(tile * K));
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n0 = t * tile, nb = std::min(tile, N - n0);
+      dequantize_rows(n0, nb, wf.data());  // [nb, K] float32
+      if (fn == nullptr) {
+        torch::Tensor w = torch::from_blob(wf.data(), {nb, K}, torch::kFloat32);
+        torch::Tensor part = torch::matmul(x2, w.t());  // [M, nb]
+        y.narrow(1, n0, nb).mul_(beta).add_(part);
+        continue;
+      }
+      const int status = fn('N', 'T', M, nb, K, 1.0f, x2.data_ptr<float>(), K, wf.data(), K, beta,
+                            y.data_ptr<float>() + n0, N);
+      if (status != 0) failed = status;
+    }
+  });
+  TORCH_CHECK(failed.load() == 0, "dnnl_sgemm failed with status ", failed.load());
   return y.view(out_shape);
+}
+
+namespace {
+
+// out[r, k] = q[r, k] · scale[r] for nb rows of K int8 values.
+void dequantize_int8_portable(const int8_t* q, const float* scale, int64_t nb, int64_t K, float* out) {
+  for (int64_t r = 0; r < nb; ++r) {
+    const float s = scale[r];
+    for (int64_t k = 0; k < K; ++k) out[r * K + k] = static_cast<float>(q[r * K + k]) * s;
+  }
+}
+
+__attribute__((target("avx2,fma"))) void dequantize_int8_avx2(const int8_t* q, const float* scale, int64_t nb, int64_t K,
+                                                               float* out) {
+  for (int64_t r = 0; r < nb; ++r) {
+    const __m256 s = _mm256_set1_ps(scale[r]);
+    const int8_t* qr = q + r * K;
+    float* o = out + r * K;
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+      const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qr + k)));
+      _mm256_storeu_ps(o + k, _mm256_mul_ps(_mm256_cvtepi32_ps(v), s));
+    }
+    for (; k < K; ++k) o[k] = static_cast<float>(qr[k]) * scale[r];
+  }
+}
+
+}  // namespace
+
+void PackedLinear::dequantize_rows(int64_t n0, int64_t nb, float* out) const {
+  const int64_t K = w_.size(1);
+  if (type_ == WeightType::kInt8) {
+    static const bool avx2 = [] {
+      __builtin_cpu_init();
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }();
+    const int8_t* q = w_.data_ptr<int8_t>() + n0 * K;
+    const float* sc = scale_.data_ptr<float>() + n0;  // per-row scales (weight-only layout)
+    if (avx2) dequantize_int8_avx2(q, sc, nb, K, out);
+    else dequantize_int8_portable(q, sc, nb, K, out);
+    return;
+  }
+  torch::Tensor dst = torch::from_blob(out, {nb, K}, torch::kFloat32);
+  dst.copy_(w_.narrow(0, n0, nb));  // bfloat16 -> float32 (exact)
 }
 
 torch::Tensor PackedLinear::forward_low_precision(const torch::Tensor& x2) const {

@@ -16,7 +16,8 @@
 // multiplied with oneDNN's sgemm (nn::linear), so prefill runs at float32 GEMM speed.
 //
 // Low-precision activations (`Activations::kLowPrecision`, used by the translation models'
-// `--compute-type`): the activations are converted too, so the product runs on the CPU's integer
+// `--compute-type` where translation_activations() says so — not for int8 on CPUs without
+// VNNI, which get the weight-only path above): the activations are converted too, so the product runs on the CPU's integer
 // or bf16 dot-product units for every M. int8: weights and activations are both quantized
 // symmetrically in blocks of kInt8BlockSize = 32 consecutive input features (the last block of a
 // row may be shorter): weight block j of row n has scale_nj = max |W[n, block j]| / 127, activation
@@ -66,6 +67,14 @@ enum class Activations {
 /// the older vpmaddubsw path), else bfloat16 when it has AVX512-BF16, else float32.
 WeightType auto_weight_type();
 
+/// The activations a translation model's `--compute-type` packs its layers with on this CPU:
+/// kLowPrecision (int8 or bf16 activations, see above), except int8 on CPUs without VNNI
+/// (AVX-512 VNNI or AVX-VNNI), where kFloat32: there exact int8 products cost two u8·s8 GEMMs
+/// per block of 32 input features (oneDNN's int16 pair sums saturate) and ran at a fifth of
+/// float32's speed, so int8 keeps its memory saving (int8 weights, one scale per row) and
+/// multiplies in float32 (weights dequantized tile by tile into sgemm).
+Activations translation_activations(WeightType type);
+
 /// Parses a `--compute-type` value: parse_weight_type() plus "auto" (auto_weight_type()).
 WeightType parse_compute_type(const std::string& s, const std::string& field);
 
@@ -107,6 +116,7 @@ class PackedLinear {
 
  private:
   torch::Tensor forward_low_precision(const torch::Tensor& x2) const;  // [M, K] -> [M, N]
+  void dequantize_rows(int64_t n0, int64_t nb, float* out) const;      // rows n0..n0+nb of W as float32 [nb, K] (weight-only int8, bf16)
   WeightType type_ = WeightType::kFloat32;
   Activations act_ = Activations::kFloat32;
   torch::Tensor w_;      // [N, K]

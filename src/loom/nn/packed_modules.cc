@@ -23,8 +23,8 @@ void PackedFfn::pack(torch::nn::Module& block, WeightType type) {
   if (type == WeightType::kFloat32) return;
   const LinearImpl& fc1 = linear_child(block, "fc1");
   const LinearImpl& fc2 = linear_child(block, "fc2");
-  fc1_ = PackedLinear(fc1.weight, fc1.bias, type, Activations::kLowPrecision);
-  fc2_ = PackedLinear(fc2.weight, fc2.bias, type, Activations::kLowPrecision);
+  fc1_ = PackedLinear(fc1.weight, fc1.bias, type, translation_activations(type));
+  fc2_ = PackedLinear(fc2.weight, fc2.bias, type, translation_activations(type));
 }
 
 torch::Tensor PackedFfn::forward(const torch::Tensor& x, Activation act) const {

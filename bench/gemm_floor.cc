@@ -1,0 +1,83 @@
+// loom_gemm_floor: the time one decoder step of opus-mt-en-zh spends in its matrix products
+// alone, when they run at oneDNN sgemm speed — the floor under any engine that uses that sgemm
+// (loom and CTranslate2 built with oneDNN both do). Per step and row count M (sentences × beams)
+// the products are, for each of the 6 decoder layers, self-attention QKV [M,512]·[512,1536] and
+// output [512,512], cross-attention query and output [512,512] each, FFN [512,2048] and
+// [2048,512]; then the vocabulary projection [M,512]·[512,65001] (loom's [d, V] layout). The
+// encoder and the cross-attention keys/values (once per batch) are not included. Every layer has
+// its own weights, so the weights stream from memory as in a real step.
+// Prints "| threads | rows M | GEMM ms / step | of it vocabulary projection | tgt tok/s ceiling,
+// beam 1 | beam 4 |" where the ceilings are M (beam 1) or M / 4 (beam 4) tokens per step time.
+#include <CLI/CLI.hpp>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <vector>
+
+#include "loom/nn/sgemm.h"
+
+namespace {
+
+struct Product {
+  int64_t n, k;       // weight [K, N] (row-major, 'N' layout)
+  torch::Tensor w;    // [K, N]
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"GEMM floor of one opus-mt-en-zh decoder step (oneDNN sgemm)"};
+  std::vector<int> rows = {16, 64, 256};
+  int threads = 2, repeat = 5, layers = 6, d = 512, ffn = 2048, vocab = 65001;
+  app.add_option("--rows", rows, "row counts M (sentences × beams)");
+  app.add_option("--threads", threads);
+  app.add_option("--repeat", repeat, "timed steps per row count (best kept)");
+  CLI11_PARSE(app, argc, argv);
+  loom::nn::SgemmFn gemm = loom::nn::onednn_sgemm();
+  if (gemm == nullptr) {
+    std::fprintf(stderr, "loom_gemm_floor: oneDNN sgemm not found\n");
+    return 1;
+  }
+  torch::set_num_threads(threads);
+  torch::manual_seed(1);
+  std::vector<Product> layer_products;
+  for (int l = 0; l < layers; ++l) {
+    for (auto nk : std::vector<std::pair<int64_t, int64_t>>{{3 * d, d}, {d, d}, {d, d}, {d, d}, {ffn, d}, {d, ffn}}) {
+      layer_products.push_back({nk.first, nk.second, torch::randn({nk.second, nk.first}) * 0.02});
+    }
+  }
+  Product head{vocab, d, torch::randn({d, vocab}) * 0.02};
+  std::printf("| threads | rows M | GEMM ms / step | of it vocabulary projection | tgt tok/s ceiling, beam 1 | beam 4 |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|\n");
+  for (int m : rows) {
+    torch::Tensor x = torch::randn({m, ffn});                        // [M, max K]
+    torch::Tensor y = torch::empty({static_cast<int64_t>(m) * vocab});  // [M, max N]
+    auto run = [&](const Product& p) {
+      const int status = gemm('N', 'N', m, p.n, p.k, 1.0f, x.data_ptr<float>(), p.k, p.w.data_ptr<float>(), p.n, 0.0f,
+                              y.data_ptr<float>(), p.n);
+      if (status != 0) std::fprintf(stderr, "sgemm failed (%d)\n", status);
+    };
+    double best = 1e30, best_head = 1e30;
+    for (int r = 0; r <= repeat; ++r) {  // r = 0 warms up
+      auto t0 = std::chrono::steady_clock::now();
+      for (const Product& p : layer_products) run(p);
+      const double layers_s = seconds_since(t0);
+      auto t1 = std::chrono::steady_clock::now();
+      run(head);
+      const double head_s = seconds_since(t1);
+      if (r > 0 && layers_s + head_s < best) {
+        best = layers_s + head_s;
+        best_head = head_s;
+      }
+    }
+    std::printf("| %d | %d | %.1f | %.1f | %.0f | %.0f |\n", threads, m, best * 1e3, best_head * 1e3, m / best,
+                m / 4.0 / best);
+  }
+  return 0;
+}
