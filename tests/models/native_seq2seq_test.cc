@@ -387,3 +387,37 @@ TEST(NativeSeq2Seq, GreedyGenerationThroughTranslator) {
 
 }  // namespace
 }  // namespace loom::models
+
+namespace loom::models {
+namespace {
+
+// Beam search over a target vocabulary smaller than the candidates it keeps per step
+// (2 · num_beams = 6 > V = 5): every row contributes all its tokens, nothing is read past a row,
+// and a sentence's beams do not depend on the sentences batched with it.
+TEST(NativeSeq2Seq, BeamSearchOverAVocabularySmallerThanItsCandidates) {
+  torch::manual_seed(9);
+  NativeSeq2SeqConfig c = tiny("transformer", false, /*shared=*/false, /*tied=*/false);
+  c.target_vocab_size = 5;
+  NativeSeq2Seq model(c);
+  model.eval();
+  generate::GenerationOptions o;
+  o.decoder_start_token_id = 2;
+  o.eos_token_ids = {3};
+  o.pad_token_id = 0;
+  o.num_beams = 3;
+  o.max_new_tokens = 5;
+  const std::vector<std::vector<int64_t>> sources = {{10, 11, 12, 3}, {20, 3}, {30, 31, 3}};
+  auto batch = generate::generate(model, sources, o);
+  ASSERT_EQ(batch.size(), 3u);
+  for (size_t i = 0; i < sources.size(); ++i) {
+    auto alone = generate::generate(model, {sources[i]}, o);
+    ASSERT_EQ(batch[i].size(), 1u);
+    EXPECT_EQ(batch[i][0].tokens, alone[0][0].tokens) << "source " << i;
+    EXPECT_NEAR(batch[i][0].score, alone[0][0].score, 1e-5) << "source " << i;
+    EXPECT_TRUE(std::isfinite(batch[i][0].score));
+    for (int64_t t : batch[i][0].tokens) EXPECT_TRUE(t >= 0 && t < 5) << t;
+  }
+}
+
+}  // namespace
+}  // namespace loom::models

@@ -353,16 +353,18 @@ std::pair<torch::Tensor, torch::Tensor> beam_candidates(const torch::Tensor& log
     });
   }
   apply_logits_processors(scores, rows, row_max, o);
-  std::vector<float> cand_v(static_cast<size_t>(r * n_keep));
-  std::vector<int64_t> cand_i(static_cast<size_t>(r * n_keep));
+  TORCH_CHECK(n_keep <= k * vocab, "beam search: ", n_keep, " candidates from ", k, " rows of ", vocab, " tokens");
+  const int64_t per_row = std::min(n_keep, vocab);  // a row holds at most V candidates
+  std::vector<float> cand_v(static_cast<size_t>(r * per_row));
+  std::vector<int64_t> cand_i(static_cast<size_t>(r * per_row));
   at::parallel_for(0, r, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float* row = data + i * vocab;
-      nn::row_top_k(row, vocab, n_keep, cand_v.data() + i * n_keep, cand_i.data() + i * n_keep);
+      nn::row_top_k(row, vocab, per_row, cand_v.data() + i * per_row, cand_i.data() + i * per_row);
       const int64_t len = static_cast<int64_t>(rows[i]->size());
       const bool forced = (o.forced_bos_token_id && len == 1) || (o.forced_eos_token_id && len == row_max[i] - 1);
       if (o.renormalize_logits) {
-        shift[i] = cand_v[i * n_keep];  // the row's max after the masks
+        shift[i] = cand_v[i * per_row];  // the row's max after the masks
         logsum[i] = nn::row_logsum_exp(row, vocab, shift[i]);
       } else if (forced) {
         shift[i] = logsum[i] = 0.0f;  // the forced token's log-probability is set to 0
@@ -380,9 +382,9 @@ std::pair<torch::Tensor, torch::Tensor> beam_candidates(const torch::Tensor& log
     items.clear();
     for (int64_t j = 0; j < k; ++j) {
       const int64_t i = a * k + j;
-      for (int64_t c = 0; c < n_keep; ++c) {
-        const float x = cand_v[i * n_keep + c];
-        items.emplace_back(((x - shift[i]) - logsum[i]) + beam_scores[i], j * vocab + cand_i[i * n_keep + c]);
+      for (int64_t c = 0; c < per_row; ++c) {
+        const float x = cand_v[i * per_row + c];
+        items.emplace_back(((x - shift[i]) - logsum[i]) + beam_scores[i], j * vocab + cand_i[i * per_row + c]);
       }
     }
     std::partial_sort(items.begin(), items.begin() + n_keep, items.end(), better);

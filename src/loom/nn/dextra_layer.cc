@@ -16,6 +16,7 @@
 #include "loom/core/error.h"
 #include "loom/core/random.h"
 #include "loom/nn/sgemm.h"
+#include "loom/nn/simd_exp.h"
 
 #define LOOM_TARGET_AVX2 __attribute__((target("avx2,fma")))
 
@@ -210,23 +211,8 @@ LOOM_TARGET_AVX2 inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// e^x (Cephes expf: x = n·ln2 + r, degree-6 polynomial in r, 2^n from the exponent bits), |x| clamped
-// to the float range; relative error ~1e-7.
-LOOM_TARGET_AVX2 inline __m256 exp256(__m256 x) {
-  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
-  __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
-  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
-  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
-  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
-  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-}
+// e^x: nn/simd_exp.h (Cephes expf, |x| clamped to the float range; relative error ~1e-7).
+LOOM_TARGET_AVX2 inline __m256 exp256(__m256 x) { return exp_avx2(x); }
 
 LOOM_TARGET_AVX2 inline __m256 sigmoid256(__m256 a) {
   const __m256 one = _mm256_set1_ps(1.0f);

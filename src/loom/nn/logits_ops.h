@@ -20,7 +20,7 @@ float row_max(const float* x, int64_t n);
 
 /// The `k` largest of row[0, n) (k <= n), ranked by value and, for equal values, by lower index
 /// (torch.topk's order for a sorted result): values[0..k) and indices[0..k) best first. One
-/// scan with a k-item heap; NaN entries after the first k never enter.
+/// scan with a k-item heap; NaN entries after the first k never enter. Requires k <= n.
 void row_top_k(const float* row, int64_t n, int64_t k, float* values, int64_t* indices);
 
 }  // namespace loom::nn

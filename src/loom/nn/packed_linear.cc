@@ -195,7 +195,8 @@ torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
       if (fn == nullptr) {
         torch::Tensor w = torch::from_blob(wf.data(), {nb, K}, torch::kFloat32);
         torch::Tensor part = torch::matmul(x2, w.t());  // [M, nb]
-        y.narrow(1, n0, nb).mul_(beta).add_(part);
+        if (beta == 0.0f) y.narrow(1, n0, nb).copy_(part);  // y is uninitialised without a bias
+        else y.narrow(1, n0, nb).add_(part);
         continue;
       }
       const int status = fn('N', 'T', M, nb, K, 1.0f, x2.data_ptr<float>(), K, wf.data(), K, beta,
