@@ -66,6 +66,17 @@ NativeSeq2SeqConfig tiny_delight(bool pre_norm = false, bool shared = true, bool
   return c;
 }
 
+// Generation options for the tiny models: start token 2, end token 3, pad 0.
+generate::GenerationOptions tiny_options(int64_t num_beams, int64_t max_new_tokens) {
+  generate::GenerationOptions o;
+  o.decoder_start_token_id = 2;
+  o.eos_token_ids = {3};
+  o.pad_token_id = 0;
+  o.num_beams = num_beams;
+  o.max_new_tokens = max_new_tokens;
+  return o;
+}
+
 NativeSeq2SeqConfig tiny(const std::string& arch, bool pre_norm = false, bool shared = true, bool tied = true) {
   return arch == "delight" ? tiny_delight(pre_norm, shared, tied) : tiny_transformer(pre_norm, shared, tied);
 }
@@ -358,11 +369,7 @@ TEST(NativeSeq2Seq, GreedyGenerationThroughTranslator) {
   c.vocab_size = c.target_vocab_size = tokenizer->vocab_size();
   NativeSeq2Seq model(c);
   model.eval();
-  generate::GenerationOptions gen;
-  gen.decoder_start_token_id = 2;
-  gen.eos_token_ids = {3};
-  gen.pad_token_id = 0;
-  gen.max_new_tokens = 6;
+  generate::GenerationOptions gen = tiny_options(/*num_beams=*/1, /*max_new_tokens=*/6);
   generate::Translator translator(model, *tokenizer, gen, generate::TranslatorOptions{});
   std::vector<std::vector<int64_t>> sources = {{50, 60, 70, 3}, {80, 3}};
   auto hyps = translator.translate_ids(sources);
@@ -400,12 +407,7 @@ TEST(NativeSeq2Seq, BeamSearchOverAVocabularySmallerThanItsCandidates) {
   c.target_vocab_size = 5;
   NativeSeq2Seq model(c);
   model.eval();
-  generate::GenerationOptions o;
-  o.decoder_start_token_id = 2;
-  o.eos_token_ids = {3};
-  o.pad_token_id = 0;
-  o.num_beams = 3;
-  o.max_new_tokens = 5;
+  generate::GenerationOptions o = tiny_options(/*num_beams=*/3, /*max_new_tokens=*/5);
   const std::vector<std::vector<int64_t>> sources = {{10, 11, 12, 3}, {20, 3}, {30, 31, 3}};
   auto batch = generate::generate(model, sources, o);
   ASSERT_EQ(batch.size(), 3u);

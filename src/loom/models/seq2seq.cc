@@ -345,11 +345,11 @@ void Seq2SeqModel::init_state(DecoderState& state, const EncoderOutput& encoder,
 
 void Seq2SeqModel::transpose_lm_head() {
   torch::NoGradGuard no_grad;
-  lm_head_kn_ = torch::Tensor();
+  lm_head_kn_ = lm_bias_kn_ = torch::Tensor();
+  if (mapped_.count(lm_head_.data_ptr()) == 0) return;  // only where it costs no memory (see below)
   // An all-zero bias adds nothing: without it the sgemm writes the logits once instead of
   // copying the bias into [R, V] first and accumulating onto it.
-  logits_bias_zero_ = final_logits_bias_.defined() && final_logits_bias_.eq(0).all().item<bool>();
-  if (mapped_.count(lm_head_.data_ptr()) == 0) return;  // only where it costs no memory (see below)
+  if (final_logits_bias_.defined() && !final_logits_bias_.eq(0).all().item<bool>()) lm_bias_kn_ = final_logits_bias_.view({-1});
   // The vocabulary projection as [d, V], the layout oneDNN's sgemm streams faster for V ≫ d
   // (nn::linear_kn). Built block by block, each block's mapped [V, d] pages released as soon as
   // it is copied, so the model never holds both copies: the [V, d] checkpoint tensor is then
@@ -380,7 +380,7 @@ void Seq2SeqModel::set_compute_type(nn::WeightType type) {
     release_pages(*l);
   }
   if (type == nn::WeightType::kFloat32) transpose_lm_head();
-  else lm_head_kn_ = torch::Tensor();
+  else lm_head_kn_ = lm_bias_kn_ = torch::Tensor();
   lm_head_packed_ = type == nn::WeightType::kFloat32
                         ? nn::PackedLinear()
                         : nn::PackedLinear(lm_head_, final_logits_bias_.defined() ? final_logits_bias_.view({-1}) : torch::Tensor(),
@@ -393,8 +393,7 @@ void Seq2SeqModel::set_compute_type(nn::WeightType type) {
 
 torch::Tensor Seq2SeqModel::lm_logits(const torch::Tensor& hidden, torch::Tensor* buffer) const {
   if (lm_head_packed_.defined()) return lm_head_packed_.forward(hidden);  // [B, T, V]
-  const torch::Tensor bias = final_logits_bias_.defined() && !logits_bias_zero_ ? final_logits_bias_.view({-1}) : torch::Tensor();
-  if (lm_head_kn_.defined() && !torch::GradMode::is_enabled()) return nn::linear_kn(hidden, lm_head_kn_, bias, buffer);  // [B, T, V]
+  if (lm_head_kn_.defined() && !torch::GradMode::is_enabled()) return nn::linear_kn(hidden, lm_head_kn_, lm_bias_kn_, buffer);  // [B, T, V]
   return nn::linear(hidden, lm_head_, final_logits_bias_.defined() ? final_logits_bias_.view({-1}) : torch::Tensor());  // [B, T, V]
 }
 

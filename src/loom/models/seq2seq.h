@@ -148,8 +148,8 @@ class Seq2SeqModel : public torch::nn::Module, public EncoderDecoder {
   std::vector<std::string> tolerated_extra_;
   nn::WeightType compute_ = nn::WeightType::kFloat32;
   nn::PackedLinear lm_head_packed_;         // [V, d] + final_logits_bias, when compute_ is not float32
-  bool logits_bias_zero_ = false;           // final_logits_bias is all zeros (as in published Marian checkpoints): lm_logits skips it
-  torch::Tensor lm_head_kn_;                // [d, V] float32: lm_head_ transposed (faster sgemm layout), see set_compute_type
+  torch::Tensor lm_head_kn_;                // [d, V] float32: lm_head_ transposed (faster sgemm layout), see transpose_lm_head
+  torch::Tensor lm_bias_kn_;                // [V] final_logits_bias for lm_head_kn_, undefined when all zeros (published Marian)
   // Parameters that alias the mapped checkpoint (load()): data pointer -> bytes. Only these
   // may have their pages released (madvise on anonymous memory would zero it).
   std::unordered_map<const void*, size_t> mapped_;

@@ -63,9 +63,10 @@ LOOM_ATTN_AVX2 inline float exp_and_sum_avx2(float* scores, int64_t n, float mx)
   return sum;
 }
 
-template <int Lanes, float (*ExpAndSum)(float*, int64_t, float)>
+template <float (*ExpAndSum)(float*, int64_t, float)>
 inline void one_query_impl(const float* q, const float* k, int64_t ks, const float* v, int64_t vs, const float* mask,
                            int64_t s_len, int64_t dh, float* scores, float* out) {
+  constexpr int Lanes = 8;  // partial sums of the dot product (one AVX2 vector)
   float mx = -std::numeric_limits<float>::infinity();
   for (int64_t s = 0; s < s_len; ++s) {
     const float* kr = k + s * ks;
@@ -92,12 +93,12 @@ inline void one_query_impl(const float* q, const float* k, int64_t ks, const flo
 
 LOOM_ATTN_AVX2 void one_query_avx2(const float* q, const float* k, int64_t ks, const float* v, int64_t vs,
                                    const float* mask, int64_t s_len, int64_t dh, float* scores, float* out) {
-  one_query_impl<8, exp_and_sum_avx2>(q, k, ks, v, vs, mask, s_len, dh, scores, out);
+  one_query_impl<exp_and_sum_avx2>(q, k, ks, v, vs, mask, s_len, dh, scores, out);
 }
 
 void one_query_portable(const float* q, const float* k, int64_t ks, const float* v, int64_t vs, const float* mask,
                         int64_t s_len, int64_t dh, float* scores, float* out) {
-  one_query_impl<8, exp_and_sum_portable>(q, k, ks, v, vs, mask, s_len, dh, scores, out);
+  one_query_impl<exp_and_sum_portable>(q, k, ks, v, vs, mask, s_len, dh, scores, out);
 }
 
 using OneQueryFn = void (*)(const float*, const float*, int64_t, const float*, int64_t, const float*, int64_t, int64_t,
@@ -154,6 +155,17 @@ torch::Tensor attention_one_query(const torch::Tensor& q, const torch::Tensor& k
   return out;
 }
 
+// Keys, values and mask of each query row when rows read kv rows (kv_rows [B] int64): the
+// gathered k, v [B, H, S, dh] and mask (a per-kv-row mask gathered too, a broadcast one as is).
+struct GatheredKv {
+  torch::Tensor k, v, mask;
+};
+GatheredKv gather_kv_rows(const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& mask,
+                          const torch::Tensor& kv_rows) {
+  return {k.index_select(0, kv_rows), v.index_select(0, kv_rows),
+          mask.defined() && mask.size(0) > 1 ? mask.index_select(0, kv_rows) : mask};
+}
+
 }  // namespace
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
@@ -162,8 +174,8 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   if (t == 1 && one_query_ok(q, k, v, mask, k.size(0))) return attention_one_query(q, k, v, mask, kv_rows);  // [B, H, 1, dh]
   if (kv_rows.defined()) {
     // General shapes: gather each query row's keys, values and mask row.
-    torch::Tensor m = mask.defined() && mask.size(0) > 1 ? mask.index_select(0, kv_rows) : mask;
-    return attention(q, k.index_select(0, kv_rows), v.index_select(0, kv_rows), m);  // [B, H, T, dh]
+    GatheredKv g = gather_kv_rows(k, v, mask, kv_rows);
+    return attention(q, g.k, g.v, g.mask);  // [B, H, T, dh]
   }
   // Explicit 3-D bmm: torch::matmul on 4-D strided views (the KV buffers) gave wrong results for
   // B = 1 in libtorch 1.13. The reshapes below are views for the cache layout [B, H, cap, d_head].
@@ -186,8 +198,8 @@ torch::Tensor attention_with_dropout(const torch::Tensor& q, const torch::Tensor
   const bool grad = torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
   if (!drop && !grad) return attention(q, k, v, mask, kv_rows);          // [B, H, T, dh]
   if (kv_rows.defined()) {
-    torch::Tensor m = mask.defined() && mask.size(0) > 1 ? mask.index_select(0, kv_rows) : mask;
-    return attention_with_dropout(q, k.index_select(0, kv_rows), v.index_select(0, kv_rows), m, dropout_p, training);
+    GatheredKv g = gather_kv_rows(k, v, mask, kv_rows);
+    return attention_with_dropout(q, g.k, g.v, g.mask, dropout_p, training);
   }
   // 3-D bmm on reshaped copies, as attention() does (4-D matmul on strided views is unsafe in 1.13)
   const int64_t b = q.size(0), h = q.size(1), t = q.size(2), dh = q.size(3), s = k.size(2);

@@ -132,6 +132,39 @@ torch::Tensor dense(const torch::Tensor& x, const torch::Tensor& w) {
 
 bool fast_gemm_available() { return sgemm() != nullptr; }
 
+namespace {
+// y [M, N] = a [M, K] · op(w) + bias by sgemm, into a fresh tensor or a view of *buffer (grown
+// when it holds fewer than M·N floats): op(w) = wᵀ for w [N, K] (w_kn false, nn::linear's layout)
+// or w for w [K, N] (w_kn true, nn::linear_kn). a, w contiguous float32; bias [N] or undefined.
+// *status: the sgemm's return value (0 = success).
+torch::Tensor sgemm_dense(SgemmFn fn, const torch::Tensor& a, const torch::Tensor& w, bool w_kn, const torch::Tensor& bias,
+                          torch::Tensor* buffer, int* status) {
+  const int64_t rows = a.size(0), in = a.size(1), out = w_kn ? w.size(1) : w.size(0);
+  torch::Tensor y;  // [M, out]
+  if (buffer != nullptr) {
+    if (!buffer->defined() || buffer->scalar_type() != torch::kFloat32 || buffer->numel() < rows * out) {
+      *buffer = torch::empty({rows * out}, a.options());
+    }
+    y = buffer->view({-1}).narrow(0, 0, rows * out).view({rows, out});
+  } else {
+    y = torch::empty({rows, out}, a.options());
+  }
+  float beta = 0.0f;
+  if (bias.defined()) {
+    y.copy_(bias.reshape({1, out}).expand({rows, out}));  // = b (sgemm adds into it)
+    beta = 1.0f;
+  }
+  *status = 0;
+  if (rows > 0 && out > 0 && in > 0) {
+    *status = fn('N', w_kn ? 'N' : 'T', rows, out, in, 1.0f, a.data_ptr<float>(), in, w.data_ptr<float>(), w_kn ? out : in,
+                 beta, y.data_ptr<float>(), out);
+  } else if (!bias.defined()) {
+    y.zero_();  // empty sums
+  }
+  return y;
+}
+}  // namespace
+
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   SgemmFn fn = sgemm();
   const bool fast = fn != nullptr && x.scalar_type() == torch::kFloat32 &&
@@ -154,28 +187,11 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
   const int64_t out = weight.size(0);                   // N
   TORCH_CHECK(x.size(-1) == in, "linear: input has ", x.size(-1), " features, weight expects ", in);
   torch::Tensor a = x.reshape({-1, in}).contiguous();   // [M, in]
-  torch::Tensor w = weight.contiguous();                // [out, in]
-  const int64_t rows = a.size(0);                       // M
   std::vector<int64_t> out_shape = x.sizes().vec();
   out_shape.back() = out;
-  torch::Tensor y;                                      // [M, out]
-  float beta = 0.0f;
-  if (bias.defined()) {
-    y = torch::empty({rows, out}, x.options());         // [M, out]
-    y.copy_(bias.reshape({1, out}).expand({rows, out}));  // = b (a fresh buffer: sgemm writes into it)
-    beta = 1.0f;
-  } else {
-    y = torch::empty({rows, out}, x.options());         // [M, out]
-  }
-  if (rows > 0 && out > 0) {
-    if (in == 0) {
-      // nothing to add
-    } else {
-      const int status = fn('N', 'T', rows, out, in, 1.0f, a.data_ptr<float>(), in,
-                            w.data_ptr<float>(), in, beta, y.data_ptr<float>(), out);
-      if (status != 0) return torch::linear(x, weight, bias);
-    }
-  }
+  int status = 0;
+  torch::Tensor y = sgemm_dense(fn, a, weight.contiguous(), /*w_kn=*/false, bias, nullptr, &status);  // [M, out]
+  if (status != 0) return torch::linear(x, weight, bias);
   return y.view(out_shape);                             // [..., out]
 }
 
@@ -193,31 +209,11 @@ torch::Tensor linear_kn(const torch::Tensor& x, const torch::Tensor& weight_kn, 
     return bias.defined() ? y + bias.reshape({out}) : y;
   }
   torch::Tensor a = x.reshape({-1, in}).contiguous();  // [M, in]
-  torch::Tensor w = weight_kn.contiguous();            // [in, out]
-  const int64_t rows = a.size(0);
   std::vector<int64_t> out_shape = x.sizes().vec();
   out_shape.back() = out;
-  torch::Tensor y;  // [M, out]
-  if (buffer != nullptr) {
-    if (!buffer->defined() || buffer->scalar_type() != torch::kFloat32 || buffer->numel() < rows * out) {
-      *buffer = torch::empty({rows * out}, x.options());
-    }
-    y = buffer->view({-1}).narrow(0, 0, rows * out).view({rows, out});
-  } else {
-    y = torch::empty({rows, out}, x.options());
-  }
-  float beta = 0.0f;
-  if (bias.defined()) {
-    y.copy_(bias.reshape({1, out}).expand({rows, out}));  // = b (sgemm adds into it)
-    beta = 1.0f;
-  }
-  if (rows > 0 && out > 0 && in > 0) {
-    const int status = fn('N', 'N', rows, out, in, 1.0f, a.data_ptr<float>(), in, w.data_ptr<float>(), out, beta,
-                          y.data_ptr<float>(), out);
-    TORCH_CHECK(status == 0, "dnnl_sgemm failed with status ", status);
-  } else if (!bias.defined()) {
-    y.zero_();
-  }
+  int status = 0;
+  torch::Tensor y = sgemm_dense(fn, a, weight_kn.contiguous(), /*w_kn=*/true, bias, buffer, &status);  // [M, out]
+  TORCH_CHECK(status == 0, "dnnl_sgemm failed with status ", status);
   return y.view(out_shape);  // [..., out]
 }
 
