@@ -6,6 +6,9 @@
 // [2048,512]; then the vocabulary projection [M,512]·[512,65001] (loom's [d, V] layout). The
 // encoder and the cross-attention keys/values (once per batch) are not included. Every layer has
 // its own weights, so the weights stream from memory as in a real step.
+// With --compute-type int8 the same products run through loom's int8 kernel (nn/qgemm.h: int8
+// weights in groups of --group input features, int16 activations, the path of `--compute-type
+// int8` on AVX2 CPUs without VNNI), its weights packed once as a translation model's are.
 // Prints "| threads | rows M | GEMM ms / step | of it vocabulary projection | tgt tok/s ceiling,
 // beam 1 | beam 4 |" where the ceilings are M (beam 1) or M / 4 (beam 4) tokens per step time.
 #include <CLI/CLI.hpp>
@@ -14,8 +17,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <string>
 #include <vector>
 
+#include "loom/nn/packed_linear.h"
+#include "loom/nn/qgemm.h"
 #include "loom/nn/sgemm.h"
 
 namespace {
@@ -23,6 +29,7 @@ namespace {
 struct Product {
   int64_t n, k;       // weight [K, N] (row-major, 'N' layout)
   torch::Tensor w;    // [K, N]
+  loom::nn::Int8PanelWeight q;  // int8 copy (--compute-type int8)
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -38,7 +45,17 @@ int main(int argc, char** argv) {
   app.add_option("--rows", rows, "row counts M (sentences × beams)");
   app.add_option("--threads", threads);
   app.add_option("--repeat", repeat, "timed steps per row count (best kept)");
+  std::string compute_type = "float32";
+  int64_t group = loom::nn::kInt16PathGroup;
+  app.add_option("--compute-type", compute_type, "float32 (oneDNN sgemm) or int8 (loom's int16·int8 panel kernel)")
+      ->check(CLI::IsMember({"float32", "int8"}));
+  app.add_option("--group", group, "int8: input features per weight scale");
   CLI11_PARSE(app, argc, argv);
+  const bool int8 = compute_type == "int8";
+  if (int8 && !loom::nn::Int8PanelWeight::supported()) {
+    std::fprintf(stderr, "loom_gemm_floor: the int8 kernel needs AVX2\n");
+    return 1;
+  }
   loom::nn::SgemmFn gemm = loom::nn::onednn_sgemm();
   if (gemm == nullptr) {
     std::fprintf(stderr, "loom_gemm_floor: oneDNN sgemm not found\n");
@@ -47,18 +64,31 @@ int main(int argc, char** argv) {
   torch::set_num_threads(threads);
   torch::manual_seed(1);
   std::vector<Product> layer_products;
+  auto make = [&](int64_t n, int64_t k) {
+    Product p{n, k, torch::randn({k, n}) * 0.02, {}};
+    if (int8) {
+      p.q = loom::nn::Int8PanelWeight(p.w.t(), group);
+      p.w = torch::Tensor();  // only the int8 copy streams from memory
+    }
+    return p;
+  };
   for (int l = 0; l < layers; ++l) {
     for (auto nk : std::vector<std::pair<int64_t, int64_t>>{{3 * d, d}, {d, d}, {d, d}, {d, d}, {ffn, d}, {d, ffn}}) {
-      layer_products.push_back({nk.first, nk.second, torch::randn({nk.second, nk.first}) * 0.02});
+      layer_products.push_back(make(nk.first, nk.second));
     }
   }
-  Product head{vocab, d, torch::randn({d, vocab}) * 0.02};
+  Product head = make(vocab, d);
+  std::printf("compute type %s%s\n", compute_type.c_str(), int8 ? (", group " + std::to_string(group)).c_str() : "");
   std::printf("| threads | rows M | GEMM ms / step | of it vocabulary projection | tgt tok/s ceiling, beam 1 | beam 4 |\n");
   std::printf("|---:|---:|---:|---:|---:|---:|\n");
   for (int m : rows) {
     torch::Tensor x = torch::randn({m, ffn});                        // [M, max K]
     torch::Tensor y = torch::empty({static_cast<int64_t>(m) * vocab});  // [M, max N]
     auto run = [&](const Product& p) {
+      if (int8) {
+        p.q.forward(x.data_ptr<float>(), m, y.data_ptr<float>(), p.n, nullptr);  // x read with row stride K
+        return;
+      }
       const int status = gemm('N', 'N', m, p.n, p.k, 1.0f, x.data_ptr<float>(), p.k, p.w.data_ptr<float>(), p.n, 0.0f,
                               y.data_ptr<float>(), p.n);
       if (status != 0) std::fprintf(stderr, "sgemm failed (%d)\n", status);

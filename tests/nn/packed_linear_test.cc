@@ -41,23 +41,32 @@ TEST(PackedLinear, EveryPathEqualsTheDequantizedProduct) {
   }
 }
 
-// int8 activations only where int8 dot products are fast (VNNI); elsewhere int8 weights with
-// float32 products. bf16 always converts activations.
+// int8 activations only where int8 dot products are fast (VNNI); elsewhere int16 activations ×
+// group-scaled int8 panels on AVX2 (nn/qgemm.h), or weight-only int8 without AVX2. bf16 always
+// converts activations.
 TEST(PackedLinear, TranslationActivationsFollowTheCpu) {
   __builtin_cpu_init();
   const bool vnni = __builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni");
-  EXPECT_EQ(loom::nn::translation_activations(WeightType::kInt8), vnni ? loom::nn::Activations::kLowPrecision : loom::nn::Activations::kFloat32);
+  const auto want = vnni ? loom::nn::Activations::kLowPrecision
+                         : loom::nn::Int8PanelWeight::supported() ? loom::nn::Activations::kInt16
+                                                                  : loom::nn::Activations::kFloat32;
+  EXPECT_EQ(loom::nn::translation_activations(WeightType::kInt8), want);
   EXPECT_EQ(loom::nn::translation_activations(WeightType::kBFloat16), loom::nn::Activations::kLowPrecision);
   torch::Tensor b = torch::randn({300});
   PackedLinear p(torch::randn({300, 64}), b, WeightType::kInt8, loom::nn::translation_activations(WeightType::kInt8));
-  EXPECT_EQ(p.scale().dim(), vnni ? 2 : 1);  // block scales [K/32, N] or per-row scales [N]
-  if (vnni) return;
-  // weight-only: the many-rows path (tiles spread over the threads) equals the dequantized product
+  // block scales [K/32, N], group scales [K/64, N rounded up to 16] or per-row scales [N]
+  EXPECT_EQ(p.scale().dim(), want == loom::nn::Activations::kFloat32 ? 1 : 2);
+  // weight-only (also what a CPU without AVX2 runs): the many-rows path (tiles spread over the
+  // threads) equals the dequantized product
+  PackedLinear weight_only(torch::randn({300, 64}), b, WeightType::kInt8, loom::nn::Activations::kFloat32);
   const int threads = at::get_num_threads();
   at::set_num_threads(2);
   auto x = torch::randn({33, 64});
-  EXPECT_LT((p.forward(x).to(torch::kDouble) - reference(p, x, b)).abs().max().item<double>(), 1e-4);
+  EXPECT_LT((weight_only.forward(x).to(torch::kDouble) - reference(weight_only, x, b)).abs().max().item<double>(), 1e-4);
   at::set_num_threads(threads);
+  // a bf16 weight asked for int16 activations gets bf16 ones
+  EXPECT_EQ(PackedLinear(torch::randn({4, 8}), {}, WeightType::kBFloat16, loom::nn::Activations::kInt16).activations(),
+            loom::nn::Activations::kLowPrecision);
 }
 
 TEST(PackedLinear, Int8IsPerRowSymmetricWithinHalfAStep) {

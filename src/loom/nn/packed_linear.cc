@@ -55,7 +55,8 @@ bool has_vnni() {
 }  // namespace
 
 Activations translation_activations(WeightType type) {
-  return type == WeightType::kInt8 && !has_vnni() ? Activations::kFloat32 : Activations::kLowPrecision;
+  if (type != WeightType::kInt8 || has_vnni()) return Activations::kLowPrecision;
+  return Int8PanelWeight::supported() ? Activations::kInt16 : Activations::kFloat32;
 }
 
 WeightType auto_weight_type() {
@@ -90,7 +91,10 @@ WeightType parse_weight_type(const std::string& s, const std::string& field) {
 
 PackedLinear::PackedLinear(const torch::Tensor& weight, const torch::Tensor& bias, WeightType type,
                            Activations activations)
-    : type_(type), act_(type == WeightType::kFloat32 ? Activations::kFloat32 : activations) {
+    : type_(type),
+      act_(type == WeightType::kFloat32                                             ? Activations::kFloat32
+           : type == WeightType::kBFloat16 && activations == Activations::kInt16 ? Activations::kLowPrecision
+                                                                                   : activations) {
   torch::NoGradGuard no_grad;
   if (!weight.defined() || weight.dim() != 2) fail("PackedLinear: weight must be a 2-D tensor [out, in]");
   if (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.size(0)))
@@ -107,6 +111,13 @@ PackedLinear::PackedLinear(const torch::Tensor& weight, const torch::Tensor& bia
                : weight.to(torch::kBFloat16).contiguous();
       break;
     case WeightType::kInt8: {
+      if (act_ == Activations::kInt16) {
+        if (!Int8PanelWeight::supported()) act_ = Activations::kFloat32;  // no AVX2: weight-only below
+        else {
+          panels_ = Int8PanelWeight(weight, kInt16PathGroup);
+          break;
+        }
+      }
       // Row by row blocks, so a float32 copy of a large weight never exists at once. One scale
       // per row (weight-only) or per row and block of kInt8BlockSize columns (kLowPrecision).
       const int64_t N = weight.size(0), K = weight.size(1);
@@ -136,13 +147,14 @@ PackedLinear::PackedLinear(const torch::Tensor& weight, const torch::Tensor& bia
 }
 
 int64_t PackedLinear::bytes() const {
-  int64_t n = w_.defined() ? w_.numel() * static_cast<int64_t>(w_.element_size()) : 0;
+  int64_t n = w_.defined() ? w_.numel() * static_cast<int64_t>(w_.element_size()) : panels_.bytes();
   if (scale_.defined()) n += scale_.numel() * 4;
   if (bias_.defined()) n += bias_.numel() * 4;
   return n;
 }
 
 torch::Tensor PackedLinear::dequantized() const {
+  if (panels_.defined()) return panels_.dequantized();
   if (type_ == WeightType::kFloat32) return w_;
   if (type_ == WeightType::kBFloat16) return w_.to(torch::kFloat32);
   if (scale_.dim() == 1) return w_.to(torch::kFloat32) * scale_.unsqueeze(1);
@@ -153,7 +165,7 @@ torch::Tensor PackedLinear::dequantized() const {
 
 torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
   torch::NoGradGuard no_grad;
-  const int64_t N = w_.size(0), K = w_.size(1);
+  const int64_t N = out_features(), K = in_features();
   if (x.size(-1) != K) fail("PackedLinear: input has {} features, weight expects {}", x.size(-1), K);
   // float32 weights: the gemv kernels for decoding steps, oneDNN's sgemm otherwise.
   if (type_ == WeightType::kFloat32 && (x.scalar_type() != torch::kFloat32 || x.numel() > kGemvMaxRows * K))
@@ -165,6 +177,10 @@ torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
   if (act_ == Activations::kLowPrecision) return forward_low_precision(x2).view(out_shape);
   torch::Tensor y = torch::empty({M, N}, torch::kFloat32);  // [M, N]
   if (M == 0 || N == 0) return y.view(out_shape);
+  if (act_ == Activations::kInt16) {
+    panels_.forward(x2.data_ptr<float>(), M, y.data_ptr<float>(), N, bias_.defined() ? bias_.data_ptr<float>() : nullptr);
+    return y.view(out_shape);
+  }
   if (M <= kGemvMaxRows) {
     const GemvIsa isa = gemv_active_isa();
     const void* W = w_.data_ptr();

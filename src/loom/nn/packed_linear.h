@@ -15,9 +15,13 @@
 // (prompt processing) the weights are dequantized to float32 in row tiles that stay in cache and
 // multiplied with oneDNN's sgemm (nn::linear), so prefill runs at float32 GEMM speed.
 //
+// int16 activations (`Activations::kInt16`, the translation models' int8 on AVX2 CPUs without
+// VNNI): int8 weights in groups of kInt16PathGroup input features, packed in panels, times
+// int16-quantized activations with exact int32 group sums — nn/qgemm.h.
+//
 // Low-precision activations (`Activations::kLowPrecision`, used by the translation models'
-// `--compute-type` where translation_activations() says so — not for int8 on CPUs without
-// VNNI, which get the weight-only path above): the activations are converted too, so the product runs on the CPU's integer
+// `--compute-type` where translation_activations() says so — int8 on VNNI CPUs, bf16): the
+// activations are converted too, so the product runs on the CPU's integer
 // or bf16 dot-product units for every M. int8: weights and activations are both quantized
 // symmetrically in blocks of kInt8BlockSize = 32 consecutive input features (the last block of a
 // row may be shorter): weight block j of row n has scale_nj = max |W[n, block j]| / 127, activation
@@ -44,6 +48,8 @@
 
 #include <torch/torch.h>
 
+#include "loom/nn/qgemm.h"
+
 namespace loom::nn {
 
 /// Storage precision of PackedLinear weights.
@@ -60,6 +66,7 @@ WeightType parse_weight_type(const std::string& s, const std::string& field);
 enum class Activations {
   kFloat32,       ///< weight-only: products in float32 (decoder LMs)
   kLowPrecision,  ///< activations converted to the weight's type (int8 per row / bf16), see above
+  kInt16,         ///< int8 only: int16 activations × group-scaled int8 panels on AVX2 (nn/qgemm.h)
 };
 
 /// The compute type `--compute-type auto` picks on this CPU: int8 when it has AVX-512 VNNI or
@@ -69,11 +76,17 @@ WeightType auto_weight_type();
 
 /// The activations a translation model's `--compute-type` packs its layers with on this CPU:
 /// kLowPrecision (int8 or bf16 activations, see above), except int8 on CPUs without VNNI
-/// (AVX-512 VNNI or AVX-VNNI), where kFloat32: there exact int8 products cost two u8·s8 GEMMs
-/// per block of 32 input features (oneDNN's int16 pair sums saturate) and ran at a fifth of
-/// float32's speed, so int8 keeps its memory saving (int8 weights, one scale per row) and
-/// multiplies in float32 (weights dequantized tile by tile into sgemm).
+/// (AVX-512 VNNI or AVX-VNNI): there exact int8·int8 products cost two u8·s8 GEMMs per block of
+/// 32 input features (oneDNN's int16 pair sums saturate) and ran at a fifth of float32's speed,
+/// so int8 runs as kInt16 (exact int16·int8 pair products, nn/qgemm.h) on AVX2 CPUs and as
+/// kFloat32 (weight-only) on CPUs without AVX2.
 Activations translation_activations(WeightType type);
+
+/// Input features per weight scale of the kInt16 path (Int8PanelWeight's group G). On the held-out
+/// test of the default model (docs/benchmarks.md) groups of 16 / 32 / 64 / 128 / 512 gave
+/// 968 / 961 / 954 / 937 / 944 of 1,000 greedy outputs identical to float32, and the GEMMs of an
+/// opus-mt decoder step ran 11 % slower with 16 than with 32, 3 % faster with 64.
+constexpr int64_t kInt16PathGroup = 32;
 
 /// Parses a `--compute-type` value: parse_weight_type() plus "auto" (auto_weight_type()).
 WeightType parse_compute_type(const std::string& s, const std::string& field);
@@ -103,16 +116,20 @@ class PackedLinear {
 
   WeightType type() const { return type_; }
   Activations activations() const { return act_; }
-  bool defined() const { return w_.defined(); }
-  int64_t out_features() const { return w_.size(0); }  ///< N
-  int64_t in_features() const { return w_.size(1); }   ///< K
+  bool defined() const { return w_.defined() || panels_.defined(); }
+  int64_t out_features() const { return panels_.defined() ? panels_.out_features() : w_.size(0); }  ///< N
+  int64_t in_features() const { return panels_.defined() ? panels_.in_features() : w_.size(1); }    ///< K
   /// Bytes held by the weight, its scales and bias.
   int64_t bytes() const;
-  /// The stored weight: [N, K] float32, bfloat16 or int8.
+  /// The stored weight: [N, K] float32, bfloat16 or int8; undefined for Activations::kInt16
+  /// (the weight is in panels()).
   const torch::Tensor& weight() const { return w_; }
-  /// int8 only (undefined otherwise), float32: per-row scales [N] (Activations::kFloat32) or
-  /// per-block-and-row scales [ceil(K / kInt8BlockSize), N] (Activations::kLowPrecision).
-  const torch::Tensor& scale() const { return scale_; }
+  /// Activations::kInt16 only: the packed int8 weight.
+  const Int8PanelWeight& panels() const { return panels_; }
+  /// int8 only (undefined otherwise), float32: per-row scales [N] (Activations::kFloat32),
+  /// per-block-and-row scales [ceil(K / kInt8BlockSize), N] (Activations::kLowPrecision) or
+  /// per-group-and-channel scales [ceil(K / kInt16PathGroup), ceil(N / 16)·16] (kInt16).
+  const torch::Tensor& scale() const { return panels_.defined() ? panels_.scale() : scale_; }
 
  private:
   torch::Tensor forward_low_precision(const torch::Tensor& x2) const;  // [M, K] -> [M, N]
@@ -122,6 +139,7 @@ class PackedLinear {
   torch::Tensor w_;      // [N, K]
   torch::Tensor scale_;  // [N] float32 (int8)
   torch::Tensor bias_;   // [N] float32 or undefined
+  Int8PanelWeight panels_;  // Activations::kInt16 (w_ and scale_ then undefined)
 };
 
 /// True when the AVX-512 gemv kernels are in use (CPU has avx512f+avx512bw, LOOM_KERNELS is
