@@ -112,6 +112,27 @@ LOOM_TARGET_AVX2 void tile(const int16_t* xq, int64_t ldx, const int8_t* panel, 
 #undef LOOM_QGEMM_PIN
 static_assert(kMr == 4, "tile() names 4 rows of accumulators");
 
+// y rows [0, mr) (row stride ldy), columns [0, nb): out · a_m (+ bias), 16 columns as two vectors.
+LOOM_TARGET_AVX2 void store_tile(const float* out, int mr, int64_t nb, const float* a, const float* bias, float* y,
+                                 int64_t ldy) {
+  for (int r = 0; r < mr; ++r) {
+    const float* o = out + r * 16;
+    float* yr = y + r * ldy;
+    if (nb == 16) {
+      const __m256 am = _mm256_set1_ps(a[r]);
+      __m256 y0 = _mm256_mul_ps(_mm256_loadu_ps(o), am), y1 = _mm256_mul_ps(_mm256_loadu_ps(o + 8), am);
+      if (bias != nullptr) {
+        y0 = _mm256_add_ps(y0, _mm256_loadu_ps(bias));
+        y1 = _mm256_add_ps(y1, _mm256_loadu_ps(bias + 8));
+      }
+      _mm256_storeu_ps(yr, y0);
+      _mm256_storeu_ps(yr + 8, y1);
+    } else {  // the last panel: the same operations, column by column
+      for (int64_t j = 0; j < nb; ++j) yr[j] = bias != nullptr ? o[j] * a[r] + bias[j] : o[j] * a[r];
+    }
+  }
+}
+
 using TileFn = void (*)(const int16_t*, int64_t, const int8_t*, int64_t, int64_t, const float*, int64_t, float*);
 constexpr TileFn kTiles[kMr + 1] = {nullptr, tile<1>, tile<2>, tile<3>, tile<4>};
 
@@ -216,15 +237,7 @@ void Int8PanelWeight::forward(const float* x, int64_t M, float* y, int64_t ldy, 
         for (int64_t m0 = c0; m0 < c1; m0 += kMr) {
           const int mr = static_cast<int>(std::min<int64_t>(kMr, c1 - m0));
           kTiles[mr](xq.data() + m0 * Kp, Kp, panel, pairs_, group_pairs, S + n0, ld_s, out);
-          for (int r = 0; r < mr; ++r) {
-            float* yr = y + (m0 + r) * ldy + n0;
-            const float am = a[m0 + r];
-            const float* o = out + r * kPanel;
-            if (bias != nullptr)
-              for (int64_t j = 0; j < nb; ++j) yr[j] = o[j] * am + bias[n0 + j];
-            else
-              for (int64_t j = 0; j < nb; ++j) yr[j] = o[j] * am;
-          }
+          store_tile(out, mr, nb, a.data() + m0, bias != nullptr ? bias + n0 : nullptr, y + m0 * ldy + n0, ldy);
         }
       }
     }
