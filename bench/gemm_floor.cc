@@ -12,6 +12,7 @@
 // Prints "| threads | rows M | GEMM ms / step | of it vocabulary projection | tgt tok/s ceiling,
 // beam 1 | beam 4 |" where the ceilings are M (beam 1) or M / 4 (beam 4) tokens per step time.
 #include <CLI/CLI.hpp>
+#include <dlfcn.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -30,7 +31,13 @@ struct Product {
   int64_t n, k;       // weight [K, N] (row-major, 'N' layout)
   torch::Tensor w;    // [K, N]
   loom::nn::Int8PanelWeight q;  // int8 copy (--compute-type int8)
+  torch::Tensor w8;             // [N, K] int8 (--compute-type u8s8-onednn)
 };
+
+// oneDNN's C API (dnnl.h): row-major C = alpha·(op(A) − ao)·(op(B) − bo) + beta·C + co, A u8, B s8.
+using GemmU8S8S32Fn = int (*)(char transa, char transb, char offsetc, int64_t M, int64_t N, int64_t K, float alpha,
+                              const uint8_t* A, int64_t lda, uint8_t ao, const int8_t* B, int64_t ldb, int8_t bo,
+                              float beta, int32_t* C, int64_t ldc, const int32_t* co);
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -47,11 +54,19 @@ int main(int argc, char** argv) {
   app.add_option("--repeat", repeat, "timed steps per row count (best kept)");
   std::string compute_type = "float32";
   int64_t group = loom::nn::kInt16PathGroup;
-  app.add_option("--compute-type", compute_type, "float32 (oneDNN sgemm) or int8 (loom's int16·int8 panel kernel)")
-      ->check(CLI::IsMember({"float32", "int8"}));
+  app.add_option("--compute-type", compute_type,
+                 "float32 (oneDNN sgemm), int8 (loom's int16·int8 panel kernel) or u8s8-onednn (oneDNN's "
+                 "dnnl_gemm_u8s8s32 alone, as CTranslate2's int8 calls it, without its quantization)")
+      ->check(CLI::IsMember({"float32", "int8", "u8s8-onednn"}));
   app.add_option("--group", group, "int8: input features per weight scale");
   CLI11_PARSE(app, argc, argv);
   const bool int8 = compute_type == "int8";
+  const bool u8s8 = compute_type == "u8s8-onednn";
+  const auto gemm_u8s8 = reinterpret_cast<GemmU8S8S32Fn>(dlsym(RTLD_DEFAULT, "dnnl_gemm_u8s8s32"));
+  if (u8s8 && gemm_u8s8 == nullptr) {
+    std::fprintf(stderr, "loom_gemm_floor: dnnl_gemm_u8s8s32 not found\n");
+    return 1;
+  }
   if (int8 && !loom::nn::Int8PanelWeight::supported()) {
     std::fprintf(stderr, "loom_gemm_floor: the int8 kernel needs AVX2\n");
     return 1;
@@ -70,6 +85,10 @@ int main(int argc, char** argv) {
       p.q = loom::nn::Int8PanelWeight(p.w.t(), group);
       p.w = torch::Tensor();  // only the int8 copy streams from memory
     }
+    if (u8s8) {
+      p.w8 = torch::randint(-127, 128, {n, k}, torch::kInt8);  // [N, K], as CTranslate2 stores weights
+      p.w = torch::Tensor();
+    }
     return p;
   };
   for (int l = 0; l < layers; ++l) {
@@ -79,14 +98,23 @@ int main(int argc, char** argv) {
   }
   Product head = make(vocab, d);
   std::printf("compute type %s%s\n", compute_type.c_str(), int8 ? (", group " + std::to_string(group)).c_str() : "");
+  const int32_t zero = 0;
   std::printf("| threads | rows M | GEMM ms / step | of it vocabulary projection | tgt tok/s ceiling, beam 1 | beam 4 |\n");
   std::printf("|---:|---:|---:|---:|---:|---:|\n");
   for (int m : rows) {
     torch::Tensor x = torch::randn({m, ffn});                        // [M, max K]
     torch::Tensor y = torch::empty({static_cast<int64_t>(m) * vocab});  // [M, max N]
+    torch::Tensor x8 = torch::randint(0, 256, {m, ffn}, torch::kUInt8);          // [M, max K]
+    torch::Tensor y32 = torch::empty({static_cast<int64_t>(m) * vocab}, torch::kInt32);
     auto run = [&](const Product& p) {
       if (int8) {
         p.q.forward(x.data_ptr<float>(), m, y.data_ptr<float>(), p.n, nullptr);  // x read with row stride K
+        return;
+      }
+      if (u8s8) {
+        const int status = gemm_u8s8('N', 'T', 'F', m, p.n, p.k, 1.0f, x8.data_ptr<uint8_t>(), p.k, 0,
+                                     p.w8.data_ptr<int8_t>(), p.k, 0, 0.0f, y32.data_ptr<int32_t>(), p.n, &zero);
+        if (status != 0) std::fprintf(stderr, "dnnl_gemm_u8s8s32 failed (%d)\n", status);
         return;
       }
       const int status = gemm('N', 'N', m, p.n, p.k, 1.0f, x.data_ptr<float>(), p.k, p.w.data_ptr<float>(), p.n, 0.0f,

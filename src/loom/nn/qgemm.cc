@@ -225,19 +225,24 @@ void Int8PanelWeight::forward(const float* x, int64_t M, float* y, int64_t ldy, 
   const int64_t chunk = std::max<int64_t>(kMr, ((int64_t{256} << 10) / (2 * Kp)) / kMr * kMr);
   const int64_t ld_s = n_panels_ * kPanel;
   const int64_t group_pairs = G_ / 2;
+  const int64_t block = std::max<int64_t>(1, (int64_t{64} << 10) / (pairs_ * 2 * kPanel));  // panels per block
   const int8_t* P = panels_.data_ptr<int8_t>();
   const float* S = scale_.data_ptr<float>();
   at::parallel_for(0, n_panels_, 1, [&](int64_t p0, int64_t p1) {
     alignas(32) float out[kMr * kPanel];
     for (int64_t c0 = 0; c0 < M; c0 += chunk) {
       const int64_t c1 = std::min(M, c0 + chunk);
-      for (int64_t p = p0; p < p1; ++p) {
-        const int8_t* panel = P + p * pairs_ * 2 * kPanel;
-        const int64_t n0 = p * kPanel, nb = std::min(kPanel, N_ - n0);
+      // Panels in blocks (~64 KB of weights, in L2) with the rows inside: each row of y then gets
+      // block-wide contiguous stores instead of 64 bytes per row of a large y per panel.
+      for (int64_t q0 = p0; q0 < p1; q0 += block) {
+        const int64_t q1 = std::min(p1, q0 + block);
         for (int64_t m0 = c0; m0 < c1; m0 += kMr) {
           const int mr = static_cast<int>(std::min<int64_t>(kMr, c1 - m0));
-          kTiles[mr](xq.data() + m0 * Kp, Kp, panel, pairs_, group_pairs, S + n0, ld_s, out);
-          store_tile(out, mr, nb, a.data() + m0, bias != nullptr ? bias + n0 : nullptr, y + m0 * ldy + n0, ldy);
+          for (int64_t p = q0; p < q1; ++p) {
+            const int64_t n0 = p * kPanel, nb = std::min(kPanel, N_ - n0);
+            kTiles[mr](xq.data() + m0 * Kp, Kp, P + p * pairs_ * 2 * kPanel, pairs_, group_pairs, S + n0, ld_s, out);
+            store_tile(out, mr, nb, a.data() + m0, bias != nullptr ? bias + n0 : nullptr, y + m0 * ldy + n0, ldy);
+          }
         }
       }
     }
