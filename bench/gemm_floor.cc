@@ -61,6 +61,11 @@ int main(int argc, char** argv) {
   app.add_option("--group", group, "int8: input features per weight scale");
   CLI11_PARSE(app, argc, argv);
   const bool int8 = compute_type == "int8";
+  if (int8 && (group < 2 || group > loom::nn::Int8PanelWeight::kMaxGroup || group % 2 != 0)) {
+    std::fprintf(stderr, "loom_gemm_floor: --group %lld must be even and in [2, %lld]\n", static_cast<long long>(group),
+                 static_cast<long long>(loom::nn::Int8PanelWeight::kMaxGroup));
+    return 1;
+  }
   const bool u8s8 = compute_type == "u8s8-onednn";
   const auto gemm_u8s8 = reinterpret_cast<GemmU8S8S32Fn>(dlsym(RTLD_DEFAULT, "dnnl_gemm_u8s8s32"));
   if (u8s8 && gemm_u8s8 == nullptr) {
@@ -104,8 +109,11 @@ int main(int argc, char** argv) {
   for (int m : rows) {
     torch::Tensor x = torch::randn({m, ffn});                        // [M, max K]
     torch::Tensor y = torch::empty({static_cast<int64_t>(m) * vocab});  // [M, max N]
-    torch::Tensor x8 = torch::randint(0, 256, {m, ffn}, torch::kUInt8);          // [M, max K]
-    torch::Tensor y32 = torch::empty({static_cast<int64_t>(m) * vocab}, torch::kInt32);
+    torch::Tensor x8, y32;  // u8s8-onednn only: [M, max K] u8, [M, max N] int32
+    if (u8s8) {
+      x8 = torch::randint(0, 256, {m, ffn}, torch::kUInt8);
+      y32 = torch::empty({static_cast<int64_t>(m) * vocab}, torch::kInt32);
+    }
     auto run = [&](const Product& p) {
       if (int8) {
         p.q.forward(x.data_ptr<float>(), m, y.data_ptr<float>(), p.n, nullptr);  // x read with row stride K

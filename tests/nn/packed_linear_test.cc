@@ -54,7 +54,7 @@ TEST(PackedLinear, TranslationActivationsFollowTheCpu) {
   EXPECT_EQ(loom::nn::translation_activations(WeightType::kBFloat16), loom::nn::Activations::kLowPrecision);
   torch::Tensor b = torch::randn({300});
   PackedLinear p(torch::randn({300, 64}), b, WeightType::kInt8, loom::nn::translation_activations(WeightType::kInt8));
-  // block scales [K/32, N], group scales [K/64, N rounded up to 16] or per-row scales [N]
+  // block scales [K/32, N], group scales [K/32, N rounded up to 16] or per-row scales [N]
   EXPECT_EQ(p.scale().dim(), want == loom::nn::Activations::kFloat32 ? 1 : 2);
   // weight-only (also what a CPU without AVX2 runs): the many-rows path (tiles spread over the
   // threads) equals the dequantized product

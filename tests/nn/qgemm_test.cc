@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
+#include <string>
 
 #include "loom/core/error.h"
 #include "loom/nn/packed_linear.h"
@@ -137,6 +139,75 @@ TEST(Int8PanelWeight, RowsDoNotDependOnTheBatchOrThreads) {
   p.forward(x.data_ptr<float>(), 23, wide.data_ptr<float>(), N + 7, nullptr);
   EXPECT_TRUE(torch::equal(wide.narrow(1, 0, N), all));
   EXPECT_TRUE((wide.narrow(1, N, 7) == -1.0f).all().item<bool>());
+}
+
+// Enough rows for several row chunks (256 KB of int16 activations: 84 rows at K = 1500) and
+// enough panels for several panel blocks (64 KB: 2 panels at K = 1500), a partial last block and
+// panel, on 2 threads.
+TEST(Int8PanelWeight, RowChunksAndPanelBlocksCoverEveryOutput) {
+  if (!kernel_available()) GTEST_SKIP() << "no AVX2";
+  torch::manual_seed(15);
+  const int64_t N = 100, K = 1500, G = 32, M = 90;
+  auto w = torch::randn({N, K});
+  auto b = torch::randn({N});
+  Int8PanelWeight p(w, G);
+  auto x = torch::randn({M, K});
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  torch::Tensor y = torch::full({M, N}, std::numeric_limits<float>::quiet_NaN());
+  p.forward(x.data_ptr<float>(), M, y.data_ptr<float>(), N, b.data_ptr<float>());
+  at::set_num_threads(threads);
+  auto want = reference(p, x, b);
+  EXPECT_LT((y.to(torch::kDouble) - want).abs().max().item<double>(), 2e-5 * (1.0 + want.abs().max().item<double>()));
+}
+
+// Empty inputs: M = 0 writes nothing; K = 0 gives the bias (empty sums).
+TEST(Int8PanelWeight, EmptyRowsAndFeatures) {
+  if (!kernel_available()) GTEST_SKIP() << "no AVX2";
+  Int8PanelWeight p(torch::randn({5, 8}), 8);
+  float untouched = -3.0f;
+  p.forward(nullptr, 0, &untouched, 5, nullptr);
+  EXPECT_EQ(untouched, -3.0f);
+  Int8PanelWeight empty(torch::zeros({3, 0}), 32);
+  auto b = torch::tensor({1.0f, 2.0f, 3.0f});
+  torch::Tensor y = torch::zeros({2, 3});
+  float x_dummy = 0.0f;
+  empty.forward(&x_dummy, 2, y.data_ptr<float>(), 3, b.data_ptr<float>());
+  EXPECT_TRUE(torch::equal(y, b.expand({2, 3})));
+}
+
+// A row holding NaN or ±inf gives a NaN output row (not large finite numbers); the other rows are
+// unaffected; a row too small for 32767 / amax to be finite gives zeros.
+TEST(Int8PanelWeight, NonFiniteInputRowsGiveNaNRows) {
+  if (!kernel_available()) GTEST_SKIP() << "no AVX2";
+  torch::manual_seed(16);
+  const int64_t N = 20, K = 37;
+  Int8PanelWeight p(torch::randn({N, K}), 32);
+  auto x = torch::randn({5, K});
+  x[0][3] = std::numeric_limits<float>::quiet_NaN();
+  x[1][36] = std::numeric_limits<float>::infinity();  // in the scalar tail
+  x[2][8] = -std::numeric_limits<float>::infinity();  // in the vector part
+  x[4].fill_(1e-37f);
+  torch::Tensor y = torch::empty({5, N});
+  p.forward(x.data_ptr<float>(), 5, y.data_ptr<float>(), N, nullptr);
+  for (int r = 0; r < 3; ++r) EXPECT_TRUE(torch::isnan(y[r]).all().item<bool>()) << "row " << r;
+  EXPECT_TRUE(torch::isfinite(y[3]).all().item<bool>());
+  EXPECT_EQ(y[4].abs().max().item<float>(), 0.0f);
+  torch::Tensor one = torch::empty({1, N});
+  auto row3 = x[3].contiguous();
+  p.forward(row3.data_ptr<float>(), 1, one.data_ptr<float>(), N, nullptr);
+  EXPECT_TRUE(torch::equal(one[0], y[3]));
+}
+
+TEST(Int8PanelWeight, NonFiniteWeightsAreAnError) {
+  auto w = torch::randn({40, 8});
+  w[33][2] = std::numeric_limits<float>::quiet_NaN();
+  try {
+    Int8PanelWeight p(w, 8);
+    FAIL() << "no error";
+  } catch (const loom::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("row 33"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Int8PanelWeight, RejectsBadGroupsAndShapes) {

@@ -203,18 +203,25 @@ torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
   if (bias_.defined()) y.copy_(bias_.reshape({1, N}).expand({M, N}));
   const float beta = bias_.defined() ? 1.0f : 0.0f;
   std::atomic<int> failed{0};
+  if (fn == nullptr) {
+    // libtorch's products (threaded themselves), tile by tile on this thread: tensor operations
+    // must not run inside at::parallel_for (its workers lack this thread's InferenceMode).
+    std::vector<float> wf(static_cast<size_t>(tile * K));
+    for (int64_t n0 = 0; n0 < N; n0 += tile) {
+      const int64_t nb = std::min(tile, N - n0);
+      dequantize_rows(n0, nb, wf.data());  // [nb, K] float32
+      torch::Tensor w = torch::from_blob(wf.data(), {nb, K}, torch::kFloat32);
+      torch::Tensor part = torch::matmul(x2, w.t());  // [M, nb]
+      if (beta == 0.0f) y.narrow(1, n0, nb).copy_(part);  // y is uninitialised without a bias
+      else y.narrow(1, n0, nb).add_(part);
+    }
+    return y.view(out_shape);
+  }
   at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> wf(static_cast<size_t>(tile * K));
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t n0 = t * tile, nb = std::min(tile, N - n0);
       dequantize_rows(n0, nb, wf.data());  // [nb, K] float32
-      if (fn == nullptr) {
-        torch::Tensor w = torch::from_blob(wf.data(), {nb, K}, torch::kFloat32);
-        torch::Tensor part = torch::matmul(x2, w.t());  // [M, nb]
-        if (beta == 0.0f) y.narrow(1, n0, nb).copy_(part);  // y is uninitialised without a bias
-        else y.narrow(1, n0, nb).add_(part);
-        continue;
-      }
       const int status = fn('N', 'T', M, nb, K, 1.0f, x2.data_ptr<float>(), K, wf.data(), K, beta,
                             y.data_ptr<float>() + n0, N);
       if (status != 0) failed = status;
@@ -264,8 +271,13 @@ void PackedLinear::dequantize_rows(int64_t n0, int64_t nb, float* out) const {
     else dequantize_int8_portable(q, sc, nb, K, out);
     return;
   }
-  torch::Tensor dst = torch::from_blob(out, {nb, K}, torch::kFloat32);
-  dst.copy_(w_.narrow(0, n0, nb));  // bfloat16 -> float32 (exact)
+  // bfloat16 -> float32 (exact: the bf16 bits are the float's high half). Plain loops, as this runs
+  // inside at::parallel_for, where tensor operations must not.
+  const uint16_t* src = reinterpret_cast<const uint16_t*>(w_.data_ptr()) + n0 * K;
+  for (int64_t i = 0; i < nb * K; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
+    std::memcpy(out + i, &bits, 4);
+  }
 }
 
 torch::Tensor PackedLinear::forward_low_precision(const torch::Tensor& x2) const {

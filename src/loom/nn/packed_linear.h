@@ -1,5 +1,6 @@
-// Inference-only linear layers with float32, bfloat16 or int8 weights (weight-only
-// quantization: activations and accumulation stay float32). Used by the decoder-only LMs
+// Inference-only linear layers with float32, bfloat16 or int8 weights: weight-only quantization
+// (activations and accumulation stay float32) or, with the Activations modes below, quantized
+// activations too. Used by the decoder-only LMs
 // (models/causal_lm) for `--compute-type`; a translation model can hold its projections as
 // PackedLinear the same way (construct from the float weight, call forward).
 //

@@ -14,7 +14,8 @@ namespace loom::nn {
 class PackedFfn {
  public:
   /// Packs the children "fc1" and "fc2" (nn::Linear, weight [F, d] / [d, F] + biases) of `block`
-  /// as `type` (Activations::kLowPrecision). float32 drops the packed copies (defined() false).
+  /// as `type` with the activations translation_activations(type) picks for this CPU. float32
+  /// drops the packed copies (defined() false).
   /// Throws loom::Error when `block` has no Linear children of those names.
   void pack(torch::nn::Module& block, WeightType type);
   bool defined() const { return fc1_.defined(); }

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <memory>
 #include <vector>
 
 #include "loom/core/error.h"
@@ -19,24 +21,40 @@ namespace {
 constexpr int kMr = 4;  // rows per tile: 4 × 2 int32 accumulators + 2 weight + 1 activation registers (6 rows
                         // measured no faster, and slower with small groups: the 16 registers run out)
 
-// xq[m, 0..pairs·2) = round(x[m, k] / a_m) (zero past K), a[m] = max_k |x[m, k]| / 32767.
+// xq[m, 0..pairs·2) = round(x[m, k] · (32767 / amax_m)) (zero past K), a[m] = amax_m / 32767 with
+// amax_m = max_k |x[m, k]|. A row with a NaN or infinity gets a[m] = NaN (its outputs are NaN, as
+// a float32 product's would be); a row whose amax is zero or so small that 32767 / amax overflows
+// (below ~1e-34) is all zeros with a[m] = 0.
 LOOM_TARGET_AVX2 void quantize_rows(const float* x, int64_t M, int64_t K, int64_t Kp, int16_t* xq, float* a) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   const __m256i lo = _mm256_set1_epi32(-32767), hi = _mm256_set1_epi32(32767);
   for (int64_t m = 0; m < M; ++m) {
     const float* row = x + m * K;
     int16_t* out = xq + m * Kp;
-    __m256 vmax = _mm256_setzero_ps();
+    __m256 vmax = _mm256_setzero_ps(), vbad = _mm256_setzero_ps();
     int64_t k = 0;
-    for (; k + 8 <= K; k += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(row + k), abs_mask));
+    for (; k + 8 <= K; k += 8) {
+      const __m256 v = _mm256_and_ps(_mm256_loadu_ps(row + k), abs_mask);
+      vbad = _mm256_or_ps(vbad, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));  // NaN (max_ps would drop it)
+      vmax = _mm256_max_ps(vmax, v);
+    }
     float lanes[8];
     _mm256_storeu_ps(lanes, vmax);
     float amax = 0.0f;
     for (float v : lanes) amax = std::max(amax, v);
-    for (; k < K; ++k) amax = std::max(amax, std::fabs(row[k]));
-    const float scale = amax > 0.0f ? amax / 32767.0f : 1.0f;
-    const float inv = amax > 0.0f ? 32767.0f / amax : 0.0f;
-    a[m] = scale;
+    bool finite = _mm256_movemask_ps(vbad) == 0;
+    for (; k < K; ++k) {
+      finite = finite && std::isfinite(row[k]);
+      amax = std::max(amax, std::fabs(row[k]));
+    }
+    finite = finite && std::isfinite(amax);
+    const float inv = finite && amax > 0.0f ? 32767.0f / amax : 0.0f;
+    if (!finite || !std::isfinite(inv)) {
+      a[m] = finite ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+      std::fill(out, out + Kp, int16_t{0});
+      continue;
+    }
+    a[m] = amax > 0.0f ? amax / 32767.0f : 0.0f;
     const __m256 vinv = _mm256_set1_ps(inv);
     k = 0;
     for (; k + 16 <= K; k += 16) {
@@ -127,8 +145,13 @@ LOOM_TARGET_AVX2 void store_tile(const float* out, int mr, int64_t nb, const flo
       }
       _mm256_storeu_ps(yr, y0);
       _mm256_storeu_ps(yr + 8, y1);
-    } else {  // the last panel: the same operations, column by column
-      for (int64_t j = 0; j < nb; ++j) yr[j] = bias != nullptr ? o[j] * a[r] + bias[j] : o[j] * a[r];
+    } else {  // the last panel: the same operations (a multiply, then an add; no FMA), column by column
+      const __m128 am = _mm_set_ss(a[r]);
+      for (int64_t j = 0; j < nb; ++j) {
+        __m128 v = _mm_mul_ss(_mm_set_ss(o[j]), am);
+        if (bias != nullptr) v = _mm_add_ss(v, _mm_set_ss(bias[j]));
+        yr[j] = _mm_cvtss_f32(v);
+      }
     }
   }
 }
@@ -169,14 +192,18 @@ Int8PanelWeight::Int8PanelWeight(const torch::Tensor& weight, int64_t group) {
   for (int64_t n0 = 0; n0 < N_; n0 += rows) {
     const int64_t nb = std::min(rows, N_ - n0);
     torch::Tensor w = weight.narrow(0, n0, nb).to(torch::kFloat32).contiguous();  // [nb, K]
+    if (!torch::isfinite(w).all().item<bool>()) {
+      const int64_t row = torch::nonzero(~torch::isfinite(w).all(1))[0][0].item<int64_t>();
+      fail("Int8PanelWeight: row {} of the weight has a NaN or infinite value (cannot be quantized)", n0 + row);
+    }
     torch::Tensor q = torch::empty({nb, K_}, torch::kInt8);
     for (int64_t g = 0; g < groups_; ++g) {
       const int64_t k0 = g * G_, kb = std::min(G_, K_ - k0);
       torch::Tensor wg = w.narrow(1, k0, kb);                               // [nb, kb]
-      torch::Tensor s = std::get<0>(wg.abs().max(1)) / 127.0f;              // [nb]
-      s = torch::where(s > 0, s, torch::ones_like(s));                      // an all-zero group: q = 0
+      torch::Tensor amax = std::get<0>(wg.abs().max(1));                    // [nb]
+      torch::Tensor s = torch::where(amax > 0, amax / 127.0f, torch::ones_like(amax));  // all-zero group: q = 0
       q.narrow(1, k0, kb).copy_(torch::round(wg / s.unsqueeze(1)).clamp(-127, 127).to(torch::kInt8));
-      s = torch::where(std::get<0>(wg.abs().max(1)) > 0, s, torch::zeros_like(s));
+      s = torch::where(amax > 0, s, torch::zeros_like(s));
       std::memcpy(S + g * ld_s + n0, s.data_ptr<float>(), static_cast<size_t>(nb) * sizeof(float));
     }
     const int8_t* Q = q.data_ptr<int8_t>();
@@ -215,11 +242,11 @@ void Int8PanelWeight::forward(const float* x, int64_t M, float* y, int64_t ldy, 
     return;
   }
   const int64_t Kp = 2 * pairs_;
-  std::vector<int16_t> xq(static_cast<size_t>(M * Kp));
-  std::vector<float> a(static_cast<size_t>(M));
-  at::parallel_for(0, M, 16, [&](int64_t m0, int64_t m1) {
-    quantize_rows(x + m0 * K_, m1 - m0, K_, Kp, xq.data() + m0 * Kp, a.data() + m0);
-  });
+  std::unique_ptr<int16_t[]> xq_buf(new int16_t[static_cast<size_t>(M * Kp)]);  // every element written below
+  std::unique_ptr<float[]> a_buf(new float[static_cast<size_t>(M)]);
+  int16_t* xq = xq_buf.get();
+  float* a = a_buf.get();
+  at::parallel_for(0, M, 16, [&](int64_t m0, int64_t m1) { quantize_rows(x + m0 * K_, m1 - m0, K_, Kp, xq + m0 * Kp, a + m0); });
   // Rows go in chunks whose int16 activations (~256 KB) stay in L2 while a thread's panels stream
   // past them; each thread owns a contiguous range of panels for all chunks.
   const int64_t chunk = std::max<int64_t>(kMr, ((int64_t{256} << 10) / (2 * Kp)) / kMr * kMr);
@@ -240,8 +267,8 @@ void Int8PanelWeight::forward(const float* x, int64_t M, float* y, int64_t ldy, 
           const int mr = static_cast<int>(std::min<int64_t>(kMr, c1 - m0));
           for (int64_t p = q0; p < q1; ++p) {
             const int64_t n0 = p * kPanel, nb = std::min(kPanel, N_ - n0);
-            kTiles[mr](xq.data() + m0 * Kp, Kp, P + p * pairs_ * 2 * kPanel, pairs_, group_pairs, S + n0, ld_s, out);
-            store_tile(out, mr, nb, a.data() + m0, bias != nullptr ? bias + n0 : nullptr, y + m0 * ldy + n0, ldy);
+            kTiles[mr](xq + m0 * Kp, Kp, P + p * pairs_ * 2 * kPanel, pairs_, group_pairs, S + n0, ld_s, out);
+            store_tile(out, mr, nb, a + m0, bias != nullptr ? bias + n0 : nullptr, y + m0 * ldy + n0, ldy);
           }
         }
       }

@@ -4,7 +4,8 @@
 // input features (G even, at most kMaxGroup): s[g, n] = max_{k in g} |W[n, k]| / 127,
 // q[n, k] = round(W[n, k] / s[g, n]) in [-127, 127] — llama.cpp's Q8_0 block format with G-sized
 // blocks. Each row of x [M, K] is quantized to int16 with one scale, a_m = max_k |x[m, k]| / 32767,
-// xq = round(x / a_m) in [-32767, 32767]; its relative error (about 1.5e-5 of the row's largest
+// xq = round(x · (32767 / max_k |x[m, k]|)) in [-32767, 32767] (a row holding NaN or ±inf gives a
+// NaN output row; an all-zero row, zeros); its relative error (about 1.5e-5 of the row's largest
 // value) is far below the weights' (about 0.4 % of a group's largest weight), so the result is
 // close to weight-only int8 (float32 activations).
 //
@@ -19,9 +20,11 @@
 // Layout. The weight is packed once into panels of kPanel = 16 output channels: for each pair of
 // input features (2t, 2t + 1) a panel holds 32 bytes, channels 0–7 then 8–15, each as the pair
 // (q[n, 2t], q[n, 2t + 1]) — one 16-byte load + vpmovsxbw gives the int16 operand of vpmaddwd for
-// 8 channels. The kernel computes tiles of up to 6 rows × 16 channels (12 int32 accumulators),
-// panels split across threads, so every weight byte is read from memory once per call (for up to
-// a few hundred rows). The scheme is that of the register-blocked packed GEMMs of BLIS / oneDNN
+// 8 channels. The kernel computes tiles of up to 4 rows × 16 channels (8 int32 accumulators).
+// Threads split the panels; each thread takes its panels in blocks of ~64 KB (in L2) and runs all
+// rows of a chunk over a block before the next, so y is written in block-wide runs per row. Rows
+// go in chunks whose int16 activations take ~256 KB (256 rows at K = 512, 64 at K = 2048), and
+// the weight is read from memory once per chunk. The scheme is that of the register-blocked packed GEMMs of BLIS / oneDNN
 // (a micro-kernel over pre-packed panels), with integer pair products instead of float FMAs.
 #pragma once
 
@@ -37,13 +40,15 @@ class Int8PanelWeight {
   static constexpr int64_t kPanel = 16;     ///< output channels per panel
   static constexpr int64_t kMaxGroup = 512;  ///< largest group G (int32 group sums cannot overflow)
 
-  /// True when this CPU has AVX2 (the kernel's instruction set) and LOOM_KERNELS is not "portable".
+  /// True when this CPU has AVX2 (the kernel's instruction set) and LOOM_KERNELS is not "portable"
+  /// (both read once, at the first call; set_portable_kernels() does not affect it).
   static bool supported();
 
   Int8PanelWeight() = default;
   /// Quantizes and packs weight [N, K] (float32/bfloat16/float16; read in row blocks, so no float32
   /// copy of a large weight exists at once) with groups of `group` input features. Throws
-  /// loom::Error when weight is not 2-D or group is odd, < 2 or > kMaxGroup.
+  /// loom::Error when weight is not 2-D, holds a NaN or infinity (naming the row), or group is odd,
+  /// < 2 or > kMaxGroup.
   Int8PanelWeight(const torch::Tensor& weight, int64_t group);
 
   /// y[m, n] = Σ_k x[m, k]·W[n, k] (+ bias[n]) for x [M, K] float32 row-major (row stride K) and
