@@ -210,6 +210,25 @@ TEST(Int8PanelWeight, NonFiniteWeightsAreAnError) {
   }
 }
 
+// rows_read reports every row exactly once, in order, after it has been read (the caller may
+// then release the rows' memory-mapped pages).
+TEST(Int8PanelWeight, ReportsTheRowsItHasRead) {
+  const int64_t N = 700, K = 4096;  // several row blocks of ~1 M elements
+  auto w = torch::randn({N, K});
+  std::vector<std::pair<int64_t, int64_t>> calls;
+  Int8PanelWeight p(w, 32, [&](int64_t n0, int64_t nb) { calls.emplace_back(n0, nb); });
+  ASSERT_GT(calls.size(), 1u);
+  int64_t next = 0;
+  for (auto [n0, nb] : calls) {
+    EXPECT_EQ(n0, next);
+    EXPECT_GT(nb, 0);
+    next = n0 + nb;
+  }
+  EXPECT_EQ(next, N);
+  Int8PanelWeight same(w, 32);
+  EXPECT_TRUE(torch::equal(p.dequantized(), same.dequantized()));
+}
+
 TEST(Int8PanelWeight, RejectsBadGroupsAndShapes) {
   auto w = torch::randn({4, 8});
   EXPECT_THROW(Int8PanelWeight(w, 3), loom::Error);

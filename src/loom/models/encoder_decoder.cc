@@ -160,23 +160,26 @@ torch::Tensor DecoderState::self_mask(int64_t t) const {
 }
 
 namespace {
-std::shared_ptr<EncoderDecoder> load_float32(const io::HfCheckpoint& checkpoint) {
+// The model packed as `compute_type` (Seq2SeqModel packs while loading, see Seq2SeqModel::load).
+std::shared_ptr<EncoderDecoder> load_model(const io::HfCheckpoint& checkpoint, nn::WeightType compute_type) {
   const nlohmann::json& config = checkpoint.config();
   const std::string path = checkpoint.dir() + "/config.json";
   auto it = config.find("model_type");
   if (it == config.end() || !it->is_string()) fail(Where{path, 0, "model_type"}, "required string field is missing");
   const std::string type = it->get<std::string>();
-  if (type == NativeSeq2SeqConfig::kModelType) return NativeSeq2Seq::load(checkpoint);
-  if (type == "marian" || type == "m2m_100") return Seq2SeqModel::load(checkpoint);
+  if (type == NativeSeq2SeqConfig::kModelType) {
+    std::shared_ptr<EncoderDecoder> model = NativeSeq2Seq::load(checkpoint);
+    if (compute_type != nn::WeightType::kFloat32) model->set_compute_type(compute_type);
+    return model;
+  }
+  if (type == "marian" || type == "m2m_100") return Seq2SeqModel::load(checkpoint, compute_type);
   fail(Where{path, 0, "model_type"}, "unsupported model_type \"{}\" (expected \"marian\", \"m2m_100\" or \"{}\")", type,
        NativeSeq2SeqConfig::kModelType);
 }
 }  // namespace
 
 std::shared_ptr<EncoderDecoder> load_encoder_decoder(const io::HfCheckpoint& checkpoint, nn::WeightType compute_type) {
-  auto model = load_float32(checkpoint);
-  if (compute_type != nn::WeightType::kFloat32) model->set_compute_type(compute_type);
-  return model;
+  return load_model(checkpoint, compute_type);
 }
 
 std::shared_ptr<EncoderDecoder> load_encoder_decoder(const std::string& dir, nn::WeightType compute_type) {

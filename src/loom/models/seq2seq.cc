@@ -217,17 +217,19 @@ void Seq2SeqModel::fuse() {
   }
 }
 
-std::shared_ptr<Seq2SeqModel> Seq2SeqModel::load(const io::HfCheckpoint& checkpoint) {
+std::shared_ptr<Seq2SeqModel> Seq2SeqModel::load(const io::HfCheckpoint& checkpoint, nn::WeightType compute_type) {
   std::shared_ptr<Seq2SeqModel> model;
   {
     nn::SkipRandomInit skip;  // every parameter is replaced below
     model = std::make_shared<Seq2SeqModel>(Seq2SeqConfig::from_json(checkpoint.config(), checkpoint.dir() + "/config.json"));
   }
-  model->load_weights(checkpoint);
+  const bool float32 = compute_type == nn::WeightType::kFloat32;
+  model->load_weights(checkpoint, float32);
+  if (!float32) model->set_compute_type(compute_type);  // fuses and packs layer by layer
   return model;
 }
 
-void Seq2SeqModel::load_weights(const io::HfCheckpoint& checkpoint) {
+void Seq2SeqModel::load_weights(const io::HfCheckpoint& checkpoint, bool prepare_float32) {
   torch::NoGradGuard no_grad;
   const std::string& dir = checkpoint.dir();
   auto params = named_parameters(/*recurse=*/true);
@@ -268,6 +270,7 @@ void Seq2SeqModel::load_weights(const io::HfCheckpoint& checkpoint) {
       }
     }
   }
+  if (!prepare_float32) return;
   fuse();
   release_pages(*this);  // fuse() read q/k/v_proj, which the fused copy now stands in for
   transpose_lm_head();
@@ -381,10 +384,18 @@ void Seq2SeqModel::set_compute_type(nn::WeightType type) {
   }
   if (type == nn::WeightType::kFloat32) transpose_lm_head();
   else lm_head_kn_ = lm_bias_kn_ = torch::Tensor();
+  // A mapped float32 head's pages are released as its rows are packed (int8 panels): the
+  // [V, d] float32 projection is then never resident whole next to its packed copy.
+  const bool head_mapped = mapped_.count(lm_head_.data_ptr()) > 0 && lm_head_.is_contiguous();
+  const int64_t d = lm_head_.size(1);
+  auto release_rows = [&](int64_t n0, int64_t nb) {
+    if (head_mapped)
+      io::release_mapped_pages(lm_head_.data_ptr<float>() + n0 * d, static_cast<size_t>(nb * d) * sizeof(float));
+  };
   lm_head_packed_ = type == nn::WeightType::kFloat32
                         ? nn::PackedLinear()
                         : nn::PackedLinear(lm_head_, final_logits_bias_.defined() ? final_logits_bias_.view({-1}) : torch::Tensor(),
-                                           type, nn::translation_activations(type));
+                                           type, nn::translation_activations(type), release_rows);
   // The float32 vocabulary projection (the tied embedding) is read again only row by row for
   // embedding lookups when packed: only the rows looked up come back into memory.
   release_pages(*this);

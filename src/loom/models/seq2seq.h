@@ -76,11 +76,17 @@ class Seq2SeqModel : public torch::nn::Module, public EncoderDecoder {
   /// `checkpoint` is gone); other dtypes and pytorch_model.bin are converted into float32
   /// copies. Parameters that alias the mapping must not be written (the process would crash);
   /// this model is inference-only, nothing in loom writes them.
-  static std::shared_ptr<Seq2SeqModel> load(const io::HfCheckpoint& checkpoint);
+  /// With `compute_type` other than float32 the layers are packed as set_compute_type() packs them,
+  /// without first building the float32 inference copies (fused attention weights, the [d, V]
+  /// vocabulary projection) that packing would drop again: an int8 load of opus-mt-en-zh then
+  /// peaks ~140 MiB lower.
+  static std::shared_ptr<Seq2SeqModel> load(const io::HfCheckpoint& checkpoint,
+                                            nn::WeightType compute_type = nn::WeightType::kFloat32);
 
   /// Replaces every parameter with the checkpoint's tensor (see load(): aliases of the mapped
-  /// float32 bytes, or float32 copies), then fuses the attention projections.
-  void load_weights(const io::HfCheckpoint& checkpoint);
+  /// float32 bytes, or float32 copies), then, when `prepare_float32`, fuses the attention
+  /// projections and builds the [d, V] vocabulary projection (float32 inference's layouts).
+  void load_weights(const io::HfCheckpoint& checkpoint, bool prepare_float32 = true);
 
   const Seq2SeqConfig& config() const { return config_; }
 

@@ -90,7 +90,7 @@ WeightType parse_weight_type(const std::string& s, const std::string& field) {
 }
 
 PackedLinear::PackedLinear(const torch::Tensor& weight, const torch::Tensor& bias, WeightType type,
-                           Activations activations)
+                           Activations activations, const std::function<void(int64_t, int64_t)>& rows_read)
     : type_(type),
       act_(type == WeightType::kFloat32                                             ? Activations::kFloat32
            : type == WeightType::kBFloat16 && activations == Activations::kInt16 ? Activations::kLowPrecision
@@ -114,7 +114,7 @@ PackedLinear::PackedLinear(const torch::Tensor& weight, const torch::Tensor& bia
       if (act_ == Activations::kInt16) {
         if (!Int8PanelWeight::supported()) act_ = Activations::kFloat32;  // no AVX2: weight-only below
         else {
-          panels_ = Int8PanelWeight(weight, kInt16PathGroup);
+          panels_ = Int8PanelWeight(weight, kInt16PathGroup, rows_read);
           break;
         }
       }

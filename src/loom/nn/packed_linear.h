@@ -45,6 +45,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include <torch/torch.h>
@@ -106,8 +107,10 @@ class PackedLinear {
   /// contiguous weight that already has the target dtype (float32 or bfloat16) is kept as is,
   /// without a copy — e.g. a memory-mapped checkpoint tensor. Throws loom::Error for a weight that is not
   /// 2-D or a bias of the wrong size.
+  /// `rows_read` (int8 with Activations::kInt16 only): see Int8PanelWeight's constructor.
   PackedLinear(const torch::Tensor& weight, const torch::Tensor& bias, WeightType type,
-               Activations activations = Activations::kFloat32);
+               Activations activations = Activations::kFloat32,
+               const std::function<void(int64_t n0, int64_t nb)>& rows_read = {});
 
   /// x [..., K] float32 -> [..., N] float32. Throws loom::Error when x has not K features.
   torch::Tensor forward(const torch::Tensor& x) const;

@@ -171,7 +171,8 @@ bool Int8PanelWeight::supported() {
   return ok;
 }
 
-Int8PanelWeight::Int8PanelWeight(const torch::Tensor& weight, int64_t group) {
+Int8PanelWeight::Int8PanelWeight(const torch::Tensor& weight, int64_t group,
+                                 const std::function<void(int64_t, int64_t)>& rows_read) {
   torch::NoGradGuard no_grad;
   if (!weight.defined() || weight.dim() != 2) fail("Int8PanelWeight: weight must be a 2-D tensor [out, in]");
   if (group < 2 || group > kMaxGroup || group % 2 != 0)
@@ -206,6 +207,8 @@ Int8PanelWeight::Int8PanelWeight(const torch::Tensor& weight, int64_t group) {
       s = torch::where(amax > 0, s, torch::zeros_like(s));
       std::memcpy(S + g * ld_s + n0, s.data_ptr<float>(), static_cast<size_t>(nb) * sizeof(float));
     }
+    w = torch::Tensor();  // the float32 rows (a view of `weight` when it is float32) are done
+    if (rows_read) rows_read(n0, nb);
     const int8_t* Q = q.data_ptr<int8_t>();
     for (int64_t r = 0; r < nb; ++r) {
       const int64_t n = n0 + r, p = n / kPanel, j = n % kPanel;

@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include <torch/torch.h>
 
@@ -49,7 +50,11 @@ class Int8PanelWeight {
   /// copy of a large weight exists at once) with groups of `group` input features. Throws
   /// loom::Error when weight is not 2-D, holds a NaN or infinity (naming the row), or group is odd,
   /// < 2 or > kMaxGroup.
-  Int8PanelWeight(const torch::Tensor& weight, int64_t group);
+  /// `rows_read`, when set, is called with (n0, nb) once rows [n0, n0 + nb) of `weight` have been
+  /// read for the last time — e.g. to release their pages of a memory-mapped checkpoint, so a large
+  /// float32 weight is never resident whole while it is packed.
+  Int8PanelWeight(const torch::Tensor& weight, int64_t group,
+                  const std::function<void(int64_t n0, int64_t nb)>& rows_read = {});
 
   /// y[m, n] = Σ_k x[m, k]·W[n, k] (+ bias[n]) for x [M, K] float32 row-major (row stride K) and
   /// y [M, N] row-major with row stride ldy (>= N); bias [N] or nullptr. Uses the threads of
