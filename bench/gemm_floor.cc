@@ -12,7 +12,6 @@
 // Prints "| threads | rows M | GEMM ms / step | of it vocabulary projection | tgt tok/s ceiling,
 // beam 1 | beam 4 |" where the ceilings are M (beam 1) or M / 4 (beam 4) tokens per step time.
 #include <CLI/CLI.hpp>
-#include <dlfcn.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -33,11 +32,6 @@ struct Product {
   loom::nn::Int8PanelWeight q;  // int8 copy (--compute-type int8)
   torch::Tensor w8;             // [N, K] int8 (--compute-type u8s8-onednn)
 };
-
-// oneDNN's C API (dnnl.h): row-major C = alpha·(op(A) − ao)·(op(B) − bo) + beta·C + co, A u8, B s8.
-using GemmU8S8S32Fn = int (*)(char transa, char transb, char offsetc, int64_t M, int64_t N, int64_t K, float alpha,
-                              const uint8_t* A, int64_t lda, uint8_t ao, const int8_t* B, int64_t ldb, int8_t bo,
-                              float beta, int32_t* C, int64_t ldc, const int32_t* co);
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -67,7 +61,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const bool u8s8 = compute_type == "u8s8-onednn";
-  const auto gemm_u8s8 = reinterpret_cast<GemmU8S8S32Fn>(dlsym(RTLD_DEFAULT, "dnnl_gemm_u8s8s32"));
+  const loom::nn::GemmU8S8S32Fn gemm_u8s8 = loom::nn::onednn_gemm_u8s8s32();
   if (u8s8 && gemm_u8s8 == nullptr) {
     std::fprintf(stderr, "loom_gemm_floor: dnnl_gemm_u8s8s32 not found\n");
     return 1;

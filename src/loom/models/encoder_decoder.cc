@@ -159,9 +159,7 @@ torch::Tensor DecoderState::self_mask(int64_t t) const {
   return causal.defined() ? mask + causal : mask;                                                        // [R, 1, T|1, L+T]
 }
 
-namespace {
-// The model packed as `compute_type` (Seq2SeqModel packs while loading, see Seq2SeqModel::load).
-std::shared_ptr<EncoderDecoder> load_model(const io::HfCheckpoint& checkpoint, nn::WeightType compute_type) {
+std::shared_ptr<EncoderDecoder> load_encoder_decoder(const io::HfCheckpoint& checkpoint, nn::WeightType compute_type) {
   const nlohmann::json& config = checkpoint.config();
   const std::string path = checkpoint.dir() + "/config.json";
   auto it = config.find("model_type");
@@ -172,14 +170,10 @@ std::shared_ptr<EncoderDecoder> load_model(const io::HfCheckpoint& checkpoint, n
     if (compute_type != nn::WeightType::kFloat32) model->set_compute_type(compute_type);
     return model;
   }
+  // Seq2SeqModel packs while it loads (see Seq2SeqModel::load).
   if (type == "marian" || type == "m2m_100") return Seq2SeqModel::load(checkpoint, compute_type);
   fail(Where{path, 0, "model_type"}, "unsupported model_type \"{}\" (expected \"marian\", \"m2m_100\" or \"{}\")", type,
        NativeSeq2SeqConfig::kModelType);
-}
-}  // namespace
-
-std::shared_ptr<EncoderDecoder> load_encoder_decoder(const io::HfCheckpoint& checkpoint, nn::WeightType compute_type) {
-  return load_model(checkpoint, compute_type);
 }
 
 std::shared_ptr<EncoderDecoder> load_encoder_decoder(const std::string& dir, nn::WeightType compute_type) {

@@ -13,10 +13,12 @@
 namespace loom::nn {
 namespace {
 
-SgemmFn find_sgemm() {
+// A oneDNN C function of libdnnl (loaded with libtorch), or nullptr (absent, or LOOM_GEMM=torch).
+template <typename Fn>
+Fn find_dnnl(const char* name) {
   const char* env = std::getenv("LOOM_GEMM");
   if (env != nullptr && std::strcmp(env, "torch") == 0) return nullptr;
-  return reinterpret_cast<SgemmFn>(dlsym(RTLD_DEFAULT, "dnnl_sgemm"));
+  return reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
 }
 
 SgemmFn sgemm() { return onednn_sgemm(); }
@@ -107,7 +109,17 @@ struct BmmNN : public torch::autograd::Function<BmmNN> {
 }  // namespace
 
 SgemmFn onednn_sgemm() {
-  static const SgemmFn fn = find_sgemm();
+  static const SgemmFn fn = find_dnnl<SgemmFn>("dnnl_sgemm");
+  return fn;
+}
+
+GemmU8S8S32Fn onednn_gemm_u8s8s32() {
+  static const GemmU8S8S32Fn fn = find_dnnl<GemmU8S8S32Fn>("dnnl_gemm_u8s8s32");
+  return fn;
+}
+
+GemmBf16Fn onednn_gemm_bf16() {
+  static const GemmBf16Fn fn = find_dnnl<GemmBf16Fn>("dnnl_gemm_bf16bf16f32");
   return fn;
 }
 

@@ -2,7 +2,6 @@
 
 #include <ATen/Parallel.h>
 #include <immintrin.h>
-#include <dlfcn.h>
 
 #include <algorithm>
 #include <atomic>
@@ -12,37 +11,12 @@
 
 #include "loom/core/error.h"
 #include "loom/nn/gemv.h"
+#include "loom/nn/int8_rows.h"
 #include "loom/nn/sgemm.h"
 #include "loom/nn/linear.h"
 
 namespace loom::nn {
 namespace {
-
-// oneDNN C API (dnnl.h), row-major, looked up in the libdnnl that libtorch already loads (as
-// nn::linear's dnnl_sgemm). C = alpha·(op(A) - ao)·(op(B) - bo) + beta·C + co.
-using GemmU8S8S32Fn = int (*)(char transa, char transb, char offsetc, int64_t M, int64_t N, int64_t K, float alpha,
-                              const uint8_t* A, int64_t lda, uint8_t ao, const int8_t* B, int64_t ldb, int8_t bo,
-                              float beta, int32_t* C, int64_t ldc, const int32_t* co);
-// C = alpha·op(A)·op(B) + beta·C with A, B bfloat16 (uint16 bit patterns), C float32.
-using GemmBf16Fn = int (*)(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A,
-                           int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc);
-
-template <typename Fn>
-Fn find_dnnl(const char* name) {
-  const char* env = std::getenv("LOOM_GEMM");
-  if (env != nullptr && std::strcmp(env, "torch") == 0) return nullptr;
-  return reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
-}
-
-GemmU8S8S32Fn gemm_u8s8s32() {
-  static const GemmU8S8S32Fn fn = find_dnnl<GemmU8S8S32Fn>("dnnl_gemm_u8s8s32");
-  return fn;
-}
-
-GemmBf16Fn gemm_bf16() {
-  static const GemmBf16Fn fn = find_dnnl<GemmBf16Fn>("dnnl_gemm_bf16bf16f32");
-  return fn;
-}
 
 // Without VNNI, oneDNN's u8·s8 GEMM sums pairs of products in int16 with saturation
 // (vpmaddubsw), which the exact sums must not have: forward_low_precision then splits the
@@ -132,11 +106,8 @@ PackedLinear::PackedLinear(const torch::Tensor& weight, const torch::Tensor& bia
         auto w = weight.narrow(0, n0, nb).to(torch::kFloat32);  // [nb, K]
         for (int64_t j = 0; j < nblocks; ++j) {
           const int64_t k0 = j * G, kb = std::min(G, K - k0);
-          auto wj = w.narrow(1, k0, kb);                                  // [nb, kb]
-          auto s = std::get<0>(wj.abs().max(1)) / 127.0f;                 // [nb]
-          s = torch::where(s > 0, s, torch::ones_like(s));                // an all-zero block: q = 0
-          auto q = torch::round(wj / s.unsqueeze(1)).clamp(-127, 127);   // [nb, kb]
-          w_.narrow(0, n0, nb).narrow(1, k0, kb).copy_(q.to(torch::kInt8));
+          auto [q, s] = quantize_int8_rows(w.narrow(1, k0, kb));  // [nb, kb], [nb]
+          w_.narrow(0, n0, nb).narrow(1, k0, kb).copy_(q);
           if (scale_.dim() == 2) scale_[j].narrow(0, n0, nb).copy_(s);
           else scale_.narrow(0, n0, nb).copy_(s);
         }
@@ -199,10 +170,8 @@ torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
   const int64_t by_cache = (int64_t{2} << 20) / std::max<int64_t>(1, K * 4);             // ~2 MB of float32
   const int64_t by_threads = (N + 2 * at::get_num_threads() - 1) / (2 * at::get_num_threads());  // >= 2 tiles a thread
   const int64_t tile = std::max<int64_t>(16, std::min(by_cache, by_threads));
-  const int64_t tiles = (N + tile - 1) / tile;
   if (bias_.defined()) y.copy_(bias_.reshape({1, N}).expand({M, N}));
   const float beta = bias_.defined() ? 1.0f : 0.0f;
-  std::atomic<int> failed{0};
   if (fn == nullptr) {
     // libtorch's products (threaded themselves), tile by tile on this thread: tensor operations
     // must not run inside at::parallel_for (its workers lack this thread's InferenceMode).
@@ -217,6 +186,8 @@ torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
     }
     return y.view(out_shape);
   }
+  const int64_t tiles = (N + tile - 1) / tile;
+  std::atomic<int> failed{0};
   at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> wf(static_cast<size_t>(tile * K));
     for (int64_t t = t0; t < t1; ++t) {
@@ -261,10 +232,7 @@ __attribute__((target("avx2,fma"))) void dequantize_int8_avx2(const int8_t* q, c
 void PackedLinear::dequantize_rows(int64_t n0, int64_t nb, float* out) const {
   const int64_t K = w_.size(1);
   if (type_ == WeightType::kInt8) {
-    static const bool avx2 = [] {
-      __builtin_cpu_init();
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }();
+    static const bool avx2 = gemv_isa_supported(GemvIsa::kAvx2);
     const int8_t* q = w_.data_ptr<int8_t>() + n0 * K;
     const float* sc = scale_.data_ptr<float>() + n0;  // per-row scales (weight-only layout)
     if (avx2) dequantize_int8_avx2(q, sc, nb, K, out);
@@ -288,8 +256,8 @@ torch::Tensor PackedLinear::forward_low_precision(const torch::Tensor& x2) const
   if (type_ == WeightType::kBFloat16) {
     torch::Tensor xb = x2.to(torch::kBFloat16);  // [M, K], round to nearest even
     // oneDNN implements it only on AVX-512 CPUs (dnnl_unimplemented elsewhere): then the float path.
-    if (gemm_bf16() != nullptr &&
-        gemm_bf16()('N', 'T', M, N, K, 1.0f, reinterpret_cast<const uint16_t*>(xb.data_ptr()), K,
+    if (onednn_gemm_bf16() != nullptr &&
+        onednn_gemm_bf16()('N', 'T', M, N, K, 1.0f, reinterpret_cast<const uint16_t*>(xb.data_ptr()), K,
                     reinterpret_cast<const uint16_t*>(w_.data_ptr()), K, 0.0f, y.data_ptr<float>(), N) == 0) {
       if (bias_.defined()) y.add_(bias_);
       return y;
@@ -322,13 +290,13 @@ torch::Tensor PackedLinear::forward_low_precision(const torch::Tensor& x2) const
         XS[m * nblocks + j] = s;
       }
   });
-  const bool vnni = gemm_u8s8s32() != nullptr && has_vnni();
+  const bool vnni = onednn_gemm_u8s8s32() != nullptr && has_vnni();
   // Without VNNI, oneDNN adds pairs of u8·s8 products in int16 with saturation (vpmaddubsw):
   // 255·127·2 overflows, 127·127·2 does not. So split u = q + 128 = 2h + l with h = u >> 1 in
   // [0, 127] and l = u & 1: q·w = 2·(h − 64)·w + l·w, two saturation-free integer GEMMs whose
   // combination equals the exact sums (of the VNNI path and of the portable loop).
   torch::Tensor xl;  // [M, K] l = u & 1 (XQ then holds h)
-  if (!vnni && gemm_u8s8s32() != nullptr) {
+  if (!vnni && onednn_gemm_u8s8s32() != nullptr) {
     xl = torch::empty({M, K}, torch::kUInt8);
     uint8_t* XL = xl.data_ptr<uint8_t>();
     at::parallel_for(0, M * K, 4096, [&](int64_t i0, int64_t i1) {
@@ -354,13 +322,13 @@ torch::Tensor PackedLinear::forward_low_precision(const torch::Tensor& x2) const
       const int64_t k0 = j * G, kb = std::min(G, K - k0);
       const int8_t* Wj = W + n0 * K + k0;
       if (vnni) {
-        const int status = gemm_u8s8s32()('N', 'T', 'F', M, nb, kb, 1.0f, XQ + k0, K, 128, Wj, K, 0, 0.0f, C, nb, &zero);
+        const int status = onednn_gemm_u8s8s32()('N', 'T', 'F', M, nb, kb, 1.0f, XQ + k0, K, 128, Wj, K, 0, 0.0f, C, nb, &zero);
         if (status != 0) fail("PackedLinear: dnnl_gemm_u8s8s32 failed with status {}", status);
       } else if (xl.defined()) {
         int32_t* L = low.data_ptr<int32_t>();
-        int status = gemm_u8s8s32()('N', 'T', 'F', M, nb, kb, 1.0f, XQ + k0, K, 64, Wj, K, 0, 0.0f, C, nb, &zero);
+        int status = onednn_gemm_u8s8s32()('N', 'T', 'F', M, nb, kb, 1.0f, XQ + k0, K, 64, Wj, K, 0, 0.0f, C, nb, &zero);
         if (status == 0)
-          status = gemm_u8s8s32()('N', 'T', 'F', M, nb, kb, 1.0f, xl.data_ptr<uint8_t>() + k0, K, 0, Wj, K, 0, 0.0f, L,
+          status = onednn_gemm_u8s8s32()('N', 'T', 'F', M, nb, kb, 1.0f, xl.data_ptr<uint8_t>() + k0, K, 0, Wj, K, 0, 0.0f, L,
                                   nb, &zero);
         if (status != 0) fail("PackedLinear: dnnl_gemm_u8s8s32 failed with status {}", status);
       } else {

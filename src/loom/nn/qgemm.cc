@@ -12,14 +12,18 @@
 #include <vector>
 
 #include "loom/core/error.h"
+#include "loom/nn/gemv.h"
+#include "loom/nn/int8_rows.h"
 
 #define LOOM_TARGET_AVX2 __attribute__((target("avx2,fma")))
 
 namespace loom::nn {
 namespace {
 
-constexpr int kMr = 4;  // rows per tile: 4 × 2 int32 accumulators + 2 weight + 1 activation registers (6 rows
-                        // measured no faster, and slower with small groups: the 16 registers run out)
+constexpr int kMr = 4;  // rows per tile: 4 × 2 int32 accumulators + 2 weight + 1 activation registers. 6 rows
+                        // need all 16 vector registers (GCC 12 then keeps some on the stack) and were
+                        // slower with small groups in a standalone copy of the loop (measured while a
+                        // build shared the cores, so only as a direction)
 
 // xq[m, 0..pairs·2) = round(x[m, k] · (32767 / amax_m)) (zero past K), a[m] = amax_m / 32767 with
 // amax_m = max_k |x[m, k]|. A row with a NaN or infinity gets a[m] = NaN (its outputs are NaN, as
@@ -161,15 +165,14 @@ constexpr TileFn kTiles[kMr + 1] = {nullptr, tile<1>, tile<2>, tile<3>, tile<4>}
 
 }  // namespace
 
-bool Int8PanelWeight::supported() {
-  static const bool ok = [] {
-    __builtin_cpu_init();
-    const char* env = std::getenv("LOOM_KERNELS");
-    if (env != nullptr && std::strcmp(env, "portable") == 0) return false;
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return ok;
+std::pair<torch::Tensor, torch::Tensor> quantize_int8_rows(const torch::Tensor& w) {
+  torch::Tensor amax = std::get<0>(w.abs().max(1));                                        // [R]
+  torch::Tensor div = torch::where(amax > 0, amax / 127.0f, torch::ones_like(amax));      // all-zero row: q = 0
+  torch::Tensor q = torch::round(w / div.unsqueeze(1)).clamp(-127, 127).to(torch::kInt8);  // [R, C]
+  return {q, torch::where(amax > 0, div, torch::zeros_like(div))};
 }
+
+bool Int8PanelWeight::supported() { return gemv_default_isa() != GemvIsa::kPortable; }
 
 Int8PanelWeight::Int8PanelWeight(const torch::Tensor& weight, int64_t group,
                                  const std::function<void(int64_t, int64_t)>& rows_read) {
@@ -200,11 +203,8 @@ Int8PanelWeight::Int8PanelWeight(const torch::Tensor& weight, int64_t group,
     torch::Tensor q = torch::empty({nb, K_}, torch::kInt8);
     for (int64_t g = 0; g < groups_; ++g) {
       const int64_t k0 = g * G_, kb = std::min(G_, K_ - k0);
-      torch::Tensor wg = w.narrow(1, k0, kb);                               // [nb, kb]
-      torch::Tensor amax = std::get<0>(wg.abs().max(1));                    // [nb]
-      torch::Tensor s = torch::where(amax > 0, amax / 127.0f, torch::ones_like(amax));  // all-zero group: q = 0
-      q.narrow(1, k0, kb).copy_(torch::round(wg / s.unsqueeze(1)).clamp(-127, 127).to(torch::kInt8));
-      s = torch::where(amax > 0, s, torch::zeros_like(s));
+      auto [qg, s] = quantize_int8_rows(w.narrow(1, k0, kb));  // [nb, kb], [nb]
+      q.narrow(1, k0, kb).copy_(qg);
       std::memcpy(S + g * ld_s + n0, s.data_ptr<float>(), static_cast<size_t>(nb) * sizeof(float));
     }
     w = torch::Tensor();  // the float32 rows (a view of `weight` when it is float32) are done
